@@ -1,0 +1,27 @@
+"""ALBERT (A Lite BERT) in PyTorch: model, tokenizer, pretraining, fine-tuning and fast inference."""
+
+from albert.config import AlbertConfig
+from albert.heads import (
+    AlbertForMaskedLM,
+    AlbertForMultipleChoice,
+    AlbertForPreTraining,
+    AlbertForQuestionAnswering,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+    AlbertModel,
+    AlbertPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlbertConfig",
+    "AlbertForMaskedLM",
+    "AlbertForMultipleChoice",
+    "AlbertForPreTraining",
+    "AlbertForQuestionAnswering",
+    "AlbertForSequenceClassification",
+    "AlbertForTokenClassification",
+    "AlbertModel",
+    "AlbertPreTrainedModel",
+]

@@ -1,0 +1,179 @@
+"""Checkpoints: transformers-format directories both ways, name resolution, and the original TF names.
+
+Our parameter names ARE transformers' names, so reading and writing transformers checkpoints needs
+no renaming, only the base-model prefix (`albert.`) added or removed and tied aliases skipped. The
+original TensorFlow names differ; `TF_KEY_MAP` is the one table that maps them (see `albert.tf_import`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from albert.config import AlbertConfig
+
+if TYPE_CHECKING:
+    from albert.heads import AlbertPreTrainedModel
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound="AlbertPreTrainedModel")
+
+CONFIG_NAME = "config.json"
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_INDEX_NAME = "model.safetensors.index.json"
+TORCH_WEIGHTS_NAME = "pytorch_model.bin"
+
+OFFICIAL_NAMES = [f"albert-{size}-{v}" for v in ("v1", "v2") for size in ("base", "large", "xlarge", "xxlarge")]
+# The hub moved the official checkpoints under the `albert/` organisation; the bare names are aliases.
+HUB_ALIASES = {name: f"albert/{name}" for name in OFFICIAL_NAMES}
+HUB_FILES = [CONFIG_NAME, SAFE_WEIGHTS_NAME, SAFE_INDEX_NAME, "model-*.safetensors", TORCH_WEIGHTS_NAME,
+             "spiece.model", "tokenizer_config.json", "special_tokens_map.json"]
+
+# Buffers that some transformers versions stored; they hold no learned state.
+_IGNORED_KEYS = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
+
+
+class CheckpointError(OSError):
+    """A model could not be found or read."""
+
+
+# ----- name resolution -----
+def packaged_models_dir() -> Path:
+    return Path(__file__).parent / "models"
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """A local directory, a model shipped in this package, or a hub id (through huggingface_hub)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; expected a model directory (config.json + weights)")
+    name = str(name_or_path)
+    packaged = packaged_models_dir() / name
+    if (packaged / CONFIG_NAME).is_file() or (packaged / "spiece.model").is_file():
+        return packaged
+    tried = [f"no local directory {path}"]
+    repo_id = HUB_ALIASES.get(name, name)
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        tried.append("hub download unavailable: huggingface_hub is not installed (pip install 'albert[hub]')")
+    else:
+        try:
+            return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+        except (OSError, ValueError) as e:  # offline, unknown repo, invalid id: all reported below
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            tried.append(f"hub id {repo_id!r} failed ({type(e).__name__}: {reason[:200]})")
+    raise CheckpointError(f"cannot load {name!r}: " + "; ".join(tried))
+
+
+# ----- reading -----
+def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """Weights of a transformers directory: safetensors (single or sharded), else a torch .bin read safely."""
+    try:
+        if (directory / SAFE_WEIGHTS_NAME).is_file():
+            return load_file(directory / SAFE_WEIGHTS_NAME)
+        if (directory / SAFE_INDEX_NAME).is_file():
+            index = json.loads((directory / SAFE_INDEX_NAME).read_text())
+            state: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(index["weight_map"].values())):
+                state.update(load_file(directory / shard))
+            return state
+        if (directory / TORCH_WEIGHTS_NAME).is_file():
+            # weights_only: a checkpoint is data, never code to run.
+            obj = torch.load(directory / TORCH_WEIGHTS_NAME, map_location="cpu", weights_only=True)
+            if not isinstance(obj, dict):
+                raise CheckpointError(f"{directory / TORCH_WEIGHTS_NAME} does not hold a state dict")
+            return obj
+    except (SafetensorError, RuntimeError, KeyError, json.JSONDecodeError, EOFError) as e:
+        raise CheckpointError(f"cannot read weights in {directory}: {e}") from None
+    raise CheckpointError(f"no weights in {directory} (looked for {SAFE_WEIGHTS_NAME}, {SAFE_INDEX_NAME}, "
+                          f"{TORCH_WEIGHTS_NAME})")
+
+
+def adapt_keys(state: dict[str, torch.Tensor], prefix: str, expected: set[str]) -> dict[str, torch.Tensor]:
+    """Add or strip the base-model prefix so a bare backbone and a head model load each other."""
+    state = {k: v for k, v in state.items() if not _IGNORED_KEYS.search(k)}
+    # Older checkpoints stored only the decoder's alias of the MLM bias.
+    if "predictions.decoder.bias" in state and "predictions.bias" not in state:
+        state["predictions.bias"] = state["predictions.decoder.bias"]
+    if not prefix:  # loading into the bare AlbertModel: drop "albert." from a head checkpoint
+        head_prefix = "albert."
+        if any(k.startswith(head_prefix) for k in state):
+            return {k[len(head_prefix):]: v for k, v in state.items() if k.startswith(head_prefix)} | {
+                k: v for k, v in state.items() if not k.startswith(head_prefix)}
+        return state
+    p = prefix + "."
+    if not any(k.startswith(p) for k in state):  # a bare backbone checkpoint loaded into a head model
+        return {(p + k if p + k in expected else k): v for k, v in state.items()}
+    return state
+
+
+def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtype | None = None,
+                    config: AlbertConfig | None = None, **overrides: Any) -> M:
+    directory = resolve_model_dir(name_or_path)
+    if config is None:
+        config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
+    if overrides:
+        import dataclasses
+
+        if "id2label" in overrides and "num_labels" not in overrides:
+            overrides["label2id"] = None
+        config = dataclasses.replace(config, **overrides)
+    model = cls(config)
+    state = read_state_dict(directory)
+    load_state_into(model, state)
+    if dtype is not None:
+        model.to(dtype)
+    model.eval()
+    return model
+
+
+def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Copy weights in, checking every shape; report (log and return) missing and unexpected keys."""
+    own = model.state_dict()
+    expected = set(own) - set(model.tied_keys)
+    state = adapt_keys(state, model.base_model_prefix, expected)
+    # A pooler is meaningless to task heads that do not use one (transformers drops it the same way).
+    pooler_free = not any(".pooler." in k or k.startswith("pooler.") for k in own)
+    unexpected = sorted(k for k in state if k not in own and not (pooler_free and "pooler" in k))
+    missing = sorted(k for k in expected if k not in state)
+    for key in expected & set(state):
+        if tuple(state[key].shape) != tuple(own[key].shape):
+            raise CheckpointError(f"shape mismatch for {key}: checkpoint {tuple(state[key].shape)}, "
+                                  f"model {tuple(own[key].shape)} (does the config match the weights?)")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    model.tie_weights()
+    if missing:
+        logger.warning("%s: newly initialised (not in the checkpoint): %s", type(model).__name__, ", ".join(missing))
+    if unexpected:
+        logger.warning("%s: ignored checkpoint weights: %s", type(model).__name__, ", ".join(unexpected))
+    info = {"missing_keys": missing, "unexpected_keys": unexpected}
+    model.loading_info = info  # type: ignore[assignment]
+    return info
+
+
+# ----- writing -----
+def save_pretrained(model: AlbertPreTrainedModel, directory: str | Path) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    extra = dict(config.extra)
+    extra["architectures"] = [type(model).__name__]
+    import dataclasses
+
+    dataclasses.replace(config, extra=extra).to_json_file(directory / CONFIG_NAME)
+    tied = set(model.tied_keys)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in tied}
+    tmp = directory / (SAFE_WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, directory / SAFE_WEIGHTS_NAME)

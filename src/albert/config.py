@@ -1,0 +1,194 @@
+"""AlbertConfig: one dataclass, the eight official presets, and transformers' config.json on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
+
+# Keys that transformers' PretrainedConfig writes into every config.json. They carry no meaning
+# for the ALBERT architecture, so they are accepted and dropped (kept only to write them back).
+_TRANSFORMERS_GENERIC_KEYS = frozenset(
+    {
+        "architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
+        "output_attentions", "output_hidden_states", "return_dict", "use_return_dict", "is_encoder_decoder",
+        "is_decoder", "add_cross_attention", "tie_word_embeddings", "tie_encoder_decoder", "chunk_size_feed_forward",
+        "pruned_heads", "torchscript", "use_bfloat16", "tf_legacy_loss", "cross_attention_hidden_size",
+        "finetuning_task", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id",
+        "task_specific_params", "_name_or_path", "_attn_implementation_autoset", "_commit_hash",
+        "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
+        "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty",
+        "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids",
+        "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+        "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+        "suppress_tokens", "begin_suppress_tokens", "use_cache", "gradient_checkpointing",
+        "down_scale_factor", "gap_size", "num_memory_blocks", "layers_to_keep",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """An invalid or unknown configuration value."""
+
+
+@dataclass
+class AlbertConfig:
+    """Every field of transformers' AlbertConfig, with its defaults (those of albert-xxlarge-v2)."""
+
+    vocab_size: int = 30000
+    embedding_size: int = 128
+    hidden_size: int = 4096
+    num_hidden_layers: int = 12
+    num_hidden_groups: int = 1
+    num_attention_heads: int = 64
+    intermediate_size: int = 16384
+    inner_group_num: int = 1
+    hidden_act: str = "gelu_new"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    classifier_dropout_prob: float = 0.1
+    position_embedding_type: str = "absolute"
+    pad_token_id: int = 0
+    bos_token_id: int = 2
+    eos_token_id: int = 3
+    num_labels: int = 2
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    problem_type: str | None = None
+    # What the checkpoint was fine-tuned for (see albert.tasks); None for pretrained backbones.
+    albert_task: dict[str, Any] | None = None
+    # transformers' generic keys read from a config.json, written back unchanged.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.id2label is not None:
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            self.num_labels = len(self.id2label)
+            if self.label2id is None:
+                self.label2id = {v: k for k, v in self.id2label.items()}
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
+                     "num_attention_heads", "intermediate_size", "inner_group_num", "max_position_embeddings",
+                     "type_vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size ({self.hidden_size}) is not divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        if self.num_hidden_layers % self.num_hidden_groups:
+            raise ConfigError(
+                f"num_hidden_layers ({self.num_hidden_layers}) is not divisible by num_hidden_groups "
+                f"({self.num_hidden_groups})"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.hidden_act!r}; expected one of {', '.join(ACTIVATIONS)}")
+        if self.position_embedding_type != "absolute":
+            raise ConfigError(
+                f"position_embedding_type {self.position_embedding_type!r} is not supported; ALBERT uses 'absolute'"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
+            p = getattr(self, name)
+            if not 0.0 <= float(p) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {p!r}")
+        if self.num_labels < 1:
+            raise ConfigError(f"num_labels must be >= 1, got {self.num_labels}")
+        if self.problem_type not in (None, "regression", "single_label_classification",
+                                     "multi_label_classification"):
+            raise ConfigError(f"unknown problem_type {self.problem_type!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    # ----- presets -----
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> AlbertConfig:
+        """One of the official names (`albert-base-v2`, `albert/albert-large-v1`, ...) or a small test preset."""
+        key = name.removeprefix("albert/")
+        if key not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+        return dataclasses.replace(cls(**PRESETS[key]), **overrides)
+
+    # ----- dict / JSON -----
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AlbertConfig:
+        """Build from a transformers-style dict. Unknown keys are errors; transformers' generic keys are kept aside."""
+        data = dict(data)
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        structure = data.pop("net_structure_type", 0)
+        if structure not in (0, None):
+            raise ConfigError(f"net_structure_type={structure} is not supported (only the standard ALBERT, 0)")
+        extra = {k: data.pop(k) for k in list(data) if k in _TRANSFORMERS_GENERIC_KEYS}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        if data.get("model_type", "albert") != "albert":
+            raise ConfigError(f"not an ALBERT config (model_type={data['model_type']!r})")
+        return cls(**data, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("id2label", "label2id", "problem_type", "albert_task") and value is None:
+                continue
+            out[f.name] = value
+        if self.id2label is not None:
+            out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["model_type"] = "albert"
+        return out
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> AlbertConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} does not hold a JSON object")
+        # The original TF release names these differently in albert_config.json.
+        return cls.from_dict(data)
+
+    def to_json_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _official(hidden: int, layers: int, heads: int, act: str, dropout: float) -> dict[str, Any]:
+    return dict(
+        vocab_size=30000, embedding_size=128, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=4 * hidden, hidden_act=act,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+    )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "albert-base-v1": _official(768, 12, 12, "gelu", 0.1),
+    "albert-large-v1": _official(1024, 24, 16, "gelu", 0.1),
+    "albert-xlarge-v1": _official(2048, 24, 16, "gelu", 0.1),
+    "albert-xxlarge-v1": _official(4096, 12, 64, "gelu", 0.0),
+    "albert-base-v2": _official(768, 12, 12, "gelu_new", 0.0),
+    "albert-large-v2": _official(1024, 24, 16, "gelu_new", 0.0),
+    "albert-xlarge-v2": _official(2048, 24, 16, "gelu_new", 0.0),
+    "albert-xxlarge-v2": _official(4096, 12, 64, "gelu_new", 0.0),
+    # Small shapes for tests and for models trained on one machine.
+    "albert-tiny": dict(vocab_size=1000, embedding_size=32, hidden_size=64, num_hidden_layers=4,
+                        num_attention_heads=4, intermediate_size=128, hidden_act="gelu_new",
+                        max_position_embeddings=128),
+    "albert-small": dict(vocab_size=16000, embedding_size=128, hidden_size=384, num_hidden_layers=12,
+                         num_attention_heads=6, intermediate_size=1536, hidden_act="gelu_new"),
+}

@@ -1,0 +1,374 @@
+"""The public model classes: `AlbertModel` and every head, with transformers' names and outputs.
+
+Losses are computed in fp32 whatever the compute dtype. Nothing here reads or writes files:
+`from_pretrained` / `save_pretrained` delegate to `albert.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.config import AlbertConfig
+from albert.model import (
+    AlbertBackbone,
+    BaseModelOutputWithPooling,
+    ModelOutput,
+    activation_fn,
+    init_weights,
+)
+
+M = TypeVar("M", bound="AlbertPreTrainedModel")
+
+
+class AlbertPreTrainedModel(nn.Module):
+    """Shared plumbing: weight init, tying, and checkpoint I/O (transformers-compatible directories)."""
+
+    base_model_prefix = "albert"
+    # Parameters that alias others and are therefore not stored in a checkpoint.
+    tied_keys: tuple[str, ...] = ()
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def post_init(self) -> None:
+        init_weights(self, self.config.initializer_range)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Re-establish aliases after weights are replaced (loading, resizing)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # parameters() yields shared tensors once
+
+    @classmethod
+    def from_pretrained(cls: type[M], name_or_path: str | Path, **kwargs: Any) -> M:
+        """Load a local directory, a packaged model name or a hub id; `kwargs` override config fields."""
+        from albert.checkpoint import load_pretrained
+
+        return load_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json + model.safetensors: a directory transformers loads unchanged."""
+        from albert.checkpoint import save_pretrained
+
+        save_pretrained(self, directory)
+
+
+class AlbertModel(AlbertPreTrainedModel, AlbertBackbone):
+    """The bare backbone; state-dict keys have no prefix (`embeddings.*`, `encoder.*`, `pooler.*`)."""
+
+    base_model_prefix = ""
+
+    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True) -> None:
+        AlbertBackbone.__init__(self, config, add_pooling_layer)  # sets self.config
+        self.post_init()
+
+    forward = AlbertBackbone.forward
+
+
+# ----- outputs -----
+@dataclass
+class AlbertForPreTrainingOutput(ModelOutput):
+    loss: Tensor | None = None
+    prediction_logits: Tensor | None = None
+    sop_logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class MaskedLMOutput(ModelOutput):
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+SequenceClassifierOutput = MaskedLMOutput
+TokenClassifierOutput = MaskedLMOutput
+MultipleChoiceModelOutput = MaskedLMOutput
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: Tensor | None = None
+    start_logits: Tensor | None = None
+    end_logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+# ----- head modules -----
+class AlbertMLMHead(nn.Module):
+    """H → E → activation → LayerNorm → E → V, the decoder tied to the word embeddings with one bias."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
+        self.decoder.bias = self.bias
+        self.activation = activation_fn(config.hidden_act)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        h = self.LayerNorm(self.activation(self.dense(hidden)))
+        return self.decoder(h)
+
+
+class AlbertSOPHead(nn.Module):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        # transformers sizes it by num_labels (2 for sentence order); kept so checkpoints load either way
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return self.classifier(self.dropout(pooled))
+
+
+def _ce(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index)
+
+
+class _MaskedLMMixin(AlbertPreTrainedModel):
+    albert: AlbertModel
+    predictions: AlbertMLMHead
+    tied_keys = ("predictions.decoder.weight", "predictions.decoder.bias")
+
+    def tie_weights(self) -> None:
+        self.predictions.decoder.weight = self.albert.embeddings.word_embeddings.weight
+        self.predictions.decoder.bias = self.predictions.bias
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.predictions.decoder
+
+
+class AlbertForPreTraining(_MaskedLMMixin):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config)
+        self.predictions = AlbertMLMHead(config)
+        self.sop_classifier = AlbertSOPHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        sentence_order_label: Tensor | None = None,
+        mlm_positions: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> AlbertForPreTrainingOutput:
+        """`mlm_positions` [B, P] runs the MLM head on those positions only (as the original does in
+        training); `prediction_logits` is then [B, P, V] and `labels` [B, P] (-100 for padding)."""
+        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                          output_hidden_states, output_attentions)
+        hidden = out.last_hidden_state  # (B, T, H)
+        if mlm_positions is not None:
+            hidden = torch.gather(hidden, 1, mlm_positions[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, P, H)
+        logits = self.predictions(hidden)
+        assert out.pooler_output is not None
+        sop_logits = self.sop_classifier(out.pooler_output)
+        loss = None
+        if labels is not None and sentence_order_label is not None:
+            loss = _ce(logits, labels) + _ce(sop_logits, sentence_order_label)
+        return AlbertForPreTrainingOutput(loss, logits, sop_logits, out.hidden_states, out.attentions)
+
+
+class AlbertForMaskedLM(_MaskedLMMixin):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.predictions = AlbertMLMHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> MaskedLMOutput:
+        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                          output_hidden_states, output_attentions)
+        logits = self.predictions(out.last_hidden_state)  # (B, T, V)
+        loss = _ce(logits, labels) if labels is not None else None
+        return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class AlbertForSequenceClassification(AlbertPreTrainedModel):
+    """num_labels == 1 → regression (MSE); integer labels → cross-entropy; float multi-hot → BCE."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.albert = AlbertModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def problem_type(self, labels: Tensor) -> str:
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        if labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> SequenceClassifierOutput:
+        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                          output_hidden_states, output_attentions)
+        assert out.pooler_output is not None
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            kind = self.problem_type(labels)
+            if kind == "regression":
+                if self.num_labels == 1:
+                    loss = F.mse_loss(logits.float().squeeze(), labels.float().squeeze())
+                else:
+                    loss = F.mse_loss(logits.float(), labels.float())
+            elif kind == "single_label_classification":
+                loss = _ce(logits, labels)
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class AlbertForTokenClassification(AlbertPreTrainedModel):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> TokenClassifierOutput:
+        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                          output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        loss = _ce(logits, labels) if labels is not None else None
+        return TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class AlbertForQuestionAnswering(AlbertPreTrainedModel):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.albert = AlbertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        start_positions: Tensor | None = None,
+        end_positions: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> QuestionAnsweringModelOutput:
+        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                          output_hidden_states, output_attentions)
+        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the window (clamped to T) are ignored, as in the original.
+            T = start_logits.shape[1]
+            start = start_positions.reshape(-1).clamp(0, T)
+            end = end_positions.reshape(-1).clamp(0, T)
+            loss = (_ce(start_logits, start, ignore_index=T) + _ce(end_logits, end, ignore_index=T)) / 2
+        return QuestionAnsweringModelOutput(loss, start_logits, end_logits, out.hidden_states, out.attentions)
+
+
+class AlbertForMultipleChoice(AlbertPreTrainedModel):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__(config)
+        self.albert = AlbertModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> MultipleChoiceModelOutput:
+        ref = input_ids if input_ids is not None else inputs_embeds
+        assert ref is not None
+        C = ref.shape[1]
+
+        def flat(t: Tensor | None) -> Tensor | None:  # (B, C, T, ...) → (B*C, T, ...)
+            return None if t is None else t.reshape(-1, *t.shape[2:])
+
+        out = self.albert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                          flat(inputs_embeds), output_hidden_states, output_attentions)
+        assert out.pooler_output is not None
+        logits = self.classifier(self.dropout(out.pooler_output)).view(-1, C)  # (B, C)
+        loss = _ce(logits, labels) if labels is not None else None
+        return MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+MODEL_CLASSES: dict[str, type[AlbertPreTrainedModel]] = {
+    cls.__name__: cls
+    for cls in (AlbertModel, AlbertForPreTraining, AlbertForMaskedLM, AlbertForSequenceClassification,
+                AlbertForTokenClassification, AlbertForQuestionAnswering, AlbertForMultipleChoice)
+}
+

@@ -1,0 +1,297 @@
+"""The ALBERT backbone: factorized embeddings, one shared transformer layer per group, and the pooler.
+
+Pure torch: no files, printing, optimizers or device logic here. Module and parameter names are
+transformers' own, so a state dict moves between the two libraries without renaming.
+
+Precision: the encoder runs in one *compute dtype*: the autocast dtype when autocast is on, else the
+parameters' dtype. The shared layer's weights are cast (and Q/K/V packed into one matrix) once per
+forward and reused on every layer pass, instead of autocast re-casting them on each of the passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.config import AlbertConfig
+
+
+class ModelOutput:
+    """Attribute access like transformers' outputs, plus `out[0]` / `out["name"]` over the fields that are set."""
+
+    def _items(self) -> list[tuple[str, Any]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            return dict(self._items())[key]
+        return [v for _, v in self._items()][key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(v for _, v in self._items())
+
+    def keys(self) -> list[str]:
+        return [k for k, _ in self._items()]
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(v for _, v in self._items())
+
+
+@dataclass
+class BaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: Tensor
+    pooler_output: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+def activation_fn(name: str) -> Any:
+    if name == "gelu":
+        return F.gelu
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "relu":
+        return F.relu
+    if name in ("silu", "swish"):
+        return F.silu
+    if name == "tanh":
+        return torch.tanh
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def compute_dtype(reference: Tensor) -> torch.dtype:
+    """The dtype the encoder computes in: autocast's when it is on for this device, else the weights'."""
+    device_type = reference.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return reference.dtype
+
+
+def extended_attention_mask(attention_mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """[B, T] of 1/0 → additive [B, 1, 1, T]; the dtype's minimum (not -10000) keeps bf16/fp16 finite."""
+    mask = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - mask) * torch.finfo(dtype).min
+
+
+class AlbertEmbeddings(nn.Module):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.max_positions = config.max_position_embeddings
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+    ) -> Tensor:
+        if inputs_embeds is None:
+            assert input_ids is not None
+            inputs_embeds = self.word_embeddings(input_ids)
+        B, T = inputs_embeds.shape[:2]
+        if T > self.max_positions:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings ({self.max_positions})")
+        if position_ids is None:
+            position_ids = torch.arange(T, device=inputs_embeds.device)[None, :]
+        x = inputs_embeds + self.position_embeddings(position_ids)
+        if token_type_ids is None:
+            x = x + self.token_type_embeddings.weight[0]
+        else:
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(x))  # (B, T, E)
+
+
+class LayerWeights(NamedTuple):
+    """One shared layer's weights in the compute dtype, Q/K/V packed: prepared once per forward."""
+
+    qkv_w: Tensor
+    qkv_b: Tensor
+    out_w: Tensor
+    out_b: Tensor
+    ln1_w: Tensor
+    ln1_b: Tensor
+    ffn_w: Tensor
+    ffn_b: Tensor
+    ffn_out_w: Tensor
+    ffn_out_b: Tensor
+    ln2_w: Tensor
+    ln2_b: Tensor
+
+
+class AlbertAttention(nn.Module):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        H = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(H, H)
+        self.key = nn.Linear(H, H)
+        self.value = nn.Linear(H, H)
+        self.dense = nn.Linear(H, H)
+        self.LayerNorm = nn.LayerNorm(H, eps=config.layer_norm_eps)
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.output_dropout = config.hidden_dropout_prob
+
+
+class AlbertLayer(nn.Module):
+    """Post-LN transformer layer. `forward` takes weights from `prepare` so a shared layer casts them once."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.attention = AlbertAttention(config)
+        self.ffn = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.ffn_output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.activation = activation_fn(config.hidden_act)
+        self.hidden_dropout = config.hidden_dropout_prob
+        self.eps = config.layer_norm_eps
+
+    def prepare(self, dtype: torch.dtype) -> LayerWeights:
+        a = self.attention
+        qkv_w = torch.cat([a.query.weight, a.key.weight, a.value.weight])  # (3H, H)
+        qkv_b = torch.cat([a.query.bias, a.key.bias, a.value.bias])
+        tensors = (qkv_w, qkv_b, a.dense.weight, a.dense.bias, a.LayerNorm.weight, a.LayerNorm.bias,
+                   self.ffn.weight, self.ffn.bias, self.ffn_output.weight, self.ffn_output.bias,
+                   self.full_layer_layer_norm.weight, self.full_layer_layer_norm.bias)
+        return LayerWeights(*(t.to(dtype) for t in tensors))
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None, w: LayerWeights, output_attentions: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        B, T, H = x.shape
+        nh, hs = self.attention.num_heads, self.attention.head_dim
+        qkv = F.linear(x, w.qkv_w, w.qkv_b).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs)
+        p_attn = self.attention.attention_dropout if self.training else 0.0
+        probs: Tensor | None = None
+        if output_attentions:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(hs)  # (B, nh, T, T)
+            if mask is not None:
+                scores = scores + mask
+            probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+            ctx = F.dropout(probs, p_attn, self.training) @ v
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn)
+        ctx = ctx.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+        attn_out = F.dropout(F.linear(ctx, w.out_w, w.out_b), self.hidden_dropout, self.training)
+        x = F.layer_norm(x + attn_out, (H,), w.ln1_w, w.ln1_b, self.eps)
+        h = self.activation(F.linear(x, w.ffn_w, w.ffn_b))  # (B, T, I)
+        h = F.linear(h, w.ffn_out_w, w.ffn_out_b)
+        x = F.layer_norm(x + h, (H,), w.ln2_w, w.ln2_b, self.eps)
+        return x, probs
+
+
+class AlbertLayerGroup(nn.Module):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.albert_layers = nn.ModuleList([AlbertLayer(config) for _ in range(config.inner_group_num)])
+
+
+@dataclass
+class EncoderOutput(ModelOutput):
+    last_hidden_state: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+class AlbertTransformer(nn.Module):
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        mask: Tensor | None,
+        dtype: torch.dtype,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        m = self.embedding_hidden_mapping_in
+        x = F.linear(embeddings.to(dtype), m.weight.to(dtype), m.bias.to(dtype))  # (B, T, H)
+        groups: list[AlbertLayerGroup] = list(self.albert_layer_groups)  # type: ignore[arg-type]
+        weights = [[layer.prepare(dtype) for layer in g.albert_layers] for g in groups]  # type: ignore[operator]
+        all_hidden: list[Tensor] = [x]
+        all_attn: list[Tensor] = []
+        passes_per_group = self.config.num_hidden_layers // self.config.num_hidden_groups
+        for i in range(self.config.num_hidden_layers):
+            g = i // passes_per_group
+            for layer, w in zip(groups[g].albert_layers, weights[g]):
+                x, probs = layer(x, mask, w, output_attentions)
+                if probs is not None:
+                    all_attn.append(probs)
+            all_hidden.append(x)
+        return EncoderOutput(
+            last_hidden_state=x,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_attn) if output_attentions else None,
+        )
+
+
+class AlbertBackbone(nn.Module):
+    """transformers' `AlbertModel` body: embeddings → shared encoder → optional pooler."""
+
+    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = AlbertEmbeddings(config)
+        self.encoder = AlbertTransformer(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutputWithPooling:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        emb = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, E)
+        dtype = compute_dtype(emb)
+        mask = None if attention_mask is None else extended_attention_mask(attention_mask, dtype)
+        with torch.autocast(emb.device.type, enabled=False):
+            enc = self.encoder(emb, mask, dtype, output_hidden_states, output_attentions)
+            pooled = None
+            if self.pooler is not None:
+                p = self.pooler
+                pooled = torch.tanh(F.linear(enc.last_hidden_state[:, 0], p.weight.to(dtype), p.bias.to(dtype)))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=enc.last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=enc.hidden_states,
+            attentions=enc.attentions,
+        )
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """transformers' initialisation: normal(0, std) for linears and embeddings, LayerNorm to identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
