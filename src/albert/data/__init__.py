@@ -1,0 +1,1 @@
+"""Data: readers for raw text and task files, pretraining examples (segments, SOP, n-gram masking)."""

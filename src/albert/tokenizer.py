@@ -1,0 +1,619 @@
+"""The ALBERT SentencePiece tokenizer: ALBERT's exact preprocessing, offsets into the original text,
+a fast batch path, and vocabulary training.
+
+The reference semantics are transformers 4.x's sentencepiece-based ("slow") `AlbertTokenizer`:
+1. outside special tokens, each character is lowercased (do_lower_case);
+2. the text is split on special tokens (`[MASK]` also swallows the whitespace before it);
+3. each piece of text: collapse whitespace, `` and '' → ", NFKD and drop combining marks, lowercase;
+4. SentencePiece, then the digit-comma fix ("92000," → ▁9 2000 ,).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sentencepiece as spm
+
+logger = logging.getLogger(__name__)
+
+SPIECE_UNDERLINE = "▁"
+VOCAB_FILE = "spiece.model"
+SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                  "mask_token": "[MASK]"}
+_SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS.values()) + ")")
+# The digit-comma fix only concerns pieces like "▁92000," (see _fix_digit_comma).
+_DIGIT_COMMA_RE = re.compile(r"\d,$")
+
+Truncation = bool | Literal["longest_first", "only_first", "only_second", "do_not_truncate"]
+Padding = bool | Literal["longest", "max_length", "do_not_pad"]
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file that cannot be read, or arguments that cannot be honoured."""
+
+
+class BatchEncoding(dict):
+    """A dict of model inputs (`input_ids`, `attention_mask`, ...) that also allows attribute access."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to(self, device: Any) -> BatchEncoding:
+        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
+
+
+@dataclass
+class Encoded:
+    """One text's pieces without special tokens: ids and (start, end) character spans in the original text."""
+
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+
+
+class AlbertTokenizer:
+    model_max_length = 512
+
+    def __init__(self, vocab_file: str | Path, do_lower_case: bool = True, remove_space: bool = True,
+                 keep_accents: bool = False) -> None:
+        self.vocab_file = Path(vocab_file)
+        self.do_lower_case = do_lower_case
+        self.remove_space = remove_space
+        self.keep_accents = keep_accents
+        if not self.vocab_file.is_file():
+            raise TokenizerError(f"SentencePiece model not found: {self.vocab_file}")
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.Load(str(self.vocab_file))
+        except (OSError, RuntimeError) as e:
+            raise TokenizerError(f"{self.vocab_file} is not a valid SentencePiece model ({e})") from None
+        for attr, token in SPECIAL_TOKENS.items():
+            setattr(self, attr, token)
+            token_id = self.sp.piece_to_id(token)
+            if self.sp.id_to_piece(token_id) != token:
+                raise TokenizerError(f"{self.vocab_file} has no {token} piece; an ALBERT vocabulary needs "
+                                     f"{', '.join(SPECIAL_TOKENS.values())}")
+            setattr(self, attr + "_id", token_id)
+        self.pad_token_id: int
+        self.unk_token_id: int
+        self.cls_token_id: int
+        self.sep_token_id: int
+        self.mask_token_id: int
+        self.all_special_ids = sorted(self.sp.piece_to_id(t) for t in SPECIAL_TOKENS.values())
+        self.all_special_tokens = list(SPECIAL_TOKENS.values())
+        self._special_by_text = {t: self.sp.piece_to_id(t) for t in SPECIAL_TOKENS.values()}
+        # Ids of pieces the digit-comma fix re-encodes: precomputed so the batch path can skip most texts.
+        self._digit_comma_ids = frozenset(
+            i for i in range(self.sp.get_piece_size())
+            if len(p := self.sp.id_to_piece(i)) > 1 and _DIGIT_COMMA_RE.search(p)
+        )
+
+    # ----- loading and saving -----
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> AlbertTokenizer:
+        """A `.model` file, a directory with `spiece.model` (ours or transformers'), or a model name/hub id."""
+        path = Path(name_or_path).expanduser()
+        if path.is_file():
+            return cls(path, **kwargs)
+        if not path.is_dir():
+            from albert.checkpoint import resolve_model_dir
+
+            try:
+                path = resolve_model_dir(name_or_path)
+            except OSError as e:
+                raise TokenizerError(str(e)) from None
+        vocab = path / VOCAB_FILE
+        if not vocab.is_file():
+            raise TokenizerError(f"no {VOCAB_FILE} in {path}")
+        settings: dict[str, Any] = {}
+        config_file = path / "tokenizer_config.json"
+        if config_file.is_file():
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            settings = {k: config[k] for k in ("do_lower_case", "remove_space", "keep_accents") if k in config}
+        return cls(vocab, **{**settings, **kwargs})
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write spiece.model plus the files transformers' AlbertTokenizer.from_pretrained reads."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.vocab_file.resolve() != (directory / VOCAB_FILE).resolve():
+            shutil.copyfile(self.vocab_file, directory / VOCAB_FILE)
+        mask = {"content": "[MASK]", "lstrip": True, "rstrip": False, "normalized": False, "single_word": False,
+                "special": True}
+        config = {
+            "tokenizer_class": "AlbertTokenizer", "do_lower_case": self.do_lower_case,
+            "remove_space": self.remove_space, "keep_accents": self.keep_accents,
+            "bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "<unk>", "sep_token": "[SEP]",
+            "pad_token": "<pad>", "cls_token": "[CLS]", "mask_token": mask,
+            "model_max_length": self.model_max_length,
+        }
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        special = {"bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "<unk>", "sep_token": "[SEP]",
+                   "pad_token": "<pad>", "cls_token": "[CLS]", "mask_token": mask}
+        (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n", encoding="utf-8")
+
+    # ----- vocabulary -----
+    @property
+    def vocab_size(self) -> int:
+        return int(self.sp.get_piece_size())
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def get_vocab(self) -> dict[str, int]:
+        return {self.sp.id_to_piece(i): i for i in range(self.vocab_size)}
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> Any:
+        if isinstance(tokens, str):
+            return int(self.sp.piece_to_id(tokens))
+        return [int(self.sp.piece_to_id(t)) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> Any:
+        if isinstance(ids, int):
+            return self.sp.id_to_piece(ids)
+        return [self.sp.id_to_piece(int(i)) for i in ids
+                if not (skip_special_tokens and int(i) in self.all_special_ids)]
+
+    # ----- normalisation -----
+    def _lower_outside_specials(self, text: str) -> str:
+        # transformers lowercases one character at a time (no final-sigma rule), skipping special tokens.
+        if text.isascii():
+            parts = _SPECIAL_RE.split(text)
+            return "".join(p if i % 2 else p.lower() for i, p in enumerate(parts))
+        parts = _SPECIAL_RE.split(text)
+        return "".join(p if i % 2 else "".join(c.lower() for c in p) for i, p in enumerate(parts))
+
+    def preprocess_text(self, text: str) -> str:
+        """ALBERT's normalisation of one special-token-free piece of text (fast, no offsets)."""
+        if self.remove_space:
+            text = " ".join(text.split())
+        text = text.replace("``", '"').replace("''", '"')
+        if not self.keep_accents and not text.isascii():
+            text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        if self.do_lower_case:
+            text = text.lower()
+        return text
+
+    def _preprocess_with_map(self, text: str, base: int) -> tuple[str, list[int], list[int]]:
+        """`preprocess_text`, also giving for each output character its [start, end) in the original string."""
+        chars: list[tuple[str, int, int]] = [(c, base + i, base + i + 1) for i, c in enumerate(text)]
+        if self.remove_space:
+            out: list[tuple[str, int, int]] = []
+            for c, s, e in chars:
+                if c.isspace():
+                    if out and out[-1][0] == " " and out[-1][2] == -1:
+                        continue
+                    out.append((" ", s, -1))  # -1 marks "inside a whitespace run"
+                else:
+                    out.append((c, s, e))
+            while out and out[0][2] == -1:
+                out.pop(0)
+            while out and out[-1][2] == -1:
+                out.pop()
+            chars = [(c, s, s + 1 if e == -1 else e) for c, s, e in out]
+        merged: list[tuple[str, int, int]] = []
+        for item in chars:  # `` and '' → " (left to right, as str.replace does)
+            if merged and merged[-1][0] == item[0] and item[0] in "`'":
+                prev = merged.pop()
+                merged.append(('"', prev[1], item[2]))
+                continue
+            merged.append(item)
+        chars = merged
+        if not self.keep_accents:
+            chars = [(d, s, e) for c, s, e in chars for d in unicodedata.normalize("NFKD", c)
+                     if not unicodedata.combining(d)]
+        if self.do_lower_case:
+            chars = [(d, s, e) for c, s, e in chars for d in c.lower()]
+        return "".join(c for c, _, _ in chars), [s for _, s, _ in chars], [e for _, _, e in chars]
+
+    # ----- encoding -----
+    def _split_specials(self, text: str) -> list[tuple[str, int, bool]]:
+        """(chunk, start in text, is_special); `[MASK]` strips the whitespace to its left."""
+        chunks: list[tuple[str, int, bool]] = []
+        pos = 0
+        for m in _SPECIAL_RE.finditer(text):
+            left = text[pos:m.start()]
+            if m.group() == "[MASK]":
+                left = left.rstrip()
+            if left:
+                chunks.append((left, pos, False))
+            chunks.append((m.group(), m.start(), True))
+            pos = m.end()
+        if pos < len(text):
+            chunks.append((text[pos:], pos, False))
+        return chunks
+
+    def _fix_digit_comma(self, piece: str) -> list[int]:
+        """"▁92000," → ▁9 2000 , : re-encode the piece without its comma, then the comma alone."""
+        sub = self.sp.encode(piece[:-1].replace(SPIECE_UNDERLINE, ""), out_type=str)
+        if piece[0] != SPIECE_UNDERLINE and sub and sub[0][0] == SPIECE_UNDERLINE:
+            sub = sub[1:] if len(sub[0]) == 1 else [sub[0][1:], *sub[1:]]
+        return [self.sp.piece_to_id(p) for p in [*sub, piece[-1]]]
+
+    def _encode_chunk_with_offsets(self, chunk: str, base: int) -> Encoded:
+        norm, starts, ends = self._preprocess_with_map(chunk, base)
+        if not norm:
+            return Encoded([], [])
+        proto = self.sp.encode(norm, return_type="proto")
+        # byte offset → character index in `norm`
+        byte_to_char: list[int] = []
+        for i, c in enumerate(norm):
+            byte_to_char.extend([i] * len(c.encode("utf-8")))
+        byte_to_char.append(len(norm))
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        for p in proto.pieces:
+            b, e = byte_to_char[p.begin], byte_to_char[p.end]
+            vis = b
+            while vis < e and norm[vis] == " ":  # a span covers the token's visible characters
+                vis += 1
+            if vis < e:
+                b = vis
+            span = (starts[b], ends[e - 1]) if e > b else ((starts[b], starts[b]) if b < len(norm) else
+                                                          (ends[-1], ends[-1]))
+            if len(p.piece) > 1 and _DIGIT_COMMA_RE.search(p.piece):
+                fixed = self._fix_digit_comma(p.piece)
+                # the comma is the last character; the re-encoded pieces share the rest of the span
+                comma = (starts[e - 1], ends[e - 1])
+                ids.extend(fixed)
+                offsets.extend([(span[0], comma[0])] * (len(fixed) - 1) + [comma])
+            else:
+                ids.append(p.id)
+                offsets.append(span)
+        return Encoded(ids, offsets)
+
+    def encode_pieces(self, texts: Sequence[str], with_offsets: bool = False, num_threads: int = -1) -> list[Encoded]:
+        """Token ids (no special tokens added) for each text, the fast batch path unless offsets are asked."""
+        results: list[Encoded | None] = [None] * len(texts)
+        plain: list[int] = []
+        plain_texts: list[str] = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TokenizerError(f"expected a string, got {type(text).__name__}")
+            lowered = self._lower_outside_specials(text) if self.do_lower_case else text
+            if with_offsets or ("[" in lowered or "<" in lowered) and _SPECIAL_RE.search(lowered):
+                results[i] = self._encode_with_specials(text, lowered, with_offsets)
+            else:
+                plain.append(i)
+                plain_texts.append(self.preprocess_text(lowered))
+        if plain_texts:
+            threads = (os.cpu_count() or 1) if num_threads < 0 else num_threads
+            encoded = self.sp.encode(plain_texts, out_type=int, num_threads=threads)
+            for i, ids in zip(plain, encoded):
+                if not self._digit_comma_ids.isdisjoint(ids):
+                    ids = self._apply_digit_comma(ids)
+                results[i] = Encoded(ids, [])
+        return results  # type: ignore[return-value]
+
+    def _apply_digit_comma(self, ids: list[int]) -> list[int]:
+        out: list[int] = []
+        for i in ids:
+            if i in self._digit_comma_ids:
+                out.extend(self._fix_digit_comma(self.sp.id_to_piece(i)))
+            else:
+                out.append(i)
+        return out
+
+    def _encode_with_specials(self, original: str, lowered: str, with_offsets: bool) -> Encoded:
+        if len(lowered) != len(original):
+            # Lowercasing changed the length (e.g. 'İ' → 'i̇'): map offsets through the lowercasing too.
+            return self._encode_lowered_mismatch(original, with_offsets)
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        for chunk, start, special in self._split_specials(lowered):
+            if special:
+                ids.append(self._special_by_text[chunk])
+                offsets.append((start, start + len(chunk)))
+            elif with_offsets:
+                enc = self._encode_chunk_with_offsets(chunk, start)
+                ids.extend(enc.ids)
+                offsets.extend(enc.offsets)
+            else:
+                pre = self.preprocess_text(chunk)
+                if pre:
+                    ids.extend(self._apply_digit_comma(self.sp.encode(pre, out_type=int)))
+        return Encoded(ids, offsets)
+
+    def _encode_lowered_mismatch(self, original: str, with_offsets: bool) -> Encoded:
+        # Split the ORIGINAL on special tokens, lowercase each chunk per character; offsets stay in `original`.
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        for chunk, start, special in self._split_specials(original):
+            if special:
+                ids.append(self._special_by_text[chunk])
+                offsets.append((start, start + len(chunk)))
+                continue
+            lowered = "".join(c.lower() for c in chunk)
+            owner = [start + i for i, c in enumerate(chunk) for _ in c.lower()]
+            if with_offsets:
+                enc = self._encode_chunk_with_offsets(lowered, 0)
+                ids.extend(enc.ids)
+                offsets.extend((owner[s] if s < len(owner) else start + len(chunk),
+                                owner[e - 1] + 1 if e > 0 else start) for s, e in enc.offsets)
+            else:
+                pre = self.preprocess_text(lowered)
+                if pre:
+                    ids.extend(self._apply_digit_comma(self.sp.encode(pre, out_type=int)))
+        return Encoded(ids, offsets)
+
+    def tokenize(self, text: str) -> list[str]:
+        return [self.sp.id_to_piece(i) for i in self.encode_pieces([text])[0].ids]
+
+    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True, **kwargs: Any) -> list[int]:
+        return self(text, text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
+
+    def build_inputs(self, a: list[int], b: list[int] | None) -> tuple[list[int], list[int], list[int]]:
+        """[CLS] A [SEP] (B [SEP]) → ids, token types, special-token mask."""
+        ids = [self.cls_token_id, *a, self.sep_token_id]
+        types = [0] * len(ids)
+        special = [1] + [0] * len(a) + [1]
+        if b is not None:
+            ids += [*b, self.sep_token_id]
+            types += [1] * (len(b) + 1)
+            special += [0] * len(b) + [1]
+        return ids, types, special
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        text_pair: str | Sequence[str] | None = None,
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+        truncation: Truncation = False,
+        padding: Padding = False,
+        stride: int = 0,
+        return_overflowing_tokens: bool = False,
+        return_offsets_mapping: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_token_type_ids: bool = True,
+        return_attention_mask: bool = True,
+        return_tensors: Literal["pt"] | None = None,
+    ) -> BatchEncoding:
+        single = isinstance(text, str)
+        texts = [text] if isinstance(text, str) else list(text)
+        pairs: list[str] | None = None
+        if text_pair is not None:
+            pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
+            if len(pairs) != len(texts):
+                raise TokenizerError(f"{len(texts)} texts but {len(pairs)} text pairs")
+        strategy = _truncation_strategy(truncation)
+        if strategy != "do_not_truncate" and max_length is None:
+            max_length = self.model_max_length
+        if return_overflowing_tokens and strategy == "do_not_truncate":
+            raise TokenizerError("return_overflowing_tokens needs truncation")
+        with_offsets = return_offsets_mapping
+        first = self.encode_pieces(texts, with_offsets)
+        second = self.encode_pieces(pairs, with_offsets) if pairs is not None else None
+
+        rows: list[dict[str, list[Any]]] = []
+        sample_map: list[int] = []
+        for n, a in enumerate(first):
+            b = second[n] if second is not None else None
+            for wa, wb in _windows(a, b, strategy, max_length, stride, add_special_tokens, return_overflowing_tokens):
+                if add_special_tokens:
+                    ids, types, special = self.build_inputs(wa.ids, wb.ids if wb else None)
+                    offs = [(0, 0), *wa.offsets, (0, 0)] + ([*wb.offsets, (0, 0)] if wb else [])
+                else:
+                    ids = wa.ids + (wb.ids if wb else [])
+                    types = [0] * len(wa.ids) + [1] * (len(wb.ids) if wb else 0)
+                    special = [0] * len(ids)
+                    offs = wa.offsets + (wb.offsets if wb else [])
+                row: dict[str, list[Any]] = {"input_ids": ids}
+                if return_token_type_ids:
+                    row["token_type_ids"] = types
+                if return_attention_mask:
+                    row["attention_mask"] = [1] * len(ids)
+                if return_special_tokens_mask:
+                    row["special_tokens_mask"] = special
+                if return_offsets_mapping:
+                    row["offset_mapping"] = offs
+                rows.append(row)
+                sample_map.append(n)
+        self._pad(rows, padding, max_length)
+        out = BatchEncoding({k: [r[k] for r in rows] for k in rows[0]} if rows else {"input_ids": []})
+        if return_overflowing_tokens:
+            out["overflow_to_sample_mapping"] = sample_map
+        if return_tensors == "pt":
+            import torch
+
+            lengths = {len(r) for r in out["input_ids"]}
+            if len(lengths) > 1:
+                raise TokenizerError("sequences have different lengths; pass padding=True to return tensors")
+            return BatchEncoding({k: torch.tensor(v) for k, v in out.items()})
+        if return_tensors is not None:
+            raise TokenizerError(f"return_tensors={return_tensors!r} is not supported (use 'pt' or None)")
+        if single and not return_overflowing_tokens:
+            return BatchEncoding({k: v[0] for k, v in out.items()})
+        return out
+
+    def _pad(self, rows: list[dict[str, list[Any]]], padding: Padding, max_length: int | None) -> None:
+        if padding is False or padding == "do_not_pad" or not rows:
+            return
+        if padding == "max_length":
+            if max_length is None:
+                raise TokenizerError("padding='max_length' needs max_length")
+            target = max_length
+        elif padding is True or padding == "longest":
+            target = max(len(r["input_ids"]) for r in rows)
+        else:
+            raise TokenizerError(f"unknown padding {padding!r}")
+        fill = {"input_ids": self.pad_token_id, "token_type_ids": 0, "attention_mask": 0, "special_tokens_mask": 1,
+                "offset_mapping": (0, 0)}
+        for r in rows:
+            n = target - len(r["input_ids"])
+            if n > 0:
+                for k in r:
+                    r[k] = r[k] + [fill[k]] * n
+
+    # ----- decoding -----
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        out, run, prev_special = "", [], False
+        for t in tokens:
+            if t in self._special_by_text:
+                if not prev_special:
+                    out += " "
+                out += self.sp.decode_pieces(run) + t
+                run, prev_special = [], True
+            else:
+                run.append(t)
+                prev_special = False
+        out += self.sp.decode_pieces(run)
+        return out.strip()
+
+    def decode(self, ids: Sequence[int] | Any, skip_special_tokens: bool = False) -> str:
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        return self.convert_tokens_to_string(self.convert_ids_to_tokens(list(ids), skip_special_tokens))
+
+    def batch_decode(self, batch: Sequence[Sequence[int]], skip_special_tokens: bool = False) -> list[str]:
+        return [self.decode(ids, skip_special_tokens) for ids in batch]
+
+
+def _truncation_strategy(truncation: Truncation) -> str:
+    if truncation is True:
+        return "longest_first"
+    if truncation is False:
+        return "do_not_truncate"
+    if truncation not in ("longest_first", "only_first", "only_second", "do_not_truncate"):
+        raise TokenizerError(f"unknown truncation {truncation!r}")
+    return truncation
+
+
+def _windows(a: Encoded, b: Encoded | None, strategy: str, max_length: int | None, stride: int, specials: bool,
+             overflow: bool) -> Iterator[tuple[Encoded, Encoded | None]]:
+    """Truncate a (pair of) sequence(s) to max_length; with `overflow`, every window (stride = overlap)."""
+    if strategy == "do_not_truncate" or max_length is None:
+        yield a, b
+        return
+    n_special = (3 if b is not None else 2) if specials else 0
+    budget = max_length - n_special
+    total = len(a.ids) + (len(b.ids) if b is not None else 0)
+    if total <= budget:
+        yield a, b
+        return
+    if b is None or strategy in ("only_first", "only_second"):
+        target_is_a = b is None or strategy == "only_first"
+        target, other = (a, b) if target_is_a else (b, a)
+        room = budget - (len(other.ids) if other is not None else 0)
+        if room <= 0:
+            raise TokenizerError(f"cannot truncate with {strategy}: the other sequence alone fills max_length "
+                                 f"({max_length})")
+        step = room - stride if overflow else len(target.ids)
+        if step <= 0:
+            raise TokenizerError(f"stride ({stride}) must be smaller than the room left for the sequence ({room})")
+        start = 0
+        while True:
+            piece = Encoded(target.ids[start:start + room], target.offsets[start:start + room])
+            yield (piece, other) if target_is_a else (other, piece)  # type: ignore[misc]
+            if not overflow or start + room >= len(target.ids):
+                return
+            start += step
+    if overflow:
+        raise TokenizerError("return_overflowing_tokens with a pair needs truncation='only_first' or 'only_second'")
+    # longest_first: remove one token at a time from the longer sequence (the second one on ties)
+    la, lb = len(a.ids), len(b.ids)
+    for _ in range(total - budget):
+        if la > lb:
+            la -= 1
+        else:
+            lb -= 1
+    yield Encoded(a.ids[:la], a.offsets[:la]), Encoded(b.ids[:lb], b.offsets[:lb])
+
+
+# ----- vocabulary training -----
+def read_text_lines(paths: Sequence[str | Path], field: str = "text") -> Iterator[str]:
+    """Lines of .txt files, or `field` of .jsonl / .parquet rows; .gz and .xz are decompressed on the fly."""
+    from albert.data.reader import iter_lines
+
+    for path in paths:
+        yield from iter_lines(path, field)
+
+
+def train_tokenizer(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    vocab_size: int = 30000,
+    character_coverage: float = 0.99995,
+    max_sentences: int = 2_000_000,
+    do_lower_case: bool = True,
+    keep_accents: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> AlbertTokenizer:
+    """Train an ALBERT SentencePiece vocabulary (unigram; pad 0, unk 1, [CLS] [SEP] [MASK] at 2–4).
+
+    Text is normalised exactly as the tokenizer will see it (lowercased, accents stripped). On a big
+    corpus, `max_sentences` lines are sampled uniformly (reservoir sampling, seeded) before training.
+    """
+    import random
+
+    from tqdm import tqdm
+
+    if vocab_size < 100:
+        raise TokenizerError(f"vocab_size must be at least 100, got {vocab_size}")
+    normaliser = _Normaliser(do_lower_case, keep_accents)
+    rng = random.Random(seed)
+    sample: list[str] = []
+    seen = 0
+    for line in tqdm(read_text_lines(inputs), desc="reading", unit=" lines", disable=not progress):
+        line = normaliser(line)
+        if not line:
+            continue
+        seen += 1
+        if len(sample) < max_sentences:
+            sample.append(line)
+        else:
+            j = rng.randrange(seen)
+            if j < max_sentences:
+                sample[j] = line
+    if not sample:
+        raise TokenizerError("no text found in " + ", ".join(map(str, inputs)))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("training a %d-piece vocabulary on %d of %d lines", vocab_size, len(sample), seen)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sample),
+            model_prefix=str(out_dir / "spiece"),
+            vocab_size=vocab_size,
+            model_type="unigram",
+            pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+            control_symbols=["[CLS]", "[SEP]", "[MASK]"],
+            user_defined_symbols=["(", ")", '"', "-", ".", "–", "£", "€"],
+            character_coverage=character_coverage,
+            input_sentence_size=len(sample), shuffle_input_sentence=False,  # already sampled, seeded
+            max_sentence_length=16384,
+            num_threads=os.cpu_count() or 1,
+            minloglevel=1,
+        )
+    except RuntimeError as e:
+        raise TokenizerError(f"SentencePiece training failed: {e}") from None
+    (out_dir / "spiece.vocab").unlink(missing_ok=True)
+    tok = AlbertTokenizer(out_dir / VOCAB_FILE, do_lower_case=do_lower_case, keep_accents=keep_accents)
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+@dataclasses.dataclass
+class _Normaliser:
+    do_lower_case: bool
+    keep_accents: bool
+
+    def __call__(self, line: str) -> str:
+        line = " ".join(line.split())
+        if not self.keep_accents and not line.isascii():
+            line = "".join(c for c in unicodedata.normalize("NFKD", line) if not unicodedata.combining(c))
+        return line.lower() if self.do_lower_case else line
+
