@@ -12,6 +12,9 @@ from albert.heads import (
     AlbertPreTrainedModel,
 )
 
+from albert.inference.pipelines import pipeline
+from albert.tokenizer import AlbertTokenizer
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -24,4 +27,6 @@ __all__ = [
     "AlbertForTokenClassification",
     "AlbertModel",
     "AlbertPreTrainedModel",
+    "AlbertTokenizer",
+    "pipeline",
 ]

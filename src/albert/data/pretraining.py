@@ -1,0 +1,251 @@
+"""ALBERT pretraining examples: segment pairs with sentence-order labels, and n-gram whole-word masking.
+
+Follows the original create_pretraining_data.py (REFERENCE §5) with two deliberate departures:
+every random draw comes from a generator seeded by (seed, epoch, shard or example), so examples are
+reproducible and masking is dynamic (new each epoch, instead of dupe_factor copies on disk); and a
+chunk of a single sentence is split inside the sentence rather than paired with a random document.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from albert.data.shards import Corpus
+from albert.tokenizer import AlbertTokenizer
+
+_PUNCTUATION = set(string.punctuation) | {"€", "£"}
+
+
+@dataclass
+class ExampleSettings:
+    max_seq_length: int = 128
+    short_seq_prob: float = 0.1
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int = 20
+    max_ngram: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 8:
+            raise ValueError(f"max_seq_length must be at least 8, got {self.max_seq_length}")
+        if not 0 < self.masked_lm_prob < 1:
+            raise ValueError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
+        if self.max_ngram < 1:
+            raise ValueError(f"max_ngram must be >= 1, got {self.max_ngram}")
+
+
+class SegmentPair(NamedTuple):
+    a: np.ndarray
+    b: np.ndarray
+    sop_label: int  # 0: A then B as in the text; 1: swapped
+
+
+def create_segment_pairs(
+    document: list[np.ndarray], max_num_tokens: int, short_seq_prob: float, rng: np.random.Generator
+) -> list[SegmentPair]:
+    """Chunks of consecutive sentences up to a target length, split into A/B, swapped half the time."""
+    # A paragraph-per-line corpus has lines longer than a sequence: cut them into halves of a sequence
+    # so that their text is used, not truncated away (sentence-per-line corpora are unaffected).
+    piece = max(1, max_num_tokens // 2)
+    if any(len(s) > max_num_tokens for s in document):
+        document = [s[i:i + piece] for s in document for i in range(0, len(s), piece)] if document else document
+    target = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target = int(rng.integers(2, max_num_tokens + 1))
+    pairs: list[SegmentPair] = []
+    chunk: list[np.ndarray] = []
+    length = 0
+    for i, sentence in enumerate(document):
+        chunk.append(sentence)
+        length += len(sentence)
+        if i == len(document) - 1 or length >= target:
+            if len(chunk) >= 2:
+                a_end = int(rng.integers(1, len(chunk)))
+                a = np.concatenate(chunk[:a_end])
+                b = np.concatenate(chunk[a_end:])
+            else:
+                # One sentence (often a long paragraph): split it inside, so SOP still has two real halves.
+                tokens = chunk[0]
+                if len(tokens) < 2:
+                    chunk, length = [], 0
+                    continue
+                cut = int(rng.integers(1, len(tokens)))
+                a, b = tokens[:cut], tokens[cut:]
+            label = 0
+            if rng.random() < 0.5:
+                a, b, label = b, a, 1
+            a, b = truncate_pair(a, b, max_num_tokens, rng)
+            pairs.append(SegmentPair(a, b, label))
+            chunk, length = [], 0
+    return pairs
+
+
+def truncate_pair(a: np.ndarray, b: np.ndarray, max_num_tokens: int, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Remove one token at a time from the longer segment, from its front or back at random."""
+    a0, a1, b0, b1 = 0, len(a), 0, len(b)
+    while (a1 - a0) + (b1 - b0) > max_num_tokens:
+        if (a1 - a0) > (b1 - b0):
+            if rng.random() < 0.5:
+                a0 += 1
+            else:
+                a1 -= 1
+        else:
+            if rng.random() < 0.5:
+                b0 += 1
+            else:
+                b1 -= 1
+    return a[a0:a1], b[b0:b1]
+
+
+class MaskedExample(NamedTuple):
+    input_ids: np.ndarray  # (T,)
+    token_type_ids: np.ndarray  # (T,)
+    mlm_positions: np.ndarray  # (P,) positions of the predictions, P <= max_predictions
+    mlm_labels: np.ndarray  # (P,) original ids there
+    sop_label: int
+    ngram_sizes: list[int]  # size in words of each masked span (for statistics)
+
+
+class Masker:
+    """Whole-word n-gram masking with ALBERT's word-start rule and 80/10/10 replacement."""
+
+    def __init__(self, tokenizer: AlbertTokenizer, settings: ExampleSettings) -> None:
+        self.settings = settings
+        self.cls_id, self.sep_id, self.mask_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id
+        V = tokenizer.vocab_size
+        self.vocab_size = V
+        self.is_word_start = np.array([_starts_word(tokenizer.sp.id_to_piece(i)) for i in range(V)], dtype=bool)
+        # random replacements never draw a special token
+        self.normal_ids = np.array([i for i in range(V) if i not in set(tokenizer.all_special_ids)], dtype=np.int64)
+        n = np.arange(1, settings.max_ngram + 1)
+        self.ngram_p = (1.0 / n) / (1.0 / n).sum()
+
+    def build(self, pair: SegmentPair, rng: np.random.Generator) -> MaskedExample:
+        ids = np.concatenate([[self.cls_id], pair.a, [self.sep_id], pair.b, [self.sep_id]]).astype(np.int64)
+        types = np.zeros(len(ids), dtype=np.int64)
+        types[len(pair.a) + 2:] = 1
+        positions, labels, sizes = self.mask(ids, rng)
+        return MaskedExample(ids, types, positions, labels, pair.sop_label, sizes)
+
+    def mask(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Mask `ids` in place; returns the masked positions (sorted), their original ids and span sizes."""
+        s = self.settings
+        # words: lists of positions; a piece that does not start a word joins the previous word
+        words: list[list[int]] = []
+        for i, t in enumerate(ids):
+            if t == self.cls_id or t == self.sep_id:
+                continue
+            if words and not self.is_word_start[t] and words[-1][-1] == i - 1:
+                words[-1].append(i)
+            else:
+                words.append([i])
+        budget = min(s.max_predictions_per_seq, max(1, int(round(len(ids) * s.masked_lm_prob))))
+        starts = rng.permutation(len(words))
+        covered = np.zeros(len(ids), dtype=bool)
+        chosen: list[int] = []
+        sizes: list[int] = []
+        for w in starts:
+            if len(chosen) >= budget:
+                break
+            max_n = min(s.max_ngram, len(words) - w)
+            p = self.ngram_p[:max_n] / self.ngram_p[:max_n].sum()
+            n = int(rng.choice(max_n, p=p)) + 1
+            # shrink the span until it fits the budget (as the original does)
+            while n > 0 and len(chosen) + sum(len(x) for x in words[w:w + n]) > budget:
+                n -= 1
+            if n == 0:
+                continue
+            span = [i for x in words[w:w + n] for i in x]
+            if covered[span].any():
+                continue
+            covered[span] = True
+            chosen.extend(span)
+            sizes.append(n)
+        positions = np.array(sorted(chosen), dtype=np.int64)
+        labels = ids[positions].copy()
+        for pos in positions:
+            r = rng.random()
+            if r < 0.8:
+                ids[pos] = self.mask_id
+            elif r < 0.9:
+                ids[pos] = self.normal_ids[rng.integers(len(self.normal_ids))]
+            # else: keep the original token
+        return positions, labels, sizes
+
+
+def _starts_word(piece: str) -> bool:
+    """The original's rule: ▁-prefixed, a control/special piece, punctuation, or not purely a–z."""
+    if piece.startswith("▁") or piece.startswith("<") or piece.startswith("[") or piece in _PUNCTUATION:
+        return True
+    return not all(c in string.ascii_lowercase for c in piece.replace("▁", ""))
+
+
+# ----- the example stream -----
+class PretrainingStream:
+    """Deterministic stream of masked examples: epoch e's order and masks depend only on (seed, e).
+
+    Shards are visited in a seeded order; within a shard, the segment pairs are shuffled. Example
+    number k of an epoch is masked with a generator seeded by (seed, epoch, k), so any process can
+    produce any example: that is what makes resume exact and rank sharding trivial.
+    """
+
+    def __init__(self, corpus: Corpus, masker: Masker, settings: ExampleSettings, seed: int) -> None:
+        self.corpus = corpus
+        self.masker = masker
+        self.settings = settings
+        self.seed = seed
+
+    def _shard_pairs(self, epoch: int, shard_index: int) -> list[SegmentPair]:
+        shard = self.corpus.shards[shard_index]
+        rng = np.random.default_rng([self.seed, epoch, shard_index, 0])
+        max_num = self.settings.max_seq_length - 3
+        pairs = [p for d in range(shard.num_documents)
+                 for p in create_segment_pairs(shard.document(d), max_num, self.settings.short_seq_prob, rng)]
+        order = rng.permutation(len(pairs))
+        return [pairs[i] for i in order]
+
+    def epoch_pairs(self, epoch: int, start: int = 0) -> Iterator[tuple[int, SegmentPair]]:
+        """(index in epoch, pair) from `start` on."""
+        order = np.random.default_rng([self.seed, epoch, 1 << 20]).permutation(len(self.corpus.shards))
+        k = 0
+        for shard_index in order:
+            pairs = self._shard_pairs(epoch, int(shard_index))
+            if k + len(pairs) <= start:
+                k += len(pairs)
+                continue
+            for j in range(max(0, start - k), len(pairs)):
+                yield k + j, pairs[j]
+            k += len(pairs)
+
+    def examples(self, epoch: int, start: int = 0) -> Iterator[tuple[int, MaskedExample]]:
+        for k, pair in self.epoch_pairs(epoch, start):
+            rng = np.random.default_rng([self.seed, epoch, k, 2])
+            yield k, self.masker.build(pair, rng)
+
+
+def collate(examples: list[MaskedExample], pad_id: int, max_predictions: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of the batch; MLM targets as (positions, labels) padded with -100."""
+    B = len(examples)
+    T = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    types = torch.zeros((B, T), dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    positions = torch.zeros((B, max_predictions), dtype=torch.long)
+    labels = torch.full((B, max_predictions), -100, dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        input_ids[i, :n] = torch.from_numpy(e.input_ids)
+        types[i, :n] = torch.from_numpy(e.token_type_ids)
+        mask[i, :n] = 1
+        p = len(e.mlm_positions)
+        positions[i, :p] = torch.from_numpy(e.mlm_positions)
+        labels[i, :p] = torch.from_numpy(e.mlm_labels)
+    sop = torch.tensor([e.sop_label for e in examples], dtype=torch.long)
+    return {"input_ids": input_ids, "token_type_ids": types, "attention_mask": mask, "mlm_positions": positions,
+            "labels": labels, "sentence_order_label": sop}

@@ -1,0 +1,1 @@
+"""Training: optimizers, schedules, the one loop, pretraining."""

@@ -1,0 +1,330 @@
+"""The one training loop, shared by pretraining and every fine-tuning task.
+
+A task is a small object (see `TrainTask`): it yields this process's micro-batches for a step,
+computes a loss normalised over the whole step, and evaluates. The loop owns everything else:
+precision, accumulation, clipping, the optimizer and schedule, NaN guards, metrics, progress,
+atomic checkpoints and exact resume, and DistributedDataParallel.
+
+Exact resume: dropout is seeded from (seed, step, rank) at every step and the task's data position is
+checkpointed, so a resumed run repeats the uninterrupted run's steps bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from albert.train.optim import build_optimizer, lr_lambda
+from albert.train.settings import TrainSettings, save_settings
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+# Settings that may change between an interrupted run and its resumption without changing its results.
+RESUMABLE_CHANGES = {"log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
+                     "run_dir"}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, bad resume state); the message says why."""
+
+
+class TrainTask(Protocol):
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        """This process's micro-batches of optimizer step `step` (consumes the step's data)."""
+        ...
+
+    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        """This process's counts to normalise the step's loss by (summed over processes by the loop)."""
+        ...
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        """(loss for backward, stats vector of sums) for one micro-batch."""
+        ...
+
+    stat_names: list[str]
+
+    def summarize(self, stats: dict[str, float]) -> dict[str, float]:
+        ...
+
+    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        ...
+
+    def data_state(self) -> dict[str, Any]:
+        ...
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        ...
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_type: str) -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then join the group (gloo on CPU, nccl on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, d: Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("device cuda requested but no CUDA device is available")
+        return torch.device("cuda", d.local_rank)
+    return torch.device(name)
+
+
+# ----- checkpoints -----
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    root = run_dir / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and
+                  not p.name.endswith(".tmp") and (p / "trainer.pt").is_file())
+
+
+def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, data_state: dict, keep: int) -> Path:
+    """Write into step_N.tmp, then rename: a crash while saving never spoils the last good checkpoint."""
+    root = run_dir / CHECKPOINTS
+    final = root / f"step_{step:08d}"
+    tmp = root / (final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
+    # tied aliases (decoder weight = word embeddings) are stored once
+    save_file(_dedupe(state), str(tmp / "model.safetensors"))
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "data": data_state}, tmp / "trainer.pt")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _dedupe(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in state.items():
+        ptr = v.data_ptr()
+        if ptr in seen and v.numel():
+            continue
+        seen[ptr] = k
+        out[k] = v
+    return out
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, dict]:
+    try:
+        weights = load_file(str(path / "model.safetensors"))
+        trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise TrainingError(f"checkpoint {path} is unreadable: {e}") from None
+    target = _unwrap(model)
+    missing, unexpected = target.load_state_dict(weights, strict=False)
+    tied = set(getattr(target, "tied_keys", ()))
+    if [k for k in missing if k not in tied] or unexpected:
+        raise TrainingError(f"checkpoint {path} does not fit the model (missing {missing}, unexpected {unexpected})")
+    if hasattr(target, "tie_weights"):
+        target.tie_weights()
+    optimizer.load_state_dict(trainer["optimizer"])
+    scheduler.load_state_dict(trainer["scheduler"])
+    return int(trainer["step"]), trainer["data"]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def check_resumable(run_dir: Path, settings: TrainSettings) -> None:
+    """A resumed run must use the settings it started with (apart from logging and saving cadence)."""
+    import yaml
+
+    saved_path = run_dir / "settings.yaml"
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    from dataclasses import asdict
+
+    now = asdict(settings)
+    changed = sorted(k for k in now if k in saved and saved[k] != now[k] and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = ", ".join(f"{k}: {saved[k]!r} → {now[k]!r}" for k in changed)
+        raise TrainingError(f"cannot resume {run_dir} with different settings ({details})")
+
+
+# ----- the loop -----
+def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool = False,
+          on_step: Any = None) -> nn.Module:
+    """Run the loop to `settings.max_steps`; returns the (unwrapped) trained model."""
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    device_type = "cuda" if settings.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    d = setup_distributed(device_type)
+    device = resolve_device(settings.device, d)
+    run_dir = Path(settings.run_dir)
+    micro = settings.micro_batch_size or settings.batch_size // d.world
+    if settings.batch_size % (micro * d.world):
+        raise TrainingError(f"batch_size {settings.batch_size} is not a multiple of micro_batch_size {micro} × "
+                            f"{d.world} process(es)")
+    accumulation = settings.batch_size // (micro * d.world)
+    amp_dtype = torch.bfloat16 if settings.precision == "bf16" else None
+
+    model.to(device)
+    optimizer = build_optimizer(model, settings.optimizer, settings.learning_rate, settings.weight_decay,
+                                (settings.beta1, settings.beta2), settings.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(settings.total_warmup, settings.max_steps, settings.decay, settings.decay_power))
+    start = 0
+    if resume:
+        checkpoints = checkpoint_dirs(run_dir)
+        if not checkpoints:
+            raise TrainingError(f"nothing to resume: no checkpoint in {run_dir / CHECKPOINTS}")
+        check_resumable(run_dir, settings)
+        start, data_state = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)
+        task.load_data_state(data_state)
+        logger.info("resumed from %s at step %d", checkpoints[-1], start)
+    elif d.main:
+        if checkpoint_dirs(run_dir):
+            raise TrainingError(f"{run_dir} already holds checkpoints: pass --resume to continue it, or choose "
+                                f"another run_dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_settings(settings, run_dir / "settings.yaml")
+        _truncate_metrics(run_dir / "metrics.jsonl", start)
+    wrapped: nn.Module = model
+    if d.world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    metrics_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if d.main else None
+    bar = tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
+               dynamic_ncols=True)
+    last_time = time.perf_counter()
+    skipped = 0
+    try:
+        for step in range(start, settings.max_steps):
+            wrapped.train()
+            torch.manual_seed(hash((settings.seed, step, d.rank)) & 0x7FFF_FFFF)  # dropout: exact on resume
+            batches = task.step_batches(step, d.rank, d.world, micro)
+            if len(batches) != accumulation:
+                raise TrainingError(f"task gave {len(batches)} micro-batches, expected {accumulation}")
+            batches = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
+            norm = task.normalizers(batches).to(device=device, dtype=torch.float64)
+            if d.world > 1:
+                dist.all_reduce(norm)
+            stats = torch.zeros(len(task.stat_names), dtype=torch.float64, device=device)
+            for i, batch in enumerate(batches):
+                sync = nullcontext() if (d.world == 1 or i == len(batches) - 1) else wrapped.no_sync()  # type: ignore[operator]
+                with sync:
+                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                        loss, s = task.loss(wrapped, batch, norm)
+                    (loss * d.world).backward()  # DDP averages over processes; the loss is already global
+                stats += s.detach().to(torch.float64)
+            if d.world > 1:
+                dist.all_reduce(stats)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm
+                                                       if settings.max_grad_norm > 0 else float("inf"))
+            summary = task.summarize(dict(zip(task.stat_names, stats.tolist())))
+            finite = math.isfinite(summary.get("loss", 0.0)) and bool(torch.isfinite(grad_norm))
+            if not finite:
+                if settings.on_nonfinite == "stop":
+                    raise TrainingError(
+                        f"non-finite loss or gradient at step {step + 1} (loss {summary.get('loss')}, grad norm "
+                        f"{float(grad_norm)}); stopped, the last good checkpoint is kept. Lower the learning rate, "
+                        f"or set on_nonfinite: skip")
+                skipped += 1
+                logger.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step + 1, skipped)
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                continue
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            now = time.perf_counter()
+            elapsed, last_time = now - last_time, now
+            record = {"step": step + 1, **{k: round(v, 6) for k, v in summary.items()}, "lr": lr,
+                      "grad_norm": round(float(grad_norm), 6), "seconds": round(elapsed, 4)}
+            if "tokens" in summary:
+                record["tokens_per_s"] = round(summary["tokens"] / max(elapsed, 1e-9), 1)
+            if metrics_file is not None:
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+            if d.main and (step + 1) % max(1, settings.log_every) == 0:
+                bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "mlm_acc", "sop_acc", "acc", "tokens_per_s")
+                                 if k in record}, refresh=False)
+            bar.update(1)
+            last = step + 1 == settings.max_steps
+            if settings.eval_every and ((step + 1) % settings.eval_every == 0 or last):
+                if d.main:
+                    result = task.evaluate(_unwrap(model), device, amp_dtype)
+                    result = {"step": step + 1, "kind": "eval", **{k: round(v, 6) for k, v in result.items()}}
+                    if metrics_file is not None:
+                        metrics_file.write(json.dumps(result) + "\n")
+                        metrics_file.flush()
+                    logger.info("eval at step %d: %s", step + 1, result)
+                if d.world > 1:
+                    dist.barrier()
+            if settings.save_every and ((step + 1) % settings.save_every == 0 or last):
+                if d.main:
+                    save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, task.data_state(),
+                                    settings.keep_checkpoints)
+                if d.world > 1:
+                    dist.barrier()
+            if on_step is not None:
+                on_step(step + 1)
+            last_time = time.perf_counter()
+    finally:
+        bar.close()
+        if metrics_file is not None:
+            metrics_file.close()
+    return model
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop records past the checkpoint so the curve has each step once."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def iter_forever(items: list[Any]) -> Iterator[Any]:
+    while True:
+        yield from items

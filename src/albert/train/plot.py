@@ -1,0 +1,70 @@
+"""`albert plot`: a run's training and held-out curves from metrics.jsonl, drawn to a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from albert.data.reader import DataError
+
+
+def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise DataError(f"{run_dir}: no metrics.jsonl (is it a run directory?)")
+    train, evals = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{path}:{n}: invalid JSON") from None
+        (evals if record.get("kind") == "eval" else train).append(record)
+    if not train:
+        raise DataError(f"{path} holds no training steps yet")
+    return train, evals
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DataError("plotting needs matplotlib (pip install 'albert[plot]')") from None
+    run_dir = Path(run_dir)
+    train, evals = read_metrics(run_dir)
+    out_path = Path(out) if out else run_dir / "curves.png"
+    steps = [r["step"] for r in train]
+    window = max(1, len(steps) // 100)
+    keys = [k for k in ("loss", "mlm_acc", "sop_acc", "acc", "lr") if k in train[0]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6))
+    axes = [axes] if len(keys) == 1 else list(axes)
+    for ax, key in zip(axes, keys):
+        ax.plot(steps, _smooth([r[key] for r in train], window), label=f"train {key}", lw=1.2)
+        eval_key = {"loss": "eval_mlm_loss", "mlm_acc": "eval_mlm_acc", "sop_acc": "eval_sop_acc",
+                    "acc": "eval_acc"}.get(key)
+        points = [(r["step"], r[eval_key]) for r in evals if eval_key and eval_key in r]
+        if points:
+            ax.plot(*zip(*points), "o-", label=f"held-out {eval_key.removeprefix('eval_')}", ms=3)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

@@ -1,0 +1,220 @@
+"""Pretraining: MLM (on masked positions only) + sentence-order prediction, through the one loop."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.config import AlbertConfig
+from albert.data.pretraining import ExampleSettings, Masker, PretrainingStream, SegmentPair, collate
+from albert.data.reader import DataError
+from albert.data.shards import Corpus, read_meta
+from albert.heads import AlbertForPreTraining
+from albert.tokenizer import AlbertTokenizer
+from albert.train.loop import train
+from albert.train.settings import PretrainSettings
+
+logger = logging.getLogger(__name__)
+
+
+class PretrainTask:
+    stat_names = ["loss_sum", "mlm_loss_sum", "mlm_correct", "mlm_count", "sop_loss_sum", "sop_correct",
+                  "sop_count", "tokens"]
+
+    def __init__(self, settings: PretrainSettings, tokenizer: AlbertTokenizer) -> None:
+        self.settings = settings
+        self.examples = ExampleSettings(settings.max_seq_length, settings.short_seq_prob, settings.masked_lm_prob,
+                                        settings.max_predictions_per_seq, settings.max_ngram)
+        self.masker = Masker(tokenizer, self.examples)
+        self.pad_id = tokenizer.pad_token_id
+        train_corpus = Corpus.open(settings.data, "train")
+        if train_corpus.num_tokens == 0:
+            raise DataError(f"{settings.data}: the training split is empty")
+        self.stream = PretrainingStream(train_corpus, self.masker, self.examples, settings.seed)
+        self.eval_corpus = Corpus.open(settings.data, "eval")
+        self.epoch, self.pool_start, self.pool_taken = 0, 0, 0
+        self._pool: list[list[tuple[int, SegmentPair]]] = []
+        self._iter: Iterator[tuple[int, SegmentPair]] | None = None
+        self._iter_pos = (-1, -1)
+        self._eval_batches: list[dict[str, Tensor]] | None = None
+
+    # --- data ---
+    # Sequences of a corpus of short documents (a dictionary, say) are far shorter than max_seq_length;
+    # padding each batch to its longest would waste most of the compute. So a pool of POOL_STEPS steps'
+    # worth of pairs is sorted by length and cut into batches, whose order is then shuffled (seeded).
+    POOL_STEPS = 16
+
+    def _fill_pool(self) -> None:
+        """Build the pool that starts at example `pool_start` of `epoch` (the next epoch once this one is used up)."""
+        G = self.settings.batch_size
+        for _ in range(2):
+            pairs = self._pairs_from(self.epoch, self.pool_start, G * self.POOL_STEPS)
+            if len(pairs) >= G:
+                break
+            self.epoch, self.pool_start = self.epoch + 1, 0  # too few left: the next epoch reshuffles and remasks
+        else:
+            raise DataError(f"{self.settings.data}: fewer training sequences than one batch ({G})")
+        self._pool_size = len(pairs)
+        pairs.sort(key=lambda kp: len(kp[1].a) + len(kp[1].b))
+        batches = [pairs[i:i + G] for i in range(0, len(pairs) - G + 1, G)]  # a remainder < G is dropped
+        order = np.random.default_rng([self.settings.seed, self.epoch, self.pool_start, 3]).permutation(len(batches))
+        self._pool = [batches[i] for i in order]
+
+    def _pairs_from(self, epoch: int, start: int, n: int) -> list[tuple[int, SegmentPair]]:
+        if self._iter is None or self._iter_pos != (epoch, start):  # only after a resume or a new epoch
+            self._iter = self.stream.epoch_pairs(epoch, start)
+        out = list(itertools.islice(self._iter, n))
+        self._iter_pos = (epoch, start + len(out))
+        return out
+
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        if self.pool_taken >= len(self._pool):
+            if self._pool:
+                self.pool_start += self._pool_size
+            self.pool_taken = 0
+            self._fill_pool()
+        pairs = self._pool[self.pool_taken]
+        self.pool_taken += 1
+        # micro-batch m of rank r: global slice [(m*world + r)*b, +b) — the same examples whatever the layout
+        batches = []
+        for m in range(self.settings.batch_size // (micro_batch * world)):
+            lo = (m * world + rank) * micro_batch
+            examples = [self.masker.build(pair, _example_rng(self.settings.seed, self.epoch, k))
+                        for k, pair in pairs[lo:lo + micro_batch]]
+            batches.append(collate(examples, self.pad_id, self.examples.max_predictions_per_seq))
+        return batches
+
+    def data_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "pool_start": self.pool_start, "pool_taken": self.pool_taken}
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.pool_start = int(state["epoch"]), int(state["pool_start"])
+        self._fill_pool()
+        self.pool_taken = int(state["pool_taken"])
+
+    # --- loss ---
+    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        mlm = sum(int((b["labels"] != -100).sum()) for b in batches)
+        seqs = sum(len(b["input_ids"]) for b in batches)
+        return torch.tensor([max(mlm, 1), max(seqs, 1)], dtype=torch.float64)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"], mlm_positions=batch["mlm_positions"])
+        logits = out.prediction_logits.float()  # (B, P, V)
+        labels = batch["labels"]
+        mlm_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                  reduction="sum")
+        sop_logits = out.sop_logits.float()
+        sop_sum = F.cross_entropy(sop_logits, batch["sentence_order_label"], reduction="sum")
+        loss = mlm_sum / norm[0] + sop_sum / norm[1]
+        with torch.no_grad():
+            valid = labels != -100
+            mlm_correct = ((logits.argmax(-1) == labels) & valid).sum()
+            sop_correct = (sop_logits.argmax(-1) == batch["sentence_order_label"]).sum()
+            stats = torch.stack([
+                (mlm_sum / norm[0] + sop_sum / norm[1]).double() * 0,  # filled by summarize
+                mlm_sum.double(), mlm_correct.double(), valid.sum().double(), sop_sum.double(),
+                sop_correct.double(), torch.tensor(float(len(labels)), dtype=torch.float64, device=labels.device),
+                batch["attention_mask"].sum().double(),
+            ])
+        return loss.to(torch.float32), stats
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        mlm_loss = s["mlm_loss_sum"] / max(s["mlm_count"], 1)
+        sop_loss = s["sop_loss_sum"] / max(s["sop_count"], 1)
+        return {"loss": mlm_loss + sop_loss, "mlm_loss": mlm_loss, "sop_loss": sop_loss,
+                "mlm_acc": s["mlm_correct"] / max(s["mlm_count"], 1), "sop_acc": s["sop_correct"] / max(s["sop_count"], 1),
+                "tokens": s["tokens"]}
+
+    # --- evaluation on held-out documents ---
+    def eval_batches(self) -> list[dict[str, Tensor]]:
+        if self._eval_batches is None:
+            stream = PretrainingStream(self.eval_corpus, self.masker, self.examples, seed=12345)
+            examples = []
+            for _, ex in stream.examples(0, 0):
+                examples.append(ex)
+                if len(examples) >= self.settings.eval_examples:
+                    break
+            size = 32
+            examples.sort(key=lambda e: len(e.input_ids))
+            self._eval_batches = [collate(examples[i:i + size], self.pad_id, self.examples.max_predictions_per_seq)
+                                  for i in range(0, len(examples), size)]
+        return self._eval_batches
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        totals = torch.zeros(len(self.stat_names), dtype=torch.float64)
+        ones = torch.ones(2, dtype=torch.float64, device=device)
+        for batch in self.eval_batches():
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                _, s = self.loss(model, batch, ones)
+            totals += s.cpu()
+        model.train(was_training)
+        if not self.eval_batches():
+            return {}
+        summary = self.summarize(dict(zip(self.stat_names, totals.tolist())))
+        return {"eval_mlm_loss": summary["mlm_loss"], "eval_mlm_acc": summary["mlm_acc"],
+                "eval_sop_acc": summary["sop_acc"], "eval_examples": float(sum(len(b["input_ids"])
+                                                                             for b in self.eval_batches()))}
+
+
+def _example_rng(seed: int, epoch: int, k: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, k, 2])
+
+
+def build_config(settings: PretrainSettings, vocab_size: int) -> AlbertConfig:
+    path = Path(settings.model)
+    if path.suffix == ".json" or path.is_file():
+        config = AlbertConfig.from_json_file(path)
+    else:
+        config = AlbertConfig.from_preset(settings.model)
+    import dataclasses
+
+    overrides = dict(settings.model_overrides)
+    overrides.setdefault("vocab_size", vocab_size)
+    config = dataclasses.replace(config, **overrides)
+    if config.vocab_size != vocab_size:
+        raise DataError(f"the tokenizer has {vocab_size} pieces but the model's vocab_size is {config.vocab_size}")
+    if settings.max_seq_length > config.max_position_embeddings:
+        raise DataError(f"max_seq_length {settings.max_seq_length} exceeds the model's max_position_embeddings "
+                        f"({config.max_position_embeddings})")
+    return config
+
+
+def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
+    """Validate everything, then train; the final model (with tokenizer) goes to RUN_DIR/final."""
+    data = Path(settings.data)
+    meta = read_meta(data)
+    tokenizer = AlbertTokenizer.from_pretrained(data / "tokenizer")
+    if tokenizer.vocab_size != meta["vocab_size"]:
+        raise DataError(f"{data}: tokenizer has {tokenizer.vocab_size} pieces, the shards were made with "
+                        f"{meta['vocab_size']}")
+    config = build_config(settings, tokenizer.vocab_size)
+    task = PretrainTask(settings, tokenizer)
+    torch.manual_seed(settings.seed)
+    if settings.init_from:
+        model = AlbertForPreTraining.from_pretrained(settings.init_from, config=config)
+    else:
+        model = AlbertForPreTraining(config)
+    logger.info("model: %s parameters; %d training tokens", f"{model.num_parameters():,}", task.stream.corpus.num_tokens)
+    model = train(settings, model, task, resume=resume)  # type: ignore[assignment]
+    final = Path(settings.run_dir) / "final"
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        assert isinstance(model, AlbertForPreTraining)
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        (final / "training.json").write_text(json.dumps({"settings": settings.run_dir, "data": meta}, indent=2))
+    return final

@@ -1,0 +1,186 @@
+"""Run settings: typed dataclasses; a YAML file and `--key value` overrides are just ways to fill one."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+S = TypeVar("S")
+
+
+class SettingsError(ValueError):
+    """Unknown keys, wrong types or invalid values in run settings."""
+
+
+@dataclass
+class TrainSettings:
+    """What every run of the training loop needs (pretraining and fine-tuning alike)."""
+
+    run_dir: str = "runs/run"
+    seed: int = 0
+    batch_size: int = 64  # sequences per optimizer step, all processes and accumulation together
+    micro_batch_size: int = 0  # sequences per forward pass per process; 0: batch_size / processes
+    max_steps: int = 1000
+    optimizer: Literal["lamb", "adamw"] = "lamb"
+    learning_rate: float = 0.00176
+    warmup_steps: int = 0
+    warmup_fraction: float = 0.0  # used when warmup_steps is 0
+    decay: Literal["linear", "polynomial", "cosine", "constant"] = "linear"
+    decay_power: float = 1.0
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+    max_grad_norm: float = 1.0
+    precision: Literal["bf16", "fp32"] = "bf16"
+    device: str = "auto"
+    num_threads: int = 0  # 0: torch's default
+    log_every: int = 10
+    eval_every: int = 500
+    save_every: int = 500
+    keep_checkpoints: int = 3
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_steps"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise SettingsError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.micro_batch_size < 0:
+            raise SettingsError(f"micro_batch_size must be >= 0, got {self.micro_batch_size}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise SettingsError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+
+    @property
+    def total_warmup(self) -> int:
+        return self.warmup_steps or int(self.warmup_fraction * self.max_steps)
+
+
+@dataclass
+class PretrainSettings(TrainSettings):
+    data: str = ""  # a directory made by `albert data prepare`
+    model: str = "albert-base-v2"  # a preset name or a config.json
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str = ""  # start from these weights instead of a random init
+    max_seq_length: int = 128
+    short_seq_prob: float = 0.1
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int = 20
+    max_ngram: int = 3
+    eval_examples: int = 2000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.data:
+            raise SettingsError("data is required: a directory made by `albert data prepare`")
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise SettingsError(f"{name} must be one of {', '.join(map(str, typing.get_args(tp)))}; got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        return value
+    if tp is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise SettingsError(f"{name} must be true or false; got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise SettingsError(f"{name} must be an integer; got {value!r}")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be an integer; got {value!r}") from None
+        if f != int(f):
+            raise SettingsError(f"{name} must be an integer; got {value!r}")
+        return int(f)
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be a number; got {value!r}") from None
+    if tp is str:
+        return str(value)
+    if origin is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise SettingsError(f"{name} must be a JSON object; got {value!r}") from None
+        if not isinstance(value, dict):
+            raise SettingsError(f"{name} must be a mapping; got {value!r}")
+        return value
+    return value
+
+
+def build_settings(cls: type[S], values: dict[str, Any]) -> S:
+    """Fill `cls` from a dict; unknown keys are errors, values are converted to the field types."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        return cls(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
+    except TypeError as e:
+        raise SettingsError(str(e)) from None
+
+
+def load_settings(cls: type[S], path: str | Path | None, overrides: dict[str, Any] | None = None) -> S:
+    values: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise SettingsError(f"settings file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise SettingsError(f"{p} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{p} must hold a mapping of settings")
+        values.update(loaded)
+    values.update(overrides or {})
+    return build_settings(cls, values)
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`--key value` / `--key=value` pairs (dashes or underscores) → {key: value}; values parsed as YAML."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise SettingsError(f"unexpected argument {arg!r} (settings are --key value)")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise SettingsError(f"--{key} needs a value")
+            value = args[i + 1]
+            i += 1
+        try:
+            out[key.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError:
+            out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def save_settings(settings: Any, path: Path) -> None:
+    path.write_text(yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False), encoding="utf-8")
