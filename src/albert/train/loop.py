@@ -40,6 +40,10 @@ RESUMABLE_CHANGES = {"log_every", "eval_every", "save_every", "keep_checkpoints"
                      "run_dir"}
 
 
+# Tests slow the loop down to interrupt it at a chosen point (SIGKILL between checkpoints).
+_STEP_DELAY = float(os.environ.get("ALBERT_TEST_STEP_DELAY", "0") or 0)
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, bad resume state); the message says why."""
 
@@ -308,6 +312,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                     dist.barrier()
             if on_step is not None:
                 on_step(step + 1)
+            if _STEP_DELAY:
+                time.sleep(_STEP_DELAY)
             last_time = time.perf_counter()
     finally:
         bar.close()
