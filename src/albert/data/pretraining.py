@@ -51,7 +51,7 @@ def create_segment_pairs(
     """Chunks of consecutive sentences up to a target length, split into A/B, swapped half the time."""
     # A paragraph-per-line corpus has lines longer than a sequence: cut them into halves of a sequence
     # so that their text is used, not truncated away (sentence-per-line corpora are unaffected).
-    piece = max(1, max_num_tokens // 2)
+    piece = max(1, (max_num_tokens + 1) // 2)
     if any(len(s) > max_num_tokens for s in document):
         document = [s[i:i + piece] for s in document for i in range(0, len(s), piece)] if document else document
     target = max_num_tokens
@@ -120,7 +120,7 @@ class Masker:
         self.cls_id, self.sep_id, self.mask_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id
         V = tokenizer.vocab_size
         self.vocab_size = V
-        self.is_word_start = np.array([_starts_word(tokenizer.sp.id_to_piece(i)) for i in range(V)], dtype=bool)
+        self.is_word_start = [_starts_word(tokenizer.sp.id_to_piece(i)) for i in range(V)]
         # random replacements never draw a special token
         self.normal_ids = np.array([i for i in range(V) if i not in set(tokenizer.all_special_ids)], dtype=np.int64)
         n = np.arange(1, settings.max_ngram + 1)
@@ -134,11 +134,17 @@ class Masker:
         return MaskedExample(ids, types, positions, labels, pair.sop_label, sizes)
 
     def mask(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Mask `ids` in place; returns the masked positions (sorted), their original ids and span sizes."""
+        """Mask `ids` in place; returns the masked positions (sorted), their original ids and span sizes.
+
+        The original shrinks a drawn n-gram that overflows the budget and skips overlapping ones, which
+        skews the spans towards 1-grams (0.61 / 0.25 / 0.14 measured instead of 0.545 / 0.273 / 0.182).
+        Here n is drawn first (p ∝ 1/n) and a start is then searched among those where n free words fit;
+        at the budget's edge a span that does not fit is still taken with probability remaining/needed,
+        so the mask rate stays 15% in expectation; n shrinks only when no start can hold it at all.
+        """
         s = self.settings
-        # words: lists of positions; a piece that does not start a word joins the previous word
-        words: list[list[int]] = []
-        for i, t in enumerate(ids):
+        words: list[list[int]] = []  # a piece that does not start a word joins the previous word
+        for i, t in enumerate(ids.tolist()):
             if t == self.cls_id or t == self.sep_id:
                 continue
             if words and not self.is_word_start[t] and words[-1][-1] == i - 1:
@@ -146,26 +152,33 @@ class Masker:
             else:
                 words.append([i])
         budget = min(s.max_predictions_per_seq, max(1, int(round(len(ids) * s.masked_lm_prob))))
-        starts = rng.permutation(len(words))
-        covered = np.zeros(len(ids), dtype=bool)
+        lengths = np.array([len(w) for w in words], dtype=np.int64)
+        used = np.zeros(len(words), dtype=bool)
         chosen: list[int] = []
         sizes: list[int] = []
-        for w in starts:
-            if len(chosen) >= budget:
+        while len(chosen) < budget:
+            n = int(rng.choice(s.max_ngram, p=self.ngram_p)) + 1
+            start = -1
+            for size in range(n, 0, -1):
+                free, span_len = self._spans(used, lengths, size)
+                room = budget - len(chosen)
+                fits = np.flatnonzero(free & (span_len <= room))
+                if len(fits):
+                    start = int(fits[rng.integers(len(fits))])
+                elif size == n:
+                    over = np.flatnonzero(free & (len(chosen) + span_len <= s.max_predictions_per_seq))
+                    if len(over):
+                        w = int(over[rng.integers(len(over))])
+                        if rng.random() >= room / span_len[w]:
+                            break  # randomized rounding says stop here
+                        start = w
+                if start >= 0:
+                    n = size
+                    break
+            if start < 0:
                 break
-            max_n = min(s.max_ngram, len(words) - w)
-            p = self.ngram_p[:max_n] / self.ngram_p[:max_n].sum()
-            n = int(rng.choice(max_n, p=p)) + 1
-            # shrink the span until it fits the budget (as the original does)
-            while n > 0 and len(chosen) + sum(len(x) for x in words[w:w + n]) > budget:
-                n -= 1
-            if n == 0:
-                continue
-            span = [i for x in words[w:w + n] for i in x]
-            if covered[span].any():
-                continue
-            covered[span] = True
-            chosen.extend(span)
+            used[start:start + n] = True
+            chosen.extend(i for w in words[start:start + n] for i in w)
             sizes.append(n)
         positions = np.array(sorted(chosen), dtype=np.int64)
         labels = ids[positions].copy()
@@ -177,6 +190,19 @@ class Masker:
                 ids[pos] = self.normal_ids[rng.integers(len(self.normal_ids))]
             # else: keep the original token
         return positions, labels, sizes
+
+    @staticmethod
+    def _spans(used: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """For every start: are its n words all free, and how many tokens do they hold."""
+        L = len(lengths) - n + 1
+        if L <= 0:
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
+        free = np.ones(L, dtype=bool)
+        total = np.zeros(L, dtype=np.int64)
+        for j in range(n):
+            free &= ~used[j:j + L]
+            total += lengths[j:j + L]
+        return free, total
 
 
 def _starts_word(piece: str) -> bool:

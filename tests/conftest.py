@@ -1,0 +1,40 @@
+"""Shared fixtures: a vocabulary trained on the committed public-domain text, once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TEXT = FIXTURES / "public_domain.txt"
+
+
+@pytest.fixture(scope="session")
+def text_lines() -> list[str]:
+    return [line for line in TEXT.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from albert.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer([TEXT], out, vocab_size=1000, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir: Path):
+    from albert.tokenizer import AlbertTokenizer
+
+    return AlbertTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
+    from albert.data.shards import prepare_data
+
+    out = tmp_path_factory.mktemp("data") / "prepared"
+    prepare_data([TEXT], tokenizer_dir, out, eval_fraction=0.1, workers=1, docs_per_shard=40, progress=False)
+    return out

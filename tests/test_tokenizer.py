@@ -1,0 +1,119 @@
+"""The tokenizer against transformers 4.x's sentencepiece ("slow") AlbertTokenizer, plus properties."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from albert.tokenizer import AlbertTokenizer, TokenizerError
+
+transformers = pytest.importorskip("transformers")
+
+EDGE_CASES = [
+    "I was born in 92000, and this is falsé.", "1,000,000, 3, 4,5 and 12,", "hello [MASK] world", "  [MASK]",
+    "[MASK]", "a[MASK]b [MASK][MASK] c", "İstanbul ΣΑΣ ß ﬁ", "``quoted'' text", "a <unk> b <pad>[SEP]x[CLS]",
+    "ＦＵＬＬ width ＡＢＣ１２３", "x\u0301y e\u0301", "tab\tand\nnewline\r\n end", "\x00\x1c\x1f control", "   ",
+    "", "naïve café résumé", "emoji 🙂 and ☃", "[mask] is not special when lowercased",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(tokenizer_dir: Path):
+    return transformers.AlbertTokenizer.from_pretrained(str(tokenizer_dir))
+
+
+def test_ids_equal_transformers_on_every_fixture_line(tokenizer: AlbertTokenizer, reference, text_lines) -> None:
+    ours = tokenizer(text_lines)["input_ids"]
+    for line, got in zip(text_lines, ours):
+        assert got == reference(line)["input_ids"], line
+
+
+def test_edge_cases_equal_transformers(tokenizer: AlbertTokenizer, reference) -> None:
+    for text in EDGE_CASES:
+        assert tokenizer.encode(text) == reference.encode(text), repr(text)
+        assert tokenizer.tokenize(text) == reference.tokenize(text), repr(text)
+
+
+def test_pairs_truncation_and_padding_equal_transformers(tokenizer: AlbertTokenizer, reference, text_lines) -> None:
+    a, b = text_lines[10:30], text_lines[40:60]
+    for kwargs in (dict(), dict(truncation=True, max_length=40), dict(truncation="only_second", max_length=60),
+                   dict(truncation="longest_first", max_length=33, padding="max_length"), dict(padding=True)):
+        got = tokenizer(a, b, return_special_tokens_mask=True, **kwargs)
+        expected = reference(a, b, return_special_tokens_mask=True, **kwargs)
+        for key in ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask"):
+            assert got[key] == expected[key], (key, kwargs)
+
+
+def test_offsets_point_into_the_original_text(tokenizer: AlbertTokenizer) -> None:
+    text = "Héllo  WORLD, naïve café: 92000, ok"
+    enc = tokenizer(text, return_offsets_mapping=True)
+    pieces = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    for piece, (s, e) in zip(pieces[1:-1], enc["offset_mapping"][1:-1]):
+        surface = unicodedata.normalize("NFKD", text[s:e]).lower()
+        surface = "".join(c for c in surface if not unicodedata.combining(c))
+        assert surface.strip() and piece.replace("▁", "") in surface or piece == "<unk>", (piece, text[s:e])
+
+
+def test_overflowing_windows_cover_the_context(tokenizer: AlbertTokenizer, text_lines) -> None:
+    question, context = "what is the whale?", " ".join(text_lines[:5])
+    enc = tokenizer([question], [context], truncation="only_second", max_length=64, stride=16,
+                    return_overflowing_tokens=True, return_offsets_mapping=True)
+    assert len(enc["input_ids"]) > 2 and set(enc["overflow_to_sample_mapping"]) == {0}
+    full = tokenizer.encode_pieces([context])[0].ids
+    seen = []
+    for ids, types in zip(enc["input_ids"], enc["token_type_ids"]):
+        assert len(ids) <= 64
+        seen.append([t for t, k in zip(ids, types) if k == 1][:-1])
+    assert seen[0] == full[: len(seen[0])]
+    assert seen[-1] == full[-len(seen[-1]):]
+    assert seen[1][:16] == seen[0][-16:]  # consecutive windows overlap by `stride` tokens
+
+
+def test_decode_round_trip(tokenizer: AlbertTokenizer, text_lines) -> None:
+    for line in text_lines[:200]:
+        ids = tokenizer.encode(line)
+        if tokenizer.unk_token_id in ids:
+            continue
+        assert tokenizer.decode(ids, skip_special_tokens=True) == tokenizer.preprocess_text(line)
+
+
+def test_save_pretrained_loads_in_transformers(tokenizer: AlbertTokenizer, tmp_path: Path) -> None:
+    tokenizer.save_pretrained(tmp_path)
+    theirs = transformers.AlbertTokenizer.from_pretrained(str(tmp_path))
+    assert theirs.encode("a [MASK] test, 1,000,") == tokenizer.encode("a [MASK] test, 1,000,")
+    assert AlbertTokenizer.from_pretrained(tmp_path).encode("x y") == tokenizer.encode("x y")
+
+
+def test_bad_inputs(tokenizer: AlbertTokenizer, tmp_path: Path) -> None:
+    with pytest.raises(TokenizerError, match="not found"):
+        AlbertTokenizer(tmp_path / "missing.model")
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(TokenizerError, match="not a valid SentencePiece model"):
+        AlbertTokenizer(bad)
+    assert tokenizer.encode("") == [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    assert tokenizer.encode(" \t\n ") == [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    assert tokenizer.encode("[MASK]")[1:-1] == [tokenizer.mask_token_id]
+    big = "word " * 200_000  # 1 MB
+    assert len(tokenizer.encode(big, truncation=True, max_length=512)) == 512
+    with pytest.raises(TokenizerError):
+        tokenizer(123)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=60))
+def test_arbitrary_unicode(tokenizer: AlbertTokenizer, text: str) -> None:
+    enc = tokenizer(text, return_offsets_mapping=True)
+    plain = tokenizer(text)
+    assert enc["input_ids"] == plain["input_ids"]  # the offsets path and the batch path agree
+    for s, e in enc["offset_mapping"]:
+        assert 0 <= s <= e <= len(text)
+    ids = [i for i in plain["input_ids"][1:-1]]
+    if tokenizer.unk_token_id not in ids and all(i not in tokenizer.all_special_ids for i in ids):
+        expected = " ".join(tokenizer.preprocess_text(text).split())
+        assert " ".join(tokenizer.decode(ids).split()) == " ".join(
+            unicodedata.normalize("NFKC", expected).split())

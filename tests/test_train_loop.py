@@ -1,0 +1,118 @@
+"""The training loop: loss goes down, SIGKILL + resume continues identically, 2 processes = 1 process,
+and bad settings or data fail before training starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from albert.data.reader import DataError
+from albert.train.loop import TrainingError
+from albert.train.pretrain import pretrain
+from albert.train.settings import PretrainSettings, SettingsError, load_settings, parse_overrides
+
+ALBERT = [sys.executable, "-m", "albert.cli"]
+
+
+def tiny(prepared: Path, run_dir: Path, **kw) -> PretrainSettings:
+    values = dict(data=str(prepared), run_dir=str(run_dir), model="albert-tiny", max_seq_length=64,
+                  batch_size=8, max_steps=12, learning_rate=2e-3, warmup_steps=2, precision="fp32", eval_every=0,
+                  save_every=4, eval_examples=32, progress=False, num_threads=1, log_every=1)
+    values.update(kw)
+    return PretrainSettings(**values)
+
+
+def losses(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["loss"] for x in lines if x.strip() and "kind" not in json.loads(x)]
+
+
+def test_loss_decreases_and_final_model_loads(prepared_data: Path, tmp_path: Path) -> None:
+    s = tiny(prepared_data, tmp_path / "run", max_steps=60, learning_rate=5e-3, eval_every=30, save_every=30)
+    final = pretrain(s)
+    curve = losses(tmp_path / "run")
+    assert len(curve) == 60 and sum(curve[-10:]) / 10 < sum(curve[:10]) / 10 - 0.5
+    from albert import AlbertForMaskedLM, AlbertTokenizer
+
+    AlbertForMaskedLM.from_pretrained(final)
+    AlbertTokenizer.from_pretrained(final)
+    evals = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert [e["step"] for e in evals] == [30, 60] and all(0 <= e["eval_sop_acc"] <= 1 for e in evals)
+
+
+def test_sigkill_then_resume_matches_uninterrupted(prepared_data: Path, tmp_path: Path) -> None:
+    ref = tmp_path / "ref"
+    pretrain(tiny(prepared_data, ref, max_steps=16))
+    expected = losses(ref)
+
+    run = tmp_path / "killed"
+    args = [*ALBERT, "pretrain", "--data", str(prepared_data), "--run_dir", str(run), "--model", "albert-tiny",
+            "--max_seq_length", "64", "--batch_size", "8", "--max_steps", "16", "--learning_rate", "2e-3",
+            "--warmup_steps", "2", "--precision", "fp32", "--eval_every", "0", "--save_every", "4",
+            "--progress", "false", "--num_threads", "1", "--eval_examples", "32", "--log_every", "1"]
+    env = {**os.environ, "ALBERT_TEST_STEP_DELAY": "0.15"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "metrics.jsonl").is_file() and len(losses(run)) >= 10:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(losses(run))
+    assert 10 <= killed_at < 16, killed_at
+    out = subprocess.run([*args, "--resume"], capture_output=True, text=True, env=os.environ)
+    assert out.returncode == 0, out.stderr
+    assert losses(run) == expected  # step for step, bit for bit
+
+
+def test_two_processes_match_one(prepared_data: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    pretrain(tiny(prepared_data, one, max_steps=5, save_every=0))
+    common = ["--data", str(prepared_data), "--model", "albert-tiny", "--max_seq_length", "64", "--batch_size", "8",
+              "--max_steps", "5", "--learning_rate", "2e-3", "--warmup_steps", "2", "--precision", "fp32",
+              "--eval_every", "0", "--save_every", "0", "--progress", "false", "--num_threads", "1",
+              "--log_every", "1"]
+    two = tmp_path / "two"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "albert.cli", "pretrain", *common, "--run_dir", str(two)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    a, b = losses(one), losses(two)
+    assert len(a) == len(b) == 5
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
+
+
+def test_errors_before_training(prepared_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings(PretrainSettings, None, {"data": "x", "learning_rat": 1})
+    with pytest.raises(SettingsError, match="must be an integer"):
+        load_settings(PretrainSettings, None, {"data": "x", "batch_size": "many"})
+    with pytest.raises(DataError, match="not a prepared data directory"):
+        pretrain(tiny(tmp_path, tmp_path / "r1"))
+    with pytest.raises(DataError, match="vocab_size"):
+        pretrain(tiny(prepared_data, tmp_path / "r2", model_overrides={"vocab_size": 50}))
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        pretrain(tiny(prepared_data, tmp_path / "r3"), resume=True)
+    assert parse_overrides(["--max-steps", "5", "--precision=fp32"]) == {"max_steps": 5, "precision": "fp32"}
+
+
+def test_nonfinite_loss_stops_and_keeps_last_checkpoint(prepared_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "nan"
+    with pytest.raises(TrainingError, match="non-finite"):
+        pretrain(tiny(prepared_data, run, max_steps=30, learning_rate=1e6, save_every=1, max_grad_norm=0.0,
+                      optimizer="adamw"))
+    from albert.train.loop import checkpoint_dirs
+
+    kept = checkpoint_dirs(run)
+    assert kept, "the last good checkpoint must remain"
+    from safetensors.torch import load_file
+
+    assert all(bool(t.isfinite().all()) for t in load_file(str(kept[-1] / "model.safetensors")).values())
