@@ -40,12 +40,18 @@ def test_edge_cases_equal_transformers(tokenizer: AlbertTokenizer, reference) ->
 
 def test_pairs_truncation_and_padding_equal_transformers(tokenizer: AlbertTokenizer, reference, text_lines) -> None:
     a, b = text_lines[10:30], text_lines[40:60]
-    for kwargs in (dict(), dict(truncation=True, max_length=40), dict(truncation="only_second", max_length=60),
-                   dict(truncation="longest_first", max_length=33, padding="max_length"), dict(padding=True)):
-        got = tokenizer(a, b, return_special_tokens_mask=True, **kwargs)
-        expected = reference(a, b, return_special_tokens_mask=True, **kwargs)
+    questions = [line[:30] for line in a]
+    for first, kwargs in ((a, dict()), (a, dict(truncation=True, max_length=40)),
+                          (questions, dict(truncation="only_second", max_length=60)),
+                          (a, dict(truncation="longest_first", max_length=33, padding="max_length")),
+                          (a, dict(padding=True))):
+        got = tokenizer(first, b, return_special_tokens_mask=True, **kwargs)
+        expected = reference(first, b, return_special_tokens_mask=True, **kwargs)
         for key in ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask"):
             assert got[key] == expected[key], (key, kwargs)
+    # transformers logs and returns an over-long sequence here; we refuse clearly
+    with pytest.raises(TokenizerError, match="fills max_length"):
+        tokenizer(" ".join(a), "x", truncation="only_second", max_length=20)
 
 
 def test_offsets_point_into_the_original_text(tokenizer: AlbertTokenizer) -> None:
@@ -55,6 +61,9 @@ def test_offsets_point_into_the_original_text(tokenizer: AlbertTokenizer) -> Non
     for piece, (s, e) in zip(pieces[1:-1], enc["offset_mapping"][1:-1]):
         surface = unicodedata.normalize("NFKD", text[s:e]).lower()
         surface = "".join(c for c in surface if not unicodedata.combining(c))
+        if piece == "▁":  # a lone word-boundary piece covers the space before the word
+            assert surface.isspace() or surface == "", (piece, text[s:e])
+            continue
         assert surface.strip() and piece.replace("▁", "") in surface or piece == "<unk>", (piece, text[s:e])
 
 
@@ -112,8 +121,8 @@ def test_arbitrary_unicode(tokenizer: AlbertTokenizer, text: str) -> None:
     assert enc["input_ids"] == plain["input_ids"]  # the offsets path and the batch path agree
     for s, e in enc["offset_mapping"]:
         assert 0 <= s <= e <= len(text)
-    ids = [i for i in plain["input_ids"][1:-1]]
+    ids = plain["input_ids"][1:-1]
     if tokenizer.unk_token_id not in ids and all(i not in tokenizer.all_special_ids for i in ids):
-        expected = " ".join(tokenizer.preprocess_text(text).split())
-        assert " ".join(tokenizer.decode(ids).split()) == " ".join(
-            unicodedata.normalize("NFKC", expected).split())
+        # the full normalisation: ALBERT's preprocessing, then SentencePiece's own (NFKC, no control chars)
+        expected = tokenizer.sp.normalize(tokenizer.preprocess_text(text)).replace("▁", " ").strip()
+        assert tokenizer.decode(ids) == expected

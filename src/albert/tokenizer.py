@@ -349,7 +349,19 @@ class AlbertTokenizer:
         return Encoded(ids, offsets)
 
     def tokenize(self, text: str) -> list[str]:
-        return [self.sp.id_to_piece(i) for i in self.encode_pieces([text])[0].ids]
+        """Pieces as strings; an unknown piece keeps its surface text (as transformers' tokenize does)."""
+        lowered = self._lower_outside_specials(text) if self.do_lower_case else text
+        pieces: list[str] = []
+        for chunk, _, special in self._split_specials(lowered):
+            if special:
+                pieces.append(chunk)
+                continue
+            for piece in self.sp.encode(self.preprocess_text(chunk), out_type=str):
+                if len(piece) > 1 and _DIGIT_COMMA_RE.search(piece):
+                    pieces.extend(self.sp.id_to_piece(i) for i in self._fix_digit_comma(piece))
+                else:
+                    pieces.append(piece)
+        return pieces
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True, **kwargs: Any) -> list[int]:
         return self(text, text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
@@ -382,6 +394,8 @@ class AlbertTokenizer:
         return_tensors: Literal["pt"] | None = None,
     ) -> BatchEncoding:
         single = isinstance(text, str)
+        if not single and not isinstance(text, (list, tuple)):
+            raise TokenizerError(f"expected a string or a list of strings, got {type(text).__name__}")
         texts = [text] if isinstance(text, str) else list(text)
         pairs: list[str] | None = None
         if text_pair is not None:
