@@ -39,7 +39,7 @@ def test_ngram_shares(stats) -> None:
 
 
 def test_80_10_10(stats) -> None:
-    tok, masker = stats["tokenizer"], stats["masker"]
+    tok = stats["tokenizer"]
     kinds = Counter()
     for e in stats["examples"]:
         for p, label in zip(e.mlm_positions, e.mlm_labels):

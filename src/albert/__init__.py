@@ -11,7 +11,6 @@ from albert.heads import (
     AlbertModel,
     AlbertPreTrainedModel,
 )
-
 from albert.inference.pipelines import pipeline
 from albert.tokenizer import AlbertTokenizer
 

@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "albert-small-en"

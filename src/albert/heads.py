@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from albert.config import AlbertConfig
 from albert.model import (
     AlbertBackbone,
-    BaseModelOutputWithPooling,
     ModelOutput,
     activation_fn,
     init_weights,

@@ -62,6 +62,9 @@ class Encoded:
     ids: list[int]
     offsets: list[tuple[int, int]]
 
+    def __len__(self) -> int:
+        return len(self.ids)
+
 
 class AlbertTokenizer:
     model_max_length = 512
@@ -363,7 +366,8 @@ class AlbertTokenizer:
                     pieces.append(piece)
         return pieces
 
-    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True, **kwargs: Any) -> list[int]:
+    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True,
+               **kwargs: Any) -> list[int]:
         return self(text, text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
 
     def build_inputs(self, a: list[int], b: list[int] | None) -> tuple[list[int], list[int], list[int]]:
@@ -473,7 +477,8 @@ class AlbertTokenizer:
 
     # ----- decoding -----
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
-        out, run, prev_special = "", [], False
+        out, prev_special = "", False
+        run: list[str] = []
         for t in tokens:
             if t in self._special_by_text:
                 if not prev_special:
@@ -519,7 +524,8 @@ def _windows(a: Encoded, b: Encoded | None, strategy: str, max_length: int | Non
         return
     if b is None or strategy in ("only_first", "only_second"):
         target_is_a = b is None or strategy == "only_first"
-        target, other = (a, b) if target_is_a else (b, a)
+        target: Encoded = a if target_is_a else b  # type: ignore[assignment]
+        other = b if target_is_a else a
         room = budget - (len(other.ids) if other is not None else 0)
         if room <= 0:
             raise TokenizerError(f"cannot truncate with {strategy}: the other sequence alone fills max_length "

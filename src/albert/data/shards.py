@@ -8,6 +8,7 @@ uint16 or int32), `NNNNN.sentences.npy` (offsets of sentences into the tokens) a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing as mp
@@ -202,9 +203,15 @@ def prepare_data(
         return out / split / name, docs, tokenizer.vocab_size
 
     bar = tqdm(desc="tokenizing", unit=" docs", disable=not progress)
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(out / "tokenizer"),)) as pool:
-        for split, name, n_docs, n_tokens in pool.imap(_tokenize_shard, jobs()):
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(mp.get_context("spawn").Pool(
+                workers, initializer=_init_worker, initargs=(str(out / "tokenizer"),)))
+            results: Iterator[tuple[str, str, int, int]] = pool.imap(_tokenize_shard, jobs())
+        else:
+            _init_worker(str(out / "tokenizer"))
+            results = map(_tokenize_shard, jobs())
+        for split, name, n_docs, n_tokens in results:
             shards[split].append(name)
             totals[split][0] += n_docs
             totals[split][1] += n_tokens

@@ -68,7 +68,7 @@ class FillMaskPipeline(Pipeline):
         ids = enc["input_ids"][0]
         positions = [i for i, t in enumerate(ids) if t == tok.mask_token_id]
         if not positions:
-            raise TokenizerError(f"no {tok.mask_token} in the input: {inputs!r}")
+            raise TokenizerError(f"no [MASK] in the input: {inputs!r}")
         logits = self._forward(enc).logits[0].float()  # (T, V)
         special = torch.tensor(tok.all_special_ids, device=logits.device)
         results = []

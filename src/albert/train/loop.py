@@ -163,8 +163,9 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     tied = set(getattr(target, "tied_keys", ()))
     if [k for k in missing if k not in tied] or unexpected:
         raise TrainingError(f"checkpoint {path} does not fit the model (missing {missing}, unexpected {unexpected})")
-    if hasattr(target, "tie_weights"):
-        target.tie_weights()
+    tie = getattr(target, "tie_weights", None)
+    if callable(tie):
+        tie()
     optimizer.load_state_dict(trainer["optimizer"])
     scheduler.load_state_dict(trainer["scheduler"])
     return int(trainer["step"]), trainer["data"]
@@ -233,7 +234,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         _truncate_metrics(run_dir / "metrics.jsonl", start)
     wrapped: nn.Module = model
     if d.world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     metrics_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if d.main else None
     bar = tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
@@ -261,8 +263,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                 stats += s.detach().to(torch.float64)
             if d.world > 1:
                 dist.all_reduce(stats)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm
-                                                       if settings.max_grad_norm > 0 else float("inf"))
+            max_norm = settings.max_grad_norm if settings.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             summary = task.summarize(dict(zip(task.stat_names, stats.tolist())))
             finite = math.isfinite(summary.get("loss", 0.0)) and bool(torch.isfinite(grad_norm))
             if not finite:
@@ -296,8 +298,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
             last = step + 1 == settings.max_steps
             if settings.eval_every and ((step + 1) % settings.eval_every == 0 or last):
                 if d.main:
-                    result = task.evaluate(_unwrap(model), device, amp_dtype)
-                    result = {"step": step + 1, "kind": "eval", **{k: round(v, 6) for k, v in result.items()}}
+                    scores = task.evaluate(_unwrap(model), device, amp_dtype)
+                    result = {"step": step + 1, "kind": "eval", **{k: round(v, 6) for k, v in scores.items()}}
                     if metrics_file is not None:
                         metrics_file.write(json.dumps(result) + "\n")
                         metrics_file.flush()

@@ -14,7 +14,8 @@ NO_DECAY_MARKERS = ("LayerNorm", "layer_norm", "bias")
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: decayed and adapted weights; LayerNorm parameters and biases, neither."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():  # shared parameters appear once
         if not p.requires_grad:
             continue

@@ -12,7 +12,8 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise DataError(f"{run_dir}: no metrics.jsonl (is it a run directory?)")
-    train, evals = [], []
+    train: list[dict] = []
+    evals: list[dict] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -55,8 +56,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     for ax, key in zip(axes, keys):
         ax.plot(steps, _smooth([r[key] for r in train], window), label=f"train {key}", lw=1.2)
         eval_key = {"loss": "eval_mlm_loss", "mlm_acc": "eval_mlm_acc", "sop_acc": "eval_sop_acc",
-                    "acc": "eval_acc"}.get(key)
-        points = [(r["step"], r[eval_key]) for r in evals if eval_key and eval_key in r]
+                    "acc": "eval_acc"}.get(key, "")
+        points = [(r["step"], r[eval_key]) for r in evals if eval_key in r]
         if points:
             ax.plot(*zip(*points), "o-", label=f"held-out {eval_key.removeprefix('eval_')}", ms=3)
         ax.set_xlabel("step")

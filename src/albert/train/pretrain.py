@@ -133,7 +133,8 @@ class PretrainTask:
         mlm_loss = s["mlm_loss_sum"] / max(s["mlm_count"], 1)
         sop_loss = s["sop_loss_sum"] / max(s["sop_count"], 1)
         return {"loss": mlm_loss + sop_loss, "mlm_loss": mlm_loss, "sop_loss": sop_loss,
-                "mlm_acc": s["mlm_correct"] / max(s["mlm_count"], 1), "sop_acc": s["sop_correct"] / max(s["sop_count"], 1),
+                "mlm_acc": s["mlm_correct"] / max(s["mlm_count"], 1),
+                "sop_acc": s["sop_correct"] / max(s["sop_count"], 1),
                 "tokens": s["tokens"]}
 
     # --- evaluation on held-out documents ---
@@ -209,7 +210,8 @@ def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
         model = AlbertForPreTraining.from_pretrained(settings.init_from, config=config)
     else:
         model = AlbertForPreTraining(config)
-    logger.info("model: %s parameters; %d training tokens", f"{model.num_parameters():,}", task.stream.corpus.num_tokens)
+    logger.info("model: %s parameters; %d training tokens", f"{model.num_parameters():,}",
+                task.stream.corpus.num_tokens)
     model = train(settings, model, task, resume=resume)  # type: ignore[assignment]
     final = Path(settings.run_dir) / "final"
     if int(__import__("os").environ.get("RANK", "0")) == 0:
