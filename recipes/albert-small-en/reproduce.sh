@@ -9,4 +9,4 @@ albert data prepare --input "$CORPUS" --tokenizer runs/albert-small-en-tokenizer
   --eval-fraction 0.01
 albert pretrain --config recipes/albert-small-en/pretrain.yaml "$@"
 albert plot runs/albert-small-en
-python bench/package_model.py runs/albert-small-en src/albert/models/albert-small-en
+python recipes/albert-small-en/package.py runs/albert-small-en src/albert/models/albert-small-en

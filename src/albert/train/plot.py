@@ -50,12 +50,13 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     out_path = Path(out) if out else run_dir / "curves.png"
     steps = [r["step"] for r in train]
     window = max(1, len(steps) // 100)
-    keys = [k for k in ("loss", "mlm_acc", "sop_acc", "acc", "lr") if k in train[0]]
+    first = "mlm_loss" if "mlm_loss" in train[0] else "loss"
+    keys = [k for k in (first, "mlm_acc", "sop_acc", "acc", "lr") if k in train[0]]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6))
     axes = [axes] if len(keys) == 1 else list(axes)
     for ax, key in zip(axes, keys):
         ax.plot(steps, _smooth([r[key] for r in train], window), label=f"train {key}", lw=1.2)
-        eval_key = {"loss": "eval_mlm_loss", "mlm_acc": "eval_mlm_acc", "sop_acc": "eval_sop_acc",
+        eval_key = {"mlm_loss": "eval_mlm_loss", "loss": "eval_loss", "mlm_acc": "eval_mlm_acc", "sop_acc": "eval_sop_acc",
                     "acc": "eval_acc"}.get(key, "")
         points = [(r["step"], r[eval_key]) for r in evals if eval_key in r]
         if points:
