@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,8 +95,11 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
             if not isinstance(obj, dict):
                 raise CheckpointError(f"{directory / TORCH_WEIGHTS_NAME} does not hold a state dict")
             return obj
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"cannot read weights in {directory}: {TORCH_WEIGHTS_NAME} holds objects other than "
+                              "tensors, and loading it could run code (refused)") from None
     except (SafetensorError, RuntimeError, KeyError, json.JSONDecodeError, EOFError) as e:
-        raise CheckpointError(f"cannot read weights in {directory}: {e}") from None
+        raise CheckpointError(f"cannot read weights in {directory}: {str(e).splitlines()[0]}") from None
     raise CheckpointError(f"no weights in {directory} (looked for {SAFE_WEIGHTS_NAME}, {SAFE_INDEX_NAME}, "
                           f"{TORCH_WEIGHTS_NAME})")
 

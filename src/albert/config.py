@@ -124,6 +124,9 @@ class AlbertConfig:
     def from_dict(cls, data: dict[str, Any]) -> AlbertConfig:
         """Build from a transformers-style dict. Unknown keys are errors; transformers' generic keys are kept aside."""
         data = dict(data)
+        model_type = data.pop("model_type", "albert")
+        if model_type != "albert":
+            raise ConfigError(f"not an ALBERT config (model_type={model_type!r})")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         structure = data.pop("net_structure_type", 0)
         if structure not in (0, None):
@@ -132,8 +135,6 @@ class AlbertConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        if data.get("model_type", "albert") != "albert":
-            raise ConfigError(f"not an ALBERT config (model_type={data['model_type']!r})")
         return cls(**data, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
