@@ -11,6 +11,7 @@ The reference semantics are transformers 4.x's sentencepiece-based ("slow") `Alb
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -36,6 +37,13 @@ _DIGIT_COMMA_RE = re.compile(r"\d,$")
 
 Truncation = bool | Literal["longest_first", "only_first", "only_second", "do_not_truncate"]
 Padding = bool | Literal["longest", "max_length", "do_not_pad"]
+
+
+@functools.cache
+def _combining_re() -> re.Pattern[str]:
+    """All characters with a non-zero canonical combining class (what unicodedata.combining reports)."""
+    chars = "".join(chr(c) for c in range(0x300, 0x110000) if unicodedata.combining(chr(c)))
+    return re.compile("[" + re.escape(chars) + "]")
 
 
 class TokenizerError(ValueError):
@@ -171,12 +179,13 @@ class AlbertTokenizer:
 
     # ----- normalisation -----
     def _lower_outside_specials(self, text: str) -> str:
-        # transformers lowercases one character at a time (no final-sigma rule), skipping special tokens.
-        if text.isascii():
-            parts = _SPECIAL_RE.split(text)
-            return "".join(p if i % 2 else p.lower() for i, p in enumerate(parts))
+        # transformers lowercases one character at a time, skipping special tokens. Python's whole-string
+        # lower() differs from that only through the final-sigma rule, so per character only if Σ occurs.
+        if "[" not in text and "<" not in text:
+            return text.lower() if "Σ" not in text else "".join(c.lower() for c in text)
         parts = _SPECIAL_RE.split(text)
-        return "".join(p if i % 2 else "".join(c.lower() for c in p) for i, p in enumerate(parts))
+        return "".join(p if i % 2 else p.lower() if "Σ" not in p else "".join(c.lower() for c in p)
+                       for i, p in enumerate(parts))
 
     def preprocess_text(self, text: str) -> str:
         """ALBERT's normalisation of one special-token-free piece of text (fast, no offsets)."""
@@ -184,7 +193,7 @@ class AlbertTokenizer:
             text = " ".join(text.split())
         text = text.replace("``", '"').replace("''", '"')
         if not self.keep_accents and not text.isascii():
-            text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+            text = _combining_re().sub("", unicodedata.normalize("NFKD", text))
         if self.do_lower_case:
             text = text.lower()
         return text

@@ -56,8 +56,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     axes = [axes] if len(keys) == 1 else list(axes)
     for ax, key in zip(axes, keys):
         ax.plot(steps, _smooth([r[key] for r in train], window), label=f"train {key}", lw=1.2)
-        eval_key = {"mlm_loss": "eval_mlm_loss", "loss": "eval_loss", "mlm_acc": "eval_mlm_acc", "sop_acc": "eval_sop_acc",
-                    "acc": "eval_acc"}.get(key, "")
+        eval_key = {"mlm_loss": "eval_mlm_loss", "loss": "eval_loss", "mlm_acc": "eval_mlm_acc",
+                    "sop_acc": "eval_sop_acc", "acc": "eval_acc"}.get(key, "")
         points = [(r["step"], r[eval_key]) for r in evals if eval_key in r]
         if points:
             ax.plot(*zip(*points), "o-", label=f"held-out {eval_key.removeprefix('eval_')}", ms=3)
