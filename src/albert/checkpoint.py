@@ -42,6 +42,9 @@ HUB_FILES = [CONFIG_NAME, SAFE_WEIGHTS_NAME, SAFE_INDEX_NAME, "model-*.safetenso
 _IGNORED_KEYS = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
 
 
+_HEAD_MODULES = {"predictions", "sop_classifier", "classifier", "qa_outputs", "dropout"}
+
+
 class CheckpointError(OSError):
     """A model could not be found or read."""
 
@@ -159,8 +162,13 @@ def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]
     model.tie_weights()
     if missing:
         logger.warning("%s: newly initialised (not in the checkpoint): %s", type(model).__name__, ", ".join(missing))
-    if unexpected:
-        logger.warning("%s: ignored checkpoint weights: %s", type(model).__name__, ", ".join(unexpected))
+    # Another ALBERT head's weights (a pretraining checkpoint loaded for fill-mask, say) are expected.
+    other_heads = [k for k in unexpected if k.split(".")[0] in _HEAD_MODULES]
+    if other_heads:
+        logger.info("%s: ignored weights of other heads: %s", type(model).__name__, ", ".join(other_heads))
+    if len(other_heads) < len(unexpected):
+        logger.warning("%s: ignored checkpoint weights: %s", type(model).__name__,
+                       ", ".join(k for k in unexpected if k not in other_heads))
     info = {"missing_keys": missing, "unexpected_keys": unexpected}
     model.loading_info = info  # type: ignore[assignment]
     return info

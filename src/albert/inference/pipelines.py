@@ -73,10 +73,12 @@ class FillMaskPipeline(Pipeline):
         special = torch.tensor(tok.all_special_ids, device=logits.device)
         results = []
         for pos in positions:
-            scores = logits[pos].clone()
-            scores[special] = float("-inf")  # never propose [CLS], <pad>, [MASK] ...
-            probs = scores.softmax(-1)
-            top = probs.topk(min(top_k, probs.numel()))
+            # scores are the model's probabilities over the whole vocabulary (as transformers reports
+            # them); special tokens ([CLS], <pad>, [MASK], ...) are just never proposed
+            probs = logits[pos].softmax(-1)
+            ranked = probs.clone()
+            ranked[special] = -1.0
+            top = ranked.topk(min(top_k, probs.numel() - len(special)))
             group = []
             for p, t in zip(top.values.tolist(), top.indices.tolist()):
                 filled = list(ids)
