@@ -1,0 +1,1 @@
+"""Fine-tuning tasks: featurize, head, loss, metric and post-processing per task family."""
