@@ -52,7 +52,7 @@ def matthews_corrcoef(preds: Sequence[int], labels: Sequence[int]) -> float:
     return float(cov_yp / math.sqrt(cov_yy * cov_pp))
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     a, b = a - a.mean(), b - b.mean()
     denom = math.sqrt(float(a @ a) * float(b @ b))
@@ -169,7 +169,7 @@ def squad_v2_best_threshold(predictions: dict[str, str], no_answer_probs: dict[s
             raw[qid] = max(score_fn(predictions[qid], a) for a in answers)
         has_answer = {qid: bool([a for a in golds[qid] if normalize_answer(a)]) for qid in golds}
         # start: predict no answer everywhere
-        cur = best = sum(1 for q in golds if not has_answer[q])
+        cur = best = float(sum(1 for q in golds if not has_answer[q]))
         best_thresh = 0.0
         for qid in sorted(golds, key=lambda q: no_answer_probs[q]):
             if has_answer[qid]:
