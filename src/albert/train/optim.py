@@ -79,11 +79,16 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
     groups = param_groups(model, weight_decay)
     if name == "lamb":
         return Lamb(groups, lr=lr, betas=betas, eps=eps)
+    if name == "adamw_original":
+        # BERT/ALBERT's fine-tuning optimizer: AdamW without bias correction = LAMB without adaptation
+        for g in groups:
+            g["adapt"] = False
+        return Lamb(groups, lr=lr, betas=betas, eps=eps)
     if name == "adamw":
         for g in groups:
             g.pop("adapt")
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
-    raise ValueError(f"unknown optimizer {name!r} (lamb or adamw)")
+    raise ValueError(f"unknown optimizer {name!r} (lamb, adamw or adamw_original)")
 
 
 def lr_lambda(warmup_steps: int, total_steps: int, decay: str, power: float = 1.0) -> Callable[[int], float]:

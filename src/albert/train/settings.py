@@ -28,7 +28,7 @@ class TrainSettings:
     batch_size: int = 64  # sequences per optimizer step, all processes and accumulation together
     micro_batch_size: int = 0  # sequences per forward pass per process; 0: batch_size / processes
     max_steps: int = 1000
-    optimizer: Literal["lamb", "adamw"] = "lamb"
+    optimizer: Literal["lamb", "adamw", "adamw_original"] = "lamb"
     learning_rate: float = 0.00176
     warmup_steps: int = 0
     warmup_fraction: float = 0.0  # used when warmup_steps is 0

@@ -1,0 +1,106 @@
+"""Task files → rows (dicts). Every bad row is an error naming its file and line.
+
+Formats: JSONL (the fields of ../shared/data/tasks and of hub exports), Parquet with the same
+columns, and GLUE's TSV layouts (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from albert.data.reader import DataError, base_suffix, open_text
+
+# GLUE TSV layouts: (text column(s), label column, has header). Columns are by header name or index.
+GLUE_TSV: dict[str, tuple[tuple[str | int, ...], str | int | None, bool]] = {
+    "cola": ((3,), 1, False),
+    "sst-2": (("sentence",), "label", True),
+    "mrpc": (("#1 String", "#2 String"), "Quality", True),
+    "sts-b": (("sentence1", "sentence2"), "score", True),
+    "qqp": (("question1", "question2"), "is_duplicate", True),
+    "mnli": (("sentence1", "sentence2"), "gold_label", True),
+    "qnli": (("question", "sentence"), "label", True),
+    "rte": (("sentence1", "sentence2"), "label", True),
+    "wnli": (("sentence1", "sentence2"), "label", True),
+}
+
+
+def read_rows(path: str | Path, tsv_layout: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for each example; TSV rows are mapped to text/text_pair/label."""
+    path = Path(path)
+    kind = base_suffix(path)
+    if kind == ".jsonl":
+        with open_text(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{n}: expected a JSON object")
+                yield n, row
+    elif kind == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError(f"{path}: reading parquet needs pyarrow (pip install 'albert[data]')") from None
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable parquet file ({e})") from None
+        for n, row in enumerate(table.to_pylist(), 1):
+            yield n, row
+    elif kind == ".tsv":
+        yield from _read_glue_tsv(path, tsv_layout)
+    else:
+        raise DataError(f"{path}: unsupported format {kind or '(none)'}; use .jsonl, .parquet or GLUE .tsv")
+
+
+def _read_glue_tsv(path: Path, layout: str | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    name = (layout or _guess_glue(path)).lower()
+    if name not in GLUE_TSV:
+        raise DataError(f"{path}: unknown GLUE layout {name!r}; pass one of {', '.join(GLUE_TSV)}")
+    text_cols, label_col, header = GLUE_TSV[name]
+    with open_text(path) as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        names: list[str] = next(reader) if header else []
+        for n, cells in enumerate(reader, 2 if header else 1):
+            if not cells or not any(cells):
+                continue
+
+            def cell(col: str | int, required: bool = True, cells: list[str] = cells, n: int = n) -> str | None:
+                return _cell(path, name, names, cells, n, col, required)
+
+            row: dict[str, Any] = {"text": cell(text_cols[0])}
+            if len(text_cols) > 1:
+                row["text_pair"] = cell(text_cols[1])
+            if label_col is not None:
+                label = cell(label_col, required=False)  # GLUE test files have no labels
+                if label is not None:
+                    row["label"] = label
+            yield n, row
+
+
+def _cell(path: Path, layout: str, names: list[str], cells: list[str], n: int, col: str | int,
+          required: bool) -> str | None:
+    i = col if isinstance(col, int) else (names.index(col) if col in names else -1)
+    if i < 0:
+        raise DataError(f"{path}: no column {col!r} in the header (a {layout} TSV?)")
+    if i >= len(cells):
+        if required:
+            raise DataError(f"{path}:{n}: expected at least {i + 1} columns, got {len(cells)}")
+        return None
+    return cells[i]
+
+
+def _guess_glue(path: Path) -> str:
+    parts = [p.lower() for p in path.parts]
+    for name in GLUE_TSV:
+        if any(name == p or name.replace("-", "") == p for p in parts):
+            return name
+    raise DataError(f"{path}: cannot tell which GLUE task this TSV is; pass --tsv-layout NAME")

@@ -1,0 +1,261 @@
+"""Sequence-level tasks: classification (one text or a pair), regression and multi-label.
+
+The task object featurizes rows, feeds the one training loop (albert.train.loop) and computes the
+task's metrics; the fine-tuned directory records the task in `config.albert_task`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.data.reader import DataError
+from albert.tasks import metrics
+from albert.tasks.readers import read_rows
+from albert.tokenizer import AlbertTokenizer
+
+TEXT_FIELDS = [("text", "text_pair"), ("sentence1", "sentence2"), ("sentence", None), ("question", "sentence"),
+               ("question1", "question2"), ("premise", "hypothesis"), ("text", None)]
+KINDS = ("classification", "regression", "multi-label")
+
+
+@dataclass
+class Example:
+    text: str
+    pair: str | None
+    label: Any  # int class, float score, or list of class ids
+    where: str  # file:line, for error messages
+
+
+def detect_fields(row: dict[str, Any]) -> tuple[str, str | None]:
+    for a, b in TEXT_FIELDS:
+        if a in row and (b is None or b in row):
+            return a, b
+    raise DataError(f"cannot find the text fields in {sorted(row)}; expected one of "
+                    + ", ".join(f"{a}+{b}" if b else a for a, b in TEXT_FIELDS))
+
+
+def read_examples(path: str | Path, kind: str, labels: list[str] | None, label_field: str = "label",
+                  fields: tuple[str, str | None] | None = None, tsv_layout: str | None = None,
+                  need_labels: bool = True) -> tuple[list[Example], tuple[str, str | None]]:
+    """Rows → examples. Class labels may be names (in `labels`) or indices; others are errors."""
+    examples: list[Example] = []
+    for n, row in read_rows(path, tsv_layout):
+        where = f"{path}:{n}"
+        if fields is None:
+            fields = detect_fields(row)
+        a, b = fields
+        text, pair = row.get(a), row.get(b) if b else None
+        if not isinstance(text, str) or (b is not None and not isinstance(pair, str)):
+            raise DataError(f"{where}: field {a!r}{' and ' + repr(b) if b else ''} must be text")
+        label = row.get(label_field)
+        if label is None:
+            if need_labels:
+                raise DataError(f"{where}: no {label_field!r}")
+        else:
+            label = _parse_label(label, kind, labels, where)
+        examples.append(Example(text, pair, label, where))
+    if not examples:
+        raise DataError(f"{path}: no examples")
+    assert fields is not None
+    return examples, fields
+
+
+def _parse_label(value: Any, kind: str, labels: list[str] | None, where: str) -> Any:
+    if kind == "regression":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: regression label {value!r} is not a number") from None
+    values = value if kind == "multi-label" else [value]
+    if kind == "multi-label" and not isinstance(value, list):
+        raise DataError(f"{where}: a multi-label row needs a list of labels, got {value!r}")
+    ids = []
+    assert labels is not None
+    for v in values:
+        if isinstance(v, str) and v in labels:
+            ids.append(labels.index(v))
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= int(v) < len(labels):
+            ids.append(int(v))
+        elif isinstance(v, str) and v.lstrip("-").isdigit() and 0 <= int(v) < len(labels) and v not in labels:
+            ids.append(int(v))
+        else:
+            raise DataError(f"{where}: label {v!r} is not in the label set ({', '.join(map(str, labels[:20]))}"
+                            f"{', ...' if len(labels) > 20 else ''})")
+    return ids if kind == "multi-label" else ids[0]
+
+
+def label_set(path: str | Path, kind: str, label_field: str = "label", tsv_layout: str | None = None) -> list[str]:
+    """Label names: from a meta.json beside the file if it lists them, else sorted from the training rows."""
+    meta = Path(path).parent / "meta.json"
+    if meta.is_file():
+        import json
+
+        listed = json.loads(meta.read_text()).get("labels")
+        if isinstance(listed, list) and listed:
+            return [str(x) for x in listed]
+    seen: set[Any] = set()
+    for _, row in read_rows(path, tsv_layout):
+        v = row.get(label_field)
+        if kind == "multi-label" and isinstance(v, list):
+            seen.update(v)
+        elif v is not None:
+            seen.add(v)
+    if not seen:
+        raise DataError(f"{path}: no {label_field!r} values to learn labels from")
+    if all(isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.isdigit()) for v in seen):
+        return [str(i) for i in range(max(int(v) for v in seen) + 1)]
+    return sorted(str(v) for v in seen)
+
+
+class SequenceTask:
+    """Train/evaluate a sequence head through the one loop."""
+
+    stat_names = ["loss_sum", "count", "correct"]
+
+    def __init__(self, kind: str, tokenizer: AlbertTokenizer, train: list[Example], dev: list[Example] | None,
+                 num_labels: int, max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 64) -> None:
+        if kind not in KINDS:
+            raise DataError(f"unknown sequence task {kind!r}")
+        self.kind, self.tokenizer, self.num_labels = kind, tokenizer, num_labels
+        self.max_seq_length, self.batch_size, self.seed = max_seq_length, batch_size, seed
+        self.eval_batch_size = eval_batch_size
+        self.train = self.featurize(train)
+        self.dev = dev
+        self.epoch, self.index = 0, 0
+        self._order = self._epoch_order(0)
+
+    # --- features ---
+    def featurize(self, examples: list[Example]) -> list[dict[str, Any]]:
+        texts = [e.text for e in examples]
+        pairs = [e.pair or "" for e in examples] if examples and examples[0].pair is not None else None
+        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_seq_length)
+        return [{"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i],
+                 "label": examples[i].label} for i in range(len(examples))]
+
+    def collate(self, feats: list[dict[str, Any]], with_labels: bool = True) -> dict[str, Tensor]:
+        T = max(len(f["input_ids"]) for f in feats)
+        ids = torch.full((len(feats), T), self.tokenizer.pad_token_id, dtype=torch.long)
+        types = torch.zeros_like(ids)
+        mask = torch.zeros_like(ids)
+        for i, f in enumerate(feats):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            types[i, :n] = torch.tensor(f["token_type_ids"])
+            mask[i, :n] = 1
+        batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+        if with_labels:
+            if self.kind == "regression":
+                batch["labels"] = torch.tensor([float(f["label"]) for f in feats])
+            elif self.kind == "multi-label":
+                multi = torch.zeros(len(feats), self.num_labels)
+                for i, f in enumerate(feats):
+                    multi[i, f["label"]] = 1.0
+                batch["labels"] = multi
+            else:
+                batch["labels"] = torch.tensor([int(f["label"]) for f in feats])
+        return batch
+
+    # --- the loop's protocol ---
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.train))
+
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        chosen: list[int] = []
+        while len(chosen) < self.batch_size:
+            if self.index >= len(self._order):
+                self.epoch, self.index = self.epoch + 1, 0
+                self._order = self._epoch_order(self.epoch)
+            take = min(self.batch_size - len(chosen), len(self._order) - self.index)
+            chosen.extend(self._order[self.index:self.index + take].tolist())
+            self.index += take
+        out = []
+        for m in range(self.batch_size // (micro_batch * world)):
+            lo = (m * world + rank) * micro_batch
+            out.append(self.collate([self.train[i] for i in chosen[lo:lo + micro_batch]]))
+        return out
+
+    def data_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._order = self._epoch_order(self.epoch)
+
+    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        n = sum(len(b["input_ids"]) for b in batches)
+        return torch.tensor([float(n * (self.num_labels if self.kind == "multi-label" else 1))], dtype=torch.float64)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       token_type_ids=batch["token_type_ids"]).logits.float()
+        labels = batch["labels"]
+        if self.kind == "regression":
+            loss_sum = F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum")
+            correct = torch.zeros((), device=logits.device)
+        elif self.kind == "multi-label":
+            loss_sum = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
+            correct = ((logits > 0) == (labels > 0.5)).all(-1).sum()
+        else:
+            loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+            correct = (logits.argmax(-1) == labels).sum()
+        stats = torch.stack([loss_sum.detach().double(), torch.tensor(float(len(labels)), dtype=torch.float64,
+                                                                      device=logits.device), correct.double()])
+        return (loss_sum / norm[0]).float(), stats
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        per = s["loss_sum"] / max(s["count"], 1)
+        out = {"loss": per / (self.num_labels if self.kind == "multi-label" else 1)}
+        if self.kind != "regression":
+            out["acc"] = s["correct"] / max(s["count"], 1)
+        return out
+
+    @torch.no_grad()
+    def predict_logits(self, model: nn.Module, examples: list[Example], device: torch.device,
+                       dtype: torch.dtype | None) -> np.ndarray:
+        was = model.training
+        model.eval()
+        feats = self.featurize(examples)
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))  # length buckets
+        out = np.zeros((len(feats), self.num_labels), dtype=np.float32)
+        for i in range(0, len(order), self.eval_batch_size):
+            idx = order[i:i + self.eval_batch_size]
+            batch = {k: v.to(device) for k, v in self.collate([feats[j] for j in idx], with_labels=False).items()}
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = model(**batch).logits.float()
+            out[idx] = logits.cpu().numpy()
+        model.train(was)
+        return out
+
+    def score(self, logits: np.ndarray, examples: list[Example]) -> dict[str, float]:
+        if self.kind == "regression":
+            scores, targets = logits[:, 0].tolist(), [float(e.label) for e in examples]
+            return {"pearson": metrics.pearson(scores, targets), "spearman": metrics.spearman(scores, targets),
+                    "mse": float(np.mean((np.array(scores) - np.array(targets)) ** 2))}
+        if self.kind == "multi-label":
+            pred_sets = [set(np.flatnonzero(row > 0).tolist()) for row in logits]
+            gold_sets = [set(e.label) for e in examples]
+            tp = sum(len(p & g) for p, g in zip(pred_sets, gold_sets))
+            n_pred, n_gold = sum(map(len, pred_sets)), sum(map(len, gold_sets))
+            f1 = 2 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0
+            return {"micro_f1": f1, "exact_match": float(np.mean([p == g for p, g in zip(pred_sets, gold_sets)]))}
+        preds: list[int] = logits.argmax(-1).tolist()
+        gold = [int(e.label) for e in examples]
+        out = {"accuracy": metrics.accuracy(preds, gold), "mcc": metrics.matthews_corrcoef(preds, gold),
+               "macro_f1": metrics.f1_macro(preds, gold)}
+        if self.num_labels == 2:
+            out["f1"] = metrics.f1_binary(preds, gold)
+        return out
+
+    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        if not self.dev:
+            return {}
+        scores = self.score(self.predict_logits(model, self.dev, device, dtype), self.dev)
+        return {f"eval_{k}": v for k, v in scores.items() if not math.isnan(v)}

@@ -1,0 +1,123 @@
+"""Fine-tuning through the one loop: classification, regression, multi-label; evaluate/predict; errors.
+
+Data: paragraphs of the committed public-domain text, labelled by their source (Moby-Dick or a State
+of the Union address) — real text with a real label.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from albert.data.reader import DataError
+from albert.tasks.finetune import FinetuneSettings, evaluate_dir, finetune, predict_dir
+from albert.train.pretrain import pretrain
+from albert.train.settings import PretrainSettings
+
+FIXTURE = Path(__file__).parent / "fixtures" / "public_domain.txt"
+
+
+@pytest.fixture(scope="module")
+def base_model(prepared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("ft") / "pre"
+    return pretrain(PretrainSettings(data=str(prepared_data), run_dir=str(run), model="albert-tiny",
+                                     max_seq_length=64, batch_size=16, max_steps=20, learning_rate=5e-3,
+                                     warmup_steps=2, precision="fp32", eval_every=0, save_every=0, progress=False,
+                                     num_threads=1))
+
+
+@pytest.fixture(scope="module")
+def source_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    lines = FIXTURE.read_text(encoding="utf-8").splitlines()
+    split = next(i for i, line in enumerate(lines) if line.startswith("Fellow-Citizens"))
+    rows = [{"text": line[:200], "label": "moby" if i < split else "sotu"}
+            for i, line in enumerate(lines) if len(line) > 40]
+    moby = [r for r in rows if r["label"] == "moby"][:150]
+    sotu = [r for r in rows if r["label"] == "sotu"][:150]
+    train = [r for pair in zip(moby[:120], sotu[:120]) for r in pair]
+    dev = moby[120:] + sotu[120:]
+    d = tmp_path_factory.mktemp("task")
+    for name, data in (("train.jsonl", train), ("dev.jsonl", dev)):
+        (d / name).write_text("".join(json.dumps(r) + "\n" for r in data))
+    return d / "train.jsonl", d / "dev.jsonl"
+
+
+def settings(base: Path, train: Path, dev: Path | None, out: Path, **kw) -> FinetuneSettings:
+    values = dict(task="classification", train=str(train), dev=str(dev) if dev else "", model=str(base),
+                  out=str(out), max_seq_length=64, batch_size=16, max_steps=60, learning_rate=1e-3,
+                  precision="fp32", progress=False, num_threads=1, seed=0)
+    values.update(kw)
+    return FinetuneSettings(**values)
+
+
+def test_classification_learns_and_round_trips(base_model: Path, source_task, tmp_path: Path) -> None:
+    train, dev = source_task
+    out = finetune(settings(base_model, train, dev, tmp_path / "clf", max_steps=150))
+    scores = json.loads((out / "dev_results.json").read_text())
+    assert scores["accuracy"] >= 0.8, scores  # two very different sources
+    assert evaluate_dir(out, dev, precision="fp32")["accuracy"] == pytest.approx(scores["accuracy"])
+    preds = predict_dir(out, dev, precision="fp32")
+    assert len(preds) == 60 and {p["label"] for p in preds} <= {"moby", "sotu"}
+    # transformers loads it as the matching class, with the labels
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(out).eval()
+    assert theirs.config.id2label == {0: "moby", 1: "sotu"}
+    from albert import AlbertForSequenceClassification, AlbertTokenizer
+
+    ours = AlbertForSequenceClassification.from_pretrained(out)
+    batch = AlbertTokenizer.from_pretrained(out)(["Call me Ishmael."], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_regression_and_multilabel(base_model: Path, source_task, tmp_path: Path) -> None:
+    train, _ = source_task
+    rows = [json.loads(x) for x in train.read_text().splitlines()]
+    reg = tmp_path / "reg.jsonl"  # score: the share of the letter "e" (a real property of the text)
+    reg.write_text("".join(json.dumps({"text": r["text"], "label": 10 * r["text"].count("e") / len(r["text"])})
+                           + "\n" for r in rows))
+    out = finetune(settings(base_model, reg, reg, tmp_path / "reg", task="regression", max_steps=30))
+    assert set(json.loads((out / "dev_results.json").read_text())) == {"pearson", "spearman", "mse"}
+    multi = tmp_path / "multi.jsonl"
+    multi.write_text("".join(json.dumps({"text": r["text"], "label": [r["label"]] + (["long"] if len(r["text"]) > 150
+                                                                                     else [])}) + "\n" for r in rows))
+    out = finetune(settings(base_model, multi, multi, tmp_path / "multi", task="multi-label", max_steps=30))
+    assert "micro_f1" in json.loads((out / "dev_results.json").read_text())
+    assert all(isinstance(p["labels"], list) for p in predict_dir(out, multi, precision="fp32"))
+
+
+def test_bad_rows_name_file_and_line(base_model: Path, source_task, tmp_path: Path) -> None:
+    train, _ = source_task
+    bad_label = tmp_path / "bad_label.jsonl"
+    bad_label.write_text('{"text": "a", "label": "moby"}\n{"text": "b", "label": "sotu"}\n')
+    unknown = tmp_path / "dev_unknown.jsonl"
+    unknown.write_text('{"text": "a", "label": "moby"}\n\n{"text": "b", "label": "poetry"}\n')
+    with pytest.raises(DataError, match=r"dev_unknown.jsonl:3: label 'poetry' is not in the label set"):
+        finetune(settings(base_model, train, unknown, tmp_path / "x"))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "a", "label": "moby"}\n{"text": "b", "label": \n')
+    with pytest.raises(DataError, match=r"broken.jsonl:2: invalid JSON"):
+        finetune(settings(base_model, broken, None, tmp_path / "y"))
+    wrong = tmp_path / "table.csv"
+    wrong.write_text("a,b\n")
+    with pytest.raises(DataError, match="unsupported format"):
+        finetune(settings(base_model, wrong, None, tmp_path / "z"))
+
+
+def test_cli_finetune_with_recipe_override(base_model: Path, source_task, tmp_path: Path) -> None:
+    train, dev = source_task
+    out = subprocess.run([sys.executable, "-m", "albert.cli", "finetune", "--task", "classification", "--train",
+                          str(train), "--dev", str(dev), "--model", str(base_model), "--out", str(tmp_path / "o"),
+                          "--recipe", "mrpc", "--max_steps", "4", "--max_seq_length", "64", "--precision", "fp32",
+                          "--progress", "false"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    saved = (tmp_path / "o" / "run" / "settings.yaml").read_text()
+    assert "learning_rate: 2.0e-05" in saved and "max_steps: 4" in saved and "batch_size: 32" in saved
+    ev = subprocess.run([sys.executable, "-m", "albert.cli", "evaluate", "--model", str(tmp_path / "o"), "--data",
+                         str(dev)], capture_output=True, text=True, timeout=120)
+    assert ev.returncode == 0 and "accuracy" in json.loads(ev.stdout)
