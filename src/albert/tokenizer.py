@@ -319,9 +319,9 @@ class AlbertTokenizer:
         return out
 
     def _encode_with_specials(self, original: str, lowered: str, with_offsets: bool) -> Encoded:
-        if len(lowered) != len(original):
-            # Lowercasing changed the length (e.g. 'İ' → 'i̇'): map offsets through the lowercasing too.
-            return self._encode_lowered_mismatch(original, with_offsets)
+        """Split the lowercased text on special tokens (as transformers does) and encode each piece;
+        offsets are mapped back to `original`, also where lowercasing changed the length ('İ' → 'i̇')."""
+        owner = None if len(lowered) == len(original) else self._lowercase_owner(original)
         ids: list[int] = []
         offsets: list[tuple[int, int]] = []
         for chunk, start, special in self._split_specials(lowered):
@@ -336,29 +336,22 @@ class AlbertTokenizer:
                 pre = self.preprocess_text(chunk)
                 if pre:
                     ids.extend(self._apply_digit_comma(self.sp.encode(pre, out_type=int)))
+        if owner is not None and offsets:
+            owner.append(len(original))
+            offsets = [(owner[s], owner[e - 1] + 1 if e > s else owner[s]) for s, e in offsets]
         return Encoded(ids, offsets)
 
-    def _encode_lowered_mismatch(self, original: str, with_offsets: bool) -> Encoded:
-        # Split the ORIGINAL on special tokens, lowercase each chunk per character; offsets stay in `original`.
-        ids: list[int] = []
-        offsets: list[tuple[int, int]] = []
-        for chunk, start, special in self._split_specials(original):
-            if special:
-                ids.append(self._special_by_text[chunk])
-                offsets.append((start, start + len(chunk)))
-                continue
-            lowered = "".join(c.lower() for c in chunk)
-            owner = [start + i for i, c in enumerate(chunk) for _ in c.lower()]
-            if with_offsets:
-                enc = self._encode_chunk_with_offsets(lowered, 0)
-                ids.extend(enc.ids)
-                offsets.extend((owner[s] if s < len(owner) else start + len(chunk),
-                                owner[e - 1] + 1 if e > 0 else start) for s, e in enc.offsets)
+    def _lowercase_owner(self, original: str) -> list[int]:
+        """For each character of `_lower_outside_specials(original)`, its index in `original`."""
+        owner: list[int] = []
+        pos = 0
+        for i, part in enumerate(_SPECIAL_RE.split(original)):
+            if i % 2:
+                owner.extend(range(pos, pos + len(part)))
             else:
-                pre = self.preprocess_text(lowered)
-                if pre:
-                    ids.extend(self._apply_digit_comma(self.sp.encode(pre, out_type=int)))
-        return Encoded(ids, offsets)
+                owner.extend(pos + j for j, c in enumerate(part) for _ in c.lower())
+            pos += len(part)
+        return owner
 
     def tokenize(self, text: str) -> list[str]:
         """Pieces as strings; an unknown piece keeps its surface text (as transformers' tokenize does)."""

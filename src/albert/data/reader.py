@@ -10,7 +10,7 @@ import json
 import lzma
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 class DataError(ValueError):
@@ -39,50 +39,62 @@ def base_suffix(path: str | Path) -> str:
     return p.suffix.lower()
 
 
-def iter_lines(path: str | Path, field: str = "text") -> Iterator[str]:
-    """Lines of text; for .jsonl and .parquet the `field` of each row (its lines, blank line after each row,
-    so that one row is one document)."""
+def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line or row number, record) of a .jsonl or .parquet file; bad rows are errors naming file and line."""
+    path = Path(path)
     kind = base_suffix(path)
     if kind == ".parquet":
-        yield from _iter_parquet(Path(path), field)
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError(f"{path}: reading parquet needs pyarrow (pip install 'albert[data]')") from None
+        try:
+            pf = pq.ParquetFile(path)
+            n = 0
+            for batch in pf.iter_batches():
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, row
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable parquet file ({e})") from None
         return
+    if kind != ".jsonl":
+        raise DataError(f"{path}: expected .jsonl or .parquet, got {kind or '(no suffix)'}")
     try:
         with open_text(path) as f:
-            if kind in (".jsonl", ".json"):
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-                    if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                        raise DataError(f"{path}:{n}: expected an object with a string field {field!r}")
-                    yield from row[field].splitlines()
-                    yield ""
-            else:
-                for line in f:
-                    yield line.rstrip("\n").rstrip("\r")
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{n}: expected a JSON object")
+                yield n, row
     except (OSError, EOFError, lzma.LZMAError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
 
 
-def _iter_parquet(path: Path, field: str) -> Iterator[str]:
+def iter_lines(path: str | Path, field: str = "text") -> Iterator[str]:
+    """Lines of text; for .jsonl and .parquet the `field` of each row (its lines, then a blank line,
+    so that one row is one document)."""
+    if base_suffix(path) in (".jsonl", ".parquet"):
+        for n, row in iter_records(path):
+            value = row.get(field)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise DataError(f"{path}:{n}: field {field!r} is not text")
+            yield from value.splitlines()
+            yield ""
+        return
     try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(f"{path}: reading parquet needs pyarrow (pip install 'albert[data]')") from None
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable parquet file ({e})") from None
-    if field not in pf.schema_arrow.names:
-        raise DataError(f"{path}: no column {field!r} (columns: {', '.join(pf.schema_arrow.names)})")
-    for batch in pf.iter_batches(columns=[field]):
-        for value in batch.column(0).to_pylist():
-            if value:
-                yield from str(value).splitlines()
-                yield ""
+        with open_text(path) as f:
+            for line in f:
+                yield line.rstrip("\n").rstrip("\r")
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
 
 
 def iter_documents(path: str | Path, field: str = "text") -> Iterator[list[str]]:

@@ -7,12 +7,11 @@ columns, and GLUE's TSV layouts (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE,
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from albert.data.reader import DataError, base_suffix, open_text
+from albert.data.reader import DataError, base_suffix, iter_records, open_text
 
 # GLUE TSV layouts: (text column(s), label column, has header). Columns are by header name or index.
 GLUE_TSV: dict[str, tuple[tuple[str | int, ...], str | int | None, bool]] = {
@@ -32,29 +31,8 @@ def read_rows(path: str | Path, tsv_layout: str | None = None) -> Iterator[tuple
     """(line number, row) for each example; TSV rows are mapped to text/text_pair/label."""
     path = Path(path)
     kind = base_suffix(path)
-    if kind == ".jsonl":
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{n}: expected a JSON object")
-                yield n, row
-    elif kind == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise DataError(f"{path}: reading parquet needs pyarrow (pip install 'albert[data]')") from None
-        try:
-            table = pq.read_table(path)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: not a readable parquet file ({e})") from None
-        for n, row in enumerate(table.to_pylist(), 1):
-            yield n, row
+    if kind in (".jsonl", ".parquet"):
+        yield from iter_records(path)
     elif kind == ".tsv":
         yield from _read_glue_tsv(path, tsv_layout)
     else:
