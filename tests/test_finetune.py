@@ -121,3 +121,54 @@ def test_cli_finetune_with_recipe_override(base_model: Path, source_task, tmp_pa
     ev = subprocess.run([sys.executable, "-m", "albert.cli", "evaluate", "--model", str(tmp_path / "o"), "--data",
                          str(dev)], capture_output=True, text=True, timeout=120)
     assert ev.returncode == 0 and "accuracy" in json.loads(ev.stdout)
+
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+def split_file(src: Path, tmp: Path, n_train: int) -> tuple[Path, Path]:
+    lines = src.read_text().splitlines()
+    (tmp / "train.jsonl").write_text("\n".join(lines[:n_train]) + "\n")
+    (tmp / "dev.jsonl").write_text("\n".join(lines[n_train:]) + "\n")
+    return tmp / "train.jsonl", tmp / "dev.jsonl"
+
+
+def test_token_classification(base_model: Path, tmp_path: Path) -> None:
+    train, dev = split_file(FIX / "wordnet_tagging.jsonl", tmp_path, 200)
+    out = finetune(settings(base_model, train, dev, tmp_path / "tag", task="token-classification", max_steps=40,
+                            learning_rate=2e-3))
+    scores = json.loads((out / "dev_results.json").read_text())
+    assert set(scores) == {"precision", "recall", "f1", "token_accuracy"}
+    assert scores["token_accuracy"] > 0.6  # most words are O; the head must at least learn that
+    preds = predict_dir(out, dev, precision="fp32")
+    rows = [json.loads(x) for x in dev.read_text().splitlines()]
+    assert [p["tokens"] for p in preds] == [r["tokens"] for r in rows]
+    assert all(len(p["tags"]) == len(p["tokens"]) for p in preds)
+    transformers = pytest.importorskip("transformers")
+    assert transformers.AlbertForTokenClassification.from_pretrained(out).config.id2label[0] == "O"
+    conll = tmp_path / "dev.conll"  # the same sentences as CoNLL columns score the same
+    conll.write_text("-DOCSTART- -X- O O\n\n" + "\n\n".join(
+        "\n".join(f"{w} NN O {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n")
+    assert evaluate_dir(out, conll, precision="fp32") == pytest.approx(evaluate_dir(out, dev, precision="fp32"))
+
+
+def test_multiple_choice(base_model: Path, tmp_path: Path) -> None:
+    train, dev = split_file(FIX / "wordnet_cloze.jsonl", tmp_path, 160)
+    out = finetune(settings(base_model, train, dev, tmp_path / "mc", task="multiple-choice", max_steps=10,
+                            batch_size=8))
+    scores = json.loads((out / "dev_results.json").read_text())
+    assert 0.0 <= scores["accuracy"] <= 1.0
+    preds = predict_dir(out, dev, precision="fp32")
+    assert len(preds) == 40 and all(len(p["scores"]) == 4 for p in preds)
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.AlbertForMultipleChoice.from_pretrained(out).eval()
+    from albert import AlbertForMultipleChoice
+
+    ours = AlbertForMultipleChoice.from_pretrained(out)
+    ids = torch.randint(5, 900, (2, 4, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, theirs(ids).logits, atol=1e-5, rtol=1e-4)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"article": "a", "question": "b", "options": ["x", "y"], "label": 5}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1: label 5 is not an option index"):
+        evaluate_dir(out, bad)

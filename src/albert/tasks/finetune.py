@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from albert.data.reader import DataError
-from albert.heads import AlbertForSequenceClassification
+from albert.heads import AlbertForMultipleChoice, AlbertForSequenceClassification, AlbertForTokenClassification
 from albert.inference.pipelines import resolve_runtime
+from albert.tasks.choice import ChoiceTask, read_questions
 from albert.tasks.sequence import KINDS, SequenceTask, label_set, read_examples
+from albert.tasks.tokens import TokenTask, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
 from albert.train.loop import train
 from albert.train.settings import SettingsError, TrainSettings
@@ -46,7 +47,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class FinetuneSettings(TrainSettings):
-    task: Literal["classification", "regression", "multi-label"] = "classification"
+    task: Literal["classification", "regression", "multi-label", "token-classification",
+                  "multiple-choice"] = "classification"
     train: str = ""
     dev: str = ""
     model: str = "albert-small-en"
@@ -86,20 +88,67 @@ def apply_recipe(values: dict[str, Any]) -> dict[str, Any]:
     return {**RECIPES[name], **values}
 
 
+TASKS = ("classification", "regression", "multi-label", "token-classification", "multiple-choice")
+
+
+@dataclass
+class TaskSpec:
+    """What a fine-tuned directory records (config.albert_task), enough to rebuild its task object."""
+
+    task: str
+    max_seq_length: int
+    fields: list[str | None] = dataclasses.field(default_factory=list)
+    label_field: str = "label"
+
+
+def build_task(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[str], train_rows: list[Any],
+               dev_rows: list[Any] | None, batch_size: int = 1, seed: int = 0, eval_batch_size: int = 64) -> Any:
+    if spec.task in KINDS:
+        return SequenceTask(spec.task, tokenizer, train_rows, dev_rows, len(labels) or 1, spec.max_seq_length,
+                            batch_size, seed, eval_batch_size)
+    if spec.task == "token-classification":
+        return TokenTask(tokenizer, train_rows, dev_rows, labels, spec.max_seq_length, batch_size, seed,
+                         eval_batch_size)
+    return ChoiceTask(tokenizer, train_rows, dev_rows, spec.max_seq_length, batch_size, seed,
+                      max(1, eval_batch_size // 4))
+
+
+def read_task_rows(spec: TaskSpec, path: str | Path, labels: list[str], need_labels: bool = True,
+                   tsv_layout: str | None = None) -> tuple[list[Any], TaskSpec]:
+    if spec.task in KINDS:
+        fields = tuple(spec.fields) if spec.fields else None
+        rows, found = read_examples(path, spec.task, labels, spec.label_field, fields,  # type: ignore[arg-type]
+                                    tsv_layout, need_labels)
+        return rows, dataclasses.replace(spec, fields=list(found))
+    if spec.task == "token-classification":
+        return read_tagged(path, need_labels, labels), spec
+    return read_questions(path, need_labels), spec
+
+
+MODEL_FOR_TASK = {"classification": AlbertForSequenceClassification, "regression": AlbertForSequenceClassification,
+                  "multi-label": AlbertForSequenceClassification,
+                  "token-classification": AlbertForTokenClassification, "multiple-choice": AlbertForMultipleChoice}
+
+
 def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
-    if settings.task not in KINDS:
-        raise SettingsError(f"task {settings.task!r} is not available yet; available: {', '.join(KINDS)}")
+    if settings.task not in TASKS:
+        raise SettingsError(f"task {settings.task!r} is not available; available: {', '.join(TASKS)}")
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
-    kind = settings.task
     layout = settings.tsv_layout or None
-    labels = [] if kind == "regression" else label_set(settings.train, kind, settings.label_field, layout)
-    train_ex, fields = read_examples(settings.train, kind, labels, settings.label_field, tsv_layout=layout)
-    dev_ex = (read_examples(settings.dev, kind, labels, settings.label_field, fields, layout)[0]
-              if settings.dev else None)
-    num_labels = 1 if kind == "regression" else len(labels)
-    task = SequenceTask(kind, tokenizer, train_ex, dev_ex, num_labels, settings.max_seq_length, settings.batch_size,
-                        settings.seed, settings.eval_batch_size)
-    steps_per_epoch = max(1, len(train_ex) // settings.batch_size)
+    spec = TaskSpec(settings.task, settings.max_seq_length, label_field=settings.label_field)
+    if settings.task in ("classification", "multi-label"):
+        labels = label_set(settings.train, settings.task, settings.label_field, layout)
+    elif settings.task == "token-classification":
+        labels = tag_set(settings.train)
+    else:
+        labels = []
+    train_rows, spec = read_task_rows(spec, settings.train, labels, tsv_layout=layout)
+    if not train_rows:
+        raise DataError(f"{settings.train}: no examples")
+    dev_rows = read_task_rows(spec, settings.dev, labels, tsv_layout=layout)[0] if settings.dev else None
+    task = build_task(spec, tokenizer, labels, train_rows, dev_rows, settings.batch_size, settings.seed,
+                      settings.eval_batch_size)
+    steps_per_epoch = max(1, len(train_rows) // settings.batch_size)
     resolved = dataclasses.replace(
         settings,
         max_steps=settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch)),
@@ -107,26 +156,24 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         save_every=settings.save_every or steps_per_epoch,
         run_dir=str(Path(settings.out) / "run"),
     )
-    overrides: dict[str, Any] = {
-        "num_labels": num_labels,
-        "problem_type": {"classification": "single_label_classification", "regression": "regression",
-                         "multi-label": "multi_label_classification"}[kind],
-        "albert_task": {"task": kind, "fields": list(fields), "max_seq_length": settings.max_seq_length,
-                        "label_field": settings.label_field},
-    }
+    overrides: dict[str, Any] = {"albert_task": dataclasses.asdict(spec)}
+    if settings.task in KINDS:
+        overrides["num_labels"] = len(labels) or 1
+        overrides["problem_type"] = {"classification": "single_label_classification", "regression": "regression",
+                                     "multi-label": "multi_label_classification"}[settings.task]
     if labels:
         overrides["id2label"] = dict(enumerate(labels))
         overrides["label2id"] = {v: i for i, v in enumerate(labels)}
     torch.manual_seed(settings.seed)
-    model = AlbertForSequenceClassification.from_pretrained(settings.model, **overrides)
+    model = MODEL_FOR_TASK[settings.task].from_pretrained(settings.model, **overrides)
     model.train()
     train(resolved, model, task, resume=resume)
     out = Path(settings.out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    if dev_ex:
+    if dev_rows:
         device, dtype = _runtime(resolved)
-        scores = task.score(task.predict_logits(model, dev_ex, device, dtype), dev_ex)
+        scores = task.score_examples(model, dev_rows, device, dtype)
         (out / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
         logger.info("dev: %s", scores)
     return out
@@ -137,51 +184,36 @@ def _runtime(settings: TrainSettings) -> tuple[torch.device, torch.dtype | None]
     return device, (dtype if dtype == torch.bfloat16 else None)
 
 
-def load_task_model(model_dir: str | Path) -> tuple[AlbertForSequenceClassification, AlbertTokenizer, dict]:
-    model = AlbertForSequenceClassification.from_pretrained(model_dir)
-    spec = model.config.albert_task
-    if not spec:
+def load_task_model(model_dir: str | Path, device: str, precision: str) -> tuple[Any, Any, list[str], TaskSpec,
+                                                                                  torch.device, torch.dtype | None]:
+    from albert.checkpoint import CONFIG_NAME, resolve_model_dir
+    from albert.config import AlbertConfig
+
+    directory = resolve_model_dir(model_dir)
+    raw = AlbertConfig.from_json_file(directory / CONFIG_NAME).albert_task
+    if not raw:
         raise DataError(f"{model_dir} records no fine-tuning task (config.albert_task); was it made by "
                         "`albert finetune`?")
-    return model, AlbertTokenizer.from_pretrained(model_dir), spec
-
-
-def _task_for(model: AlbertForSequenceClassification, tok: AlbertTokenizer, spec: dict) -> SequenceTask:
-    return SequenceTask(spec["task"], tok, [], None, model.config.num_labels, spec["max_seq_length"], 1, 0)
+    spec = TaskSpec(**raw)
+    model = MODEL_FOR_TASK[spec.task].from_pretrained(directory)
+    cfg = model.config
+    labels = [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else []
+    tokenizer = AlbertTokenizer.from_pretrained(directory)
+    dev, dtype = resolve_runtime(device, precision)
+    model.to(dev)
+    task = build_task(spec, tokenizer, labels, [], None)
+    return model, task, labels, spec, dev, (dtype if dtype == torch.bfloat16 else None)
 
 
 def evaluate_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto"
                  ) -> dict[str, float]:
-    model, tok, spec = load_task_model(model_dir)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if model.config.id2label else []
-    examples, _ = read_examples(data, spec["task"], labels, spec.get("label_field", "label"), tuple(spec["fields"]))
-    dev, dtype = resolve_runtime(device, precision)
-    model.to(dev)
-    task = _task_for(model, tok, spec)
-    return task.score(task.predict_logits(model, examples, dev, dtype if dtype == torch.bfloat16 else None), examples)
+    model, task, labels, spec, dev, dtype = load_task_model(model_dir, device, precision)
+    rows, _ = read_task_rows(spec, data, labels)
+    return task.score_examples(model, rows, dev, dtype)
 
 
 def predict_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto"
                 ) -> list[dict[str, Any]]:
-    model, tok, spec = load_task_model(model_dir)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if model.config.id2label else []
-    examples, _ = read_examples(data, spec["task"], labels, spec.get("label_field", "label"), tuple(spec["fields"]),
-                                need_labels=False)
-    dev, dtype = resolve_runtime(device, precision)
-    model.to(dev)
-    task = _task_for(model, tok, spec)
-    logits = task.predict_logits(model, examples, dev, dtype if dtype == torch.bfloat16 else None)
-    out: list[dict[str, Any]] = []
-    for row in logits:
-        if spec["task"] == "regression":
-            out.append({"score": float(row[0])})
-        elif spec["task"] == "multi-label":
-            probs = 1 / (1 + np.exp(-row))
-            out.append({"labels": [labels[i] for i in np.flatnonzero(probs > 0.5)],
-                        "scores": {labels[i]: round(float(p), 6) for i, p in enumerate(probs)}})
-        else:
-            probs = np.exp(row - row.max())
-            probs /= probs.sum()
-            best = int(probs.argmax())
-            out.append({"label": labels[best], "score": float(probs[best])})
-    return out
+    model, task, labels, spec, dev, dtype = load_task_model(model_dir, device, precision)
+    rows, _ = read_task_rows(spec, data, labels, need_labels=False)
+    return task.predict_rows(model, rows, dev, dtype, labels)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from albert.data.reader import DataError
 from albert.tasks import metrics
+from albert.tasks.base import FeatureTask
 from albert.tasks.readers import read_rows
 from albert.tokenizer import AlbertTokenizer
 
@@ -115,22 +116,17 @@ def label_set(path: str | Path, kind: str, label_field: str = "label", tsv_layou
     return sorted(str(v) for v in seen)
 
 
-class SequenceTask:
+class SequenceTask(FeatureTask):
     """Train/evaluate a sequence head through the one loop."""
-
-    stat_names = ["loss_sum", "count", "correct"]
 
     def __init__(self, kind: str, tokenizer: AlbertTokenizer, train: list[Example], dev: list[Example] | None,
                  num_labels: int, max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 64) -> None:
         if kind not in KINDS:
             raise DataError(f"unknown sequence task {kind!r}")
-        self.kind, self.tokenizer, self.num_labels = kind, tokenizer, num_labels
-        self.max_seq_length, self.batch_size, self.seed = max_seq_length, batch_size, seed
-        self.eval_batch_size = eval_batch_size
-        self.train = self.featurize(train)
+        self.kind, self.num_labels, self.max_seq_length = kind, num_labels, max_seq_length
+        self.tokenizer = tokenizer
+        super().__init__(tokenizer, self.featurize(train), batch_size, seed, eval_batch_size)
         self.dev = dev
-        self.epoch, self.index = 0, 0
-        self._order = self._epoch_order(0)
 
     # --- features ---
     def featurize(self, examples: list[Example]) -> list[dict[str, Any]]:
@@ -141,16 +137,7 @@ class SequenceTask:
                  "label": examples[i].label} for i in range(len(examples))]
 
     def collate(self, feats: list[dict[str, Any]], with_labels: bool = True) -> dict[str, Tensor]:
-        T = max(len(f["input_ids"]) for f in feats)
-        ids = torch.full((len(feats), T), self.tokenizer.pad_token_id, dtype=torch.long)
-        types = torch.zeros_like(ids)
-        mask = torch.zeros_like(ids)
-        for i, f in enumerate(feats):
-            n = len(f["input_ids"])
-            ids[i, :n] = torch.tensor(f["input_ids"])
-            types[i, :n] = torch.tensor(f["token_type_ids"])
-            mask[i, :n] = 1
-        batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+        batch = self.encode_rows(feats)
         if with_labels:
             if self.kind == "regression":
                 batch["labels"] = torch.tensor([float(f["label"]) for f in feats])
@@ -163,35 +150,8 @@ class SequenceTask:
                 batch["labels"] = torch.tensor([int(f["label"]) for f in feats])
         return batch
 
-    # --- the loop's protocol ---
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.train))
-
-    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
-        chosen: list[int] = []
-        while len(chosen) < self.batch_size:
-            if self.index >= len(self._order):
-                self.epoch, self.index = self.epoch + 1, 0
-                self._order = self._epoch_order(self.epoch)
-            take = min(self.batch_size - len(chosen), len(self._order) - self.index)
-            chosen.extend(self._order[self.index:self.index + take].tolist())
-            self.index += take
-        out = []
-        for m in range(self.batch_size // (micro_batch * world)):
-            lo = (m * world + rank) * micro_batch
-            out.append(self.collate([self.train[i] for i in chosen[lo:lo + micro_batch]]))
-        return out
-
-    def data_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_data_state(self, state: dict[str, Any]) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._order = self._epoch_order(self.epoch)
-
-    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
-        n = sum(len(b["input_ids"]) for b in batches)
-        return torch.tensor([float(n * (self.num_labels if self.kind == "multi-label" else 1))], dtype=torch.float64)
+    def units(self, batch: dict[str, Tensor]) -> float:
+        return float(len(batch["input_ids"]) * (self.num_labels if self.kind == "multi-label" else 1))
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -206,9 +166,7 @@ class SequenceTask:
         else:
             loss_sum = F.cross_entropy(logits, labels, reduction="sum")
             correct = (logits.argmax(-1) == labels).sum()
-        stats = torch.stack([loss_sum.detach().double(), torch.tensor(float(len(labels)), dtype=torch.float64,
-                                                                      device=logits.device), correct.double()])
-        return (loss_sum / norm[0]).float(), stats
+        return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(labels)), correct)
 
     def summarize(self, s: dict[str, float]) -> dict[str, float]:
         per = s["loss_sum"] / max(s["count"], 1)
@@ -254,8 +212,24 @@ class SequenceTask:
             out["f1"] = metrics.f1_binary(preds, gold)
         return out
 
-    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
-        if not self.dev:
-            return {}
-        scores = self.score(self.predict_logits(model, self.dev, device, dtype), self.dev)
-        return {f"eval_{k}": v for k, v in scores.items() if not math.isnan(v)}
+    def score_examples(self, model: nn.Module, examples: list[Example], device: torch.device,
+                       dtype: torch.dtype | None) -> dict[str, float]:
+        scores = self.score(self.predict_logits(model, examples, device, dtype), examples)
+        return {k: v for k, v in scores.items() if not math.isnan(v)}
+
+    def predict_rows(self, model: nn.Module, examples: list[Example], device: torch.device,
+                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for row in self.predict_logits(model, examples, device, dtype):
+            if self.kind == "regression":
+                out.append({"score": float(row[0])})
+            elif self.kind == "multi-label":
+                probs = 1 / (1 + np.exp(-row))
+                out.append({"labels": [labels[i] for i in np.flatnonzero(probs > 0.5)],
+                            "scores": {labels[i]: round(float(p), 6) for i, p in enumerate(probs)}})
+            else:
+                probs = np.exp(row - row.max())
+                probs /= probs.sum()
+                best = int(probs.argmax())
+                out.append({"label": labels[best], "score": float(probs[best])})
+        return out

@@ -1,0 +1,147 @@
+"""Multiple choice (RACE shape): an article, a question, C options, the index of the right one.
+
+Each option becomes one sequence `[CLS] article [SEP] question+option [SEP]`; when the question has a
+blank (`_`) the option fills it, else it follows the question (as the original RACE runner does).
+The article is truncated first. Rows: JSONL/Parquet {article, question, options, label (index or
+letter)}, or RACE's JSON files ({article, questions, options, answers}).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.data.reader import DataError, base_suffix, iter_records, open_text
+from albert.tasks import metrics
+from albert.tasks.base import FeatureTask
+from albert.tokenizer import AlbertTokenizer, TokenizerError
+
+
+@dataclass
+class Question:
+    article: str
+    question: str
+    options: list[str]
+    label: int | None
+    where: str
+
+
+def _label(value: Any, n_options: int, where: str) -> int:
+    if isinstance(value, str) and len(value) == 1 and value.upper() in "ABCDEFGH":
+        value = "ABCDEFGH".index(value.upper())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n_options:
+        raise DataError(f"{where}: label {value!r} is not an option index (0..{n_options - 1}) or letter")
+    return value
+
+
+def read_questions(path: str | Path, need_labels: bool = True) -> list[Question]:
+    path = Path(path)
+    out: list[Question] = []
+    if base_suffix(path) == ".json":  # RACE: one article with several questions per file
+        with open_text(path) as f:
+            try:
+                doc = json.load(f)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: invalid JSON ({e.msg})") from None
+        for i, q in enumerate(doc.get("questions", [])):
+            where = f"{path}:question {i + 1}"
+            options = doc["options"][i]
+            answer = doc.get("answers", [None] * (i + 1))[i]
+            label = _label(answer, len(options), where) if answer is not None else None
+            out.append(Question(doc["article"], q, options, label, where))
+        return out
+    for n, row in iter_records(path):
+        where = f"{path}:{n}"
+        options = row.get("options")
+        if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
+            raise DataError(f"{where}: 'options' must be a list of at least two strings")
+        if not isinstance(row.get("article"), str) or not isinstance(row.get("question"), str):
+            raise DataError(f"{where}: 'article' and 'question' must be text")
+        raw = row.get("label", row.get("answer"))
+        if raw is None and need_labels:
+            raise DataError(f"{where}: no 'label'")
+        label = None if raw is None else _label(raw, len(options), where)
+        out.append(Question(row["article"], row["question"], options, label, where))
+    if out and len({len(q.options) for q in out}) > 1:
+        raise DataError(f"{path}: every question must have the same number of options")
+    return out
+
+
+class ChoiceTask(FeatureTask):
+    def __init__(self, tokenizer: AlbertTokenizer, train: list[Question], dev: list[Question] | None,
+                 max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 16) -> None:
+        self.max_seq_length = max_seq_length
+        self.tokenizer = tokenizer
+        super().__init__(tokenizer, self.featurize(train), batch_size, seed, eval_batch_size)
+        self.dev = dev
+
+    def featurize(self, questions: list[Question]) -> list[dict[str, Any]]:
+        firsts, seconds = [], []
+        for q in questions:
+            for option in q.options:
+                firsts.append(q.article)
+                seconds.append(q.question.replace("_", option) if "_" in q.question else f"{q.question} {option}")
+        try:
+            enc = self.tokenizer(firsts, seconds, truncation="only_first", max_length=self.max_seq_length)
+        except TokenizerError:  # a question+option longer than max_length: truncate both
+            enc = self.tokenizer(firsts, seconds, truncation="longest_first", max_length=self.max_seq_length)
+        feats, k = [], 0
+        for q in questions:
+            C = len(q.options)
+            feats.append({"input_ids": enc["input_ids"][k:k + C], "token_type_ids": enc["token_type_ids"][k:k + C],
+                          "label": q.label})
+            k += C
+        return feats
+
+    def collate(self, feats: list[dict[str, Any]], with_labels: bool = True) -> dict[str, Tensor]:
+        C = len(feats[0]["input_ids"])
+        flat = [{"input_ids": f["input_ids"][c], "token_type_ids": f["token_type_ids"][c]} for f in feats
+                for c in range(C)]
+        rows = self.encode_rows(flat)
+        batch = {k: v.view(len(feats), C, -1) for k, v in rows.items()}  # (B, C, T)
+        if with_labels:
+            batch["labels"] = torch.tensor([int(f["label"]) for f in feats])
+        return batch
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       token_type_ids=batch["token_type_ids"]).logits.float()  # (B, C)
+        loss_sum = F.cross_entropy(logits, batch["labels"], reduction="sum")
+        correct = (logits.argmax(-1) == batch["labels"]).sum()
+        return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(logits)), correct)
+
+    @torch.no_grad()
+    def predict_logits(self, model: nn.Module, questions: list[Question], device: torch.device,
+                       dtype: torch.dtype | None) -> list[list[float]]:
+        was = model.training
+        model.eval()
+        feats = self.featurize(questions)
+        out: list[list[float]] = []
+        for k in range(0, len(feats), self.eval_batch_size):
+            batch = {n: v.to(device) for n, v in self.collate(feats[k:k + self.eval_batch_size], False).items()}
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out.extend(model(**batch).logits.float().cpu().tolist())
+        model.train(was)
+        return out
+
+    def score(self, logits: list[list[float]], questions: list[Question]) -> dict[str, float]:
+        preds = [max(range(len(row)), key=row.__getitem__) for row in logits]
+        return {"accuracy": metrics.accuracy(preds, [int(q.label or 0) for q in questions])}
+
+    def score_examples(self, model: nn.Module, examples: list[Question], device: torch.device,
+                       dtype: torch.dtype | None) -> dict[str, float]:
+        return self.score(self.predict_logits(model, examples, device, dtype), examples)
+
+    def predict_rows(self, model: nn.Module, examples: list[Question], device: torch.device,
+                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for row in self.predict_logits(model, examples, device, dtype):
+            probs = torch.tensor(row).softmax(-1)
+            out.append({"label": int(probs.argmax()), "scores": [round(float(p), 6) for p in probs]})
+        return out

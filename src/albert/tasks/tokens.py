@@ -1,0 +1,178 @@
+"""Token classification (BIO tagging): JSONL `tokens`/`tags` rows or CoNLL-2003 columns.
+
+Each word is tokenized on its own; its first piece carries the word's label (the others are ignored
+by the loss), and predictions are read back from first pieces, so scores are per word as the
+official CoNLL evaluation counts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.data.reader import DataError, base_suffix, iter_records, open_text
+from albert.tasks import metrics
+from albert.tasks.base import FeatureTask
+from albert.tokenizer import AlbertTokenizer
+
+
+@dataclass
+class Tagged:
+    words: list[str]
+    tags: list[str] | None
+    where: str
+
+
+def read_tagged(path: str | Path, need_tags: bool = True, label_names: list[str] | None = None) -> list[Tagged]:
+    """JSONL/Parquet rows {tokens, tags|ner_tags} or CoNLL columns (word ... tag; blank line between sentences)."""
+    path = Path(path)
+    out: list[Tagged] = []
+    if base_suffix(path) in (".jsonl", ".parquet"):
+        for n, row in iter_records(path):
+            where = f"{path}:{n}"
+            row_words = row.get("tokens")
+            row_tags = row.get("tags", row.get("ner_tags"))
+            if not isinstance(row_words, list) or not all(isinstance(w, str) for w in row_words):
+                raise DataError(f"{where}: 'tokens' must be a list of strings")
+            if row_tags is None:
+                if need_tags:
+                    raise DataError(f"{where}: no 'tags'")
+            else:
+                if not isinstance(row_tags, list) or len(row_tags) != len(row_words):
+                    raise DataError(f"{where}: 'tags' must be a list as long as 'tokens' ({len(row_words)})")
+                if row_tags and isinstance(row_tags[0], int):  # hub exports store tag ids
+                    if not label_names:
+                        raise DataError(f"{where}: integer tags need the label names (a meta.json beside the file)")
+                    row_tags = [label_names[t] for t in row_tags]
+            out.append(Tagged(row_words, row_tags, where))
+        return out
+    words: list[str] = []
+    tags: list[str] = []
+    start = 1
+    with open_text(path) as f:
+        for n, line in enumerate([*f, ""], 1):
+            cells = line.split()
+            if not cells or cells[0] == "-DOCSTART-":
+                if words:
+                    out.append(Tagged(words, tags if need_tags or tags else None, f"{path}:{start}"))
+                words, tags, start = [], [], n + 1
+                continue
+            if need_tags and len(cells) < 2:
+                raise DataError(f"{path}:{n}: expected 'word ... tag' columns, got {line.strip()!r}")
+            words.append(cells[0])
+            if len(cells) >= 2:
+                tags.append(cells[-1])
+    return out
+
+
+class TokenTask(FeatureTask):
+    def __init__(self, tokenizer: AlbertTokenizer, train: list[Tagged], dev: list[Tagged] | None, labels: list[str],
+                 max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 64) -> None:
+        self.labels, self.max_seq_length = labels, max_seq_length
+        self.label_ids = {t: i for i, t in enumerate(labels)}
+        self.tokenizer = tokenizer
+        super().__init__(tokenizer, self.featurize(train), batch_size, seed, eval_batch_size)
+        self.dev = dev
+
+    def featurize(self, sentences: list[Tagged]) -> list[dict[str, Any]]:
+        tok = self.tokenizer
+        all_words = [w for s in sentences for w in s.words]
+        pieces = iter(tok.encode_pieces(all_words))
+        feats = []
+        for s in sentences:
+            ids, labels, first = [tok.cls_token_id], [-100], []
+            for i in range(len(s.words)):
+                word_ids = next(pieces).ids or [tok.unk_token_id]
+                if len(ids) + len(word_ids) > self.max_seq_length - 1:
+                    continue  # truncated: its words are predicted "O"
+                first.append((i, len(ids)))
+                if s.tags is not None:
+                    if s.tags[i] not in self.label_ids:
+                        raise DataError(f"{s.where}: tag {s.tags[i]!r} is not in the label set")
+                    labels.append(self.label_ids[s.tags[i]])
+                else:
+                    labels.append(-100)
+                labels.extend([-100] * (len(word_ids) - 1))
+                ids.extend(word_ids)
+            ids.append(tok.sep_token_id)
+            labels.append(-100)
+            feats.append({"input_ids": ids, "token_type_ids": [0] * len(ids), "labels": labels, "first": first,
+                          "n_words": len(s.words)})
+        return feats
+
+    def collate(self, feats: list[dict[str, Any]], with_labels: bool = True) -> dict[str, Tensor]:
+        batch = self.encode_rows(feats)
+        if with_labels:
+            batch["labels"] = self.pad([f["labels"] for f in feats], -100)
+        return batch
+
+    def units(self, batch: dict[str, Tensor]) -> float:
+        return float((batch["labels"] != -100).sum())
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       token_type_ids=batch["token_type_ids"]).logits.float()
+        labels = batch["labels"]
+        loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                   reduction="sum")
+        valid = labels != -100
+        correct = ((logits.argmax(-1) == labels) & valid).sum()
+        return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(valid.sum()), correct)
+
+    @torch.no_grad()
+    def predict_tags(self, model: nn.Module, sentences: list[Tagged], device: torch.device,
+                     dtype: torch.dtype | None) -> list[list[str]]:
+        was = model.training
+        model.eval()
+        feats = self.featurize(sentences)
+        out: list[list[str]] = [[] for _ in feats]
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
+        for k in range(0, len(order), self.eval_batch_size):
+            idx = order[k:k + self.eval_batch_size]
+            batch = {n: v.to(device) for n, v in self.collate([feats[i] for i in idx], False).items()}
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                pred = model(**batch).logits.argmax(-1).cpu().numpy()
+            for row, i in zip(pred, idx):
+                tags = ["O"] * feats[i]["n_words"]
+                for word, pos in feats[i]["first"]:
+                    tags[word] = self.labels[int(row[pos])]
+                out[i] = tags
+        model.train(was)
+        return out
+
+    def score_tags(self, predicted: list[list[str]], sentences: list[Tagged]) -> dict[str, float]:
+        gold = [s.tags or [] for s in sentences]
+        scores = metrics.span_f1(predicted, gold)
+        flat = [(p, g) for ps, gs in zip(predicted, gold) for p, g in zip(ps, gs)]
+        scores["token_accuracy"] = float(np.mean([p == g for p, g in flat])) if flat else 0.0
+        return scores
+
+    def score_examples(self, model: nn.Module, examples: list[Tagged], device: torch.device,
+                       dtype: torch.dtype | None) -> dict[str, float]:
+        return self.score_tags(self.predict_tags(model, examples, device, dtype), examples)
+
+    def predict_rows(self, model: nn.Module, examples: list[Tagged], device: torch.device,
+                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
+        tags = self.predict_tags(model, examples, device, dtype)
+        return [{"tokens": s.words, "tags": t} for s, t in zip(examples, tags)]
+
+
+def tag_set(path: str | Path) -> list[str]:
+    meta = Path(path).parent / "meta.json"
+    if meta.is_file():
+        import json
+
+        listed = json.loads(meta.read_text()).get("labels")
+        if isinstance(listed, list) and listed:
+            return [str(x) for x in listed]
+    tags = sorted({t for s in read_tagged(path) for t in (s.tags or [])})
+    if "O" in tags:
+        tags.remove("O")
+        tags.insert(0, "O")
+    return tags
