@@ -172,3 +172,43 @@ def test_multiple_choice(base_model: Path, tmp_path: Path) -> None:
     bad.write_text('{"article": "a", "question": "b", "options": ["x", "y"], "label": 5}\n')
     with pytest.raises(DataError, match="bad.jsonl:1: label 5 is not an option index"):
         evaluate_dir(out, bad)
+
+
+def test_qa_v1_and_v2(base_model: Path, tmp_path: Path) -> None:
+    rows = [json.loads(x) for x in (FIX / "wordnet_qa.jsonl").read_text().splitlines()]
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows[:160]))
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows[160:]))
+    # long contexts are cut into windows: max length 64 with stride 16
+    out = finetune(settings(base_model, train, dev, tmp_path / "qa", task="qa", max_steps=10, doc_stride=16))
+    scores = json.loads((out / "dev_results.json").read_text())
+    assert set(scores) >= {"exact", "f1"} and 0 <= scores["exact"] <= scores["f1"] <= 100
+    preds = predict_dir(out, dev, precision="fp32")
+    for p, r in zip(preds, rows[160:]):
+        assert p["id"] == r["id"] and (p["answer"] == "" or p["answer"] in r["context"])  # spans of the context
+    # the same questions as a SQuAD JSON file score the same
+    squad = {"data": [{"paragraphs": [{"context": r["context"], "qas": [{"id": r["id"], "question": r["question"],
+              "answers": [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"],
+                                                                       r["answers"]["answer_start"])]}]}]}
+                      for r in rows[160:]]}
+    (tmp_path / "dev.json").write_text(json.dumps(squad))
+    assert evaluate_dir(out, tmp_path / "dev.json", precision="fp32") == pytest.approx(
+        evaluate_dir(out, dev, precision="fp32"))
+    # v2.0: a question asked of another row's context has no answer there
+    v2 = [dict(r, context=rows[(i + 7) % 40 + 160]["context"], answers={"text": [], "answer_start": []})
+          if i % 2 else r for i, r in enumerate(rows[160:])]
+    v2 = [r for r in v2 if not r["answers"]["text"] or r["answers"]["text"][0] in r["context"]]
+    (tmp_path / "v2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in v2))
+    out2 = finetune(settings(base_model, train, tmp_path / "v2.jsonl", tmp_path / "qa2", task="qa-v2",
+                             max_steps=10))
+    scores2 = json.loads((out2 / "dev_results.json").read_text())
+    assert {"best_exact", "best_f1", "best_exact_thresh"} <= set(scores2)
+    assert scores2["best_f1"] >= scores2["f1"] - 1e-9  # the best threshold is at least as good as 0
+
+
+def test_qa_answer_not_in_context_is_an_error(base_model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "question": "q?", "context": "the cat sat",
+                               "answers": {"text": ["dog"], "answer_start": [4]}}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:1: answer 'dog' is not in its context"):
+        finetune(settings(base_model, bad, None, tmp_path / "o", task="qa"))

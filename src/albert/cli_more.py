@@ -42,7 +42,7 @@ def _predict(a: argparse.Namespace) -> None:
 def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser], None]) -> None:
     t = sub.add_parser("finetune", help="fine-tune on a labelled task (settings as --key value)")
     t.add_argument("--task", required=True, choices=["classification", "regression", "multi-label",
-                                                     "token-classification", "multiple-choice"])
+                                                     "token-classification", "multiple-choice", "qa", "qa-v2"])
     t.add_argument("--train", required=True)
     t.add_argument("--dev", default=None)
     t.add_argument("--model", default="albert-small-en")

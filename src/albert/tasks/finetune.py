@@ -18,9 +18,15 @@ from typing import Any, Literal
 import torch
 
 from albert.data.reader import DataError
-from albert.heads import AlbertForMultipleChoice, AlbertForSequenceClassification, AlbertForTokenClassification
+from albert.heads import (
+    AlbertForMultipleChoice,
+    AlbertForQuestionAnswering,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+)
 from albert.inference.pipelines import resolve_runtime
 from albert.tasks.choice import ChoiceTask, read_questions
+from albert.tasks.qa import QATask, read_qa
 from albert.tasks.sequence import KINDS, SequenceTask, label_set, read_examples
 from albert.tasks.tokens import TokenTask, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
@@ -47,8 +53,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class FinetuneSettings(TrainSettings):
-    task: Literal["classification", "regression", "multi-label", "token-classification",
-                  "multiple-choice"] = "classification"
+    task: Literal["classification", "regression", "multi-label", "token-classification", "multiple-choice", "qa",
+                  "qa-v2"] = "classification"
+    doc_stride: int = 128
+    max_answer_length: int = 30
     train: str = ""
     dev: str = ""
     model: str = "albert-small-en"
@@ -88,7 +96,8 @@ def apply_recipe(values: dict[str, Any]) -> dict[str, Any]:
     return {**RECIPES[name], **values}
 
 
-TASKS = ("classification", "regression", "multi-label", "token-classification", "multiple-choice")
+TASKS = ("classification", "regression", "multi-label", "token-classification", "multiple-choice", "qa",
+         "qa-v2")
 
 
 @dataclass
@@ -99,6 +108,8 @@ class TaskSpec:
     max_seq_length: int
     fields: list[str | None] = dataclasses.field(default_factory=list)
     label_field: str = "label"
+    doc_stride: int = 128
+    max_answer_length: int = 30
 
 
 def build_task(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[str], train_rows: list[Any],
@@ -109,6 +120,9 @@ def build_task(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[str], tr
     if spec.task == "token-classification":
         return TokenTask(tokenizer, train_rows, dev_rows, labels, spec.max_seq_length, batch_size, seed,
                          eval_batch_size)
+    if spec.task in ("qa", "qa-v2"):
+        return QATask(tokenizer, train_rows, dev_rows, spec.max_seq_length, batch_size, seed, eval_batch_size,
+                      spec.doc_stride, spec.max_answer_length, version_2=spec.task == "qa-v2")
     return ChoiceTask(tokenizer, train_rows, dev_rows, spec.max_seq_length, batch_size, seed,
                       max(1, eval_batch_size // 4))
 
@@ -122,12 +136,15 @@ def read_task_rows(spec: TaskSpec, path: str | Path, labels: list[str], need_lab
         return rows, dataclasses.replace(spec, fields=list(found))
     if spec.task == "token-classification":
         return read_tagged(path, need_labels, labels), spec
+    if spec.task in ("qa", "qa-v2"):
+        return read_qa(path, need_labels), spec
     return read_questions(path, need_labels), spec
 
 
 MODEL_FOR_TASK = {"classification": AlbertForSequenceClassification, "regression": AlbertForSequenceClassification,
                   "multi-label": AlbertForSequenceClassification,
-                  "token-classification": AlbertForTokenClassification, "multiple-choice": AlbertForMultipleChoice}
+                  "token-classification": AlbertForTokenClassification, "multiple-choice": AlbertForMultipleChoice,
+                  "qa": AlbertForQuestionAnswering, "qa-v2": AlbertForQuestionAnswering}
 
 
 def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
@@ -135,7 +152,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         raise SettingsError(f"task {settings.task!r} is not available; available: {', '.join(TASKS)}")
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
     layout = settings.tsv_layout or None
-    spec = TaskSpec(settings.task, settings.max_seq_length, label_field=settings.label_field)
+    spec = TaskSpec(settings.task, settings.max_seq_length, label_field=settings.label_field,
+                    doc_stride=settings.doc_stride, max_answer_length=settings.max_answer_length)
     if settings.task in ("classification", "multi-label"):
         labels = label_set(settings.train, settings.task, settings.label_field, layout)
     elif settings.task == "token-classification":
@@ -148,7 +166,7 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     dev_rows = read_task_rows(spec, settings.dev, labels, tsv_layout=layout)[0] if settings.dev else None
     task = build_task(spec, tokenizer, labels, train_rows, dev_rows, settings.batch_size, settings.seed,
                       settings.eval_batch_size)
-    steps_per_epoch = max(1, len(train_rows) // settings.batch_size)
+    steps_per_epoch = max(1, len(task.train) // settings.batch_size)  # QA: windows, not questions
     resolved = dataclasses.replace(
         settings,
         max_steps=settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch)),

@@ -1,0 +1,205 @@
+"""Extractive QA (SQuAD v1.1 and v2.0): windows over long contexts, n-best span search, answers mapped
+back to the original context through offsets, and v2.0's no-answer decision.
+
+Rows: SQuAD JSON ({data: [{paragraphs: [{context, qas}]}]}) or JSONL/Parquet rows {id, question,
+context, answers: {text: [...], answer_start: [...]}} (the hub's layout; an empty list = no answer).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.data.reader import DataError, base_suffix, iter_records, open_text
+from albert.tasks import metrics
+from albert.tasks.base import FeatureTask
+from albert.tokenizer import AlbertTokenizer
+
+
+@dataclass
+class QAExample:
+    qid: str
+    question: str
+    context: str
+    answers: list[str]  # empty: unanswerable
+    starts: list[int]  # character offsets of the answers in the context
+    where: str
+
+
+def _check_answers(texts: list[Any], starts: list[Any], context: str, where: str) -> tuple[list[str], list[int]]:
+    if len(texts) != len(starts):
+        raise DataError(f"{where}: answers have {len(texts)} texts but {len(starts)} answer_start values")
+    fixed = []
+    for text, start in zip(texts, starts):
+        if not isinstance(text, str) or not isinstance(start, int):
+            raise DataError(f"{where}: an answer needs text and an integer answer_start")
+        if context[start:start + len(text)] != text:
+            # tolerate the off-by-one or two starts some datasets carry; otherwise the row is wrong
+            near = [s for s in range(max(0, start - 2), start + 3) if context[s:s + len(text)] == text]
+            if not near:
+                raise DataError(f"{where}: answer {text!r} is not in its context at {start}")
+            start = near[0]
+        fixed.append(start)
+    return [str(t) for t in texts], fixed
+
+
+def read_qa(path: str | Path, need_answers: bool = True) -> list[QAExample]:
+    path = Path(path)
+    out: list[QAExample] = []
+    if base_suffix(path) == ".json":
+        with open_text(path) as f:
+            try:
+                doc = json.load(f)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: invalid JSON ({e.msg})") from None
+        if not isinstance(doc, dict) or "data" not in doc:
+            raise DataError(f"{path}: not a SQuAD file (no 'data')")
+        for a, article in enumerate(doc["data"]):
+            for p, para in enumerate(article.get("paragraphs", [])):
+                context = para["context"]
+                for qa in para.get("qas", []):
+                    where = f"{path}:data[{a}].paragraphs[{p}] question {qa.get('id')}"
+                    answers = [] if qa.get("is_impossible") else qa.get("answers", [])
+                    texts, starts = _check_answers([x.get("text") for x in answers],
+                                                   [x.get("answer_start") for x in answers], context, where)
+                    out.append(QAExample(str(qa["id"]), qa["question"], context, texts, starts, where))
+        return out
+    for n, row in iter_records(path):
+        where = f"{path}:{n}"
+        if not all(isinstance(row.get(k), str) for k in ("question", "context")):
+            raise DataError(f"{where}: 'question' and 'context' must be text")
+        answers = row.get("answers")
+        if answers is None:
+            if need_answers:
+                raise DataError(f"{where}: no 'answers'")
+            answers = {"text": [], "answer_start": []}
+        if not isinstance(answers, dict):
+            raise DataError(f"{where}: 'answers' must be {{text: [...], answer_start: [...]}}")
+        texts, starts = _check_answers(list(answers.get("text", [])), list(answers.get("answer_start", [])),
+                                       row["context"], where)
+        out.append(QAExample(str(row.get("id", n)), row["question"], row["context"], texts, starts, where))
+    return out
+
+
+class QATask(FeatureTask):
+    def __init__(self, tokenizer: AlbertTokenizer, train: list[QAExample], dev: list[QAExample] | None,
+                 max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 32, doc_stride: int = 128,
+                 max_answer_length: int = 30, n_best: int = 20, version_2: bool = False) -> None:
+        self.max_seq_length, self.doc_stride = max_seq_length, doc_stride
+        self.max_answer_length, self.n_best, self.version_2 = max_answer_length, n_best, version_2
+        self.tokenizer = tokenizer
+        super().__init__(tokenizer, self.featurize(train, training=True), batch_size, seed, eval_batch_size)
+        self.dev = dev
+
+    def featurize(self, examples: list[QAExample], training: bool = False) -> list[dict[str, Any]]:
+        if not examples:
+            return []
+        # As the original runner: questions longer than max_query tokens are cut, which leaves every
+        # window at least max_seq_length - max_query - 3 context tokens, so the stride always fits.
+        max_query = min(64, self.max_seq_length // 2 - 2)
+        stride = min(self.doc_stride, self.max_seq_length - max_query - 4)
+        questions = [self._cut(e.question, max_query) for e in examples]
+        enc = self.tokenizer(questions, [e.context for e in examples], truncation="only_second",
+                             max_length=self.max_seq_length, stride=stride, return_overflowing_tokens=True,
+                             return_offsets_mapping=True)
+        feats = []
+        for w, n in enumerate(enc["overflow_to_sample_mapping"]):
+            types, offsets = enc["token_type_ids"][w], enc["offset_mapping"][w]
+            # context tokens: type 1, minus the final [SEP]
+            ctx = [i for i, t in enumerate(types) if t == 1][:-1]
+            feat = {"input_ids": enc["input_ids"][w], "token_type_ids": types, "example": n,
+                    "context_tokens": ctx, "offsets": offsets, "start": 0, "end": 0}
+            e = examples[n]
+            if training and e.answers:
+                s_char, e_char = e.starts[0], e.starts[0] + len(e.answers[0])
+                inside = [i for i in ctx if offsets[i][0] < e_char and offsets[i][1] > s_char]
+                if inside and offsets[ctx[0]][0] <= s_char and offsets[ctx[-1]][1] >= e_char:
+                    feat["start"], feat["end"] = inside[0], inside[-1]
+            feats.append(feat)
+        return feats
+
+    def _cut(self, text: str, max_tokens: int) -> str:
+        enc = self.tokenizer.encode_pieces([text], with_offsets=True)[0]
+        return text if len(enc.ids) <= max_tokens else text[:enc.offsets[max_tokens - 1][1]]
+
+    def collate(self, feats: list[dict[str, Any]], with_labels: bool = True) -> dict[str, Tensor]:
+        batch = self.encode_rows(feats)
+        if with_labels:
+            batch["start_positions"] = torch.tensor([f["start"] for f in feats])
+            batch["end_positions"] = torch.tensor([f["end"] for f in feats])
+        return batch
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"])
+        s, e = out.start_logits.float(), out.end_logits.float()
+        loss_sum = (F.cross_entropy(s, batch["start_positions"], reduction="sum")
+                    + F.cross_entropy(e, batch["end_positions"], reduction="sum")) / 2
+        correct = ((s.argmax(-1) == batch["start_positions"]) & (e.argmax(-1) == batch["end_positions"])).sum()
+        return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(s)), correct)
+
+    @torch.no_grad()
+    def predict_answers(self, model: nn.Module, examples: list[QAExample], device: torch.device,
+                        dtype: torch.dtype | None) -> tuple[dict[str, str], dict[str, float]]:
+        """Best span per question (n-best over all its windows) and, for v2.0, a no-answer score."""
+        was = model.training
+        model.eval()
+        feats = self.featurize(examples)
+        best: dict[int, tuple[float, str]] = {}
+        null: dict[int, float] = {}
+        for k in range(0, len(feats), self.eval_batch_size):
+            chunk = feats[k:k + self.eval_batch_size]
+            batch = {n: v.to(device) for n, v in self.collate(chunk, False).items()}
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = model(**batch)
+            starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            for f, s_log, e_log in zip(chunk, starts, ends):
+                n, ctx = f["example"], f["context_tokens"]
+                null[n] = min(null.get(n, np.inf), float(s_log[0] + e_log[0]))
+                if not ctx:
+                    continue
+                cs, ce = s_log[ctx], e_log[ctx]
+                for i in np.argsort(-cs)[:self.n_best]:
+                    for j in np.argsort(-ce)[:self.n_best]:
+                        if j < i or j - i + 1 > self.max_answer_length:
+                            continue
+                        score = float(cs[i] + ce[j])
+                        if n not in best or score > best[n][0]:
+                            a, b = f["offsets"][ctx[i]][0], f["offsets"][ctx[j]][1]
+                            best[n] = (score, examples[n].context[a:b])
+        model.train(was)
+        spans, no_answer = {}, {}
+        for n, e in enumerate(examples):
+            score, text = best.get(n, (-np.inf, ""))
+            spans[e.qid] = text
+            no_answer[e.qid] = null.get(n, 0.0) - score  # > 0: the model prefers "no answer"
+        return spans, no_answer
+
+    def decide(self, spans: dict[str, str], no_answer: dict[str, float], threshold: float = 0.0) -> dict[str, str]:
+        """v2.0: abstain where the no-answer score exceeds the threshold; v1.1 always answers."""
+        if not self.version_2:
+            return spans
+        return {q: "" if no_answer[q] > threshold else a for q, a in spans.items()}
+
+    def score_examples(self, model: nn.Module, examples: list[QAExample], device: torch.device,
+                       dtype: torch.dtype | None) -> dict[str, float]:
+        spans, no_answer = self.predict_answers(model, examples, device, dtype)
+        golds = {e.qid: e.answers for e in examples}
+        scores = metrics.squad_scores(self.decide(spans, no_answer), golds)
+        if self.version_2:
+            scores.update(metrics.squad_v2_best_threshold(spans, no_answer, golds))
+        return scores
+
+    def predict_rows(self, model: nn.Module, examples: list[QAExample], device: torch.device,
+                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
+        spans, no_answer = self.predict_answers(model, examples, device, dtype)
+        answers = self.decide(spans, no_answer)
+        return [{"id": e.qid, "answer": answers[e.qid], "no_answer_score": round(no_answer[e.qid], 4)}
+                for e in examples]
