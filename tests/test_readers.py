@@ -1,0 +1,62 @@
+"""Task file layouts: GLUE TSV, RACE JSON, hub-style Parquet — each read into the same rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from albert.data.reader import DataError
+from albert.tasks.choice import read_questions
+from albert.tasks.readers import read_rows
+from albert.tasks.sequence import read_examples
+
+
+def test_glue_tsv_layouts(tmp_path: Path) -> None:
+    (tmp_path / "MRPC").mkdir()
+    mrpc = tmp_path / "MRPC" / "dev.tsv"
+    mrpc.write_text("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tHe said so .\tHe stated it .\n"
+                    "0\t3\t4\tA cat .\tA dog .\n")
+    rows = [r for _, r in read_rows(mrpc)]
+    assert rows == [{"text": "He said so .", "text_pair": "He stated it .", "label": "1"},
+                    {"text": "A cat .", "text_pair": "A dog .", "label": "0"}]
+    ex, fields = read_examples(mrpc, "classification", ["0", "1"])
+    assert fields == ("text", "text_pair") and [e.label for e in ex] == [1, 0]
+    cola = tmp_path / "in_domain_dev.tsv"
+    cola.write_text("gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\nclc95\t0\t*\tThe more books.\n")
+    assert [r for _, r in read_rows(cola, "cola")][1] == {"text": "The more books.", "label": "0"}
+    stsb = tmp_path / "sts.tsv"
+    stsb.write_text("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+                    "0\tmain\tx\t2012\t0\tnone\tnone\tA plane takes off.\tAn air plane is taking off.\t5.000\n")
+    ex, _ = read_examples(stsb, "regression", None, tsv_layout="sts-b")
+    assert ex[0].label == 5.0 and ex[0].pair == "An air plane is taking off."
+    with pytest.raises(DataError, match="cannot tell which GLUE task"):
+        list(read_rows(tmp_path / "in_domain_dev.tsv"))
+    short = tmp_path / "MRPC" / "bad.tsv"
+    short.write_text("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tonly one sentence\n")
+    with pytest.raises(DataError, match=r"bad.tsv:2: expected at least 5 columns"):
+        list(read_rows(short))
+
+
+def test_race_json_and_letters(tmp_path: Path) -> None:
+    race = tmp_path / "1.json"
+    race.write_text(json.dumps({"article": "Tom had a red kite.", "questions": ["What colour was the kite?",
+                                                                              "Tom had a _ ."],
+                                "options": [["red", "blue", "green", "black"], ["kite", "dog", "car", "hat"]],
+                                "answers": ["A", "A"], "id": "1.txt"}))
+    qs = read_questions(race)
+    assert [q.label for q in qs] == [0, 0] and qs[1].question == "Tom had a _ ."
+    jl = tmp_path / "mc.jsonl"
+    jl.write_text(json.dumps({"article": "a", "question": "b", "options": ["x", "y", "z", "w"], "label": "C"}) + "\n")
+    assert read_questions(jl)[0].label == 2
+
+
+def test_parquet_rows(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"sentence1": ["a b", "c d"], "sentence2": ["e", "f"], "label": [1, 0]}),
+                   tmp_path / "validation.parquet")
+    ex, fields = read_examples(tmp_path / "validation.parquet", "classification", ["0", "1"])
+    assert fields == ("sentence1", "sentence2") and [e.label for e in ex] == [1, 0]
