@@ -8,7 +8,16 @@ from typing import Any
 
 import torch
 
-from albert.heads import AlbertForMaskedLM, AlbertPreTrainedModel
+from albert.heads import (
+    AlbertForMaskedLM,
+    AlbertForMultipleChoice,
+    AlbertForPreTraining,
+    AlbertForQuestionAnswering,
+    AlbertForSequenceClassification,
+    AlbertForTokenClassification,
+    AlbertModel,
+    AlbertPreTrainedModel,
+)
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
 logger = logging.getLogger(__name__)
@@ -89,13 +98,216 @@ class FillMaskPipeline(Pipeline):
         return results[0] if len(results) == 1 else results
 
 
-PIPELINES: dict[str, type[Pipeline]] = {"fill-mask": FillMaskPipeline}
+def buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted), so padding wastes little compute."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class _Batched(Pipeline):
+    batch_size = 32
+
+    def _pad_forward(self, rows: list[dict[str, list[int]]], model: Any = None) -> list[Any]:
+        """Run rows (input_ids, token_type_ids) in length buckets; outputs come back in input order."""
+        out: list[Any] = [None] * len(rows)
+        for idx in buckets([len(r["input_ids"]) for r in rows], self.batch_size):
+            T = max(len(rows[i]["input_ids"]) for i in idx)
+            ids = torch.full((len(idx), T), self.tokenizer.pad_token_id, dtype=torch.long)
+            types = torch.zeros_like(ids)
+            mask = torch.zeros_like(ids)
+            for b, i in enumerate(idx):
+                n = len(rows[i]["input_ids"])
+                ids[b, :n] = torch.tensor(rows[i]["input_ids"])
+                types[b, :n] = torch.tensor(rows[i]["token_type_ids"])
+                mask[b, :n] = 1
+            with torch.inference_mode():
+                result = (model or self.model)(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                               token_type_ids=types.to(self.device))
+            for b, i in enumerate(idx):
+                out[i] = (result, b, int(mask[b].sum()))
+        return out
+
+    def _encode(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, list[int]]]:
+        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.model.config.max_position_embeddings)
+        return [{"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i]}
+                for i in range(len(texts))]
+
+
+def _as_list(inputs: Any) -> tuple[list[Any], bool]:
+    return ([inputs], True) if isinstance(inputs, (str, dict)) else (list(inputs), False)
+
+
+class FeatureExtractionPipeline(_Batched):
+    """Sentence vectors: the [CLS] hidden state or the mean over real tokens, optionally L2-normalised."""
+
+    model_class = AlbertModel
+
+    def __call__(self, inputs: str | list[str], pooling: str = "cls", normalize: bool = False) -> Any:
+        if pooling not in ("cls", "mean"):
+            raise TokenizerError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        texts, single = _as_list(inputs)
+        vectors = []
+        for result, b, n in self._pad_forward(self._encode(texts)):
+            h = result.last_hidden_state[b, :n].float()  # (T, H)
+            v = h[0] if pooling == "cls" else h.mean(0)
+            if normalize:
+                v = torch.nn.functional.normalize(v, dim=0)
+            vectors.append(v.cpu().tolist())
+        return vectors[0] if single else vectors
+
+
+class TextClassificationPipeline(_Batched):
+    """{label, score} per text (or text pair given as {"text": ..., "text_pair": ...}); top_k for several."""
+
+    model_class = AlbertForSequenceClassification
+
+    def __call__(self, inputs: Any, top_k: int | None = 1) -> Any:
+        items, single = _as_list(inputs)
+        texts = [x["text"] if isinstance(x, dict) else x for x in items]
+        pairs = [x.get("text_pair", "") for x in items] if isinstance(items[0], dict) and "text_pair" in items[0] \
+            else None
+        cfg = self.model.config
+        labels = [cfg.id2label[i] for i in range(cfg.num_labels)] if cfg.id2label else [
+            f"LABEL_{i}" for i in range(cfg.num_labels)]
+        out: list[Any] = []
+        for result, b, _ in self._pad_forward(self._encode(texts, pairs)):
+            logits = result.logits[b].float()
+            if cfg.num_labels == 1:
+                out.append({"label": labels[0], "score": float(logits[0])})
+                continue
+            probs = logits.sigmoid() if cfg.problem_type == "multi_label_classification" else logits.softmax(-1)
+            ranked = sorted(((float(p), labels[i]) for i, p in enumerate(probs)), reverse=True)
+            top = [{"label": lab, "score": p} for p, lab in ranked[: top_k or len(ranked)]]
+            out.append(top[0] if top_k == 1 else top)
+        return out[0] if single else out
+
+
+class TokenClassificationPipeline(_Batched):
+    """Entities with character offsets; aggregation 'simple' merges a B-/I- run into one entity."""
+
+    model_class = AlbertForTokenClassification
+
+    def __call__(self, inputs: str | list[str], aggregation_strategy: str = "simple") -> Any:
+        if aggregation_strategy not in ("simple", "none"):
+            raise TokenizerError("aggregation_strategy must be 'simple' or 'none'")
+        texts, single = _as_list(inputs)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.model.config.max_position_embeddings,
+                             return_offsets_mapping=True)
+        rows = [{"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i]}
+                for i in range(len(texts))]
+        labels = self.model.config.id2label or {}
+        out = []
+        for n, (result, b, length) in enumerate(self._pad_forward(rows)):
+            probs = result.logits[b, :length].float().softmax(-1)
+            score, pred = probs.max(-1)
+            tokens = []
+            for t in range(1, length - 1):  # skip [CLS] / [SEP]
+                tag = labels.get(int(pred[t]), str(int(pred[t])))
+                s, e = enc["offset_mapping"][n][t]
+                if tag != "O" and e > s:
+                    tokens.append({"entity": tag, "score": float(score[t]), "index": t, "start": s, "end": e,
+                                   "word": texts[n][s:e]})
+            out.append(tokens if aggregation_strategy == "none" else _group_entities(tokens, texts[n]))
+        return out[0] if single else out
+
+
+def _group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = []
+    for tok in tokens:
+        prefix, _, kind = tok["entity"].partition("-")
+        kind = kind or prefix
+        last = groups[-1] if groups else None
+        joins = (last is not None and last["entity_group"] == kind and prefix != "B"
+                 and tok["index"] == last["_last"] + 1)
+        # a continuation piece of the same word (no space before it) also joins
+        if last is not None and last["entity_group"] == kind and tok["index"] == last["_last"] + 1 \
+                and tok["start"] == last["end"]:
+            joins = True
+        if joins and last is not None:
+            last["end"], last["_last"] = tok["end"], tok["index"]
+            last["_scores"].append(tok["score"])
+        else:
+            groups.append({"entity_group": kind, "start": tok["start"], "end": tok["end"], "_last": tok["index"],
+                           "_scores": [tok["score"]]})
+    return [{"entity_group": g["entity_group"], "score": sum(g["_scores"]) / len(g["_scores"]),
+             "word": text[g["start"]:g["end"]], "start": g["start"], "end": g["end"]} for g in groups]
+
+
+class QuestionAnsweringPipeline(Pipeline):
+    """{answer, score, start, end} from a context of any length (windows with doc stride)."""
+
+    model_class = AlbertForQuestionAnswering
+
+    def __call__(self, question: str | list[dict[str, str]] | None = None, context: str | None = None,
+                 max_answer_length: int = 30, doc_stride: int = 128, max_seq_length: int = 384) -> Any:
+        from albert.tasks.qa import QAExample, QATask
+
+        if isinstance(question, list):
+            items = question
+        elif question is not None and context is not None:
+            items = [{"question": question, "context": context}]
+        else:
+            raise TokenizerError("pass question= and context=, or a list of {question, context}")
+        examples = [QAExample(str(i), x["question"], x["context"], [], [], f"input {i}") for i, x in enumerate(items)]
+        task = QATask(self.tokenizer, [], None, min(max_seq_length, self.model.config.max_position_embeddings), 1, 0,
+                      doc_stride=doc_stride, max_answer_length=max_answer_length)
+        spans, _ = task.predict_answers(self.model, examples, self.device, None)
+        out = []
+        for e in examples:
+            start, end, prob = task.last_positions[e.qid]
+            out.append({"answer": spans[e.qid], "score": prob, "start": start, "end": end})
+        return out[0] if len(out) == 1 and not isinstance(question, list) else out
+
+
+class MultipleChoicePipeline(Pipeline):
+    """{label (index), scores} for an article/question and its options."""
+
+    model_class = AlbertForMultipleChoice
+
+    def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]], max_seq_length: int = 512) -> Any:
+        from albert.tasks.choice import ChoiceTask, Question
+
+        items, single = _as_list(inputs)
+        qs = [Question(x.get("article", x.get("context", "")), x["question"], list(x["options"]), None, f"input {i}")
+              for i, x in enumerate(items)]
+        task = ChoiceTask(self.tokenizer, [], None, min(max_seq_length, self.model.config.max_position_embeddings),
+                          1, 0)
+        rows = task.predict_rows(self.model, qs, self.device, None, [])
+        return rows[0] if single else rows
+
+
+class SentenceOrderPipeline(_Batched):
+    """Is segment B the continuation of A? The pretraining SOP head: {label: in_order | swapped, score}."""
+
+    model_class = AlbertForPreTraining
+
+    def __call__(self, inputs: dict[str, str] | list[dict[str, str]]) -> Any:
+        items, single = _as_list(inputs)
+        rows = self._encode([x["first"] for x in items], [x["second"] for x in items])
+        out = []
+        for result, b, _ in self._pad_forward(rows):
+            probs = result.sop_logits[b].float().softmax(-1)
+            k = int(probs.argmax())
+            out.append({"label": ("in_order", "swapped")[k], "score": float(probs[k])})
+        return out[0] if single else out
+
+
+PIPELINES: dict[str, type[Pipeline]] = {
+    "fill-mask": FillMaskPipeline,
+    "feature-extraction": FeatureExtractionPipeline,
+    "text-classification": TextClassificationPipeline,
+    "token-classification": TokenClassificationPipeline,
+    "question-answering": QuestionAnsweringPipeline,
+    "multiple-choice": MultipleChoicePipeline,
+    "sentence-order": SentenceOrderPipeline,
+}
+
 
 
 def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODEL,
              tokenizer: str | Path | AlbertTokenizer | None = None, device: str = "auto",
              precision: str = "auto") -> Any:
-    """Build a pipeline: `fill-mask` (more tasks in albert.inference)."""
+    """Build a pipeline for `task` (see PIPELINES) on a model name, directory or object."""
     if task not in PIPELINES:
         raise TokenizerError(f"unknown pipeline task {task!r}; known: {', '.join(sorted(PIPELINES))}")
     cls = PIPELINES[task]

@@ -23,6 +23,11 @@ from albert.tasks.base import FeatureTask
 from albert.tokenizer import AlbertTokenizer
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    return z / z.sum()
+
+
 @dataclass
 class QAExample:
     qid: str
@@ -152,7 +157,7 @@ class QATask(FeatureTask):
         was = model.training
         model.eval()
         feats = self.featurize(examples)
-        best: dict[int, tuple[float, str]] = {}
+        best: dict[int, tuple[float, int, int, float]] = {}  # logit score, char start, char end, probability
         null: dict[int, float] = {}
         for k in range(0, len(feats), self.eval_batch_size):
             chunk = feats[k:k + self.eval_batch_size]
@@ -166,6 +171,7 @@ class QATask(FeatureTask):
                 if not ctx:
                     continue
                 cs, ce = s_log[ctx], e_log[ctx]
+                ps, pe = _softmax(s_log), _softmax(e_log)
                 for i in np.argsort(-cs)[:self.n_best]:
                     for j in np.argsort(-ce)[:self.n_best]:
                         if j < i or j - i + 1 > self.max_answer_length:
@@ -173,12 +179,14 @@ class QATask(FeatureTask):
                         score = float(cs[i] + ce[j])
                         if n not in best or score > best[n][0]:
                             a, b = f["offsets"][ctx[i]][0], f["offsets"][ctx[j]][1]
-                            best[n] = (score, examples[n].context[a:b])
+                            best[n] = (score, a, b, float(ps[ctx[i]] * pe[ctx[j]]))
         model.train(was)
         spans, no_answer = {}, {}
+        self.last_positions: dict[str, tuple[int, int, float]] = {}
         for n, e in enumerate(examples):
-            score, text = best.get(n, (-np.inf, ""))
-            spans[e.qid] = text
+            score, a, b, prob = best.get(n, (-np.inf, 0, 0, 0.0))
+            spans[e.qid] = e.context[a:b]
+            self.last_positions[e.qid] = (a, b, prob)
             no_answer[e.qid] = null.get(n, 0.0) - score  # > 0: the model prefers "no answer"
         return spans, no_answer
 
