@@ -84,3 +84,25 @@ def test_multiple_choice(base: Path, tmp_path: Path) -> None:
                          model=tuned(base, tmp_path, "multiple-choice", FIX / "wordnet_cloze.jsonl"), precision="fp32")
     r = mc({"article": "a piece of furniture", "question": "he sat on the _", "options": ["chair", "sky", "idea"]})
     assert r["label"] in (0, 1, 2) and len(r["scores"]) == 3 and abs(sum(r["scores"]) - 1) < 1e-4
+
+
+def test_inference_cli(base: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "albert.cli", *args], input=stdin, capture_output=True,
+                              text=True, timeout=120)
+
+    out = cli("embed", "--model", str(base), "--precision", "fp32", stdin="first line\nsecond line\n")
+    assert out.returncode == 0, out.stderr
+    vectors = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(vectors) == 2 and len(vectors[0]) == 64
+    jl = tmp_path / "in.jsonl"
+    jl.write_text('{"text": "one"}\n{"text": "two"}\n{"text": "three"}\n')
+    out = cli("embed", "--file", str(jl), "--model", str(base), "--pooling", "mean", "--normalize")
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 3
+    bad = cli("embed", "--file", str(tmp_path / "missing.jsonl"), "--model", str(base))
+    assert bad.returncode == 2 and bad.stderr.startswith("albert: error:")
+    out = cli("choose", "--model", str(base), "--question", "q _", "--options", "only")
+    assert out.returncode == 2 and "two" in out.stderr

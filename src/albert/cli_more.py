@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,124 @@ def _predict(a: argparse.Namespace) -> None:
         print(json.dumps(row, ensure_ascii=False))
 
 
+CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
+
+
+def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: Any) -> None:
+    from tqdm import tqdm
+
+    from albert.inference.pipelines import pipeline
+
+    if not items:
+        from albert.data.reader import DataError
+
+        raise DataError("no input: pass text arguments, --file FILE.jsonl, or lines on stdin")
+    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision)
+    with tqdm(total=len(items), disable=len(items) <= CHUNK, unit=" inputs", file=sys.stderr) as bar:
+        for i in range(0, len(items), CHUNK):
+            for result in pipe(items[i:i + CHUNK], **kwargs):
+                print(json.dumps(result, ensure_ascii=False))
+            bar.update(min(CHUNK, len(items) - i))
+
+
+def _field(item: Any, name: str, where: str = "input") -> Any:
+    from albert.data.reader import DataError
+
+    if isinstance(item, str):
+        if name == "text":
+            return item
+        raise DataError(f"{where}: expected a JSON object with {name!r}")
+    if not isinstance(item, dict) or name not in item:
+        raise DataError(f"{where}: expected a JSON object with {name!r}")
+    return item[name]
+
+
+def _embed(a: argparse.Namespace) -> None:
+    from albert.cli import read_inputs
+
+    texts = [_field(x, "text") for x in read_inputs(a.text, a.file)]
+    _run_pipeline("feature-extraction", a, texts, pooling=a.pooling, normalize=a.normalize)
+
+
+def _classify(a: argparse.Namespace) -> None:
+    from albert.cli import read_inputs
+
+    items = [x if isinstance(x, dict) else {"text": x} for x in read_inputs(a.text, a.file)]
+    if a.pair:
+        items = [dict(x, text_pair=a.pair) for x in items]
+    _run_pipeline("text-classification", a, items, top_k=a.top_k)
+
+
+def _tag(a: argparse.Namespace) -> None:
+    from albert.cli import read_inputs
+
+    texts = [_field(x, "text") for x in read_inputs(a.text, a.file)]
+    _run_pipeline("token-classification", a, texts, aggregation_strategy=a.aggregation)
+
+
+def _answer(a: argparse.Namespace) -> None:
+    from albert.cli import read_inputs
+
+    if a.question is not None:
+        if a.context is None:
+            from albert.data.reader import DataError
+
+            raise DataError("--question needs --context")
+        items = [{"question": a.question, "context": a.context}]
+    else:
+        items = [{"question": _field(x, "question"), "context": _field(x, "context")}
+                 for x in read_inputs(None, a.file)]
+    from albert.inference.pipelines import pipeline
+
+    pipe = pipeline("question-answering", model=a.model, device=a.device, precision=a.precision)
+    for result in pipe(items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length):
+        print(json.dumps(result, ensure_ascii=False))
+
+
+def _choose(a: argparse.Namespace) -> None:
+    from albert.cli import read_inputs
+
+    if a.question is not None:
+        items = [{"article": a.article or "", "question": a.question, "options": a.options or []}]
+    else:
+        items = [x for x in read_inputs(None, a.file)]
+    for x in items:
+        if len(_field(x, "options")) < 2:
+            from albert.data.reader import DataError
+
+            raise DataError("a question needs at least two --options")
+    _run_pipeline("multiple-choice", a, items)
+
+
 def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    def inference(name: str, help_: str, func: Callable[..., None], texts: bool = True) -> argparse.ArgumentParser:
+        t = sub.add_parser(name, help=help_)
+        if texts:
+            t.add_argument("text", nargs="*", help="texts (else --file, else stdin lines)")
+        t.add_argument("--file", default=None, help="JSONL input")
+        t.add_argument("--model", default="albert-small-en")
+        add_runtime_args(t)
+        t.set_defaults(func=func)
+        return t
+
+    t = inference("embed", "sentence vectors, one JSON list per input", _embed)
+    t.add_argument("--pooling", choices=["cls", "mean"], default="cls")
+    t.add_argument("--normalize", action="store_true")
+    t = inference("classify", "labels of texts (a fine-tuned classifier)", _classify)
+    t.add_argument("--pair", default=None, help="second text for every input")
+    t.add_argument("--top-k", type=int, default=1)
+    t = inference("tag", "entities in texts (a fine-tuned token classifier)", _tag)
+    t.add_argument("--aggregation", choices=["simple", "none"], default="simple")
+    t = inference("answer", "extractive answers (a fine-tuned QA model)", _answer, texts=False)
+    t.add_argument("--question", default=None)
+    t.add_argument("--context", default=None)
+    t.add_argument("--doc-stride", type=int, default=128)
+    t.add_argument("--max-answer-length", type=int, default=30)
+    t = inference("choose", "pick an option (a fine-tuned multiple-choice model)", _choose, texts=False)
+    t.add_argument("--article", default=None)
+    t.add_argument("--question", default=None)
+    t.add_argument("--options", nargs="+", default=None)
+
     t = sub.add_parser("finetune", help="fine-tune on a labelled task (settings as --key value)")
     t.add_argument("--task", required=True, choices=["classification", "regression", "multi-label",
                                                      "token-classification", "multiple-choice", "qa", "qa-v2"])
