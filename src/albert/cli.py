@@ -152,12 +152,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from albert.checkpoint import CheckpointError
     from albert.config import ConfigError
     from albert.data.reader import DataError
+    from albert.export import ExportError
     from albert.tokenizer import TokenizerError
     from albert.train.loop import TrainingError
     from albert.train.settings import SettingsError
 
-    return (ConfigError, TokenizerError, DataError, CheckpointError, SettingsError, TrainingError, FileNotFoundError,
-            PermissionError, IsADirectoryError, NotADirectoryError)
+    return (ConfigError, TokenizerError, DataError, CheckpointError, SettingsError, TrainingError, ExportError,
+            FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,6 +129,13 @@ def _choose(a: argparse.Namespace) -> None:
     _run_pipeline("multiple-choice", a, items)
 
 
+def _export_onnx(a: argparse.Namespace) -> None:
+    from albert.export import export_onnx, load_for_export
+
+    info = export_onnx(load_for_export(a.model, a.architecture), a.out, opset=a.opset, quantize=a.quantize)
+    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB; outputs {', '.join(info['outputs'])})")
+
+
 def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser], None]) -> None:
     def inference(name: str, help_: str, func: Callable[..., None], texts: bool = True) -> argparse.ArgumentParser:
         t = sub.add_parser(name, help=help_)
@@ -153,6 +160,15 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
     t.add_argument("--context", default=None)
     t.add_argument("--doc-stride", type=int, default=128)
     t.add_argument("--max-answer-length", type=int, default=30)
+    ex = sub.add_parser("export", help="export a model").add_subparsers(dest="export_format", required=True)
+    t = ex.add_parser("onnx", help="ONNX with dynamic batch/sequence axes, the shared layer stored once")
+    t.add_argument("--model", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--architecture", default=None, help="AlbertModel, AlbertForMaskedLM, ... (default: the config's)")
+    t.add_argument("--opset", type=int, default=18)
+    t.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 weights for ONNX Runtime")
+    t.set_defaults(func=_export_onnx)
+
     t = inference("choose", "pick an option (a fine-tuned multiple-choice model)", _choose, texts=False)
     t.add_argument("--article", default=None)
     t.add_argument("--question", default=None)
