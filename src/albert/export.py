@@ -74,7 +74,7 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
     dims: dict[int, Any] = {0: batch, 2: seq} if choice else {0: batch, 1: seq}
     if choice:
         dims[1] = torch.export.Dim("choices")
-    wrapped = _Outputs(model.float().eval(), names)
+    wrapped = _Outputs(model.float().eval(), names).eval()
     with torch.no_grad():
         program = torch.onnx.export(wrapped, example, dynamo=True, opset_version=opset, input_names=list(INPUTS),
                                     output_names=list(names), dynamic_shapes={k: dims for k in INPUTS},

@@ -1,0 +1,102 @@
+"""Inference throughput and latency on this CPU: ours (bf16 / fp32) vs transformers (fp32 / bf16) vs ONNX Runtime
+(fp32, our export), all on the same random albert-base-v2 weights.
+
+    python bench/inference_speed.py [--sizes base] [--repeats 7] [--out bench/results/inference_speed.json]
+
+Batch 8×128 for throughput and 1×128 for latency; contenders alternate so machine noise hits all alike;
+medians are reported. Large/xxlarge rows (throughput and peak memory) come from `--sizes base large xxlarge`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import albert
+from albert.inference.pipelines import cpu_has_bf16
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", nargs="+", default=["base"])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference_speed.json"))
+    a = ap.parse_args()
+    import transformers
+
+    rows = []
+    for size in a.sizes:
+        name = f"albert-{size}-v2"
+        torch.manual_seed(0)
+        hf_cfg = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
+        hf_cfg._attn_implementation = "sdpa"
+        theirs = transformers.AlbertModel(hf_cfg).eval()
+        theirs_bf16 = transformers.AlbertModel(hf_cfg).eval()
+        theirs_bf16.load_state_dict(theirs.state_dict())
+        theirs_bf16.to(torch.bfloat16)
+        with tempfile.TemporaryDirectory() as d:
+            theirs.save_pretrained(d)
+            ours32 = albert.AlbertModel.from_pretrained(d).eval()
+            ours16 = albert.AlbertModel.from_pretrained(d, dtype=torch.bfloat16).eval()
+            session = None
+            if not a.no_onnx and size == "base":
+                import onnxruntime as ort
+
+                from albert.export import export_onnx
+
+                export_onnx(albert.AlbertModel.from_pretrained(d), Path(d) / "m.onnx")
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = torch.get_num_threads()
+                session = ort.InferenceSession(str(Path(d) / "m.onnx"), opts)
+        for B, T in ((8, 128), (1, 128)):
+            ids = torch.randint(5, 30000, (B, T))
+            mask = torch.ones(B, T, dtype=torch.long)
+            types = torch.zeros(B, T, dtype=torch.long)
+            feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+            contenders = {
+                "ours_bf16": lambda: ours16(ids, mask, types),
+                "ours_fp32": lambda: ours32(ids, mask, types),
+                "transformers_fp32": lambda: theirs(ids, mask, types),
+                "transformers_bf16": lambda: theirs_bf16(ids, mask, types),
+            }
+            if session is not None:
+                contenders["onnxruntime_fp32"] = lambda: session.run(None, feeds)
+            times: dict[str, list[float]] = {k: [] for k in contenders}
+            with torch.inference_mode():
+                for fn in contenders.values():
+                    fn()  # warm-up
+                for _ in range(a.repeats):
+                    for k, fn in contenders.items():
+                        t = time.perf_counter()
+                        fn()
+                        times[k].append(time.perf_counter() - t)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            row = {"model": name, "batch": B, "seq": T,
+                   "tokens_per_s": {k: round(B * T / v, 1) for k, v in med.items()},
+                   "ms": {k: round(v * 1000, 1) for k, v in med.items()},
+                   "ours_bf16_vs_transformers_fp32": round(med["transformers_fp32"] / med["ours_bf16"], 2)}
+            if "onnxruntime_fp32" in med:
+                row["ours_bf16_vs_onnxruntime_fp32"] = round(med["onnxruntime_fp32"] / med["ours_bf16"], 2)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = {"benchmark": "inference_speed", "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
+              "torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
+              "repeats": a.repeats, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+              "rows": rows}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
