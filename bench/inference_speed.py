@@ -16,6 +16,7 @@ import resource
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -65,13 +66,13 @@ def main() -> None:
             types = torch.zeros(B, T, dtype=torch.long)
             feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
             contenders = {
-                "ours_bf16": lambda: ours16(ids, mask, types),
-                "ours_fp32": lambda: ours32(ids, mask, types),
-                "transformers_fp32": lambda: theirs(ids, mask, types),
-                "transformers_bf16": lambda: theirs_bf16(ids, mask, types),
+                "ours_bf16": partial(ours16, ids, mask, types),
+                "ours_fp32": partial(ours32, ids, mask, types),
+                "transformers_fp32": partial(theirs, ids, mask, types),
+                "transformers_bf16": partial(theirs_bf16, ids, mask, types),
             }
             if session is not None:
-                contenders["onnxruntime_fp32"] = lambda: session.run(None, feeds)
+                contenders["onnxruntime_fp32"] = partial(session.run, None, feeds)
             times: dict[str, list[float]] = {k: [] for k in contenders}
             with torch.inference_mode():
                 for fn in contenders.values():
