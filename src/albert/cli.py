@@ -67,7 +67,7 @@ def _plot(a: argparse.Namespace) -> None:
 def _fill_mask(a: argparse.Namespace) -> None:
     from albert.inference.pipelines import pipeline
 
-    fm = pipeline("fill-mask", model=a.model, device=a.device, precision=a.precision)
+    fm = pipeline("fill-mask", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
     result = fm(a.text, top_k=a.top_k)
     if a.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -146,6 +146,7 @@ def _add_runtime_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, else fp32")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -52,7 +52,7 @@ def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: 
         from albert.data.reader import DataError
 
         raise DataError("no input: pass text arguments, --file FILE.jsonl, or lines on stdin")
-    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision)
+    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
     with tqdm(total=len(items), disable=len(items) <= CHUNK, unit=" inputs", file=sys.stderr) as bar:
         for i in range(0, len(items), CHUNK):
             for result in pipe(items[i:i + CHUNK], **kwargs):
@@ -109,7 +109,7 @@ def _answer(a: argparse.Namespace) -> None:
                  for x in read_inputs(None, a.file)]
     from albert.inference.pipelines import pipeline
 
-    pipe = pipeline("question-answering", model=a.model, device=a.device, precision=a.precision)
+    pipe = pipeline("question-answering", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
     for result in pipe(items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length):
         print(json.dumps(result, ensure_ascii=False))
 

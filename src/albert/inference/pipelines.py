@@ -306,7 +306,7 @@ PIPELINES: dict[str, type[Pipeline]] = {
 
 def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODEL,
              tokenizer: str | Path | AlbertTokenizer | None = None, device: str = "auto",
-             precision: str = "auto") -> Any:
+             precision: str = "auto", compile: bool = False) -> Any:
     """Build a pipeline for `task` (see PIPELINES) on a model name, directory or object."""
     if task not in PIPELINES:
         raise TokenizerError(f"unknown pipeline task {task!r}; known: {', '.join(sorted(PIPELINES))}")
@@ -320,4 +320,8 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODE
         loaded = cls.model_class.from_pretrained(model)
         tokenizer = tokenizer if tokenizer is not None else model
     tok = tokenizer if isinstance(tokenizer, AlbertTokenizer) else AlbertTokenizer.from_pretrained(tokenizer)
-    return cls(loaded, tok, dev, dtype)
+    pipe = cls(loaded, tok, dev, dtype)
+    if compile:
+        # dynamic shapes: batches differ in length; the first calls pay for compilation
+        pipe.model.forward = torch.compile(pipe.model.forward, dynamic=True)  # type: ignore[method-assign]
+    return pipe
