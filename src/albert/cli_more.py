@@ -136,6 +136,15 @@ def _export_onnx(a: argparse.Namespace) -> None:
     print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB; outputs {', '.join(info['outputs'])})")
 
 
+def _convert(a: argparse.Namespace) -> None:
+    from albert.tf_import import convert_tf_checkpoint
+
+    info = convert_tf_checkpoint(a.from_tf, a.config, a.out)
+    print(f"wrote {a.out} (skipped {len(info['skipped'])} optimizer/step entries; "
+          f"unknown: {', '.join(info['unknown']) or 'none'}; newly initialised: "
+          f"{', '.join(info['initialised']) or 'none'})")
+
+
 def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser], None]) -> None:
     def inference(name: str, help_: str, func: Callable[..., None], texts: bool = True) -> argparse.ArgumentParser:
         t = sub.add_parser(name, help=help_)
@@ -168,6 +177,12 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
     t.add_argument("--opset", type=int, default=18)
     t.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 weights for ONNX Runtime")
     t.set_defaults(func=_export_onnx)
+
+    t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed)")
+    t.add_argument("--from-tf", required=True, help="checkpoint prefix (PREFIX.index + PREFIX.data-*)")
+    t.add_argument("--config", required=True, help="the original albert_config.json")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=_convert)
 
     t = inference("choose", "pick an option (a fine-tuned multiple-choice model)", _choose, texts=False)
     t.add_argument("--article", default=None)
