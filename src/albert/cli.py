@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_runtime_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                   help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, else fp32")
+    t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32", "int8"],
+                   help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, else fp32; int8: dynamic "
+                        "quantization (CPU)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
 
 

@@ -113,20 +113,28 @@ class AlbertEmbeddings(nn.Module):
 
 
 class LayerWeights(NamedTuple):
-    """One shared layer's weights in the compute dtype, Q/K/V packed: prepared once per forward."""
+    """One shared layer's weights in the compute dtype, Q/K/V packed: prepared once per forward.
 
-    qkv_w: Tensor
-    qkv_b: Tensor
-    out_w: Tensor
-    out_b: Tensor
+    A matrix may also be a packed int8 weight (torch.ops.quantized), whose bias it then holds."""
+
+    qkv_w: Any
+    qkv_b: Tensor | None
+    out_w: Any
+    out_b: Tensor | None
     ln1_w: Tensor
     ln1_b: Tensor
-    ffn_w: Tensor
-    ffn_b: Tensor
-    ffn_out_w: Tensor
-    ffn_out_b: Tensor
+    ffn_w: Any
+    ffn_b: Tensor | None
+    ffn_out_w: Any
+    ffn_out_b: Tensor | None
     ln2_w: Tensor
     ln2_b: Tensor
+
+
+def linear(x: Tensor, w: Any, b: Tensor | None) -> Tensor:
+    if isinstance(w, Tensor):
+        return F.linear(x, w, b)
+    return torch.ops.quantized.linear_dynamic(x, w)  # int8 weights, fp32 activations
 
 
 class AlbertAttention(nn.Module):
@@ -171,7 +179,7 @@ class AlbertLayer(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         B, T, H = x.shape
         nh, hs = self.attention.num_heads, self.attention.head_dim
-        qkv = F.linear(x, w.qkv_w, w.qkv_b).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, w.qkv_w, w.qkv_b).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs)
         p_attn = self.attention.attention_dropout if self.training else 0.0
         probs: Tensor | None = None
@@ -184,10 +192,10 @@ class AlbertLayer(nn.Module):
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn)
         ctx = ctx.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
-        attn_out = F.dropout(F.linear(ctx, w.out_w, w.out_b), self.hidden_dropout, self.training)
+        attn_out = F.dropout(linear(ctx, w.out_w, w.out_b), self.hidden_dropout, self.training)
         x = F.layer_norm(x + attn_out, (H,), w.ln1_w, w.ln1_b, self.eps)
-        h = self.activation(F.linear(x, w.ffn_w, w.ffn_b))  # (B, T, I)
-        h = F.linear(h, w.ffn_out_w, w.ffn_out_b)
+        h = self.activation(linear(x, w.ffn_w, w.ffn_b))  # (B, T, I)
+        h = linear(h, w.ffn_out_w, w.ffn_out_b)
         x = F.layer_norm(x + h, (H,), w.ln2_w, w.ln2_b, self.eps)
         return x, probs
 
@@ -211,6 +219,8 @@ class AlbertTransformer(nn.Module):
         self.config = config
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
         self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
+        # Inference may fix the prepared weights once (int8-packed, or cast): see albert.inference.fast.
+        self.frozen: list[list[LayerWeights]] | None = None
 
     def forward(
         self,
@@ -223,7 +233,8 @@ class AlbertTransformer(nn.Module):
         m = self.embedding_hidden_mapping_in
         x = F.linear(embeddings.to(dtype), m.weight.to(dtype), m.bias.to(dtype))  # (B, T, H)
         groups: list[AlbertLayerGroup] = list(self.albert_layer_groups)  # type: ignore[arg-type]
-        weights = [[layer.prepare(dtype) for layer in g.albert_layers] for g in groups]  # type: ignore[operator]
+        weights = self.frozen or [[layer.prepare(dtype) for layer in g.albert_layers]  # type: ignore[operator]
+                                  for g in groups]
         all_hidden: list[Tensor] = [x]
         all_attn: list[Tensor] = []
         passes_per_group = self.config.num_hidden_layers // self.config.num_hidden_groups

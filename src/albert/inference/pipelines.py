@@ -35,6 +35,7 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """(device, dtype); precision int8 computes in fp32 around int8 matrices (see albert.inference.fast)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -42,8 +43,12 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[torc
         raise TokenizerError("device cuda requested but no CUDA device is available")
     if precision == "auto":
         precision = "bf16" if dev.type == "cuda" or cpu_has_bf16() else "fp32"
+    if precision == "int8":
+        if dev.type != "cpu":
+            raise TokenizerError("int8 dynamic quantization runs on the CPU only")
+        precision = "fp32"
     if precision not in ("bf16", "fp32"):
-        raise TokenizerError(f"unknown precision {precision!r} (auto, bf16 or fp32)")
+        raise TokenizerError(f"unknown precision {precision!r} (auto, bf16, fp32 or int8)")
     return dev, torch.bfloat16 if precision == "bf16" else torch.float32
 
 
@@ -321,6 +326,10 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODE
         tokenizer = tokenizer if tokenizer is not None else model
     tok = tokenizer if isinstance(tokenizer, AlbertTokenizer) else AlbertTokenizer.from_pretrained(tokenizer)
     pipe = cls(loaded, tok, dev, dtype)
+    if precision == "int8":
+        from albert.inference.fast import quantize_int8
+
+        quantize_int8(pipe.model)
     if compile:
         # dynamic shapes: batches differ in length; the first calls pay for compilation
         pipe.model.forward = torch.compile(pipe.model.forward, dynamic=True)  # type: ignore[method-assign]
