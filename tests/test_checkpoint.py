@@ -134,3 +134,15 @@ def test_official_presets_match_reference_table() -> None:
             assert c.hidden_act == act and c.hidden_dropout_prob == drop == c.attention_probs_dropout_prob
             assert (c.vocab_size, c.embedding_size, c.max_position_embeddings, c.classifier_dropout_prob) == (
                 30000, 128, 512, 0.1)
+
+
+def test_lenient_config_json_of_checkpoints(tmp_path: Path) -> None:
+    path, hf = hf_dir(tmp_path, "AlbertForTokenClassification")
+    data = json.loads((path / "config.json").read_text())
+    data.update({"classifier_dropout_prob": None, "output_past": True, "some_future_key": 1})
+    (path / "config.json").write_text(json.dumps(data))
+    model = albert.AlbertForTokenClassification.from_pretrained(path)
+    assert model.config.head_dropout == model.config.hidden_dropout_prob
+    assert model.config.extra["some_future_key"] == 1
+    with pytest.raises(ConfigError, match="unknown config key"):
+        AlbertConfig.from_json_file(path / "config.json")  # strict for hand-written configs

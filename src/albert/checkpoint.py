@@ -129,7 +129,7 @@ def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtyp
                     config: AlbertConfig | None = None, **overrides: Any) -> M:
     directory = resolve_model_dir(name_or_path)
     if config is None:
-        config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
+        config = AlbertConfig.from_json_file(directory / CONFIG_NAME, strict=False)
     if overrides:
         import dataclasses
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
 
@@ -54,7 +57,7 @@ class AlbertConfig:
     type_vocab_size: int = 2
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
-    classifier_dropout_prob: float = 0.1
+    classifier_dropout_prob: float | None = 0.1  # None: hidden_dropout_prob (as transformers' token head)
     position_embedding_type: str = "absolute"
     pad_token_id: int = 0
     bos_token_id: int = 2
@@ -98,6 +101,8 @@ class AlbertConfig:
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
             p = getattr(self, name)
+            if p is None and name == "classifier_dropout_prob":
+                continue
             if not 0.0 <= float(p) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {p!r}")
         if self.num_labels < 1:
@@ -110,6 +115,11 @@ class AlbertConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def head_dropout(self) -> float:
+        """The dropout before task heads."""
+        return self.hidden_dropout_prob if self.classifier_dropout_prob is None else self.classifier_dropout_prob
+
     # ----- presets -----
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> AlbertConfig:
@@ -121,8 +131,9 @@ class AlbertConfig:
 
     # ----- dict / JSON -----
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AlbertConfig:
-        """Build from a transformers-style dict. Unknown keys are errors; transformers' generic keys are kept aside."""
+    def from_dict(cls, data: dict[str, Any], strict: bool = True) -> AlbertConfig:
+        """Build from a transformers-style dict; transformers' generic keys are kept aside. Unknown keys are
+        errors, or (strict=False, for config.json files of checkpoints) kept aside with a warning."""
         data = dict(data)
         model_type = data.pop("model_type", "albert")
         if model_type != "albert":
@@ -133,8 +144,11 @@ class AlbertConfig:
             raise ConfigError(f"net_structure_type={structure} is not supported (only the standard ALBERT, 0)")
         extra = {k: data.pop(k) for k in list(data) if k in _TRANSFORMERS_GENERIC_KEYS}
         unknown = sorted(set(data) - names)
-        if unknown:
+        if unknown and strict:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        if unknown:
+            logger.warning("config: keeping unknown key(s) aside: %s", ", ".join(unknown))
+            extra.update({k: data.pop(k) for k in unknown})
         return cls(**data, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,7 +166,7 @@ class AlbertConfig:
         return out
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> AlbertConfig:
+    def from_json_file(cls, path: str | Path, strict: bool = True) -> AlbertConfig:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -162,8 +176,7 @@ class AlbertConfig:
             raise ConfigError(f"{path} is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} does not hold a JSON object")
-        # The original TF release names these differently in albert_config.json.
-        return cls.from_dict(data)
+        return cls.from_dict(data, strict=strict)
 
     def to_json_file(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
