@@ -56,8 +56,14 @@ def main() -> None:
     out.mkdir(parents=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    plot_run(run, out / "curves.png")
-    shutil.copy(run / "settings.yaml", out / "pretrain.yaml")
+    plot_run(run, out / "curves.png", max_step=step)
+    # the resolved settings, with the recipe's relative paths instead of this machine's
+    import dataclasses
+
+    from albert.train.settings import save_settings
+
+    save_settings(dataclasses.replace(settings, run_dir="runs/albert-small-en", data="runs/albert-small-en-data"),
+                  out / "pretrain.yaml")
 
     train, evals = read_metrics(run)
     train = [r for r in train if r["step"] <= step]
@@ -77,11 +83,15 @@ def main() -> None:
     (out / "training_facts.json").write_text(json.dumps(facts, indent=2) + "\n")
     cfg = model.config
     h = facts["heldout"]
+    interim = "" if step >= settings.max_steps else (
+        f"\n**Interim checkpoint: step {step:,} of the {settings.max_steps:,} planned.** The run continues from the "
+        "checkpoint committed in `recipes/albert-small-en/run/` (see `recipes/albert-small-en/README.md`); this "
+        "directory is replaced when it ends. Its predictions are still weak.\n")
     card = f"""# {out.name}
 
 A small English ALBERT, pretrained from scratch on one 2-core CPU (Intel, AMX bf16) for this
 project's default model. It is the model `albert fill-mask` uses when no `--model` is given.
-
+{interim}
 | | |
 |---|---|
 | architecture | ALBERT, E {cfg.embedding_size} → H {cfg.hidden_size}, {cfg.num_hidden_layers} passes of one shared layer, {cfg.num_attention_heads} heads, FFN {cfg.intermediate_size}, {cfg.hidden_act} |

@@ -37,7 +37,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def plot_run(run_dir: str | Path, out: str | Path | None = None, max_step: int | None = None) -> Path:
     try:
         import matplotlib
 
@@ -47,6 +47,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise DataError("plotting needs matplotlib (pip install 'albert[plot]')") from None
     run_dir = Path(run_dir)
     train, evals = read_metrics(run_dir)
+    if max_step is not None:
+        train = [r for r in train if r["step"] <= max_step]
+        evals = [r for r in evals if r["step"] <= max_step]
     out_path = Path(out) if out else run_dir / "curves.png"
     steps = [r["step"] for r in train]
     window = max(1, len(steps) // 100)
