@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-.venv/bin/ruff check src tests bench
+.venv/bin/ruff check src tests bench recipes
 .venv/bin/mypy src
 .venv/bin/python -m pytest "$@"
