@@ -219,8 +219,10 @@ class AlbertTransformer(nn.Module):
         self.config = config
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
         self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
-        # Inference may fix the prepared weights once (int8-packed, or cast): see albert.inference.fast.
+        # Inference may fix the prepared weights once (int8-packed, or cast) and the dtype the encoder
+        # computes in, whatever the parameters' dtype: see albert.inference.fast.
         self.frozen: list[list[LayerWeights]] | None = None
+        self.inference_dtype: torch.dtype | None = None
 
     def forward(
         self,
@@ -275,7 +277,7 @@ class AlbertBackbone(nn.Module):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         emb = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, E)
-        dtype = compute_dtype(emb)
+        dtype = self.encoder.inference_dtype or compute_dtype(emb)
         mask = None if attention_mask is None else extended_attention_mask(attention_mask, dtype)
         with torch.autocast(emb.device.type, enabled=False):
             enc = self.encoder(emb, mask, dtype, output_hidden_states, output_attentions)

@@ -57,7 +57,10 @@ class Pipeline:
 
     def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, device: torch.device,
                  dtype: torch.dtype) -> None:
-        self.model = model.to(device=device, dtype=dtype).eval()
+        from albert.inference.fast import freeze_bf16
+
+        model.to(device=device)
+        self.model = (freeze_bf16(model) if dtype == torch.bfloat16 else model.float()).eval()
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
