@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,7 +331,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
             if line.strip() and json.loads(line).get("step", 0) <= step]
     path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
-
-def iter_forever(items: list[Any]) -> Iterator[Any]:
-    while True:
-        yield from items

@@ -214,7 +214,7 @@ def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
                 task.stream.corpus.num_tokens)
     model = train(settings, model, task, resume=resume)  # type: ignore[assignment]
     final = Path(settings.run_dir) / "final"
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:  # rank 0 writes
         assert isinstance(model, AlbertForPreTraining)
         model.save_pretrained(final)
         tokenizer.save_pretrained(final)
