@@ -93,6 +93,26 @@ def test_masking_is_deterministic_and_dynamic(tokenizer, prepared_data: Path) ->
     assert all(np.array_equal(a, b) for a, b in zip(first[40:], tail))
 
 
+def test_shuffled_order_mixes_shards(tokenizer, prepared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import albert.data.pretraining as pretraining
+
+    monkeypatch.setattr(pretraining, "WINDOW_DOCUMENTS", 16)
+    corpus = Corpus.open(prepared_data, "train")
+    assert len(corpus.shards) >= 3
+    settings = ExampleSettings(max_seq_length=64)
+    stream = PretrainingStream(corpus, Masker(tokenizer, settings), settings, seed=5)
+    # the permutation covers every document once, and one window draws from several shards
+    docs = np.random.default_rng([5, 0, 1 << 21]).permutation(corpus.num_documents)
+    assert sorted(docs.tolist()) == list(range(corpus.num_documents))
+    assert len(set(np.searchsorted(stream._doc_starts, docs[:16], side="right") - 1)) >= 2
+    windows = list(stream._windows(0))
+    assert len(windows) == -(-corpus.num_documents // 16)
+    # resuming inside a later window gives the same pairs
+    full = [p for _, p in zip(range(60), stream.epoch_pairs(0))]
+    tail = [p for _, p in zip(range(20), stream.epoch_pairs(0, start=40))]
+    assert all(np.array_equal(x.a, y.a) and x.sop_label == y.sop_label for (_, x), (_, y) in zip(full[40:], tail))
+
+
 def test_pairs_and_truncation() -> None:
     rng = np.random.default_rng(0)
     doc = [np.arange(i * 10, i * 10 + 7) for i in range(12)]

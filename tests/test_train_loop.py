@@ -73,6 +73,26 @@ def test_sigkill_then_resume_matches_uninterrupted(prepared_data: Path, tmp_path
     assert losses(run) == expected  # step for step, bit for bit
 
 
+def test_stop_after_then_resume_matches_and_init_from_checkpoint(prepared_data: Path, tmp_path: Path) -> None:
+    ref = tmp_path / "ref"
+    pretrain(tiny(prepared_data, ref, max_steps=10, save_every=5))
+    run = tmp_path / "staged"
+    pretrain(tiny(prepared_data, run, max_steps=10, save_every=5, stop_after=5))  # the schedule spans 10 steps
+    assert len(losses(run)) == 5 and (run / "checkpoints" / "step_00000005").is_dir()
+    pretrain(tiny(prepared_data, run, max_steps=10, save_every=5), resume=True)
+    assert losses(run) == losses(ref)
+    # a second stage starts from a checkpoint's weights with its own optimizer and schedule
+    stage2 = tmp_path / "stage2"
+    start = run / "checkpoints" / "step_00000005"
+    pretrain(tiny(prepared_data, stage2, max_steps=3, save_every=0, init_from=str(start), learning_rate=1e-3))
+    assert len(losses(stage2)) == 3 and losses(stage2)[0] < losses(ref)[0]
+    # and `albert plot` follows it back: stage 1's five steps, then stage 2's three
+    from albert.train.plot import read_history
+
+    history, _, starts = read_history(stage2)
+    assert [r["step"] for r in history] == list(range(1, 9)) and starts == [5]
+
+
 def test_two_processes_match_one(prepared_data: Path, tmp_path: Path) -> None:
     # dropout masks differ per process by design, so the comparison runs without dropout
     no_dropout = {"classifier_dropout_prob": 0.0}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Rebuild the embedded model from the raw corpus: vocabulary, shards, pretraining, packaging.
-# Needs ../shared/data/corpus.txt.xz (or CORPUS=...). About 2.5 hours on a 2-core CPU with AMX.
+# Needs ../shared/data/corpus.txt.xz (or CORPUS=...). About 3 hours on a 2-core CPU with AMX or AVX512-BF16.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CORPUS=${CORPUS:-../shared/data/corpus.txt.xz}
 albert tokenizer train --input "$CORPUS" --vocab-size 16000 --max-sentences 400000 --out runs/albert-small-en-tokenizer
 albert data prepare --input "$CORPUS" --tokenizer runs/albert-small-en-tokenizer --out runs/albert-small-en-data \
   --eval-fraction 0.01
-albert pretrain --config recipes/albert-small-en/pretrain.yaml "$@"
-albert plot runs/albert-small-en
-python recipes/albert-small-en/package.py runs/albert-small-en src/albert/models/albert-small-en
+albert pretrain --config recipes/albert-small-en/pretrain.yaml "$@"          # stage 1: stops at step 900
+albert pretrain --config recipes/albert-small-en/pretrain-stage2.yaml "$@"   # stage 2: from stage 1's step 900
+albert plot runs/albert-small-en-stage2                                      # both stages' curves
+python recipes/albert-small-en/package.py runs/albert-small-en-stage2 src/albert/models/albert-small-en

@@ -9,9 +9,9 @@ chunk of a single sentence is split inside the sentence rather than paired with 
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -213,35 +213,61 @@ def _starts_word(piece: str) -> bool:
 
 
 # ----- the example stream -----
+# Documents per shuffle window in "shuffled" order: the pairs of this many randomly drawn documents are made
+# and shuffled together, so memory stays bounded while every window is a sample of the whole corpus.
+WINDOW_DOCUMENTS = 2048
+DocumentOrder = Literal["shuffled", "sequential"]
+
+
 class PretrainingStream:
     """Deterministic stream of masked examples: epoch e's order and masks depend only on (seed, e).
 
-    Shards are visited in a seeded order; within a shard, the segment pairs are shuffled. Example
-    number k of an epoch is masked with a generator seeded by (seed, epoch, k), so any process can
+    "shuffled" (the default) visits every document of the corpus in one seeded permutation, in windows
+    of WINDOW_DOCUMENTS whose segment pairs are shuffled together; shards are memory-mapped, so the random
+    access is cheap. This matters: shards hold documents in corpus order, and a corpus concatenated from
+    sources (a dictionary, then a bible, then manuals) read a shard at a time is a stream whose domain
+    changes every few hundred steps — the model forgets one source while it learns the next.
+    "sequential" visits shards in a seeded order and shuffles pairs within each shard (less random I/O;
+    right only when the shards are already mixed).
+    Example number k of an epoch is masked with a generator seeded by (seed, epoch, k), so any process can
     produce any example: that is what makes resume exact and rank sharding trivial.
     """
 
-    def __init__(self, corpus: Corpus, masker: Masker, settings: ExampleSettings, seed: int) -> None:
+    def __init__(self, corpus: Corpus, masker: Masker, settings: ExampleSettings, seed: int,
+                 order: DocumentOrder = "shuffled") -> None:
         self.corpus = corpus
         self.masker = masker
         self.settings = settings
         self.seed = seed
+        self.order = order
+        self._doc_starts = np.cumsum([0] + [s.num_documents for s in corpus.shards])
 
-    def _shard_pairs(self, epoch: int, shard_index: int) -> list[SegmentPair]:
-        shard = self.corpus.shards[shard_index]
-        rng = np.random.default_rng([self.seed, epoch, shard_index, 0])
+    def _pairs(self, documents: Sequence[tuple[int, int]], rng: np.random.Generator) -> list[SegmentPair]:
+        """The shuffled segment pairs of these (shard, document) pairs."""
         max_num = self.settings.max_seq_length - 3
-        pairs = [p for d in range(shard.num_documents)
-                 for p in create_segment_pairs(shard.document(d), max_num, self.settings.short_seq_prob, rng)]
+        pairs = [p for shard, d in documents
+                 for p in create_segment_pairs(self.corpus.shards[shard].document(d), max_num,
+                                               self.settings.short_seq_prob, rng)]
         order = rng.permutation(len(pairs))
         return [pairs[i] for i in order]
 
+    def _windows(self, epoch: int) -> Iterator[list[SegmentPair]]:
+        if self.order == "sequential":
+            for shard in np.random.default_rng([self.seed, epoch, 1 << 20]).permutation(len(self.corpus.shards)):
+                rng = np.random.default_rng([self.seed, epoch, int(shard), 0])
+                yield self._pairs([(int(shard), d) for d in range(self.corpus.shards[shard].num_documents)], rng)
+            return
+        docs = np.random.default_rng([self.seed, epoch, 1 << 21]).permutation(int(self._doc_starts[-1]))
+        for w, start in enumerate(range(0, len(docs), WINDOW_DOCUMENTS)):
+            window = docs[start:start + WINDOW_DOCUMENTS]
+            shards = np.searchsorted(self._doc_starts, window, side="right") - 1
+            located = [(int(s), int(g - self._doc_starts[s])) for s, g in zip(shards, window)]
+            yield self._pairs(located, np.random.default_rng([self.seed, epoch, w, 3]))
+
     def epoch_pairs(self, epoch: int, start: int = 0) -> Iterator[tuple[int, SegmentPair]]:
         """(index in epoch, pair) from `start` on."""
-        order = np.random.default_rng([self.seed, epoch, 1 << 20]).permutation(len(self.corpus.shards))
         k = 0
-        for shard_index in order:
-            pairs = self._shard_pairs(epoch, int(shard_index))
+        for pairs in self._windows(epoch):
             if k + len(pairs) <= start:
                 k += len(pairs)
                 continue

@@ -190,11 +190,24 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if dev_rows:
-        device, dtype = _runtime(resolved)
-        scores = task.score_examples(model, dev_rows, device, dtype)
+        scores = _final_eval(Path(resolved.run_dir) / "metrics.jsonl", resolved.max_steps)
+        if scores is None:
+            device, dtype = _runtime(resolved)
+            scores = task.score_examples(model, dev_rows, device, dtype)
         (out / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
         logger.info("dev: %s", scores)
     return out
+
+
+def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
+    """The dev scores the loop already measured at the last step (the loop evaluates there), if any."""
+    if not metrics.is_file():
+        return None
+    for line in reversed(metrics.read_text(encoding="utf-8").splitlines()):
+        record = json.loads(line) if line.strip() else {}
+        if record.get("kind") == "eval" and record.get("step") == step:
+            return {k.removeprefix("eval_"): v for k, v in record.items() if k.startswith("eval_")}
+    return None
 
 
 def _runtime(settings: TrainSettings) -> tuple[torch.device, torch.dtype | None]:

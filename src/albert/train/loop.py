@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 # Settings that may change between an interrupted run and its resumption without changing its results.
 RESUMABLE_CHANGES = {"log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
-                     "run_dir"}
+                     "run_dir", "stop_after"}
 
 
 # Tests slow the loop down to interrupt it at a chosen point (SIGKILL between checkpoints).
@@ -194,7 +194,7 @@ def check_resumable(run_dir: Path, settings: TrainSettings) -> None:
 # ----- the loop -----
 def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool = False,
           on_step: Any = None) -> nn.Module:
-    """Run the loop to `settings.max_steps`; returns the (unwrapped) trained model."""
+    """Run the loop to `settings.max_steps` (or `stop_after`); returns the (unwrapped) trained model."""
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     device_type = "cuda" if settings.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
@@ -242,7 +242,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
     last_time = time.perf_counter()
     skipped = 0
     try:
-        for step in range(start, settings.max_steps):
+        end = min(settings.max_steps, settings.stop_after or settings.max_steps)
+        for step in range(start, end):
             wrapped.train()
             torch.manual_seed(hash((settings.seed, step, d.rank)) & 0x7FFF_FFFF)  # dropout: exact on resume
             batches = task.step_batches(step, d.rank, d.world, micro)
@@ -294,7 +295,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                 bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "mlm_acc", "sop_acc", "acc", "tokens_per_s")
                                  if k in record}, refresh=False)
             bar.update(1)
-            last = step + 1 == settings.max_steps
+            last = step + 1 == end
             if settings.eval_every and ((step + 1) % settings.eval_every == 0 or last):
                 if d.main:
                     scores = task.evaluate(_unwrap(model), device, amp_dtype)

@@ -27,6 +27,46 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return train, evals
 
 
+def run_stages(run_dir: Path) -> list[tuple[Path, int | None]]:
+    """The runs this one grew from, oldest first, each with the step it was continued from (None: to its end).
+
+    A run whose settings say `init_from: OTHER_RUN/checkpoints/step_N` continues OTHER_RUN at step N.
+    """
+    import yaml
+
+    stages: list[tuple[Path, int | None]] = [(run_dir, None)]
+    while True:
+        settings_path = stages[0][0] / "settings.yaml"
+        settings = yaml.safe_load(settings_path.read_text()) if settings_path.is_file() else {}
+        init = Path(str((settings or {}).get("init_from") or ""))
+        parent = init.parent.parent
+        if init.parent.name != "checkpoints" or not (parent / "metrics.jsonl").is_file() or len(stages) > 20:
+            return stages
+        stages.insert(0, (parent, int(init.name.removeprefix("step_"))))
+
+
+def read_history(run_dir: Path, max_step: int | None = None) -> tuple[list[dict], list[dict], list[int]]:
+    """Training and held-out records of a run and the runs it grew from, with steps counted from the first
+    run's start; and the step at which each later stage began."""
+    train: list[dict] = []
+    evals: list[dict] = []
+    starts: list[int] = []
+    offset = 0
+    for path, upto in run_stages(Path(run_dir)):
+        t, e = read_metrics(path)
+        if upto is not None:
+            t, e = [r for r in t if r["step"] <= upto], [r for r in e if r["step"] <= upto]
+        if train:
+            starts.append(offset)
+        train += [{**r, "step": r["step"] + offset} for r in t]
+        evals += [{**r, "step": r["step"] + offset} for r in e]
+        offset += upto or 0
+    if max_step is not None:
+        train = [r for r in train if r["step"] <= max_step]
+        evals = [r for r in evals if r["step"] <= max_step]
+    return train, evals, starts
+
+
 def _smooth(values: list[float], window: int) -> list[float]:
     out, acc = [], 0.0
     for i, v in enumerate(values):
@@ -38,6 +78,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None, max_step: int | None = None) -> Path:
+    """Draw the curves of RUN_DIR, preceded by those of the runs it continued (init_from a checkpoint)."""
     try:
         import matplotlib
 
@@ -46,10 +87,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, max_step: int |
     except ImportError:
         raise DataError("plotting needs matplotlib (pip install 'albert[plot]')") from None
     run_dir = Path(run_dir)
-    train, evals = read_metrics(run_dir)
-    if max_step is not None:
-        train = [r for r in train if r["step"] <= max_step]
-        evals = [r for r in evals if r["step"] <= max_step]
+    train, evals, starts = read_history(run_dir, max_step)
     out_path = Path(out) if out else run_dir / "curves.png"
     steps = [r["step"] for r in train]
     window = max(1, len(steps) // 100)
@@ -64,7 +102,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, max_step: int |
         points = [(r["step"], r[eval_key]) for r in evals if eval_key in r]
         if points:
             ax.plot(*zip(*points), "o-", label=f"held-out {eval_key.removeprefix('eval_')}", ms=3)
-        ax.set_xlabel("step")
+        for start in starts:
+            ax.axvline(start, color="grey", ls=":", lw=1)
+        ax.set_xlabel("step (dotted: a new stage)" if starts else "step")
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -39,7 +39,8 @@ class PretrainTask:
         train_corpus = Corpus.open(settings.data, "train")
         if train_corpus.num_tokens == 0:
             raise DataError(f"{settings.data}: the training split is empty")
-        self.stream = PretrainingStream(train_corpus, self.masker, self.examples, settings.seed)
+        self.stream = PretrainingStream(train_corpus, self.masker, self.examples, settings.seed,
+                                        settings.document_order)
         self.eval_corpus = Corpus.open(settings.data, "eval")
         self.epoch, self.pool_start, self.pool_taken = 0, 0, 0
         self._pool: list[list[tuple[int, SegmentPair]]] = []

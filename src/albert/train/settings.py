@@ -28,6 +28,7 @@ class TrainSettings:
     batch_size: int = 64  # sequences per optimizer step, all processes and accumulation together
     micro_batch_size: int = 0  # sequences per forward pass per process; 0: batch_size / processes
     max_steps: int = 1000
+    stop_after: int = 0  # end this run at this step, checkpointed (the schedule still spans max_steps); 0: never
     optimizer: Literal["lamb", "adamw", "adamw_original"] = "lamb"
     learning_rate: float = 0.00176
     warmup_steps: int = 0
@@ -50,6 +51,8 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.stop_after < 0:
+            raise SettingsError("stop_after must be >= 0")
         for name in ("batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -76,6 +79,7 @@ class PretrainSettings(TrainSettings):
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     max_ngram: int = 3
+    document_order: Literal["shuffled", "sequential"] = "shuffled"  # see albert.data.pretraining.PretrainingStream
     eval_examples: int = 2000
 
     def __post_init__(self) -> None:
