@@ -55,7 +55,8 @@ def main() -> None:
         settings = {**settings, "max_steps": max(1, round(settings["max_steps"] * a.scale))}
         out = Path(a.work) / name
         cmd = [sys.executable, "-m", "albert.cli", "finetune", "--task", task, "--model", a.model,
-               "--train", str(Path(a.tasks) / name / "train.jsonl.xz"), "--dev", str(Path(a.tasks) / name / "dev.jsonl"),
+               "--train", str(Path(a.tasks) / name / "train.jsonl.xz"),
+               "--dev", str(Path(a.tasks) / name / "dev.jsonl"),
                "--out", str(out), "--progress", "false", "--save_every", str(settings["max_steps"]),
                "--eval_every", str(settings["max_steps"])]
         for key, value in settings.items():

@@ -38,3 +38,16 @@ def prepared_data(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path)
     out = tmp_path_factory.mktemp("data") / "prepared"
     prepare_data([TEXT], tokenizer_dir, out, eval_fraction=0.1, workers=1, docs_per_shard=40, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(prepared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ALBERT pretrained for 30 steps on the fixture text (model + tokenizer directory)."""
+    from albert.train.pretrain import pretrain
+    from albert.train.settings import PretrainSettings
+
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    return pretrain(PretrainSettings(data=str(prepared_data), run_dir=str(run), model="albert-tiny",
+                                     max_seq_length=64, batch_size=16, max_steps=30, learning_rate=5e-3,
+                                     warmup_steps=3, precision="fp32", eval_every=0, save_every=0, progress=False,
+                                     num_threads=1))

@@ -10,19 +10,8 @@ from pathlib import Path
 import pytest
 
 import albert
-from albert.train.pretrain import pretrain
-from albert.train.settings import PretrainSettings
 
 ALBERT = [sys.executable, "-m", "albert.cli"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(prepared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("cli") / "run"
-    settings = PretrainSettings(data=str(prepared_data), run_dir=str(run), model="albert-tiny", max_seq_length=64,
-                                batch_size=16, max_steps=30, learning_rate=5e-3, warmup_steps=3, precision="fp32",
-                                eval_every=0, save_every=0, progress=False, num_threads=1)
-    return pretrain(settings)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -16,19 +16,8 @@ import torch
 
 from albert.data.reader import DataError
 from albert.tasks.finetune import FinetuneSettings, evaluate_dir, finetune, predict_dir
-from albert.train.pretrain import pretrain
-from albert.train.settings import PretrainSettings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "public_domain.txt"
-
-
-@pytest.fixture(scope="module")
-def base_model(prepared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("ft") / "pre"
-    return pretrain(PretrainSettings(data=str(prepared_data), run_dir=str(run), model="albert-tiny",
-                                     max_seq_length=64, batch_size=16, max_steps=20, learning_rate=5e-3,
-                                     warmup_steps=2, precision="fp32", eval_every=0, save_every=0, progress=False,
-                                     num_threads=1))
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +44,9 @@ def settings(base: Path, train: Path, dev: Path | None, out: Path, **kw) -> Fine
     return FinetuneSettings(**values)
 
 
-def test_classification_learns_and_round_trips(base_model: Path, source_task, tmp_path: Path) -> None:
+def test_classification_learns_and_round_trips(tiny_model: Path, source_task, tmp_path: Path) -> None:
     train, dev = source_task
-    out = finetune(settings(base_model, train, dev, tmp_path / "clf", max_steps=150))
+    out = finetune(settings(tiny_model, train, dev, tmp_path / "clf", max_steps=150))
     scores = json.loads((out / "dev_results.json").read_text())
     assert scores["accuracy"] >= 0.8, scores  # two very different sources
     assert evaluate_dir(out, dev, precision="fp32")["accuracy"] == pytest.approx(scores["accuracy"])
@@ -75,44 +64,44 @@ def test_classification_learns_and_round_trips(base_model: Path, source_task, tm
         torch.testing.assert_close(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-4)
 
 
-def test_regression_and_multilabel(base_model: Path, source_task, tmp_path: Path) -> None:
+def test_regression_and_multilabel(tiny_model: Path, source_task, tmp_path: Path) -> None:
     train, _ = source_task
     rows = [json.loads(x) for x in train.read_text().splitlines()]
     reg = tmp_path / "reg.jsonl"  # score: the share of the letter "e" (a real property of the text)
     reg.write_text("".join(json.dumps({"text": r["text"], "label": 10 * r["text"].count("e") / len(r["text"])})
                            + "\n" for r in rows))
-    out = finetune(settings(base_model, reg, reg, tmp_path / "reg", task="regression", max_steps=30))
+    out = finetune(settings(tiny_model, reg, reg, tmp_path / "reg", task="regression", max_steps=30))
     assert set(json.loads((out / "dev_results.json").read_text())) == {"pearson", "spearman", "mse"}
     multi = tmp_path / "multi.jsonl"
     multi.write_text("".join(json.dumps({"text": r["text"], "label": [r["label"]] + (["long"] if len(r["text"]) > 150
                                                                                      else [])}) + "\n" for r in rows))
-    out = finetune(settings(base_model, multi, multi, tmp_path / "multi", task="multi-label", max_steps=30))
+    out = finetune(settings(tiny_model, multi, multi, tmp_path / "multi", task="multi-label", max_steps=30))
     assert "micro_f1" in json.loads((out / "dev_results.json").read_text())
     assert all(isinstance(p["labels"], list) for p in predict_dir(out, multi, precision="fp32"))
 
 
-def test_bad_rows_name_file_and_line(base_model: Path, source_task, tmp_path: Path) -> None:
+def test_bad_rows_name_file_and_line(tiny_model: Path, source_task, tmp_path: Path) -> None:
     train, _ = source_task
     bad_label = tmp_path / "bad_label.jsonl"
     bad_label.write_text('{"text": "a", "label": "moby"}\n{"text": "b", "label": "sotu"}\n')
     unknown = tmp_path / "dev_unknown.jsonl"
     unknown.write_text('{"text": "a", "label": "moby"}\n\n{"text": "b", "label": "poetry"}\n')
     with pytest.raises(DataError, match=r"dev_unknown.jsonl:3: label 'poetry' is not in the label set"):
-        finetune(settings(base_model, train, unknown, tmp_path / "x"))
+        finetune(settings(tiny_model, train, unknown, tmp_path / "x"))
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "a", "label": "moby"}\n{"text": "b", "label": \n')
     with pytest.raises(DataError, match=r"broken.jsonl:2: invalid JSON"):
-        finetune(settings(base_model, broken, None, tmp_path / "y"))
+        finetune(settings(tiny_model, broken, None, tmp_path / "y"))
     wrong = tmp_path / "table.csv"
     wrong.write_text("a,b\n")
     with pytest.raises(DataError, match="unsupported format"):
-        finetune(settings(base_model, wrong, None, tmp_path / "z"))
+        finetune(settings(tiny_model, wrong, None, tmp_path / "z"))
 
 
-def test_cli_finetune_with_recipe_override(base_model: Path, source_task, tmp_path: Path) -> None:
+def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_path: Path) -> None:
     train, dev = source_task
     out = subprocess.run([sys.executable, "-m", "albert.cli", "finetune", "--task", "classification", "--train",
-                          str(train), "--dev", str(dev), "--model", str(base_model), "--out", str(tmp_path / "o"),
+                          str(train), "--dev", str(dev), "--model", str(tiny_model), "--out", str(tmp_path / "o"),
                           "--recipe", "mrpc", "--max_steps", "4", "--max_seq_length", "64", "--precision", "fp32",
                           "--progress", "false"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -133,9 +122,9 @@ def split_file(src: Path, tmp: Path, n_train: int) -> tuple[Path, Path]:
     return tmp / "train.jsonl", tmp / "dev.jsonl"
 
 
-def test_token_classification(base_model: Path, tmp_path: Path) -> None:
+def test_token_classification(tiny_model: Path, tmp_path: Path) -> None:
     train, dev = split_file(FIX / "wordnet_tagging.jsonl", tmp_path, 200)
-    out = finetune(settings(base_model, train, dev, tmp_path / "tag", task="token-classification", max_steps=40,
+    out = finetune(settings(tiny_model, train, dev, tmp_path / "tag", task="token-classification", max_steps=40,
                             learning_rate=2e-3))
     scores = json.loads((out / "dev_results.json").read_text())
     assert set(scores) == {"precision", "recall", "f1", "token_accuracy"}
@@ -152,9 +141,9 @@ def test_token_classification(base_model: Path, tmp_path: Path) -> None:
     assert evaluate_dir(out, conll, precision="fp32") == pytest.approx(evaluate_dir(out, dev, precision="fp32"))
 
 
-def test_multiple_choice(base_model: Path, tmp_path: Path) -> None:
+def test_multiple_choice(tiny_model: Path, tmp_path: Path) -> None:
     train, dev = split_file(FIX / "wordnet_cloze.jsonl", tmp_path, 160)
-    out = finetune(settings(base_model, train, dev, tmp_path / "mc", task="multiple-choice", max_steps=10,
+    out = finetune(settings(tiny_model, train, dev, tmp_path / "mc", task="multiple-choice", max_steps=10,
                             batch_size=8))
     scores = json.loads((out / "dev_results.json").read_text())
     assert 0.0 <= scores["accuracy"] <= 1.0
@@ -174,13 +163,13 @@ def test_multiple_choice(base_model: Path, tmp_path: Path) -> None:
         evaluate_dir(out, bad)
 
 
-def test_qa_v1_and_v2(base_model: Path, tmp_path: Path) -> None:
+def test_qa_v1_and_v2(tiny_model: Path, tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (FIX / "wordnet_qa.jsonl").read_text().splitlines()]
     train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows[:160]))
     dev.write_text("".join(json.dumps(r) + "\n" for r in rows[160:]))
     # long contexts are cut into windows: max length 64 with stride 16
-    out = finetune(settings(base_model, train, dev, tmp_path / "qa", task="qa", max_steps=10, doc_stride=16))
+    out = finetune(settings(tiny_model, train, dev, tmp_path / "qa", task="qa", max_steps=10, doc_stride=16))
     scores = json.loads((out / "dev_results.json").read_text())
     assert set(scores) >= {"exact", "f1"} and 0 <= scores["exact"] <= scores["f1"] <= 100
     preds = predict_dir(out, dev, precision="fp32")
@@ -199,16 +188,16 @@ def test_qa_v1_and_v2(base_model: Path, tmp_path: Path) -> None:
           if i % 2 else r for i, r in enumerate(rows[160:])]
     v2 = [r for r in v2 if not r["answers"]["text"] or r["answers"]["text"][0] in r["context"]]
     (tmp_path / "v2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in v2))
-    out2 = finetune(settings(base_model, train, tmp_path / "v2.jsonl", tmp_path / "qa2", task="qa-v2",
+    out2 = finetune(settings(tiny_model, train, tmp_path / "v2.jsonl", tmp_path / "qa2", task="qa-v2",
                              max_steps=10))
     scores2 = json.loads((out2 / "dev_results.json").read_text())
     assert {"best_exact", "best_f1", "best_exact_thresh"} <= set(scores2)
     assert scores2["best_f1"] >= scores2["f1"] - 1e-9  # the best threshold is at least as good as 0
 
 
-def test_qa_answer_not_in_context_is_an_error(base_model: Path, tmp_path: Path) -> None:
+def test_qa_answer_not_in_context_is_an_error(tiny_model: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "x", "question": "q?", "context": "the cat sat",
                                "answers": {"text": ["dog"], "answer_start": [4]}}) + "\n")
     with pytest.raises(DataError, match=r"bad.jsonl:1: answer 'dog' is not in its context"):
-        finetune(settings(base_model, bad, None, tmp_path / "o", task="qa"))
+        finetune(settings(tiny_model, bad, None, tmp_path / "o", task="qa"))

@@ -5,61 +5,49 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 import albert
 from albert.tasks.finetune import FinetuneSettings, finetune
-from albert.train.pretrain import pretrain
-from albert.train.settings import PretrainSettings
 
 FIX = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture(scope="module")
-def base(prepared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("pipe") / "pre"
-    return pretrain(PretrainSettings(data=str(prepared_data), run_dir=str(run), model="albert-tiny",
-                                     max_seq_length=64, batch_size=16, max_steps=10, learning_rate=5e-3,
-                                     warmup_steps=2, precision="fp32", eval_every=0, save_every=0, progress=False,
-                                     num_threads=1))
-
-
-def tuned(base: Path, tmp: Path, task: str, data: Path, **kw) -> Path:
-    return finetune(FinetuneSettings(task=task, train=str(data), model=str(base), out=str(tmp / task),
+def tuned(tiny_model: Path, tmp: Path, task: str, data: Path, **kw) -> Path:
+    return finetune(FinetuneSettings(task=task, train=str(data), model=str(tiny_model), out=str(tmp / task),
                                      max_seq_length=64, batch_size=8, max_steps=3, precision="fp32", progress=False,
                                      num_threads=1, **kw))
 
 
-def test_feature_extraction_batches_like_single_calls(base: Path) -> None:
-    fe = albert.pipeline("feature-extraction", model=base, precision="fp32")
+def test_feature_extraction_batches_like_single_calls(tiny_model: Path) -> None:
+    fe = albert.pipeline("feature-extraction", model=tiny_model, precision="fp32")
     texts = ["a short one", "a much longer sentence about the white whale and the sea", "mid length text"]
     batched = fe(texts, pooling="mean", normalize=True)
     for t, v in zip(texts, batched):  # length bucketing restores the input order
         single = fe(t, pooling="mean", normalize=True)
         assert torch.allclose(torch.tensor(single), torch.tensor(v), atol=1e-5)
     assert abs(torch.tensor(batched[0]).norm().item() - 1) < 1e-5
-    assert len(fe("x")) == albert.AlbertConfig.from_json_file(base / "config.json").hidden_size
+    assert len(fe("x")) == albert.AlbertConfig.from_json_file(tiny_model / "config.json").hidden_size
 
 
-def test_text_classification_and_sentence_order(base: Path, tmp_path: Path) -> None:
+def test_text_classification_and_sentence_order(tiny_model: Path, tmp_path: Path) -> None:
     rows = [{"text": line, "label": i % 2} for i, line in
             enumerate((FIX / "public_domain.txt").read_text().splitlines()[:40]) if line]
     data = tmp_path / "clf.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    clf = albert.pipeline("text-classification", model=tuned(base, tmp_path, "classification", data),
+    clf = albert.pipeline("text-classification", model=tuned(tiny_model, tmp_path, "classification", data),
                           precision="fp32")
     one = clf("Call me Ishmael.")
     assert set(one) == {"label", "score"} and one["label"] in ("0", "1")
     both = clf(["a", "b"], top_k=None)
     assert len(both) == 2 and abs(sum(x["score"] for x in both[0]) - 1) < 1e-5
-    sop = albert.pipeline("sentence-order", model=base, precision="fp32")
+    sop = albert.pipeline("sentence-order", model=tiny_model, precision="fp32")
     r = sop({"first": "Call me Ishmael.", "second": "Some years ago I went to sea."})
     assert r["label"] in ("in_order", "swapped") and 0.5 <= r["score"] <= 1
 
 
-def test_question_answering_spans_point_into_context(base: Path, tmp_path: Path) -> None:
-    qa = albert.pipeline("question-answering", model=tuned(base, tmp_path, "qa", FIX / "wordnet_qa.jsonl"),
+def test_question_answering_spans_point_into_context(tiny_model: Path, tmp_path: Path) -> None:
+    qa = albert.pipeline("question-answering", model=tuned(tiny_model, tmp_path, "qa", FIX / "wordnet_qa.jsonl"),
                          precision="fp32")
     rows = [json.loads(x) for x in (FIX / "wordnet_qa.jsonl").read_text().splitlines()[:5]]
     one = qa(question=rows[0]["question"], context=rows[0]["context"], max_seq_length=64, doc_stride=16)
@@ -68,9 +56,9 @@ def test_question_answering_spans_point_into_context(base: Path, tmp_path: Path)
     assert len(many) == 5 and all(m["answer"] == r["context"][m["start"]:m["end"]] for m, r in zip(many, rows))
 
 
-def test_token_classification_entities(base: Path, tmp_path: Path) -> None:
+def test_token_classification_entities(tiny_model: Path, tmp_path: Path) -> None:
     tag = albert.pipeline("token-classification",
-                          model=tuned(base, tmp_path, "token-classification", FIX / "wordnet_tagging.jsonl"),
+                          model=tuned(tiny_model, tmp_path, "token-classification", FIX / "wordnet_tagging.jsonl"),
                           precision="fp32")
     text = "the agency provided placement services"
     for ent in tag(text):
@@ -79,14 +67,14 @@ def test_token_classification_entities(base: Path, tmp_path: Path) -> None:
         assert tok["word"] == text[tok["start"]:tok["end"]]
 
 
-def test_multiple_choice(base: Path, tmp_path: Path) -> None:
-    mc = albert.pipeline("multiple-choice",
-                         model=tuned(base, tmp_path, "multiple-choice", FIX / "wordnet_cloze.jsonl"), precision="fp32")
+def test_multiple_choice(tiny_model: Path, tmp_path: Path) -> None:
+    model = tuned(tiny_model, tmp_path, "multiple-choice", FIX / "wordnet_cloze.jsonl")
+    mc = albert.pipeline("multiple-choice", model=model, precision="fp32")
     r = mc({"article": "a piece of furniture", "question": "he sat on the _", "options": ["chair", "sky", "idea"]})
     assert r["label"] in (0, 1, 2) and len(r["scores"]) == 3 and abs(sum(r["scores"]) - 1) < 1e-4
 
 
-def test_inference_cli(base: Path, tmp_path: Path) -> None:
+def test_inference_cli(tiny_model: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -94,15 +82,15 @@ def test_inference_cli(base: Path, tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "albert.cli", *args], input=stdin, capture_output=True,
                               text=True, timeout=120)
 
-    out = cli("embed", "--model", str(base), "--precision", "fp32", stdin="first line\nsecond line\n")
+    out = cli("embed", "--model", str(tiny_model), "--precision", "fp32", stdin="first line\nsecond line\n")
     assert out.returncode == 0, out.stderr
     vectors = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(vectors) == 2 and len(vectors[0]) == 64
     jl = tmp_path / "in.jsonl"
     jl.write_text('{"text": "one"}\n{"text": "two"}\n{"text": "three"}\n')
-    out = cli("embed", "--file", str(jl), "--model", str(base), "--pooling", "mean", "--normalize")
+    out = cli("embed", "--file", str(jl), "--model", str(tiny_model), "--pooling", "mean", "--normalize")
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 3
-    bad = cli("embed", "--file", str(tmp_path / "missing.jsonl"), "--model", str(base))
+    bad = cli("embed", "--file", str(tmp_path / "missing.jsonl"), "--model", str(tiny_model))
     assert bad.returncode == 2 and bad.stderr.startswith("albert: error:")
-    out = cli("choose", "--model", str(base), "--question", "q _", "--options", "only")
+    out = cli("choose", "--model", str(tiny_model), "--question", "q _", "--options", "only")
     assert out.returncode == 2 and "two" in out.stderr
