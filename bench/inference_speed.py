@@ -3,17 +3,19 @@
 
     python bench/inference_speed.py [--sizes base] [--repeats 7] [--out bench/results/inference_speed.json]
 
-Batch 8×128 for throughput and 1×128 for latency; contenders alternate so machine noise hits all alike;
-medians are reported. Large/xxlarge rows (throughput and peak memory) come from `--sizes base large xxlarge`.
+Base: batch 8×128 for throughput and 1×128 for latency; contenders alternate so machine noise hits all
+alike; medians are reported. Large/xxlarge (`--sizes base large xxlarge`): 8×128 throughput and peak
+memory, each contender in its own process so that the peak resident memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from functools import partial
@@ -22,22 +24,82 @@ from pathlib import Path
 import torch
 
 import albert
-from albert.inference.pipelines import cpu_has_bf16
+from albert.inference.pipelines import cpu_description, cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+CONTENDERS = ["ours_bf16", "ours_fp32", "transformers_fp32", "transformers_bf16"]
+
+
+def peak_rss_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def one_contender(size: str, contender: str, repeats: int) -> dict:
+    """One model in this process: 8×128 throughput (median of `repeats`) and the process's peak memory."""
+    import transformers
+
+    name = f"albert-{size}-v2"
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if contender.endswith("bf16") else torch.float32
+    if contender.startswith("ours"):
+        model: torch.nn.Module = albert.AlbertModel(albert.AlbertConfig.from_preset(name)).to(dtype).eval()
+    else:
+        hf_cfg = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
+        hf_cfg._attn_implementation = "sdpa"
+        model = transformers.AlbertModel(hf_cfg).to(dtype).eval()
+    B, T = 8, 128
+    ids = torch.randint(5, 30000, (B, T))
+    mask = torch.ones(B, T, dtype=torch.long)
+    times = []
+    with torch.inference_mode():
+        model(ids, mask)  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(ids, mask)
+            times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    return {"contender": contender, "tokens_per_s": round(B * T / med, 1), "ms": round(med * 1000, 1),
+            "peak_rss_mb": peak_rss_mb(), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def large_rows(size: str, repeats: int) -> dict:
+    results = {}
+    for contender in CONTENDERS:
+        cmd = [sys.executable, __file__, "--one", size, contender, "--repeats", str(repeats)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        results[contender] = json.loads(out.stdout.strip().splitlines()[-1])
+    row = {"model": f"albert-{size}-v2", "batch": 8, "seq": 128, "repeats": repeats,
+           "parameters": results["ours_fp32"]["parameters"],
+           "tokens_per_s": {k: v["tokens_per_s"] for k, v in results.items()},
+           "ms": {k: v["ms"] for k, v in results.items()},
+           "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in results.items()},
+           "ours_bf16_vs_transformers_fp32": round(results["ours_bf16"]["tokens_per_s"]
+                                                   / results["transformers_fp32"]["tokens_per_s"], 2)}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["base"])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--large-repeats", type=int, default=3, help="repeats for large/xlarge/xxlarge")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference_speed.json"))
     a = ap.parse_args()
+    if a.one:
+        print(json.dumps(one_contender(*a.one, a.repeats)))
+        return
     import transformers
 
     rows = []
     for size in a.sizes:
+        if size != "base":
+            rows.append(large_rows(size, a.large_repeats))
+            continue
         name = f"albert-{size}-v2"
         torch.manual_seed(0)
         hf_cfg = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
@@ -94,9 +156,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     result = {"benchmark": "inference_speed", "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
-              "torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
-              "repeats": a.repeats, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-              "rows": rows}
+              "torch": torch.__version__, "transformers": transformers.__version__, "machine": cpu_description(),
+              "repeats": a.repeats, "peak_rss_mb_base_all_contenders": peak_rss_mb(), "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
 

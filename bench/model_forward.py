@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 import albert
+from albert.inference.pipelines import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     result = {"benchmark": "model_forward", "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "transformers": transformers.__version__, "machine": platform.machine(), "repeats": a.repeats,
+              "transformers": transformers.__version__, "machine": cpu_description(), "repeats": a.repeats,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from albert.inference.pipelines import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ["ours-fp32", "ours-bf16", "transformers-fp32", "transformers-bf16"]
@@ -114,7 +115,7 @@ def main() -> None:
 
     result = {"benchmark": "pretrain_speed", "model": a.model, "batch": a.batch, "seq": a.seq, "steps": a.steps,
               "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "transformers": transformers.__version__, "machine": platform.machine(), "rows": rows,
+              "transformers": transformers.__version__, "machine": cpu_description(), "rows": rows,
               "ratio_vs_transformers_fp32": {k: round(v["tokens_per_s"] / base, 3) for k, v in rows.items()}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")

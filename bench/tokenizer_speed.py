@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import lzma
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from albert.inference.pipelines import cpu_description
 from albert.tokenizer import AlbertTokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def main() -> None:
     result = {
         "benchmark": "tokenizer_speed", "source": source, "mb": round(size_mb, 2), "lines": len(lines),
         "batch_lines": 1000, "tokenizer": str(tok_dir), "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_description(),
         "mb_per_s": {k: round(v, 3) for k, v in mbs.items()},
         "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "ratio_ours_vs_fast": round(mbs["ours"] / mbs["transformers_fast"], 2),

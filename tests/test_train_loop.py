@@ -86,6 +86,15 @@ def test_stop_after_then_resume_matches_and_init_from_checkpoint(prepared_data: 
     start = run / "checkpoints" / "step_00000005"
     pretrain(tiny(prepared_data, stage2, max_steps=3, save_every=0, init_from=str(start), learning_rate=1e-3))
     assert len(losses(stage2)) == 3 and losses(stage2)[0] < losses(ref)[0]
+    # a stopped second stage resumes from its own checkpoint even when init_from's is gone (not committed)
+    stage2b = tmp_path / "stage2b"
+    pretrain(tiny(prepared_data, stage2b, max_steps=3, save_every=1, stop_after=2, init_from=str(start),
+                  learning_rate=1e-3))
+    start.rename(tmp_path / "moved")
+    pretrain(tiny(prepared_data, stage2b, max_steps=3, save_every=1, init_from=str(start), learning_rate=1e-3),
+             resume=True)
+    (tmp_path / "moved").rename(start)
+    assert losses(stage2b) == losses(stage2)
     # and `albert plot` follows it back: stage 1's five steps, then stage 2's three
     from albert.train.plot import read_history
 

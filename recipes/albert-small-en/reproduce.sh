@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the embedded model from the raw corpus: vocabulary, shards, pretraining, packaging.
-# Needs ../shared/data/corpus.txt.xz (or CORPUS=...). About 3 hours on a 2-core CPU with AMX or AVX512-BF16.
+# Needs ../shared/data/corpus.txt.xz (or CORPUS=...). About 4 hours on a 2-core CPU with AMX or AVX512-BF16.
 set -euo pipefail
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}  # huge pages: ~20% faster, same results
 cd "$(dirname "$0")/../.."
 CORPUS=${CORPUS:-../shared/data/corpus.txt.xz}
 albert tokenizer train --input "$CORPUS" --vocab-size 16000 --max-sentences 400000 --out runs/albert-small-en-tokenizer

@@ -20,7 +20,7 @@ from albert.data.reader import DataError
 from albert.data.shards import Corpus, read_meta
 from albert.heads import AlbertForPreTraining
 from albert.tokenizer import AlbertTokenizer
-from albert.train.loop import train
+from albert.train.loop import checkpoint_dirs, train
 from albert.train.settings import PretrainSettings
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,8 @@ def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
     config = build_config(settings, tokenizer.vocab_size)
     task = PretrainTask(settings, tokenizer)
     torch.manual_seed(settings.seed)
-    if settings.init_from:
+    if settings.init_from and not (resume and checkpoint_dirs(Path(settings.run_dir))):
+        # (a resumed run takes its weights from its own checkpoint: init_from need not exist any more)
         model = AlbertForPreTraining.from_pretrained(settings.init_from, config=config)
     else:
         model = AlbertForPreTraining(config)
