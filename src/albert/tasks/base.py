@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from albert.tokenizer import AlbertTokenizer
 
@@ -46,6 +47,24 @@ class FeatureTask:
         ids = self.pad([f["input_ids"] for f in feats], self.tokenizer.pad_token_id)
         return {"input_ids": ids, "token_type_ids": self.pad([f["token_type_ids"] for f in feats], 0),
                 "attention_mask": (self.pad([[1] * len(f["input_ids"]) for f in feats], 0))}
+
+    def batched_outputs(self, model: nn.Module, feats: list[dict[str, Any]], device: torch.device,
+                        dtype: torch.dtype | None) -> Iterator[tuple[list[int], Any]]:
+        """The model's eval-mode outputs over `feats` in length-sorted batches (little padding), each with the
+        indices of its features; the model's training mode is restored afterwards."""
+        was = model.training
+        model.eval()
+        order = sorted(range(len(feats)), key=lambda i: _length(feats[i]["input_ids"]))
+        try:
+            for k in range(0, len(order), self.eval_batch_size):
+                idx = order[k:k + self.eval_batch_size]
+                batch = {n: v.to(device) for n, v in self.collate([feats[i] for i in idx], False).items()}
+                with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32,
+                                                     enabled=dtype is not None):
+                    out = model(**batch)
+                yield idx, out
+        finally:
+            model.train(was)
 
     # --- the loop's protocol ---
     def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -93,3 +112,8 @@ class FeatureTask:
     def stats(loss_sum: Tensor, count: float, correct: Tensor) -> Tensor:
         return torch.stack([loss_sum.detach().double(), torch.tensor(count, dtype=torch.float64,
                                                                      device=loss_sum.device), correct.double()])
+
+
+def _length(ids: list[int] | list[list[int]]) -> int:
+    """Tokens in a feature's row, or in its longest option's row (multiple choice)."""
+    return max((len(r) for r in ids), default=0) if ids and isinstance(ids[0], list) else len(ids)

@@ -116,18 +116,12 @@ class ChoiceTask(FeatureTask):
         correct = (logits.argmax(-1) == batch["labels"]).sum()
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(logits)), correct)
 
-    @torch.no_grad()
     def predict_logits(self, model: nn.Module, questions: list[Question], device: torch.device,
                        dtype: torch.dtype | None) -> list[list[float]]:
-        was = model.training
-        model.eval()
-        feats = self.featurize(questions)
-        out: list[list[float]] = []
-        for k in range(0, len(feats), self.eval_batch_size):
-            batch = {n: v.to(device) for n, v in self.collate(feats[k:k + self.eval_batch_size], False).items()}
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                out.extend(model(**batch).logits.float().cpu().tolist())
-        model.train(was)
+        out: list[list[float]] = [[] for _ in questions]
+        for idx, output in self.batched_outputs(model, self.featurize(questions), device, dtype):
+            for i, row in zip(idx, output.logits.float().cpu().tolist()):
+                out[i] = row
         return out
 
     def score(self, logits: list[list[float]], questions: list[Question]) -> dict[str, float]:

@@ -150,22 +150,15 @@ class QATask(FeatureTask):
         correct = ((s.argmax(-1) == batch["start_positions"]) & (e.argmax(-1) == batch["end_positions"])).sum()
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(s)), correct)
 
-    @torch.no_grad()
     def predict_answers(self, model: nn.Module, examples: list[QAExample], device: torch.device,
                         dtype: torch.dtype | None) -> tuple[dict[str, str], dict[str, float]]:
         """Best span per question (n-best over all its windows) and, for v2.0, a no-answer score."""
-        was = model.training
-        model.eval()
         feats = self.featurize(examples)
         best: dict[int, tuple[float, int, int, float]] = {}  # logit score, char start, char end, probability
         null: dict[int, float] = {}
-        for k in range(0, len(feats), self.eval_batch_size):
-            chunk = feats[k:k + self.eval_batch_size]
-            batch = {n: v.to(device) for n, v in self.collate(chunk, False).items()}
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                out = model(**batch)
+        for idx, out in self.batched_outputs(model, feats, device, dtype):
             starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for f, s_log, e_log in zip(chunk, starts, ends):
+            for f, s_log, e_log in zip([feats[i] for i in idx], starts, ends):
                 n, ctx = f["example"], f["context_tokens"]
                 null[n] = min(null.get(n, np.inf), float(s_log[0] + e_log[0]))
                 if not ctx:
@@ -180,7 +173,6 @@ class QATask(FeatureTask):
                         if n not in best or score > best[n][0]:
                             a, b = f["offsets"][ctx[i]][0], f["offsets"][ctx[j]][1]
                             best[n] = (score, a, b, float(ps[ctx[i]] * pe[ctx[j]]))
-        model.train(was)
         spans, no_answer = {}, {}
         self.last_positions: dict[str, tuple[int, int, float]] = {}
         for n, e in enumerate(examples):

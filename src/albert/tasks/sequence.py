@@ -175,21 +175,11 @@ class SequenceTask(FeatureTask):
             out["acc"] = s["correct"] / max(s["count"], 1)
         return out
 
-    @torch.no_grad()
     def predict_logits(self, model: nn.Module, examples: list[Example], device: torch.device,
                        dtype: torch.dtype | None) -> np.ndarray:
-        was = model.training
-        model.eval()
-        feats = self.featurize(examples)
-        order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))  # length buckets
-        out = np.zeros((len(feats), self.num_labels), dtype=np.float32)
-        for i in range(0, len(order), self.eval_batch_size):
-            idx = order[i:i + self.eval_batch_size]
-            batch = {k: v.to(device) for k, v in self.collate([feats[j] for j in idx], with_labels=False).items()}
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                logits = model(**batch).logits.float()
-            out[idx] = logits.cpu().numpy()
-        model.train(was)
+        out = np.zeros((len(examples), self.num_labels), dtype=np.float32)
+        for idx, output in self.batched_outputs(model, self.featurize(examples), device, dtype):
+            out[idx] = output.logits.float().cpu().numpy()
         return out
 
     def score(self, logits: np.ndarray, examples: list[Example]) -> dict[str, float]:

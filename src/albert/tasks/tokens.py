@@ -125,25 +125,16 @@ class TokenTask(FeatureTask):
         correct = ((logits.argmax(-1) == labels) & valid).sum()
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(valid.sum()), correct)
 
-    @torch.no_grad()
     def predict_tags(self, model: nn.Module, sentences: list[Tagged], device: torch.device,
                      dtype: torch.dtype | None) -> list[list[str]]:
-        was = model.training
-        model.eval()
         feats = self.featurize(sentences)
         out: list[list[str]] = [[] for _ in feats]
-        order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
-        for k in range(0, len(order), self.eval_batch_size):
-            idx = order[k:k + self.eval_batch_size]
-            batch = {n: v.to(device) for n, v in self.collate([feats[i] for i in idx], False).items()}
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                pred = model(**batch).logits.argmax(-1).cpu().numpy()
-            for row, i in zip(pred, idx):
+        for idx, output in self.batched_outputs(model, feats, device, dtype):
+            for row, i in zip(output.logits.argmax(-1).cpu().numpy(), idx):
                 tags = ["O"] * feats[i]["n_words"]
                 for word, pos in feats[i]["first"]:
                     tags[word] = self.labels[int(row[pos])]
                 out[i] = tags
-        model.train(was)
         return out
 
     def score_tags(self, predicted: list[list[str]], sentences: list[Tagged]) -> dict[str, float]:
