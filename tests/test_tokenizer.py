@@ -49,6 +49,11 @@ def test_pairs_truncation_and_padding_equal_transformers(tokenizer: AlbertTokeni
         expected = reference(first, b, return_special_tokens_mask=True, **kwargs)
         for key in ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask"):
             assert got[key] == expected[key], (key, kwargs)
+    for tensors in ("pt", "np"):  # tensors as transformers returns them: same values, int64
+        got = tokenizer(a, b, padding=True, return_tensors=tensors)
+        expected = reference(a, b, padding=True, return_tensors=tensors)
+        for key in ("input_ids", "token_type_ids", "attention_mask"):
+            assert got[key].dtype == expected[key].dtype and got[key].tolist() == expected[key].tolist()
     # transformers logs and returns an over-long sequence here; we refuse clearly
     with pytest.raises(TokenizerError, match="fills max_length"):
         tokenizer(" ".join(a), "x", truncation="only_second", max_length=20)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import sentencepiece as spm
 
 logger = logging.getLogger(__name__)
@@ -397,7 +398,7 @@ class AlbertTokenizer:
         return_special_tokens_mask: bool = False,
         return_token_type_ids: bool = True,
         return_attention_mask: bool = True,
-        return_tensors: Literal["pt"] | None = None,
+        return_tensors: Literal["pt", "np"] | None = None,
     ) -> BatchEncoding:
         single = isinstance(text, str)
         if not single and not isinstance(text, (list, tuple)):
@@ -445,15 +446,17 @@ class AlbertTokenizer:
         out = BatchEncoding({k: [r[k] for r in rows] for k in rows[0]} if rows else {"input_ids": []})
         if return_overflowing_tokens:
             out["overflow_to_sample_mapping"] = sample_map
-        if return_tensors == "pt":
-            import torch
-
+        if return_tensors in ("pt", "np"):
             lengths = {len(r) for r in out["input_ids"]}
             if len(lengths) > 1:
                 raise TokenizerError("sequences have different lengths; pass padding=True to return tensors")
+            if return_tensors == "np":  # int64, as transformers gives them (and ONNX Runtime takes them)
+                return BatchEncoding({k: np.asarray(v, dtype=np.int64) for k, v in out.items()})
+            import torch
+
             return BatchEncoding({k: torch.tensor(v) for k, v in out.items()})
         if return_tensors is not None:
-            raise TokenizerError(f"return_tensors={return_tensors!r} is not supported (use 'pt' or None)")
+            raise TokenizerError(f"return_tensors={return_tensors!r} is not supported (use 'pt', 'np' or None)")
         if single and not return_overflowing_tokens:
             return BatchEncoding({k: v[0] for k, v in out.items()})
         return out
