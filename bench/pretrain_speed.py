@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from albert.inference.pipelines import cpu_description
+from common import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ["ours-fp32", "ours-bf16", "transformers-fp32", "transformers-bf16"]
@@ -88,7 +88,7 @@ def run_one(name: str, model_name: str, B: int, T: int, steps: int) -> dict:
     med = statistics.median(times)
     return {"contender": name, "tokens_per_s": round(B * T / med, 1), "step_s": round(med, 3),
             "step_times": [round(x, 3) for x in times],
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:

@@ -57,8 +57,16 @@ def test_heads_and_int8(tmp_path: Path) -> None:
             ref = model(ids, mask, types)
         for name, value in zip(info["outputs"], run(path, ids, mask, types)):
             np.testing.assert_allclose(value, getattr(ref, name).numpy(), atol=1e-4)
+    fp32 = export_onnx(albert.AlbertForSequenceClassification(cfg).eval(), tmp_path / "fp32.onnx")
     q = export_onnx(albert.AlbertForSequenceClassification(cfg).eval(), tmp_path / "int8.onnx", quantize="int8")
     assert run(Path(q["path"]), *inputs(2, 9, 1000))[0].shape == (2, 3)
+    # the shared layer's four matrices are int8 (once each, read by every pass); the rest stays fp32
+    import onnx
+
+    graph = onnx.load(q["path"]).graph
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 4 * cfg.num_hidden_layers
+    assert sum(i.data_type == onnx.TensorProto.INT8 and i.name.endswith("_quantized") for i in graph.initializer) == 4
+    assert q["bytes"] < fp32["bytes"]
 
 
 @pytest.mark.slow
