@@ -147,3 +147,32 @@ def test_nonfinite_loss_stops_and_keeps_last_checkpoint(prepared_data: Path, tmp
     from safetensors.torch import load_file
 
     assert all(bool(t.isfinite().all()) for t in load_file(str(kept[-1] / "model.safetensors")).values())
+
+
+def test_precision_auto_and_resume(prepared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    from albert.inference import pipelines
+    from albert.train.loop import run_precision
+    from albert.train.settings import save_settings
+
+    cpu = torch.device("cpu")
+    for units, expected in ((True, "bf16"), (False, "fp32")):  # auto follows the CPU's bf16 matrix units
+        monkeypatch.setattr(pipelines, "cpu_has_bf16", lambda units=units: units)
+        assert run_precision(tiny(prepared_data, tmp_path / "new", precision="auto"), cpu, tmp_path / "new",
+                             False) == expected
+    # a resumed run keeps the precision it recorded (bf16 here), so it continues exactly...
+    save_settings(tiny(prepared_data, tmp_path, precision="bf16"), tmp_path / "settings.yaml")
+    with caplog.at_level("WARNING"):
+        assert run_precision(tiny(prepared_data, tmp_path, precision="auto"), cpu, tmp_path, True) == "bf16"
+    assert "without bf16 matrix units" in caplog.text  # ...but warns that bf16 is slow on this CPU
+    caplog.clear()
+    # ...and may be switched on purpose, with a warning that the curve is no longer bit-identical
+    with caplog.at_level("WARNING"):
+        assert run_precision(tiny(prepared_data, tmp_path, precision="fp32"), cpu, tmp_path, True) == "fp32"
+    assert "not bit-identically" in caplog.text
+    # the run directory records the resolved precision, never "auto"
+    run = tmp_path / "auto_run"
+    pretrain(tiny(prepared_data, run, precision="auto", max_steps=1, save_every=0))
+    assert load_settings(PretrainSettings, run / "settings.yaml").precision == "fp32"

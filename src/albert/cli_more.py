@@ -110,7 +110,8 @@ def _answer(a: argparse.Namespace) -> None:
     from albert.inference.pipelines import pipeline
 
     pipe = pipeline("question-answering", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
-    for result in pipe(items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length):
+    for result in pipe(items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length,
+                       handle_impossible_answer=a.allow_no_answer):
         print(json.dumps(result, ensure_ascii=False))
 
 
@@ -169,6 +170,8 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
     t.add_argument("--context", default=None)
     t.add_argument("--doc-stride", type=int, default=128)
     t.add_argument("--max-answer-length", type=int, default=30)
+    t.add_argument("--allow-no-answer", action="store_true",
+                   help="answer \"\" where the model prefers no answer (SQuAD 2.0 models)")
     ex = sub.add_parser("export", help="export a model").add_subparsers(dest="export_format", required=True)
     t = ex.add_parser("onnx", help="ONNX with dynamic batch/sequence axes, the shared layer stored once")
     t.add_argument("--model", required=True)

@@ -32,6 +32,9 @@ OUTPUTS = {
     "AlbertForTokenClassification": ("logits",),
     "AlbertForQuestionAnswering": ("start_logits", "end_logits"),
     "AlbertForMultipleChoice": ("logits",),
+    # the beam is the graph's own; without a p_mask input only padding is excluded from spans
+    "AlbertForQuestionAnsweringWithAnswerability": ("start_top_log_probs", "start_top_index", "end_top_log_probs",
+                                                    "end_top_index", "cls_logits"),
 }
 
 

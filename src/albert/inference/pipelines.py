@@ -15,6 +15,7 @@ from albert.heads import (
     AlbertForMultipleChoice,
     AlbertForPreTraining,
     AlbertForQuestionAnswering,
+    AlbertForQuestionAnsweringWithAnswerability,
     AlbertForSequenceClassification,
     AlbertForTokenClassification,
     AlbertModel,
@@ -50,6 +51,18 @@ def cpu_description() -> str:
     return f"{name} ({units}), {os.cpu_count()} cores"
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' → bf16 on GPUs and on CPUs with bf16 matrix units, fp32 elsewhere. bf16 asked for on a CPU
+    without them still runs, but its matmuls may take a reference path far slower than fp32 (0.9 against
+    72 GFLOP/s measured on an AVX2-only EPYC), so that gets a warning."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        logger.warning("bf16 on a CPU without bf16 matrix units (AMX or AVX512-BF16) can be much slower than fp32; "
+                       "use precision fp32 or auto here")
+    return precision
+
+
 def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[torch.device, torch.dtype]:
     """(device, dtype); precision int8 computes in fp32 around int8 matrices (see albert.inference.fast)."""
     if device == "auto":
@@ -57,8 +70,7 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[torc
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TokenizerError("device cuda requested but no CUDA device is available")
-    if precision == "auto":
-        precision = "bf16" if dev.type == "cuda" or cpu_has_bf16() else "fp32"
+    precision = resolve_precision(precision, dev)
     if precision == "int8":
         if dev.type != "cpu":
             raise TokenizerError("int8 dynamic quantization runs on the CPU only")
@@ -80,6 +92,10 @@ class Pipeline:
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
+
+    @classmethod
+    def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
+        return cls.model_class.from_pretrained(name_or_path)
 
     def _forward(self, enc: dict[str, Any]) -> Any:
         inputs = {k: torch.as_tensor(v, device=self.device) for k, v in enc.items()
@@ -262,8 +278,20 @@ class QuestionAnsweringPipeline(Pipeline):
 
     model_class = AlbertForQuestionAnswering
 
+    @classmethod
+    def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
+        """The span head, or the original SQuAD 2.0 head where the directory was fine-tuned with it."""
+        from albert.checkpoint import CONFIG_NAME, resolve_model_dir
+        from albert.config import AlbertConfig
+
+        config = AlbertConfig.from_json_file(resolve_model_dir(name_or_path) / CONFIG_NAME)
+        if AlbertForQuestionAnsweringWithAnswerability.__name__ in (config.extra.get("architectures") or []):
+            return AlbertForQuestionAnsweringWithAnswerability.from_pretrained(name_or_path)
+        return cls.model_class.from_pretrained(name_or_path)
+
     def __call__(self, question: str | list[dict[str, str]] | None = None, context: str | None = None,
-                 max_answer_length: int = 30, doc_stride: int = 128, max_seq_length: int = 384) -> Any:
+                 max_answer_length: int = 30, doc_stride: int = 128, max_seq_length: int = 384,
+                 handle_impossible_answer: bool = False) -> Any:
         from albert.tasks.qa import QAExample, QATask
 
         if isinstance(question, list):
@@ -274,12 +302,16 @@ class QuestionAnsweringPipeline(Pipeline):
             raise TokenizerError("pass question= and context=, or a list of {question, context}")
         examples = [QAExample(str(i), x["question"], x["context"], [], [], f"input {i}") for i, x in enumerate(items)]
         task = QATask(self.tokenizer, [], None, min(max_seq_length, self.model.config.max_position_embeddings), 1, 0,
-                      doc_stride=doc_stride, max_answer_length=max_answer_length)
-        spans, _ = task.predict_answers(self.model, examples, self.device, None)
+                      doc_stride=doc_stride, max_answer_length=max_answer_length,
+                      answerability_head=isinstance(self.model, AlbertForQuestionAnsweringWithAnswerability))
+        spans, no_answer = task.predict_answers(self.model, examples, self.device, None)
         out = []
         for e in examples:
             start, end, prob = task.last_positions[e.qid]
-            out.append({"answer": spans[e.qid], "score": prob, "start": start, "end": end})
+            if handle_impossible_answer and no_answer[e.qid] > 0:  # the model prefers "no answer"
+                start, end = 0, 0
+            out.append({"answer": e.context[start:end], "score": prob, "start": start, "end": end,
+                        "no_answer_score": no_answer[e.qid]})
         return out[0] if len(out) == 1 and not isinstance(question, list) else out
 
 
@@ -341,7 +373,7 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODE
             raise TokenizerError("pass tokenizer= with a model object")
         loaded = model
     else:
-        loaded = cls.model_class.from_pretrained(model)
+        loaded = cls.load_model(model)
         tokenizer = tokenizer if tokenizer is not None else model
     tok = tokenizer if isinstance(tokenizer, AlbertTokenizer) else AlbertTokenizer.from_pretrained(tokenizer)
     pipe = cls(loaded, tok, dev, dtype)

@@ -21,8 +21,10 @@ from albert.data.reader import DataError
 from albert.heads import (
     AlbertForMultipleChoice,
     AlbertForQuestionAnswering,
+    AlbertForQuestionAnsweringWithAnswerability,
     AlbertForSequenceClassification,
     AlbertForTokenClassification,
+    AlbertPreTrainedModel,
 )
 from albert.inference.pipelines import resolve_runtime
 from albert.tasks.choice import ChoiceTask, read_questions
@@ -57,6 +59,7 @@ class FinetuneSettings(TrainSettings):
                   "qa-v2"] = "classification"
     doc_stride: int = 128
     max_answer_length: int = 30
+    answerability_head: bool = False  # qa/qa-v2: the original ALBERT's SQuAD 2.0 head (start → end beam, answerability)
     train: str = ""
     dev: str = ""
     model: str = "albert-small-en"
@@ -81,6 +84,8 @@ class FinetuneSettings(TrainSettings):
             raise SettingsError("finetune needs --train FILE and --out DIR")
         if self.max_steps < 0 or self.epochs <= 0:
             raise SettingsError("max_steps must be >= 0 and epochs > 0")
+        if self.answerability_head and self.task not in ("qa", "qa-v2"):
+            raise SettingsError("answerability_head is a question-answering head (task qa or qa-v2)")
         saved, self.max_steps = self.max_steps, max(self.max_steps, 1)
         super().__post_init__()
         self.max_steps = saved
@@ -110,6 +115,7 @@ class TaskSpec:
     label_field: str = "label"
     doc_stride: int = 128
     max_answer_length: int = 30
+    answerability_head: bool = False
 
 
 def build_task(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[str], train_rows: list[Any],
@@ -122,7 +128,8 @@ def build_task(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[str], tr
                          eval_batch_size)
     if spec.task in ("qa", "qa-v2"):
         return QATask(tokenizer, train_rows, dev_rows, spec.max_seq_length, batch_size, seed, eval_batch_size,
-                      spec.doc_stride, spec.max_answer_length, version_2=spec.task == "qa-v2")
+                      spec.doc_stride, spec.max_answer_length, version_2=spec.task == "qa-v2",
+                      answerability_head=spec.answerability_head)
     return ChoiceTask(tokenizer, train_rows, dev_rows, spec.max_seq_length, batch_size, seed,
                       max(1, eval_batch_size // 4))
 
@@ -147,13 +154,20 @@ MODEL_FOR_TASK = {"classification": AlbertForSequenceClassification, "regression
                   "qa": AlbertForQuestionAnswering, "qa-v2": AlbertForQuestionAnswering}
 
 
+def model_class(spec: TaskSpec) -> type[AlbertPreTrainedModel]:
+    if spec.answerability_head:
+        return AlbertForQuestionAnsweringWithAnswerability
+    return MODEL_FOR_TASK[spec.task]
+
+
 def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     if settings.task not in TASKS:
         raise SettingsError(f"task {settings.task!r} is not available; available: {', '.join(TASKS)}")
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
     layout = settings.tsv_layout or None
     spec = TaskSpec(settings.task, settings.max_seq_length, label_field=settings.label_field,
-                    doc_stride=settings.doc_stride, max_answer_length=settings.max_answer_length)
+                    doc_stride=settings.doc_stride, max_answer_length=settings.max_answer_length,
+                    answerability_head=settings.answerability_head)
     if settings.task in ("classification", "multi-label"):
         labels = label_set(settings.train, settings.task, settings.label_field, layout)
     elif settings.task == "token-classification":
@@ -183,7 +197,7 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         overrides["id2label"] = dict(enumerate(labels))
         overrides["label2id"] = {v: i for i, v in enumerate(labels)}
     torch.manual_seed(settings.seed)
-    model = MODEL_FOR_TASK[settings.task].from_pretrained(settings.model, **overrides)
+    model = model_class(spec).from_pretrained(settings.model, **overrides)
     model.train()
     train(resolved, model, task, resume=resume)
     out = Path(settings.out)
@@ -211,7 +225,7 @@ def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
 
 
 def _runtime(settings: TrainSettings) -> tuple[torch.device, torch.dtype | None]:
-    device, dtype = resolve_runtime(settings.device, "bf16" if settings.precision == "bf16" else "fp32")
+    device, dtype = resolve_runtime(settings.device, settings.precision)
     return device, (dtype if dtype == torch.bfloat16 else None)
 
 
@@ -226,7 +240,7 @@ def load_task_model(model_dir: str | Path, device: str, precision: str) -> tuple
         raise DataError(f"{model_dir} records no fine-tuning task (config.albert_task); was it made by "
                         "`albert finetune`?")
     spec = TaskSpec(**raw)
-    model = MODEL_FOR_TASK[spec.task].from_pretrained(directory)
+    model = model_class(spec).from_pretrained(directory)
     cfg = model.config
     labels = [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else []
     tokenizer = AlbertTokenizer.from_pretrained(directory)

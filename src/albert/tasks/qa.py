@@ -8,6 +8,7 @@ context, answers: {text: [...], answer_start: [...]}} (the hub's layout; an empt
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,13 @@ def read_qa(path: str | Path, need_answers: bool = True) -> list[QAExample]:
 class QATask(FeatureTask):
     def __init__(self, tokenizer: AlbertTokenizer, train: list[QAExample], dev: list[QAExample] | None,
                  max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 32, doc_stride: int = 128,
-                 max_answer_length: int = 30, n_best: int = 20, version_2: bool = False) -> None:
+                 max_answer_length: int = 30, n_best: int = 20, version_2: bool = False,
+                 answerability_head: bool = False) -> None:
         self.max_seq_length, self.doc_stride = max_seq_length, doc_stride
         self.max_answer_length, self.n_best, self.version_2 = max_answer_length, n_best, version_2
+        # the original ALBERT's SQuAD 2.0 head (AlbertForQuestionAnsweringWithAnswerability) instead of the
+        # span head's [CLS]-span null score
+        self.answerability_head = answerability_head
         self.tokenizer = tokenizer
         super().__init__(tokenizer, self.featurize(train, training=True), batch_size, seed, eval_batch_size)
         self.dev = dev
@@ -119,8 +124,12 @@ class QATask(FeatureTask):
             types, offsets = enc["token_type_ids"][w], enc["offset_mapping"][w]
             # context tokens: type 1, minus the final [SEP]
             ctx = [i for i, t in enumerate(types) if t == 1][:-1]
+            # p_mask: 1 where no answer can start or end; [CLS] stays open, as "no answer here"
+            p_mask = [1] * len(types)
+            for i in [0, *ctx]:
+                p_mask[i] = 0
             feat = {"input_ids": enc["input_ids"][w], "token_type_ids": types, "example": n,
-                    "context_tokens": ctx, "offsets": offsets, "start": 0, "end": 0}
+                    "context_tokens": ctx, "offsets": offsets, "start": 0, "end": 0, "p_mask": p_mask}
             e = examples[n]
             if training and e.answers:
                 s_char, e_char = e.starts[0], e.starts[0] + len(e.answers[0])
@@ -136,17 +145,26 @@ class QATask(FeatureTask):
 
     def collate(self, feats: list[dict[str, Any]], with_labels: bool = True) -> dict[str, Tensor]:
         batch = self.encode_rows(feats)
+        if self.answerability_head:
+            batch["p_mask"] = self.pad([f["p_mask"] for f in feats], 1)
         if with_labels:
             batch["start_positions"] = torch.tensor([f["start"] for f in feats])
             batch["end_positions"] = torch.tensor([f["end"] for f in feats])
+            if self.answerability_head:  # a window without the answer counts as unanswerable (as the original)
+                batch["is_impossible"] = (batch["start_positions"] == 0).float()
         return batch
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    token_type_ids=batch["token_type_ids"])
-        s, e = out.start_logits.float(), out.end_logits.float()
-        loss_sum = (F.cross_entropy(s, batch["start_positions"], reduction="sum")
-                    + F.cross_entropy(e, batch["end_positions"], reduction="sum")) / 2
+        if self.answerability_head:
+            out = model(**batch)  # its loss: (start CE + end CE) / 2 + 0.5 answerability BCE, batch means
+            s, e = out.start_logits.float(), out.end_logits.float()
+            loss_sum = out.loss.float() * len(s)
+        else:
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        token_type_ids=batch["token_type_ids"])
+            s, e = out.start_logits.float(), out.end_logits.float()
+            loss_sum = (F.cross_entropy(s, batch["start_positions"], reduction="sum")
+                        + F.cross_entropy(e, batch["end_positions"], reduction="sum")) / 2
         correct = ((s.argmax(-1) == batch["start_positions"]) & (e.argmax(-1) == batch["end_positions"])).sum()
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(s)), correct)
 
@@ -154,33 +172,53 @@ class QATask(FeatureTask):
                         dtype: torch.dtype | None) -> tuple[dict[str, str], dict[str, float]]:
         """Best span per question (n-best over all its windows) and, for v2.0, a no-answer score."""
         feats = self.featurize(examples)
-        best: dict[int, tuple[float, int, int, float]] = {}  # logit score, char start, char end, probability
-        null: dict[int, float] = {}
+        best: dict[int, tuple[float, int, int, float]] = {}  # span score, char start, char end, probability
+        null: dict[int, float] = {}  # per question, the lowest "no answer" score over its windows
         for idx, out in self.batched_outputs(model, feats, device, dtype):
-            starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for f, s_log, e_log in zip([feats[i] for i in idx], starts, ends):
+            batch_feats = [feats[i] for i in idx]
+            for f, (null_score, candidates) in zip(batch_feats, self._candidates(out, batch_feats)):
                 n, ctx = f["example"], f["context_tokens"]
-                null[n] = min(null.get(n, np.inf), float(s_log[0] + e_log[0]))
-                if not ctx:
-                    continue
-                cs, ce = s_log[ctx], e_log[ctx]
-                ps, pe = _softmax(s_log), _softmax(e_log)
-                for i in np.argsort(-cs)[:self.n_best]:
-                    for j in np.argsort(-ce)[:self.n_best]:
-                        if j < i or j - i + 1 > self.max_answer_length:
-                            continue
-                        score = float(cs[i] + ce[j])
-                        if n not in best or score > best[n][0]:
-                            a, b = f["offsets"][ctx[i]][0], f["offsets"][ctx[j]][1]
-                            best[n] = (score, a, b, float(ps[ctx[i]] * pe[ctx[j]]))
+                null[n] = min(null.get(n, np.inf), null_score)
+                allowed = set(ctx)
+                for score, i, j, prob in candidates:
+                    if i not in allowed or j not in allowed or j < i or j - i + 1 > self.max_answer_length:
+                        continue
+                    if n not in best or score > best[n][0]:
+                        best[n] = (score, f["offsets"][i][0], f["offsets"][j][1], prob)
         spans, no_answer = {}, {}
         self.last_positions: dict[str, tuple[int, int, float]] = {}
         for n, e in enumerate(examples):
             score, a, b, prob = best.get(n, (-np.inf, 0, 0, 0.0))
             spans[e.qid] = e.context[a:b]
             self.last_positions[e.qid] = (a, b, prob)
-            no_answer[e.qid] = null.get(n, 0.0) - score  # > 0: the model prefers "no answer"
+            # > 0: the model prefers "no answer". The answerability head's logit is that score itself; the span
+            # head compares the [CLS] span's score with the best real span's.
+            no_answer[e.qid] = null.get(n, 0.0) - (0.0 if self.answerability_head else score)
         return spans, no_answer
+
+    def _candidates(self, out: Any, feats: list[dict[str, Any]]
+                    ) -> Iterator[tuple[float, list[tuple[float, int, int, float]]]]:
+        """Per window: its no-answer score and candidate spans (score, start token, end token, probability)."""
+        if self.answerability_head:
+            # the head's beam: start_n_top starts, each with its end_n_top ends; score = log p(start) + log p(end)
+            cls = out.cls_logits.float().cpu().numpy()
+            s_lp, s_ix = out.start_top_log_probs.float().cpu().numpy(), out.start_top_index.cpu().numpy()
+            e_lp, e_ix = out.end_top_log_probs.float().cpu().numpy(), out.end_top_index.cpu().numpy()
+            for b in range(len(cls)):
+                spans = [(float(s_lp[b, i] + e_lp[b, i, j]), int(s_ix[b, i]), int(e_ix[b, i, j]),
+                          float(np.exp(s_lp[b, i] + e_lp[b, i, j])))
+                         for i in range(s_ix.shape[1]) for j in range(e_ix.shape[2])]
+                yield float(cls[b]), spans
+            return
+        starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+        for f, s_log, e_log in zip(feats, starts, ends):
+            ctx = np.asarray(f["context_tokens"], dtype=np.int64)
+            ps, pe = _softmax(s_log), _softmax(e_log)
+            # the n_best starts and ends among the window's context tokens
+            top_s = ctx[np.argsort(-s_log[ctx])[:self.n_best]] if len(ctx) else ctx
+            top_e = ctx[np.argsort(-e_log[ctx])[:self.n_best]] if len(ctx) else ctx
+            yield float(s_log[0] + e_log[0]), [(float(s_log[i] + e_log[j]), int(i), int(j), float(ps[i] * pe[j]))
+                                               for i in top_s for j in top_e]
 
     def decide(self, spans: dict[str, str], no_answer: dict[str, float], threshold: float = 0.0) -> dict[str, str]:
         """v2.0: abstain where the no-answer score exceeds the threshold; v1.1 always answers."""

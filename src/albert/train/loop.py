@@ -18,9 +18,9 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.distributed as dist
@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 # Settings that may change between an interrupted run and its resumption without changing its results.
+# (precision may change too, with a warning: see run_precision.)
 RESUMABLE_CHANGES = {"log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
-                     "run_dir", "stop_after"}
+                     "run_dir", "stop_after", "precision"}
 
 
 # Tests slow the loop down to interrupt it at a chosen point (SIGKILL between checkpoints).
@@ -174,14 +175,34 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def check_resumable(run_dir: Path, settings: TrainSettings) -> None:
-    """A resumed run must use the settings it started with (apart from logging and saving cadence)."""
+def _saved_settings(run_dir: Path) -> dict[str, Any]:
     import yaml
 
     saved_path = run_dir / "settings.yaml"
-    if not saved_path.is_file():
+    return (yaml.safe_load(saved_path.read_text()) or {}) if saved_path.is_file() else {}
+
+
+def run_precision(settings: TrainSettings, device: torch.device, run_dir: Path, resume: bool
+                  ) -> Literal["bf16", "fp32"]:
+    """bf16 or fp32 for this run. 'auto' picks by device (bf16 matrix units or not), except that a resumed run
+    keeps the precision it used, so it continues exactly. Switching on resume (a bf16 run moved to a CPU
+    without bf16 units, say) is allowed, with a warning that the curve is then no longer bit-identical."""
+    from albert.inference.pipelines import resolve_precision
+
+    saved = _saved_settings(run_dir).get("precision") if resume else None
+    chosen = resolve_precision(saved if settings.precision == "auto" and saved in ("bf16", "fp32")
+                               else settings.precision, device)
+    if saved in ("bf16", "fp32") and saved != chosen:
+        logger.warning("resuming a run that computed in %s in %s: it continues, but not bit-identically", saved,
+                       chosen)
+    return "bf16" if chosen == "bf16" else "fp32"
+
+
+def check_resumable(run_dir: Path, settings: TrainSettings) -> None:
+    """A resumed run must use the settings it started with (apart from logging and saving cadence)."""
+    saved = _saved_settings(run_dir)
+    if not saved:
         return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
     from dataclasses import asdict
 
     now = asdict(settings)
@@ -206,6 +227,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         raise TrainingError(f"batch_size {settings.batch_size} is not a multiple of micro_batch_size {micro} × "
                             f"{d.world} process(es)")
     accumulation = settings.batch_size // (micro * d.world)
+    settings = replace(settings, precision=run_precision(settings, device, run_dir, resume))  # recorded resolved
     amp_dtype = torch.bfloat16 if settings.precision == "bf16" else None
 
     model.to(device)

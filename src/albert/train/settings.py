@@ -40,7 +40,7 @@ class TrainSettings:
     beta2: float = 0.999
     eps: float = 1e-6
     max_grad_norm: float = 1.0
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the device has bf16 matrix units
     device: str = "auto"
     num_threads: int = 0  # 0: torch's default
     log_every: int = 10
