@@ -18,9 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from albert.inference.pipelines import cpu_description, cpu_has_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 
-# task directory → (albert finetune --task, settings). bf16 autocast throughout (the default on this CPU).
+# task directory[+variant] → (albert finetune --task, settings). Precision: auto (bf16 where the CPU has bf16
+# units).
 RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "fine_foods_sentiment": ("classification", dict(max_seq_length=128, batch_size=32, learning_rate=5e-5,
                                                     max_steps=200)),
@@ -33,6 +36,9 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
                                                  max_steps=200)),
     "wordnet_sst_tagging": ("token-classification", dict(max_seq_length=64, batch_size=32, learning_rate=5e-5,
                                                          max_steps=200)),
+    # the same QA data through the original ALBERT's SQuAD 2.0 head instead of the span head
+    "wordnet_qa+answerability_head": ("qa", dict(max_seq_length=128, batch_size=32, learning_rate=5e-5, max_steps=200,
+                                                 answerability_head=True)),
 }
 
 
@@ -55,8 +61,8 @@ def main() -> None:
         settings = {**settings, "max_steps": max(1, round(settings["max_steps"] * a.scale))}
         out = Path(a.work) / name
         cmd = [sys.executable, "-m", "albert.cli", "finetune", "--task", task, "--model", a.model,
-               "--train", str(Path(a.tasks) / name / "train.jsonl.xz"),
-               "--dev", str(Path(a.tasks) / name / "dev.jsonl"),
+               "--train", str(Path(a.tasks) / name.split("+")[0] / "train.jsonl.xz"),
+               "--dev", str(Path(a.tasks) / name.split("+")[0] / "dev.jsonl"),
                "--out", str(out), "--progress", "false", "--save_every", str(settings["max_steps"]),
                "--eval_every", str(settings["max_steps"])]
         for key, value in settings.items():
@@ -70,8 +76,10 @@ def main() -> None:
             continue
         dev = json.loads((out / "dev_results.json").read_text())
         results[name] = {"task": task, "model": a.model, "settings": settings, "dev": dev,
-                         "wall_seconds": round(seconds), "baseline": baselines.get(name, {}).get("dev"),
-                         "baseline_method": baselines.get(name, {}).get("baseline")}
+                         "wall_seconds": round(seconds), "machine": cpu_description(),
+                         "precision": "bf16" if cpu_has_bf16() else "fp32",
+                         "baseline": baselines.get(name.split("+")[0], {}).get("dev"),
+                         "baseline_method": baselines.get(name.split("+")[0], {}).get("baseline")}
         print(name, {k: round(v, 4) for k, v in dev.items()}, f"{seconds:.0f} s", "baseline:",
               results[name]["baseline"], flush=True)
         out_path.write_text(json.dumps(results, indent=1) + "\n")

@@ -115,7 +115,8 @@ class AlbertEmbeddings(nn.Module):
 class LayerWeights(NamedTuple):
     """One shared layer's weights in the compute dtype, Q/K/V packed: prepared once per forward.
 
-    A matrix may also be a packed int8 weight (torch.ops.quantized), whose bias it then holds."""
+    A matrix may also be a prepared int8 matrix (a callable: albert.inference.fast.Int8Linear), which then
+    holds its bias."""
 
     qkv_w: Any
     qkv_b: Tensor | None
@@ -134,7 +135,7 @@ class LayerWeights(NamedTuple):
 def linear(x: Tensor, w: Any, b: Tensor | None) -> Tensor:
     if isinstance(w, Tensor):
         return F.linear(x, w, b)
-    return torch.ops.quantized.linear_dynamic(x, w)  # int8 weights, fp32 activations
+    return w(x)  # a prepared int8 matrix (albert.inference.fast.Int8Linear), fp32 activations
 
 
 class AlbertAttention(nn.Module):

@@ -41,6 +41,12 @@ def cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def cpu_has_vnni() -> bool:
+    """int8 multiply-accumulate into int32 (AVX512-VNNI, AVX-VNNI or AMX-INT8)."""
+    flags = _cpuinfo()
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def cpu_description() -> str:
     """The CPU's model name and its bf16 units, recorded with every benchmark: AMX makes bf16 ~4-6x fp32
     matmuls, AVX512-BF16 alone ~2.5x, so ratios from different machines must not be compared."""
