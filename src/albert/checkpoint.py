@@ -80,6 +80,12 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     raise CheckpointError(f"cannot load {name!r}: " + "; ".join(tried))
 
 
+def saved_architecture(name_or_path: str | Path) -> str | None:
+    """The class a model directory was saved from (config.json's `architectures`), where it says."""
+    config = AlbertConfig.from_json_file(resolve_model_dir(name_or_path) / CONFIG_NAME)
+    return (config.extra.get("architectures") or [None])[0]
+
+
 # ----- reading -----
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """Weights of a transformers directory: safetensors (single or sharded), else a torch .bin read safely."""

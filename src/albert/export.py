@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from albert.checkpoint import CONFIG_NAME, resolve_model_dir
-from albert.config import AlbertConfig
+from albert.checkpoint import resolve_model_dir, saved_architecture
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -57,8 +56,7 @@ class _Outputs(nn.Module):
 
 def load_for_export(name_or_path: str | Path, architecture: str | None = None) -> AlbertPreTrainedModel:
     directory = resolve_model_dir(name_or_path)
-    config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
-    arch = architecture or (config.extra.get("architectures") or ["AlbertModel"])[0]
+    arch = architecture or saved_architecture(directory) or "AlbertModel"
     if arch not in MODEL_CLASSES:
         raise ExportError(f"unknown architecture {arch!r}; one of {', '.join(MODEL_CLASSES)}")
     return MODEL_CLASSES[arch].from_pretrained(directory).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "albert-small-en"
 
 
+@functools.cache
 def _cpuinfo() -> str:
     try:
         return Path("/proc/cpuinfo").read_text()
@@ -287,11 +289,9 @@ class QuestionAnsweringPipeline(Pipeline):
     @classmethod
     def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
         """The span head, or the original SQuAD 2.0 head where the directory was fine-tuned with it."""
-        from albert.checkpoint import CONFIG_NAME, resolve_model_dir
-        from albert.config import AlbertConfig
+        from albert.checkpoint import saved_architecture
 
-        config = AlbertConfig.from_json_file(resolve_model_dir(name_or_path) / CONFIG_NAME)
-        if AlbertForQuestionAnsweringWithAnswerability.__name__ in (config.extra.get("architectures") or []):
+        if saved_architecture(name_or_path) == AlbertForQuestionAnsweringWithAnswerability.__name__:
             return AlbertForQuestionAnsweringWithAnswerability.from_pretrained(name_or_path)
         return cls.model_class.from_pretrained(name_or_path)
 
