@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import albert
 
@@ -93,3 +95,70 @@ def test_plot(tiny_model: Path, tmp_path: Path) -> None:
     out = cli("plot", str(tiny_model.parent), "--out", str(tmp_path / "c.png"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fill_mask_through_onnxruntime_reads_the_safetensors_weights(tiny_model: Path, tmp_path: Path) -> None:
+    """`export onnx --share-weights` stores the graph only; the ONNX Runtime engine answers as PyTorch does, and
+    a re-saved model.safetensors (bytes moved) is detected and answered through PyTorch instead."""
+    onnx = pytest.importorskip("onnx")
+    from albert.inference.fill_mask import OnnxFillMaskPipeline, OnnxUnavailable
+
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    for f in tiny_model.iterdir():
+        if f.is_file():
+            (model_dir / f.name).write_bytes(f.read_bytes())
+    out = cli("export", "onnx", "--model", str(model_dir), "--out", str(model_dir / "model.onnx"),
+              "--architecture", "AlbertForMaskedLM", "--share-weights")
+    assert out.returncode == 0, out.stderr
+    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False)
+    external = {i.name for i in graph.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL}
+    # (the exporter folds a tiny model's small matrices into per-pass constants; see the embedded model's test)
+    assert any("word_embeddings" in n or "decoder" in n for n in external) and len(external) >= 15
+
+    texts = ["the whale and the [MASK] of the sea", "[MASK] me ishmael , said the [MASK] ."]
+    fast = OnnxFillMaskPipeline(model_dir)
+    torch_fm = albert.pipeline("fill-mask", model=model_dir, precision="fp32")
+    for text in texts:
+        got, want = fast(text, top_k=5), torch_fm(text, top_k=5)
+        flat = lambda r: r if isinstance(r[0], dict) else [x for g in r for x in g]  # noqa: E731
+        assert [(r["token"], r["sequence"]) for r in flat(got)] == [(r["token"], r["sequence"]) for r in flat(want)]
+        assert max(abs(a["score"] - b["score"]) for a, b in zip(flat(got), flat(want))) < 1e-5
+    probe = [sys.executable, "-c", "import sys, json; from albert.cli import main; rc = main(sys.argv[1:]); "
+             "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}), file=sys.stderr)",
+             "fill-mask", texts[0], "--model", str(model_dir), "--json"]
+    run = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    assert json.loads(run.stderr.strip().splitlines()[-1]) == {"rc": 0, "torch": False}, run.stderr
+    assert [r["token"] for r in json.loads(run.stdout)] == [r["token"] for r in torch_fm(texts[0], top_k=5)]
+
+    changed = albert.AlbertForMaskedLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        changed.albert.embeddings.LayerNorm.bias.add_(0.5)
+    changed.save_pretrained(model_dir)
+    with pytest.raises(OnnxUnavailable, match="other weights|cannot load"):
+        OnnxFillMaskPipeline(model_dir)
+    auto = cli("fill-mask", texts[0], "--model", str(model_dir), "--json", "--top-k", "3")
+    assert auto.returncode == 0, auto.stderr
+    now = albert.pipeline("fill-mask", model=model_dir, precision="fp32")(texts[0], top_k=3)
+    assert [r["token"] for r in json.loads(auto.stdout)] == [r["token"] for r in now]
+    forced = cli("fill-mask", texts[0], "--model", str(model_dir), "--engine", "onnxruntime")
+    assert forced.returncode == 2 and forced.stderr.count("\n") == 1
+    assert "other weights" in forced.stderr or "cannot load" in forced.stderr
+    mixed = cli("fill-mask", texts[0], "--model", str(model_dir), "--engine", "onnxruntime", "--precision", "bf16")
+    assert mixed.returncode == 2 and "fp32 on the CPU" in mixed.stderr
+
+
+def test_embedded_model_ships_a_graph_that_reads_its_weights() -> None:
+    """The default model answers through ONNX Runtime: its model.onnx matches its weights and stores none of the
+    large ones (the shared layer and the embeddings are read from model.safetensors)."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from albert.hub import packaged_models_dir
+    from albert.inference.fill_mask import OnnxFillMaskPipeline
+
+    directory = packaged_models_dir() / "albert-small-en"
+    graph = onnx.load(str(directory / "model.onnx"), load_external_data=False)
+    inline = [i for i in graph.graph.initializer if i.data_location != onnx.TensorProto.EXTERNAL]
+    assert all(int(np.prod(i.dims)) <= 128 * 512 for i in inline)  # only the exporter's folded small copies
+    assert (directory / "model.onnx").stat().st_size < (directory / "model.safetensors").stat().st_size / 10
+    assert OnnxFillMaskPipeline(directory)("the [MASK] of the sea .", top_k=2)

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from albert.heads import AlbertForPreTraining
+from albert.export import export_onnx
+from albert.heads import AlbertForMaskedLM, AlbertForPreTraining
 from albert.tokenizer import AlbertTokenizer
 from albert.train.plot import plot_run, read_history, run_stages
 from albert.train.pretrain import PretrainTask, build_config
@@ -64,6 +65,8 @@ def main() -> None:
     out.mkdir(parents=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    # the fill-mask graph for ONNX Runtime, reading its weights from model.safetensors (albert fill-mask's fast start)
+    export_onnx(AlbertForMaskedLM.from_pretrained(out), out / "model.onnx", share_weights=out / "model.safetensors")
     plot_run(run, out / "curves.png", max_step=total)
     # each stage's resolved settings, with the recipe's relative paths instead of this machine's
     import dataclasses

@@ -1,22 +1,31 @@
-"""ALBERT (A Lite BERT) in PyTorch: model, tokenizer, pretraining, fine-tuning and fast inference."""
+"""ALBERT (A Lite BERT) in PyTorch: model, tokenizer, pretraining, fine-tuning and fast inference.
 
-from albert.config import AlbertConfig
-from albert.heads import (
-    AlbertForMaskedLM,
-    AlbertForMultipleChoice,
-    AlbertForPreTraining,
-    AlbertForQuestionAnswering,
-    AlbertForQuestionAnsweringWithAnswerability,
-    AlbertForSequenceClassification,
-    AlbertForTokenClassification,
-    AlbertModel,
-    AlbertPreTrainedModel,
-)
-from albert.inference.pipelines import pipeline
-from albert.tokenizer import AlbertTokenizer
+The public names load on first use (PEP 562), so that `import albert.tokenizer` or `albert fill-mask`
+through ONNX Runtime does not pay for importing torch (1-3 s on a small CPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# public name → the module that defines it
+_EXPORTS = {
+    "AlbertConfig": "albert.config",
+    "AlbertForMaskedLM": "albert.heads",
+    "AlbertForMultipleChoice": "albert.heads",
+    "AlbertForPreTraining": "albert.heads",
+    "AlbertForQuestionAnswering": "albert.heads",
+    "AlbertForQuestionAnsweringWithAnswerability": "albert.heads",
+    "AlbertForSequenceClassification": "albert.heads",
+    "AlbertForTokenClassification": "albert.heads",
+    "AlbertModel": "albert.heads",
+    "AlbertPreTrainedModel": "albert.heads",
+    "AlbertTokenizer": "albert.tokenizer",
+    "pipeline": "albert.inference.pipelines",
+}
 __all__ = [
     "AlbertConfig",
     "AlbertForMaskedLM",
@@ -31,3 +40,31 @@ __all__ = [
     "AlbertTokenizer",
     "pipeline",
 ]
+
+if TYPE_CHECKING:
+    from albert.config import AlbertConfig
+    from albert.heads import (
+        AlbertForMaskedLM,
+        AlbertForMultipleChoice,
+        AlbertForPreTraining,
+        AlbertForQuestionAnswering,
+        AlbertForQuestionAnsweringWithAnswerability,
+        AlbertForSequenceClassification,
+        AlbertForTokenClassification,
+        AlbertModel,
+        AlbertPreTrainedModel,
+    )
+    from albert.inference.pipelines import pipeline
+    from albert.tokenizer import AlbertTokenizer
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'albert' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

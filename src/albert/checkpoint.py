@@ -1,4 +1,4 @@
-"""Checkpoints: transformers-format directories both ways, name resolution, and the original TF names.
+"""Checkpoints: transformers-format directories both ways (names resolved by albert.hub), and the original TF names.
 
 Our parameter names ARE transformers' names, so reading and writing transformers checkpoints needs
 no renaming, only the base-model prefix (`albert.`) added or removed and tied aliases skipped. The
@@ -20,6 +20,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from albert.config import AlbertConfig
+from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where users look)
+    CONFIG_NAME,
+    HUB_ALIASES,
+    HUB_FILES,
+    OFFICIAL_NAMES,
+    SAFE_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    TORCH_WEIGHTS_NAME,
+    CheckpointError,
+    packaged_models_dir,
+    resolve_model_dir,
+)
 
 if TYPE_CHECKING:
     from albert.heads import AlbertPreTrainedModel
@@ -27,57 +39,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound="AlbertPreTrainedModel")
 
-CONFIG_NAME = "config.json"
-SAFE_WEIGHTS_NAME = "model.safetensors"
-SAFE_INDEX_NAME = "model.safetensors.index.json"
-TORCH_WEIGHTS_NAME = "pytorch_model.bin"
-
-OFFICIAL_NAMES = [f"albert-{size}-{v}" for v in ("v1", "v2") for size in ("base", "large", "xlarge", "xxlarge")]
-# The hub moved the official checkpoints under the `albert/` organisation; the bare names are aliases.
-HUB_ALIASES = {name: f"albert/{name}" for name in OFFICIAL_NAMES}
-HUB_FILES = [CONFIG_NAME, SAFE_WEIGHTS_NAME, SAFE_INDEX_NAME, "model-*.safetensors", TORCH_WEIGHTS_NAME,
-             "spiece.model", "tokenizer_config.json", "special_tokens_map.json"]
-
 # Buffers that some transformers versions stored; they hold no learned state.
 _IGNORED_KEYS = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
 
 
 _HEAD_MODULES = {"predictions", "sop_classifier", "classifier", "qa_outputs", "dropout"}
-
-
-class CheckpointError(OSError):
-    """A model could not be found or read."""
-
-
-# ----- name resolution -----
-def packaged_models_dir() -> Path:
-    return Path(__file__).parent / "models"
-
-
-def resolve_model_dir(name_or_path: str | Path) -> Path:
-    """A local directory, a model shipped in this package, or a hub id (through huggingface_hub)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise CheckpointError(f"{path} is a file; expected a model directory (config.json + weights)")
-    name = str(name_or_path)
-    packaged = packaged_models_dir() / name
-    if (packaged / CONFIG_NAME).is_file() or (packaged / "spiece.model").is_file():
-        return packaged
-    tried = [f"no local directory {path}"]
-    repo_id = HUB_ALIASES.get(name, name)
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        tried.append("hub download unavailable: huggingface_hub is not installed (pip install 'albert[hub]')")
-    else:
-        try:
-            return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
-        except (OSError, ValueError) as e:  # offline, unknown repo, invalid id: all reported below
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            tried.append(f"hub id {repo_id!r} failed ({type(e).__name__}: {reason[:200]})")
-    raise CheckpointError(f"cannot load {name!r}: " + "; ".join(tried))
 
 
 def saved_architecture(name_or_path: str | Path) -> str | None:

@@ -131,9 +131,14 @@ def _choose(a: argparse.Namespace) -> None:
 
 
 def _export_onnx(a: argparse.Namespace) -> None:
-    from albert.export import export_onnx, load_for_export
+    from albert.checkpoint import SAFE_WEIGHTS_NAME, resolve_model_dir
+    from albert.export import ExportError, export_onnx, load_for_export
 
-    info = export_onnx(load_for_export(a.model, a.architecture), a.out, opset=a.opset, quantize=a.quantize)
+    weights = resolve_model_dir(a.model) / SAFE_WEIGHTS_NAME if a.share_weights else None
+    if weights is not None and not weights.is_file():
+        raise ExportError(f"--share-weights needs {weights}")
+    info = export_onnx(load_for_export(a.model, a.architecture), a.out, opset=a.opset, quantize=a.quantize,
+                       share_weights=weights)
     print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB; outputs {', '.join(info['outputs'])})")
 
 
@@ -179,6 +184,9 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
     t.add_argument("--architecture", default=None, help="AlbertModel, AlbertForMaskedLM, ... (default: the config's)")
     t.add_argument("--opset", type=int, default=18)
     t.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 weights for ONNX Runtime")
+    t.add_argument("--share-weights", action="store_true",
+                   help="store no weights: read them from the model directory's model.safetensors (--out must be "
+                        "in that directory; albert fill-mask then starts through ONNX Runtime, without torch)")
     t.set_defaults(func=_export_onnx)
 
     t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed)")

@@ -8,6 +8,7 @@ exported graph reads the same initializers.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -124,6 +125,49 @@ def _fold_weight_transposes(model: Any) -> None:
                 node.input[k] = rename[x]
 
 
+def read_safetensors_layout(path: Path) -> dict[bytes, tuple[int, int]]:
+    """Each tensor's bytes → (offset in the file, length). A safetensors file is an 8-byte little-endian header
+    length, a JSON header, then the raw row-major tensors: exactly what ONNX external data can point at."""
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    layout: dict[bytes, tuple[int, int]] = {}
+    for name, entry in header.items():
+        if name != "__metadata__":
+            start, end = (8 + size + x for x in entry["data_offsets"])
+            layout.setdefault(raw[start:end], (start, end - start))
+    return layout
+
+
+def _share_weights(model: Any, weights: Path) -> int:
+    """Point every initializer equal to a tensor of `weights` (in the ONNX file's directory) at that tensor's
+    bytes, so the graph stores no weight the directory already holds; returns how many were linked. The file's
+    digest goes into the metadata: readers check it, since a re-saved file moves the bytes."""
+    from onnx import TensorProto, numpy_helper
+
+    from albert.inference.fill_mask import DIGEST_KEY, WEIGHTS_KEY, file_sha256
+
+    layout = read_safetensors_layout(weights)
+    linked = 0
+    for init in model.graph.initializer:
+        found = layout.get(numpy_helper.to_array(init).tobytes())
+        if found is None or init.data_type != TensorProto.FLOAT:
+            continue
+        offset, length = found
+        init.ClearField("raw_data")
+        init.ClearField("float_data")
+        init.data_location = TensorProto.EXTERNAL
+        del init.external_data[:]
+        for key, value in (("location", weights.name), ("offset", str(offset)), ("length", str(length))):
+            entry = init.external_data.add()
+            entry.key, entry.value = key, value
+        linked += 1
+    for key, value in ((WEIGHTS_KEY, weights.name), (DIGEST_KEY, file_sha256(weights))):
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    return linked
+
+
 def _quantize_int8(source: Path, out: Path) -> None:
     """Dynamic int8 (ONNX Runtime) for the shared layer's matrices, per output channel; like the PyTorch int8
     path, the embedding projection and the heads (matrices used once) stay fp32, which keeps near-tied top
@@ -152,9 +196,18 @@ def _quantize_int8(source: Path, out: Path) -> None:
         folded.unlink()
 
 
-def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, quantize: str | None = None) -> dict:
-    """Write `out` (.onnx, weights inside when under 2 GB) and return {path, bytes, outputs}."""
+def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, quantize: str | None = None,
+                share_weights: Path | None = None) -> dict:
+    """Write `out` (.onnx, weights inside when under 2 GB) and return {path, bytes, outputs}.
+
+    share_weights: the model's own model.safetensors, in `out`'s directory; the graph then reads every weight
+    it can from that file instead of storing a copy (ONNX external data at the file's offsets)."""
     arch = type(model).__name__
+    if share_weights is not None:
+        if quantize:
+            raise ExportError("--share-weights reads the fp32 weights of model.safetensors; it cannot be quantized")
+        if Path(share_weights).resolve().parent != Path(out).resolve().parent:
+            raise ExportError(f"with --share-weights the ONNX file must be written next to {share_weights}")
     names = OUTPUTS[arch]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +228,16 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
         raise ExportError("the ONNX exporter returned nothing")
     tmp = out.with_suffix(".tmp.onnx")
     program.save(str(tmp))
-    if quantize == "int8":
+    if share_weights is not None:
+        import onnx
+
+        graph = onnx.load(str(tmp))
+        tmp.unlink()
+        if not _share_weights(graph, Path(share_weights)):
+            raise ExportError(f"no weight of the model equals a tensor of {share_weights}: was it saved from "
+                              "another model or in another dtype?")
+        onnx.save(graph, str(out))
+    elif quantize == "int8":
         _quantize_int8(tmp, out)
         tmp.unlink()
     elif quantize is None:

@@ -120,7 +120,7 @@ class AlbertTokenizer:
         if path.is_file():
             return cls(path, **kwargs)
         if not path.is_dir():
-            from albert.checkpoint import resolve_model_dir
+            from albert.hub import resolve_model_dir
 
             try:
                 path = resolve_model_dir(name_or_path)

@@ -22,6 +22,7 @@ from albert.heads import (
     AlbertModel,
     AlbertPreTrainedModel,
 )
+from albert.inference.fill_mask import fill_mask
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
 logger = logging.getLogger(__name__)
@@ -116,34 +117,8 @@ class FillMaskPipeline(Pipeline):
     model_class = AlbertForMaskedLM
 
     def __call__(self, inputs: str | list[str], top_k: int = 5) -> Any:
-        if isinstance(inputs, list):
-            return [self(text, top_k) for text in inputs]
-        if top_k < 1:
-            raise TokenizerError(f"top_k must be >= 1, got {top_k}")
-        tok = self.tokenizer
-        enc = tok([inputs], truncation=True, max_length=self.model.config.max_position_embeddings, padding=True)
-        ids = enc["input_ids"][0]
-        positions = [i for i, t in enumerate(ids) if t == tok.mask_token_id]
-        if not positions:
-            raise TokenizerError(f"no [MASK] in the input: {inputs!r}")
-        logits = self._forward(enc).logits[0].float()  # (T, V)
-        special = torch.tensor(tok.all_special_ids, device=logits.device)
-        results = []
-        for pos in positions:
-            # scores are the model's probabilities over the whole vocabulary (as transformers reports
-            # them); special tokens ([CLS], <pad>, [MASK], ...) are just never proposed
-            probs = logits[pos].softmax(-1)
-            ranked = probs.clone()
-            ranked[special] = -1.0
-            top = ranked.topk(min(top_k, probs.numel() - len(special)))
-            group = []
-            for p, t in zip(top.values.tolist(), top.indices.tolist()):
-                filled = list(ids)
-                filled[pos] = t
-                keep = [x for x in filled if x not in (tok.cls_token_id, tok.sep_token_id, tok.pad_token_id)]
-                group.append({"score": p, "token": t, "token_str": tok.decode([t]), "sequence": tok.decode(keep)})
-            results.append(group)
-        return results[0] if len(results) == 1 else results
+        return fill_mask(self.tokenizer, inputs, top_k, self.model.config.max_position_embeddings,
+                         lambda enc: self._forward(enc).logits[0].float().cpu().numpy())
 
 
 def buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
