@@ -10,13 +10,13 @@ torch. This module imports neither torch nor the model code.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from albert.config import AlbertConfig
 from albert.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
@@ -105,8 +105,7 @@ class OnnxFillMaskPipeline:
             raise OnnxUnavailable(f"{graph} was exported from other weights than {weights}")
         self.session = session
         self.tokenizer = AlbertTokenizer.from_pretrained(directory)
-        config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
-        self.max_length = int(config.get("max_position_embeddings", 512))
+        self.max_length = AlbertConfig.from_json_file(directory / CONFIG_NAME).max_position_embeddings
 
     def _logits(self, enc: dict[str, list[list[int]]]) -> np.ndarray:
         feed = {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
