@@ -157,3 +157,36 @@ def test_formats_and_corrupt_shard(tokenizer_dir: Path, tmp_path: Path, text_lin
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(DataError, match="truncated or corrupt"):
         Corpus.open(tmp_path / "out_0", "train")
+
+
+def test_data_workers_build_the_same_batches(prepared_data: Path) -> None:
+    """Batches built ahead in worker processes equal the one-process ones, across a pool boundary and a resume."""
+    import torch
+
+    from albert.tokenizer import AlbertTokenizer
+    from albert.train.pretrain import PretrainTask
+    from albert.train.settings import PretrainSettings
+
+    tokenizer = AlbertTokenizer.from_pretrained(prepared_data / "tokenizer")
+
+    def steps(workers: int, n: int, resume_at: int = 0) -> list[list[dict[str, torch.Tensor]]]:
+        settings = PretrainSettings(data=str(prepared_data), batch_size=8, max_seq_length=64, data_workers=workers)
+        task = PretrainTask(settings, tokenizer)
+        try:
+            if resume_at:
+                first = PretrainTask(settings, tokenizer)
+                for step in range(resume_at):
+                    first.step_batches(step, 0, 1, 4)
+                task.load_data_state(first.data_state())
+                first.close()
+            return [task.step_batches(step, 0, 1, 4) for step in range(resume_at, n)]
+        finally:
+            task.close()
+
+    n = PretrainTask.POOL_STEPS + 3
+    plain, ahead, resumed = steps(0, n), steps(2, n), steps(2, n, resume_at=PretrainTask.POOL_STEPS - 2)
+    assert len(plain[0]) == 2  # two micro-batches of 4 per step
+    for a, b in zip(plain, ahead):
+        assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
+    for a, b in zip(plain[PretrainTask.POOL_STEPS - 2:], resumed):
+        assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)

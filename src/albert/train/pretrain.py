@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,17 @@ class PretrainTask:
         self._iter: Iterator[tuple[int, SegmentPair]] | None = None
         self._iter_pos = (-1, -1)
         self._eval_batches: list[dict[str, Tensor]] | None = None
+        self._workers: ProcessPoolExecutor | None = None
+        self._ahead: dict[int, list[Future]] | None = None  # pool index -> its micro-batches being built
+        self._reader: ThreadPoolExecutor | None = None
+        self._next_pairs: tuple[tuple[int, int, int], Future] | None = None
+        if settings.data_workers:
+            self._reader = ThreadPoolExecutor(1)
+            global _WORKER_STATE
+            _WORKER_STATE = (self.masker, self.pad_id, self.examples.max_predictions_per_seq)
+            # forked now, before the model touches a GPU; the children inherit the masker (and its tokenizer)
+            self._workers = ProcessPoolExecutor(settings.data_workers, mp_context=multiprocessing.get_context("fork"))
+            self._workers.submit(int).result()  # with fork, every worker starts on the first submit
 
     # --- data ---
     # Sequences of a corpus of short documents (a dictionary, say) are far shorter than max_seq_length;
@@ -58,7 +71,7 @@ class PretrainTask:
         """Build the pool that starts at example `pool_start` of `epoch` (the next epoch once this one is used up)."""
         G = self.settings.batch_size
         for _ in range(2):
-            pairs = self._pairs_from(self.epoch, self.pool_start, G * self.POOL_STEPS)
+            pairs = self._take_pairs(self.epoch, self.pool_start, G * self.POOL_STEPS)
             if len(pairs) >= G:
                 break
             self.epoch, self.pool_start = self.epoch + 1, 0  # too few left: the next epoch reshuffles and remasks
@@ -69,6 +82,19 @@ class PretrainTask:
         batches = [pairs[i:i + G] for i in range(0, len(pairs) - G + 1, G)]  # a remainder < G is dropped
         order = np.random.default_rng([self.settings.seed, self.epoch, self.pool_start, 3]).permutation(len(batches))
         self._pool = [batches[i] for i in order]
+        self._ahead = None
+        if self._reader is not None:  # the next pool's pairs, read in a thread while this pool trains
+            key = (self.epoch, self.pool_start + self._pool_size, G * self.POOL_STEPS)
+            self._next_pairs = (key, self._reader.submit(self._pairs_from, *key))
+
+    def _take_pairs(self, epoch: int, start: int, n: int) -> list[tuple[int, SegmentPair]]:
+        if self._next_pairs is not None:
+            key, future = self._next_pairs
+            self._next_pairs = None
+            pairs = future.result()
+            if key == (epoch, start, n):
+                return pairs
+        return self._pairs_from(epoch, start, n)  # (a mismatch, after a resume: _pairs_from starts afresh)
 
     def _pairs_from(self, epoch: int, start: int, n: int) -> list[tuple[int, SegmentPair]]:
         if self._iter is None or self._iter_pos != (epoch, start):  # only after a resume or a new epoch
@@ -83,16 +109,33 @@ class PretrainTask:
                 self.pool_start += self._pool_size
             self.pool_taken = 0
             self._fill_pool()
-        pairs = self._pool[self.pool_taken]
+        i = self.pool_taken
         self.pool_taken += 1
+        if self._workers is None:
+            return [_to_tensors(_build_batch(part, self.settings.seed, self.epoch, self._state()))
+                    for part in self._micro_batches(self._pool[i], rank, world, micro_batch)]
+        if self._ahead is None:  # the rest of this pool, built in the workers while the model trains
+            self._ahead = {j: [self._workers.submit(_build_batch, part, self.settings.seed, self.epoch)
+                               for part in self._micro_batches(self._pool[j], rank, world, micro_batch)]
+                           for j in range(i, len(self._pool))}
+        return [_to_tensors(f.result()) for f in self._ahead.pop(i)]
+
+    def _micro_batches(self, pairs: list[tuple[int, SegmentPair]], rank: int, world: int,
+                       micro_batch: int) -> list[list[tuple[int, SegmentPair]]]:
         # micro-batch m of rank r: global slice [(m*world + r)*b, +b) — the same examples whatever the layout
-        batches = []
-        for m in range(self.settings.batch_size // (micro_batch * world)):
-            lo = (m * world + rank) * micro_batch
-            examples = [self.masker.build(pair, _example_rng(self.settings.seed, self.epoch, k))
-                        for k, pair in pairs[lo:lo + micro_batch]]
-            batches.append(collate(examples, self.pad_id, self.examples.max_predictions_per_seq))
-        return batches
+        return [pairs[(m * world + rank) * micro_batch:(m * world + rank + 1) * micro_batch]
+                for m in range(self.settings.batch_size // (micro_batch * world))]
+
+    def _state(self) -> tuple[Masker, int, int]:
+        return self.masker, self.pad_id, self.examples.max_predictions_per_seq
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.shutdown(cancel_futures=True)
+            self._reader = None
+        if self._workers is not None:
+            self._workers.shutdown(cancel_futures=True)
+            self._workers = None
 
     def data_state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "pool_start": self.pool_start, "pool_taken": self.pool_taken}
@@ -177,6 +220,22 @@ def _example_rng(seed: int, epoch: int, k: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, k, 2])
 
 
+_WORKER_STATE: tuple[Masker, int, int] | None = None  # (masker, pad id, max predictions), set before forking
+
+
+def _build_batch(pairs: list[tuple[int, SegmentPair]], seed: int, epoch: int,
+                 state: tuple[Masker, int, int] | None = None) -> dict[str, np.ndarray]:
+    """Mask and collate one micro-batch. Each example's randomness comes from its own key, so the batch is the
+    same whichever process builds it. Arrays, not tensors, cross the process boundary (plain pickling)."""
+    masker, pad_id, max_predictions = state or _WORKER_STATE  # type: ignore[misc]
+    examples = [masker.build(pair, _example_rng(seed, epoch, k)) for k, pair in pairs]
+    return {k: v.numpy() for k, v in collate(examples, pad_id, max_predictions).items()}
+
+
+def _to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
 def build_config(settings: PretrainSettings, vocab_size: int) -> AlbertConfig:
     path = Path(settings.model)
     if path.suffix == ".json" or path.is_file():
@@ -214,7 +273,10 @@ def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
         model = AlbertForPreTraining(config)
     logger.info("model: %s parameters; %d training tokens", f"{model.num_parameters():,}",
                 task.stream.corpus.num_tokens)
-    model = train(settings, model, task, resume=resume)  # type: ignore[assignment]
+    try:
+        model = train(settings, model, task, resume=resume)  # type: ignore[assignment]
+    finally:
+        task.close()
     final = Path(settings.run_dir) / "final"
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:  # rank 0 writes
         assert isinstance(model, AlbertForPreTraining)
