@@ -30,7 +30,8 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
 def run_stages(run_dir: Path) -> list[tuple[Path, int | None]]:
     """The runs this one grew from, oldest first, each with the step it was continued from (None: to its end).
 
-    A run whose settings say `init_from: OTHER_RUN/checkpoints/step_N` continues OTHER_RUN at step N.
+    A run whose settings say `init_from: OTHER_RUN/checkpoints/step_N` continues OTHER_RUN at step N;
+    `init_from: OTHER_RUN/final` continues it from its end.
     """
     import yaml
 
@@ -39,10 +40,15 @@ def run_stages(run_dir: Path) -> list[tuple[Path, int | None]]:
         settings_path = stages[0][0] / "settings.yaml"
         settings = yaml.safe_load(settings_path.read_text()) if settings_path.is_file() else {}
         init = Path(str((settings or {}).get("init_from") or ""))
-        parent = init.parent.parent
-        if init.parent.name != "checkpoints" or not (parent / "metrics.jsonl").is_file() or len(stages) > 20:
+        parent = init.parent.parent if init.parent.name == "checkpoints" else init.parent
+        if init.name != "final" and init.parent.name != "checkpoints" or not (parent / "metrics.jsonl").is_file() \
+                or len(stages) > 20:
             return stages
-        stages.insert(0, (parent, int(init.name.removeprefix("step_"))))
+        if init.name == "final":
+            steps = [r["step"] for r in read_metrics(parent)[0]]
+            stages.insert(0, (parent, max(steps, default=0)))
+        else:
+            stages.insert(0, (parent, int(init.name.removeprefix("step_"))))
 
 
 def read_history(run_dir: Path, max_step: int | None = None) -> tuple[list[dict], list[dict], list[int]]:
