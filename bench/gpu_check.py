@@ -33,6 +33,7 @@ from albert.train.optim import build_optimizer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from pretrain_speed import make_batch  # noqa: E402
+from quantized_accuracy import masked_sample  # noqa: E402
 
 
 def timed(fn: Callable[[], Any], repeats: int, warmups: int = 3) -> float:
@@ -48,23 +49,10 @@ def timed(fn: Callable[[], Any], repeats: int, warmups: int = 3) -> float:
     return statistics.median(times)
 
 
-def fixture_masks(tokenizer: Any, n: int) -> list[str]:
-    """Sentences of the committed fixture with one word masked each: the word after the fourth space."""
-    lines = [x for x in (ROOT / "tests" / "fixtures" / "public_domain.txt").read_text().splitlines() if len(x) > 60]
-    out = []
-    for line in lines:
-        words = line[:300].split(" ")
-        if len(words) > 8 and words[4].isalpha():
-            words[4] = tokenizer.mask_token
-            out.append(" ".join(words))
-        if len(out) == n:
-            break
-    return out
-
-
 def correctness() -> dict:
     import transformers
 
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     res: dict[str, Any] = {}
@@ -72,7 +60,7 @@ def correctness() -> dict:
     cpu = albert.pipeline("fill-mask", device="cpu", precision="fp32")
     gpu32 = albert.pipeline("fill-mask", device="cuda", precision="fp32")
     gpu = albert.pipeline("fill-mask", device="cuda")
-    texts = fixture_masks(cpu.tokenizer, 300)
+    texts = [text for text, _ in masked_sample(300)]
     enc = cpu.tokenizer(texts[:32], padding=True, return_tensors="pt")
     with torch.inference_mode():
         a = cpu.model(**enc).logits
@@ -114,7 +102,7 @@ def correctness() -> dict:
         grads[dev] = (out.loss.item(), torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9).item())
     res["pretrain_step_cpu_vs_cuda_fp32"] = {"loss": grads, "loss_abs_diff": abs(grads["cpu"][0] - grads["cuda"][0]),
                                              "grad_norm_rel_diff": abs(grads["cpu"][1] / grads["cuda"][1] - 1)}
-    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32  # as they were
     return res
 
 

@@ -40,15 +40,19 @@ def run_stages(run_dir: Path) -> list[tuple[Path, int | None]]:
         settings_path = stages[0][0] / "settings.yaml"
         settings = yaml.safe_load(settings_path.read_text()) if settings_path.is_file() else {}
         init = Path(str((settings or {}).get("init_from") or ""))
-        parent = init.parent.parent if init.parent.name == "checkpoints" else init.parent
-        if init.name != "final" and init.parent.name != "checkpoints" or not (parent / "metrics.jsonl").is_file() \
-                or len(stages) > 20:
+        if init.parent.name == "checkpoints":
+            parent: Path | None = init.parent.parent
+        elif init.name == "final":
+            parent = init.parent
+        else:
+            parent = None
+        if parent is None or not (parent / "metrics.jsonl").is_file() or len(stages) > 20:
             return stages
         if init.name == "final":
-            steps = [r["step"] for r in read_metrics(parent)[0]]
-            stages.insert(0, (parent, max(steps, default=0)))
+            upto = max((r["step"] for r in read_metrics(parent)[0]), default=0)
         else:
-            stages.insert(0, (parent, int(init.name.removeprefix("step_"))))
+            upto = int(init.name.removeprefix("step_"))
+        stages.insert(0, (parent, upto))
 
 
 def read_history(run_dir: Path, max_step: int | None = None) -> tuple[list[dict], list[dict], list[int]]:

@@ -53,10 +53,11 @@ class PretrainTask:
         self._ahead: dict[int, list[Future]] | None = None  # pool index -> its micro-batches being built
         self._reader: ThreadPoolExecutor | None = None
         self._next_pairs: tuple[tuple[int, int, int], Future] | None = None
+        self._batch_state = (self.masker, self.pad_id, self.examples.max_predictions_per_seq)  # see _build_batch
         if settings.data_workers:
             self._reader = ThreadPoolExecutor(1)
             global _WORKER_STATE
-            _WORKER_STATE = (self.masker, self.pad_id, self.examples.max_predictions_per_seq)
+            _WORKER_STATE = self._batch_state
             # forked now, before the model touches a GPU; the children inherit the masker (and its tokenizer)
             self._workers = ProcessPoolExecutor(settings.data_workers, mp_context=multiprocessing.get_context("fork"))
             self._workers.submit(int).result()  # with fork, every worker starts on the first submit
@@ -112,7 +113,7 @@ class PretrainTask:
         i = self.pool_taken
         self.pool_taken += 1
         if self._workers is None:
-            return [_to_tensors(_build_batch(part, self.settings.seed, self.epoch, self._state()))
+            return [_to_tensors(_build_batch(part, self.settings.seed, self.epoch, self._batch_state))
                     for part in self._micro_batches(self._pool[i], rank, world, micro_batch)]
         if self._ahead is None:  # the rest of this pool, built in the workers while the model trains
             self._ahead = {j: [self._workers.submit(_build_batch, part, self.settings.seed, self.epoch)
@@ -125,9 +126,6 @@ class PretrainTask:
         # micro-batch m of rank r: global slice [(m*world + r)*b, +b) — the same examples whatever the layout
         return [pairs[(m * world + rank) * micro_batch:(m * world + rank + 1) * micro_batch]
                 for m in range(self.settings.batch_size // (micro_batch * world))]
-
-    def _state(self) -> tuple[Masker, int, int]:
-        return self.masker, self.pad_id, self.examples.max_predictions_per_seq
 
     def close(self) -> None:
         if self._reader is not None:
