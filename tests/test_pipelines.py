@@ -94,3 +94,16 @@ def test_inference_cli(tiny_model: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.startswith("albert: error:")
     out = cli("choose", "--model", str(tiny_model), "--question", "q _", "--options", "only")
     assert out.returncode == 2 and "two" in out.stderr
+    # answer and choose read JSON objects from stdin, one per line, as from --file
+    qa = ('{"question": "who ran?", "context": "the whale ran to the sea."}\n'
+          '{"question": "where?", "context": "at sea."}\n')
+    out = cli("answer", "--model", str(tiny_model), "--precision", "fp32", stdin=qa)
+    assert out.returncode == 0, out.stderr
+    answers = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(answers) == 2 and answers[0]["answer"] in "the whale ran to the sea."
+    mc = '{"article": "a b", "question": "q _", "options": ["x", "y", "z"]}\n'
+    out = cli("choose", "--model", str(tiny_model), "--precision", "fp32", stdin=mc)
+    assert out.returncode == 0 and len(json.loads(out.stdout)["scores"]) == 3, out.stderr
+    bad = cli("answer", "--model", str(tiny_model), stdin="who ran?\n")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("albert: error: <stdin>:1 (one JSON object per line)")

@@ -205,25 +205,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def read_inputs(args_inputs: list[str] | None, file: str | None) -> Iterator[Any]:
-    """Inputs from arguments, a JSONL file, or stdin lines (in that order of preference)."""
+def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: bool = False) -> Iterator[Any]:
+    """Inputs from arguments, a JSONL file, or stdin lines (in that order of preference). Stdin lines are
+    texts, or JSON objects for the commands whose inputs have fields (`stdin_json`: answer, choose)."""
     if args_inputs:
         yield from args_inputs
         return
-    if file:
-        from albert.data.reader import DataError, open_text
+    from albert.data.reader import DataError, open_text
 
+    def parse(line: str, where: str) -> Any:
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: invalid JSON ({e.msg})") from None
+
+    if file:
         with open_text(file) as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{file}:{n}: invalid JSON ({e.msg})") from None
+                    yield parse(line, f"{file}:{n}")
         return
-    for line in sys.stdin:
+    for n, line in enumerate(sys.stdin, 1):
         if line.strip():
-            yield line.rstrip("\n")
+            yield parse(line, f"<stdin>:{n} (one JSON object per line)") if stdin_json else line.rstrip("\n")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def _answer(a: argparse.Namespace) -> None:
         items = [{"question": a.question, "context": a.context}]
     else:
         items = [{"question": _field(x, "question"), "context": _field(x, "context")}
-                 for x in read_inputs(None, a.file)]
+                 for x in read_inputs(None, a.file, stdin_json=True)]
     from albert.inference.pipelines import pipeline
 
     pipe = pipeline("question-answering", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
@@ -121,7 +121,7 @@ def _choose(a: argparse.Namespace) -> None:
     if a.question is not None:
         items = [{"article": a.article or "", "question": a.question, "options": a.options or []}]
     else:
-        items = [x for x in read_inputs(None, a.file)]
+        items = list(read_inputs(None, a.file, stdin_json=True))
     for x in items:
         if len(_field(x, "options")) < 2:
             from albert.data.reader import DataError
@@ -156,7 +156,8 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
         t = sub.add_parser(name, help=help_)
         if texts:
             t.add_argument("text", nargs="*", help="texts (else --file, else stdin lines)")
-        t.add_argument("--file", default=None, help="JSONL input")
+        t.add_argument("--file", default=None,
+                       help="JSONL input" + ("" if texts else " (else JSON objects, one per line, on stdin)"))
         t.add_argument("--model", default="albert-small-en")
         add_runtime_args(t)
         t.set_defaults(func=func)
