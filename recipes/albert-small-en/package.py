@@ -1,9 +1,10 @@
 """Package a finished pretraining run as the embedded model: weights, tokenizer, curves, model card.
 
-    python recipes/albert-small-en/package.py RUN_DIR OUT_DIR [--checkpoint DIR]
+    python recipes/albert-small-en/package.py RUN_DIR OUT_DIR [--checkpoint DIR] [--also NAME=DATA_DIR ...]
 
 The held-out MLM and SOP accuracies are measured here on every sequence of the run's held-out
-documents (the eval split of the prepared data), not copied from the training log.
+documents (the eval split of the prepared data), not copied from the training log. `--also` measures the
+same on the eval split of other prepared text (e.g. reviews_text.py's product reviews), for the card.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def main() -> None:
     ap.add_argument("run_dir", help="the run to package (its init_from chain gives the earlier stages)")
     ap.add_argument("out_dir")
     ap.add_argument("--checkpoint", default=None, help="package this checkpoint instead of RUN_DIR/final")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=DATA_DIR",
+                    help="also measure on this prepared data's eval split (text from elsewhere)")
     a = ap.parse_args()
+    if any("=" not in x for x in a.also):
+        ap.error("--also takes NAME=DATA_DIR")
     run, out = Path(a.run_dir), Path(a.out_dir)
     stages = run_stages(run)
     settings = stage_settings(run)
@@ -62,6 +67,10 @@ def main() -> None:
         step = min(settings.max_steps, settings.stop_after or settings.max_steps)
     model.eval()
     heldout = measure(settings, model, tokenizer)
+    import dataclasses
+
+    also = {name: measure(dataclasses.replace(settings, data=data), model, tokenizer)
+            for name, data in (x.split("=", 1) for x in a.also)}
     before = sum(upto for _, upto in earlier)
     total, planned = before + step, before + settings.max_steps
 
@@ -73,8 +82,6 @@ def main() -> None:
     export_onnx(AlbertForMaskedLM.from_pretrained(out), out / "model.onnx", share_weights=out / "model.safetensors")
     plot_run(run, out / "curves.png", max_step=total)
     # each stage's resolved settings, with the recipe's relative paths instead of this machine's
-    import dataclasses
-
     from albert.train.settings import save_settings
 
     for i, (path, _) in enumerate(stages):
@@ -95,6 +102,7 @@ def main() -> None:
         "sequences_seen": total * settings.batch_size,
         "tokens_seen": tokens, "train_seconds": round(seconds), "train_hours": round(seconds / 3600, 2),
         "heldout": {k: round(v, 4) for k, v in heldout.items()},
+        "also_measured": {name: {k: round(v, 4) for k, v in r.items()} for name, r in also.items()},
         "final_train": {k: round(sum(r[k] for r in last) / len(last), 4) for k in ("mlm_acc", "sop_acc", "loss")},
         "parameters": model.num_parameters(), "corpus_tokens": meta["tokens"], "corpus_documents": meta["documents"],
         "code_commit": commit,
@@ -106,6 +114,11 @@ def main() -> None:
         f"| {i + 1} | {n:,} | LAMB, peak lr {st.learning_rate}, warmup {st.total_warmup}, {st.decay} decay over "
         f"{st.max_steps:,} steps | {st.document_order} | {st.seed} |"
         for i, (st, n) in enumerate([*earlier, (settings, step)]))
+    also_rows = "".join(
+        f"\n| {name}: MLM / SOP accuracy | {r['eval_mlm_acc']:.1%} / {r['eval_sop_acc']:.1%} "
+        f"({int(r['eval_examples']):,} sequences) |" for name, r in facts["also_measured"].items())
+    also_text = "" if not also else (
+        " The rows below them measure text from elsewhere, never seen in training (`package.py --also`).")
     weak = "" if h.get("eval_mlm_acc", 0.0) >= 0.35 else (
         "\n\n**Below the project's MLM target** (held-out MLM accuracy ≥ 35%; SOP ≥ 75% is met). The held-out "
         "accuracy was still rising when the GPU time ran out (see the curve): more tokens is what it lacks.")
@@ -125,11 +138,11 @@ A small English ALBERT, pretrained from scratch for this project's default model
 | wall time | {facts['train_hours']} h of training steps |
 | **held-out MLM accuracy** | **{h.get('eval_mlm_acc', float('nan')):.1%}** (loss {h.get('eval_mlm_loss', float('nan')):.3f}) |
 | **held-out SOP accuracy** | **{h.get('eval_sop_acc', float('nan')):.1%}** |
-| held-out sequences measured | {int(h.get('eval_examples', 0)):,} (every sequence of {meta['documents']['eval']:,} held-out documents) |
+| held-out sequences measured | {int(h.get('eval_examples', 0)):,} (every sequence of {meta['documents']['eval']:,} held-out documents) |{also_rows}
 
 Held-out = the 1% of whole documents that `albert data prepare --eval-fraction 0.01` set aside
 (seed 0); the model never trained on them. Accuracies are over masked positions (MLM: 15% of
-tokens, 1–3-gram whole-word spans, 80/10/10) and over sequences (SOP: 50% swapped).
+tokens, 1–3-gram whole-word spans, 80/10/10) and over sequences (SOP: 50% swapped).{also_text}
 
 ![curves](curves.png)
 
