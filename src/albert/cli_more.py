@@ -60,38 +60,46 @@ def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: 
             bar.update(min(CHUNK, len(items) - i))
 
 
-def _field(item: Any, name: str, where: str = "input") -> Any:
+def _field(item: Any, name: str, n: int) -> Any:
+    """Field `name` of input number `n` (1-based); a bare string is the field "text"."""
     from albert.data.reader import DataError
 
-    if isinstance(item, str):
-        if name == "text":
-            return item
-        raise DataError(f"{where}: expected a JSON object with {name!r}")
+    if isinstance(item, str) and name == "text":
+        return item
     if not isinstance(item, dict) or name not in item:
-        raise DataError(f"{where}: expected a JSON object with {name!r}")
-    return item[name]
+        raise DataError(f"input {n}: expected a JSON object with {name!r}")
+    value = item[name]
+    if name == "options":
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise DataError(f"input {n}: 'options' must be a list of strings")
+    elif not isinstance(value, str):
+        raise DataError(f"input {n}: {name!r} must be a string, got {type(value).__name__}")
+    return value
 
 
 def _embed(a: argparse.Namespace) -> None:
     from albert.cli import read_inputs
 
-    texts = [_field(x, "text") for x in read_inputs(a.text, a.file)]
+    texts = [_field(x, "text", n) for n, x in enumerate(read_inputs(a.text, a.file), 1)]
     _run_pipeline("feature-extraction", a, texts, pooling=a.pooling, normalize=a.normalize)
 
 
 def _classify(a: argparse.Namespace) -> None:
     from albert.cli import read_inputs
 
-    items = [x if isinstance(x, dict) else {"text": x} for x in read_inputs(a.text, a.file)]
-    if a.pair:
-        items = [dict(x, text_pair=a.pair) for x in items]
+    items = []
+    for n, x in enumerate(read_inputs(a.text, a.file), 1):
+        item = {"text": _field(x, "text", n)}
+        if a.pair or (isinstance(x, dict) and "text_pair" in x):
+            item["text_pair"] = a.pair or _field(x, "text_pair", n)
+        items.append(item)
     _run_pipeline("text-classification", a, items, top_k=a.top_k)
 
 
 def _tag(a: argparse.Namespace) -> None:
     from albert.cli import read_inputs
 
-    texts = [_field(x, "text") for x in read_inputs(a.text, a.file)]
+    texts = [_field(x, "text", n) for n, x in enumerate(read_inputs(a.text, a.file), 1)]
     _run_pipeline("token-classification", a, texts, aggregation_strategy=a.aggregation)
 
 
@@ -105,8 +113,8 @@ def _answer(a: argparse.Namespace) -> None:
             raise DataError("--question needs --context")
         items = [{"question": a.question, "context": a.context}]
     else:
-        items = [{"question": _field(x, "question"), "context": _field(x, "context")}
-                 for x in read_inputs(None, a.file, stdin_json=True)]
+        items = [{"question": _field(x, "question", n), "context": _field(x, "context", n)}
+                 for n, x in enumerate(read_inputs(None, a.file, stdin_json=True), 1)]
     from albert.inference.pipelines import pipeline
 
     pipe = pipeline("question-answering", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
@@ -121,12 +129,14 @@ def _choose(a: argparse.Namespace) -> None:
     if a.question is not None:
         items = [{"article": a.article or "", "question": a.question, "options": a.options or []}]
     else:
-        items = list(read_inputs(None, a.file, stdin_json=True))
-    for x in items:
-        if len(_field(x, "options")) < 2:
+        items = [{"article": _field(x, "article", n) if isinstance(x, dict) and "article" in x else "",
+                  "question": _field(x, "question", n), "options": _field(x, "options", n)}
+                 for n, x in enumerate(read_inputs(None, a.file, stdin_json=True), 1)]
+    for n, x in enumerate(items, 1):
+        if len(x["options"]) < 2:
             from albert.data.reader import DataError
 
-            raise DataError("a question needs at least two --options")
+            raise DataError(f"input {n}: a question needs at least two options")
     _run_pipeline("multiple-choice", a, items)
 
 
