@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from albert.data.reader import DataError
 from albert.train.loop import TrainingError
@@ -81,6 +82,10 @@ def test_stop_after_then_resume_matches_and_init_from_checkpoint(prepared_data: 
     assert len(losses(run)) == 5 and (run / "checkpoints" / "step_00000005").is_dir()
     pretrain(tiny(prepared_data, run, max_steps=10, save_every=5), resume=True)
     assert losses(run) == losses(ref)
+    # each start and resume records what ran it (for model cards)
+    sessions = [json.loads(line) for line in (run / "sessions.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in sessions] == [0, 5] and all(x["torch"] == torch.__version__ for x in sessions)
+    assert {"commit", "albert", "device", "processes", "started"} <= set(sessions[0])
     # a second stage starts from a checkpoint's weights with its own optimizer and schedule
     stage2 = tmp_path / "stage2"
     start = run / "checkpoints" / "step_00000005"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from albert.export import export_onnx
 from albert.heads import AlbertForMaskedLM, AlbertForPreTraining
 from albert.inference.pipelines import resolve_precision
 from albert.tokenizer import AlbertTokenizer
+from albert.train.loop import SESSIONS, code_commit
 from albert.train.plot import plot_run, read_history, run_stages
 from albert.train.pretrain import PretrainTask, build_config
 from albert.train.settings import PretrainSettings, build_settings
@@ -36,6 +36,20 @@ def measure(settings: PretrainSettings, model: AlbertForPreTraining, tokenizer: 
     return task.evaluate(model, torch.device("cpu"), torch.bfloat16 if bf16 else None)
 
 
+def training_commits(runs: list[Path]) -> list[str]:
+    """The code that trained these runs, from their sessions.jsonl (the training loop writes one line per start or
+    resume; runs older than it have none: "unrecorded")."""
+    commits: set[str] = set()
+    for run in runs:
+        sessions = run / SESSIONS
+        if not sessions.is_file():
+            commits.add("unrecorded")
+            continue
+        rows = [json.loads(line) for line in sessions.read_text().splitlines() if line.strip()]
+        commits |= {row.get("commit") or "unrecorded" for row in rows}
+    return sorted(commits)
+
+
 def stage_settings(run: Path) -> PretrainSettings:
     return build_settings(PretrainSettings, yaml.safe_load((run / "settings.yaml").read_text()))
 
@@ -45,12 +59,15 @@ def main() -> None:
     ap.add_argument("run_dir", help="the run to package (its init_from chain gives the earlier stages)")
     ap.add_argument("out_dir")
     ap.add_argument("--checkpoint", default=None, help="package this checkpoint instead of RUN_DIR/final")
+    ap.add_argument("--trained-with", default="",
+                    help="for runs that predate sessions.jsonl: what is known of the code that trained them")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=DATA_DIR",
                     help="also measure on this prepared data's eval split (text from elsewhere)")
     a = ap.parse_args()
     if any("=" not in x for x in a.also):
         ap.error("--also takes NAME=DATA_DIR")
     run, out = Path(a.run_dir), Path(a.out_dir)
+    packaged_with = code_commit()  # before this writes into the tree
     stages = run_stages(run)
     settings = stage_settings(run)
     earlier = [(stage_settings(path), upto or 0) for path, upto in stages[:-1]]
@@ -96,7 +113,11 @@ def main() -> None:
     seconds = sum(r.get("seconds", 0.0) for r in train)
     last = train[-50:]
     meta = json.loads((Path(settings.data) / "meta.json").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    trained_with = training_commits([path for path, _ in stages])
+    commit_text = (f"run with the code of commit {', '.join(f'`{c}`' for c in trained_with)}"
+                   if "unrecorded" not in trained_with else
+                   f"packaged with the code of commit `{packaged_with}` (the runs did not record the code that trained "
+                   f"them{': ' + a.trained_with if a.trained_with else ''})")
     facts = {
         "name": out.name, "steps": total, "planned_steps": planned, "stage_starts": starts,
         "sequences_seen": total * settings.batch_size,
@@ -105,7 +126,7 @@ def main() -> None:
         "also_measured": {name: {k: round(v, 4) for k, v in r.items()} for name, r in also.items()},
         "final_train": {k: round(sum(r[k] for r in last) / len(last), 4) for k in ("mlm_acc", "sop_acc", "loss")},
         "parameters": model.num_parameters(), "corpus_tokens": meta["tokens"], "corpus_documents": meta["documents"],
-        "code_commit": commit,
+        "trained_with_commits": trained_with, "packaged_with_commit": packaged_with,
     }
     (out / "training_facts.json").write_text(json.dumps(facts, indent=2) + "\n")
     cfg = model.config
@@ -171,7 +192,7 @@ knows definitions, scripture and manuals better than news or conversation.
 
 ## Recipe
 Exactly the `pretrain*.yaml` files in this directory (the resolved `recipes/albert-small-en/pretrain-gpu*.yaml`), run
-with the code of commit `{commit}`; `bash recipes/albert-small-en/reproduce.sh` rebuilds the vocabulary,
+{commit_text}; `bash recipes/albert-small-en/reproduce.sh` rebuilds the vocabulary,
 the shards, both stages and this directory (on a CUDA GPU; `reproduce.sh cpu` runs the CPU recipe). Weight decay {settings.weight_decay}, clipping
 {settings.max_grad_norm}, bf16 autocast, dynamic masking, length-sorted batch pools.
 

@@ -213,6 +213,39 @@ def check_resumable(run_dir: Path, settings: TrainSettings) -> None:
 
 
 # ----- the loop -----
+SESSIONS = "sessions.jsonl"
+
+
+def code_commit() -> str | None:
+    """The git commit of the albert source that runs (with "+dirty" for uncommitted changes), None outside a
+    checkout (an installed wheel: albert.__version__ says what runs then)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
+
+
+def _record_session(run_dir: Path, start: int, device: torch.device, world: int) -> None:
+    """One line per start or resume: which code, torch and device ran the steps from `start` (provenance for
+    model cards; a resumed run may have moved machines)."""
+    import albert
+
+    row = {"step": start, "albert": albert.__version__, "commit": code_commit(), "torch": torch.__version__,
+           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+           "processes": world, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with open(run_dir / SESSIONS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool = False,
           on_step: Any = None) -> nn.Module:
     """Run the loop to `settings.max_steps` (or `stop_after`); returns the (unwrapped) trained model."""
@@ -253,6 +286,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         run_dir.mkdir(parents=True, exist_ok=True)
         save_settings(settings, run_dir / "settings.yaml")
         _truncate_metrics(run_dir / "metrics.jsonl", start)
+        _record_session(run_dir, start, device, d.world)
     wrapped: nn.Module = model
     if d.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
