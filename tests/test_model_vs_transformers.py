@@ -139,15 +139,33 @@ def test_multilabel_and_regression_losses_match(tmp_path: Path) -> None:
             torch.testing.assert_close(ours(ids, labels=labels).loss, hf(ids, labels=labels).loss)
 
 
-def test_mlm_positions_equal_full_logits_at_those_positions() -> None:
+@pytest.mark.parametrize("groups", [{}, {"num_hidden_groups": 2, "inner_group_num": 2}])
+def test_mlm_positions_equal_full_logits_at_those_positions(groups: dict) -> None:
+    """With mlm_positions the last layer computes only those positions and [CLS]: the same logits, SOP logits,
+    loss and gradients as the whole sequence gathered afterwards (padding included)."""
     torch.manual_seed(0)
-    model = albert.AlbertForPreTraining(AlbertConfig.from_preset("albert-tiny")).eval()
+    model = albert.AlbertForPreTraining(AlbertConfig.from_preset("albert-tiny", **groups)).eval()
     ids = torch.randint(5, 1000, (2, 16))
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 12:] = 0
     positions = torch.tensor([[1, 5, 7], [2, 3, 0]])
+    labels, sop = torch.gather(ids, 1, positions), torch.tensor([0, 1])
+
+    def run(**kwargs: bool) -> tuple[torch.Tensor, ...]:
+        model.zero_grad()
+        out = model(ids, attention_mask=mask, mlm_positions=positions, labels=labels, sentence_order_label=sop,
+                    **kwargs)
+        out.loss.backward()
+        return out.prediction_logits, out.sop_logits, out.loss, *(p.grad.clone() for p in model.parameters())
+
+    part = run()
+    full = run(output_hidden_states=True)  # takes the whole last layer, then gathers
+    for a, b in zip(part, full):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
-        full = model(ids).prediction_logits
-        part = model(ids, mlm_positions=positions).prediction_logits
-    torch.testing.assert_close(part, torch.gather(full, 1, positions[..., None].expand(-1, -1, full.shape[-1])))
+        every = model(ids, attention_mask=mask).prediction_logits
+    torch.testing.assert_close(part[0], torch.gather(every, 1, positions[..., None].expand(-1, -1, every.shape[-1])),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_bf16_autocast_close_to_fp32() -> None:

@@ -199,10 +199,12 @@ class AlbertForPreTraining(_MaskedLMMixin):
     ) -> AlbertForPreTrainingOutput:
         """`mlm_positions` [B, P] runs the MLM head on those positions only (as the original does in
         training); `prediction_logits` is then [B, P, V] and `labels` [B, P] (-100 for padding)."""
+        # with mlm_positions the last layer computes only those positions and [CLS] (all the heads read)
+        only = mlm_positions if not (output_hidden_states or output_attentions) else None
         out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                          output_hidden_states, output_attentions)
-        hidden = out.last_hidden_state  # (B, T, H)
-        if mlm_positions is not None:
+                          output_hidden_states, output_attentions, output_positions=only)
+        hidden = out.last_hidden_state  # (B, P, H) at mlm_positions, or (B, T, H)
+        if mlm_positions is not None and only is None:
             hidden = torch.gather(hidden, 1, mlm_positions[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, P, H)
         logits = self.predictions(hidden)
         assert out.pooler_output is not None

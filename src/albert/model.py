@@ -176,12 +176,24 @@ class AlbertLayer(nn.Module):
         return LayerWeights(*(t.to(dtype) for t in tensors))
 
     def forward(
-        self, x: Tensor, mask: Tensor | None, w: LayerWeights, output_attentions: bool = False
+        self, x: Tensor, mask: Tensor | None, w: LayerWeights, output_attentions: bool = False,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
+        """`positions` [B, K]: compute the output at those positions only (every position still serves as a key
+        and value). Row-wise work is then done for K rows instead of T: the last pass of pretraining needs only
+        the masked positions and [CLS]."""
         B, T, H = x.shape
         nh, hs = self.attention.num_heads, self.attention.head_dim
-        qkv = linear(x, w.qkv_w, w.qkv_b).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs)
+        if positions is None:
+            qkv = linear(x, w.qkv_w, w.qkv_b).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs)
+        else:
+            assert isinstance(w.qkv_w, Tensor) and w.qkv_b is not None, "positions need unquantized weights"
+            kv = linear(x, w.qkv_w[H:], w.qkv_b[H:])
+            x = torch.gather(x, 1, positions[..., None].expand(-1, -1, H))  # (B, K, H): the rows kept from here on
+            q = linear(x, w.qkv_w[:H], w.qkv_b[:H]).view(B, -1, nh, hs).transpose(1, 2)  # (B, nh, K, hs)
+            kv = kv.view(B, T, 2, nh, hs).permute(2, 0, 3, 1, 4)
+            k, v = kv[0], kv[1]  # (B, nh, T, hs)
         p_attn = self.attention.attention_dropout if self.training else 0.0
         probs: Tensor | None = None
         if output_attentions:
@@ -192,7 +204,7 @@ class AlbertLayer(nn.Module):
             ctx = F.dropout(probs, p_attn, self.training) @ v
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn)
-        ctx = ctx.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+        ctx = ctx.transpose(1, 2).reshape(B, -1, H)  # (B, T or K, H)
         attn_out = F.dropout(linear(ctx, w.out_w, w.out_b), self.hidden_dropout, self.training)
         x = F.layer_norm(x + attn_out, (H,), w.ln1_w, w.ln1_b, self.eps)
         h = self.activation(linear(x, w.ffn_w, w.ffn_b))  # (B, T, I)
@@ -232,7 +244,9 @@ class AlbertTransformer(nn.Module):
         dtype: torch.dtype,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        positions: Tensor | None = None,
     ) -> EncoderOutput:
+        """`positions` [B, K]: the last layer computes (and returns) only those positions."""
         m = self.embedding_hidden_mapping_in
         x = F.linear(embeddings.to(dtype), m.weight.to(dtype), m.bias.to(dtype))  # (B, T, H)
         groups: list[AlbertLayerGroup] = list(self.albert_layer_groups)  # type: ignore[arg-type]
@@ -241,10 +255,12 @@ class AlbertTransformer(nn.Module):
         all_hidden: list[Tensor] = [x]
         all_attn: list[Tensor] = []
         passes_per_group = self.config.num_hidden_layers // self.config.num_hidden_groups
+        last = self.config.num_hidden_layers - 1
         for i in range(self.config.num_hidden_layers):
             g = i // passes_per_group
-            for layer, w in zip(groups[g].albert_layers, weights[g]):
-                x, probs = layer(x, mask, w, output_attentions)
+            for j, (layer, w) in enumerate(zip(groups[g].albert_layers, weights[g])):
+                final = i == last and j == len(weights[g]) - 1
+                x, probs = layer(x, mask, w, output_attentions, positions if final else None)
                 if probs is not None:
                     all_attn.append(probs)
             all_hidden.append(x)
@@ -274,20 +290,31 @@ class AlbertBackbone(nn.Module):
         inputs_embeds: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_positions: Tensor | None = None,
     ) -> BaseModelOutputWithPooling:
+        """`output_positions` [B, K]: `last_hidden_state` is [B, K, H] at those positions, and the last layer
+        computes nothing else (the pooler's [CLS] row is added for it). Not with hidden states or attentions."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if output_positions is not None and (output_hidden_states or output_attentions):
+            raise ValueError("output_positions cannot be combined with output_hidden_states or output_attentions")
         emb = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, E)
         dtype = self.encoder.inference_dtype or compute_dtype(emb)
         mask = None if attention_mask is None else extended_attention_mask(attention_mask, dtype)
+        keep = output_positions
+        if keep is not None and self.pooler is not None:
+            keep = torch.cat([torch.zeros_like(keep[:, :1]), keep], dim=1)  # [CLS] first, for the pooler
         with torch.autocast(emb.device.type, enabled=False):
-            enc = self.encoder(emb, mask, dtype, output_hidden_states, output_attentions)
+            enc = self.encoder(emb, mask, dtype, output_hidden_states, output_attentions, keep)
+            hidden = enc.last_hidden_state
             pooled = None
             if self.pooler is not None:
                 p = self.pooler
-                pooled = torch.tanh(F.linear(enc.last_hidden_state[:, 0], p.weight.to(dtype), p.bias.to(dtype)))
+                pooled = torch.tanh(F.linear(hidden[:, 0], p.weight.to(dtype), p.bias.to(dtype)))
+                if output_positions is not None:
+                    hidden = hidden[:, 1:]
         return BaseModelOutputWithPooling(
-            last_hidden_state=enc.last_hidden_state,
+            last_hidden_state=hidden,
             pooler_output=pooled,
             hidden_states=enc.hidden_states,
             attentions=enc.attentions,
