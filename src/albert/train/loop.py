@@ -217,8 +217,8 @@ SESSIONS = "sessions.jsonl"
 
 
 def code_commit() -> str | None:
-    """The git commit of the albert source that runs (with "+dirty" for uncommitted changes), None outside a
-    checkout (an installed wheel: albert.__version__ says what runs then)."""
+    """The git commit of the albert source that runs, "+dirty" when src/ has uncommitted changes (results, docs
+    and the embedded models do not count); None outside a checkout (an installed wheel: albert.__version__)."""
     import subprocess
 
     root = Path(__file__).resolve().parents[3]
@@ -227,7 +227,8 @@ def code_commit() -> str | None:
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "src",
+                                ":!src/albert/models"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
