@@ -70,8 +70,8 @@ def correctness() -> dict:
     res["embedded_fill_mask_top1_agreement_cuda_default_vs_cpu_fp32"] = {
         "agree": agree, "of": len(texts),
         # the pipeline keeps fp32 parameters and runs the encoder on bf16 copies (albert.inference.fast.freeze_bf16)
-        "gpu_encoder_dtype": str(max((getattr(m, "inference_dtype", torch.float32) for m in gpu.model.modules()),
-                                     key=lambda d: d == torch.bfloat16))}
+        "gpu_encoder_dtype": str(torch.bfloat16 if any(getattr(m, "inference_dtype", None) == torch.bfloat16
+                                                       for m in gpu.model.modules()) else torch.float32)}
     # 2. albert-base-v2 weights: ours vs transformers, both on the GPU
     torch.manual_seed(0)
     ours = albert.AlbertModel(albert.AlbertConfig.from_preset("albert-base-v2")).eval()

@@ -10,6 +10,7 @@ same on the eval split of other prepared text (e.g. reviews_text.py's product re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -84,8 +85,6 @@ def main() -> None:
         step = min(settings.max_steps, settings.stop_after or settings.max_steps)
     model.eval()
     heldout = measure(settings, model, tokenizer)
-    import dataclasses
-
     also = {name: measure(dataclasses.replace(settings, data=data), model, tokenizer)
             for name, data in (x.split("=", 1) for x in a.also)}
     before = sum(upto for _, upto in earlier)

@@ -60,12 +60,18 @@ def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: 
             bar.update(min(CHUNK, len(items) - i))
 
 
-def _field(item: Any, name: str, n: int) -> Any:
-    """Field `name` of input number `n` (1-based); a bare string is the field "text"."""
+_REQUIRED = object()
+
+
+def _field(item: Any, name: str, n: int, default: Any = _REQUIRED) -> Any:
+    """Field `name` of input number `n` (1-based), `default` when it is optional and absent; a bare string is
+    the field "text"."""
     from albert.data.reader import DataError
 
     if isinstance(item, str) and name == "text":
         return item
+    if default is not _REQUIRED and not (isinstance(item, dict) and name in item):
+        return default
     if not isinstance(item, dict) or name not in item:
         raise DataError(f"input {n}: expected a JSON object with {name!r}")
     value = item[name]
@@ -90,8 +96,9 @@ def _classify(a: argparse.Namespace) -> None:
     items = []
     for n, x in enumerate(read_inputs(a.text, a.file), 1):
         item = {"text": _field(x, "text", n)}
-        if a.pair or (isinstance(x, dict) and "text_pair" in x):
-            item["text_pair"] = a.pair or _field(x, "text_pair", n)
+        pair = a.pair or _field(x, "text_pair", n, default=None)
+        if pair is not None:
+            item["text_pair"] = pair
         items.append(item)
     _run_pipeline("text-classification", a, items, top_k=a.top_k)
 
@@ -129,8 +136,8 @@ def _choose(a: argparse.Namespace) -> None:
     if a.question is not None:
         items = [{"article": a.article or "", "question": a.question, "options": a.options or []}]
     else:
-        items = [{"article": _field(x, "article", n) if isinstance(x, dict) and "article" in x else "",
-                  "question": _field(x, "question", n), "options": _field(x, "options", n)}
+        items = [{"question": _field(x, "question", n), "options": _field(x, "options", n),
+                  "article": _field(x, "article", n, default="")}
                  for n, x in enumerate(read_inputs(None, a.file, stdin_json=True), 1)]
     for n, x in enumerate(items, 1):
         if len(x["options"]) < 2:

@@ -180,20 +180,15 @@ class AlbertLayer(nn.Module):
         positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """`positions` [B, K]: compute the output at those positions only (every position still serves as a key
-        and value). Row-wise work is then done for K rows instead of T: the last pass of pretraining needs only
-        the masked positions and [CLS]."""
+        and value). Attention output, LayerNorms and FFN then run on K rows instead of T: the last pass of
+        pretraining needs only the masked positions and [CLS]."""
         B, T, H = x.shape
         nh, hs = self.attention.num_heads, self.attention.head_dim
-        if positions is None:
-            qkv = linear(x, w.qkv_w, w.qkv_b).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs)
-        else:
-            assert isinstance(w.qkv_w, Tensor) and w.qkv_b is not None, "positions need unquantized weights"
-            kv = linear(x, w.qkv_w[H:], w.qkv_b[H:])
-            x = torch.gather(x, 1, positions[..., None].expand(-1, -1, H))  # (B, K, H): the rows kept from here on
-            q = linear(x, w.qkv_w[:H], w.qkv_b[:H]).view(B, -1, nh, hs).transpose(1, 2)  # (B, nh, K, hs)
-            kv = kv.view(B, T, 2, nh, hs).permute(2, 0, 3, 1, 4)
-            k, v = kv[0], kv[1]  # (B, nh, T, hs)
+        qkv = linear(x, w.qkv_w, w.qkv_b).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, nh, T, hs)
+        if positions is not None:  # the rows kept from here on: queries and residual at K positions
+            q = torch.gather(q, 2, positions[:, None, :, None].expand(-1, nh, -1, hs))  # (B, nh, K, hs)
+            x = torch.gather(x, 1, positions[..., None].expand(-1, -1, H))  # (B, K, H)
         p_attn = self.attention.attention_dropout if self.training else 0.0
         probs: Tensor | None = None
         if output_attentions:
