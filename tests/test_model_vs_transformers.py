@@ -164,8 +164,13 @@ def test_mlm_positions_equal_full_logits_at_those_positions(groups: dict) -> Non
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         every = model(ids, attention_mask=mask).prediction_logits
-    torch.testing.assert_close(part[0], torch.gather(every, 1, positions[..., None].expand(-1, -1, every.shape[-1])),
-                               rtol=1e-5, atol=1e-6)
+        at = positions[..., None].expand(-1, -1, every.shape[-1])
+        torch.testing.assert_close(part[0], torch.gather(every, 1, at), rtol=1e-5, atol=1e-6)
+        # the masked-LM head (no pooler: the last layer computes the positions alone) — what fill-mask runs
+        mlm = albert.AlbertForMaskedLM(model.config).eval()
+        mlm.load_state_dict(model.state_dict(), strict=False)
+        torch.testing.assert_close(mlm(ids, attention_mask=mask, mlm_positions=positions).logits, part[0],
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_bf16_autocast_close_to_fp32() -> None:

@@ -60,59 +60,29 @@ def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: 
             bar.update(min(CHUNK, len(items) - i))
 
 
-_REQUIRED = object()
+def _inputs(task: str, a: argparse.Namespace, stdin_json: bool = False) -> list[Any]:
+    from albert.cli import read_inputs
+    from albert.inference.inputs import task_input
 
-
-def _field(item: Any, name: str, n: int, default: Any = _REQUIRED) -> Any:
-    """Field `name` of input number `n` (1-based), `default` when it is optional and absent; a bare string is
-    the field "text"."""
-    from albert.data.reader import DataError
-
-    if isinstance(item, str) and name == "text":
-        return item
-    if default is not _REQUIRED and not (isinstance(item, dict) and name in item):
-        return default
-    if not isinstance(item, dict) or name not in item:
-        raise DataError(f"input {n}: expected a JSON object with {name!r}")
-    value = item[name]
-    if name == "options":
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-            raise DataError(f"input {n}: 'options' must be a list of strings")
-    elif not isinstance(value, str):
-        raise DataError(f"input {n}: {name!r} must be a string, got {type(value).__name__}")
-    return value
+    return [task_input(task, x, n) for n, x in enumerate(read_inputs(getattr(a, "text", None), a.file, stdin_json), 1)]
 
 
 def _embed(a: argparse.Namespace) -> None:
-    from albert.cli import read_inputs
-
-    texts = [_field(x, "text", n) for n, x in enumerate(read_inputs(a.text, a.file), 1)]
-    _run_pipeline("feature-extraction", a, texts, pooling=a.pooling, normalize=a.normalize)
+    _run_pipeline("feature-extraction", a, _inputs("feature-extraction", a), pooling=a.pooling, normalize=a.normalize)
 
 
 def _classify(a: argparse.Namespace) -> None:
-    from albert.cli import read_inputs
-
-    items = []
-    for n, x in enumerate(read_inputs(a.text, a.file), 1):
-        item = {"text": _field(x, "text", n)}
-        pair = a.pair or _field(x, "text_pair", n, default=None)
-        if pair is not None:
-            item["text_pair"] = pair
-        items.append(item)
+    items = _inputs("text-classification", a)
+    if a.pair is not None:
+        items = [x | {"text_pair": a.pair} for x in items]
     _run_pipeline("text-classification", a, items, top_k=a.top_k)
 
 
 def _tag(a: argparse.Namespace) -> None:
-    from albert.cli import read_inputs
-
-    texts = [_field(x, "text", n) for n, x in enumerate(read_inputs(a.text, a.file), 1)]
-    _run_pipeline("token-classification", a, texts, aggregation_strategy=a.aggregation)
+    _run_pipeline("token-classification", a, _inputs("token-classification", a), aggregation_strategy=a.aggregation)
 
 
 def _answer(a: argparse.Namespace) -> None:
-    from albert.cli import read_inputs
-
     if a.question is not None:
         if a.context is None:
             from albert.data.reader import DataError
@@ -120,31 +90,35 @@ def _answer(a: argparse.Namespace) -> None:
             raise DataError("--question needs --context")
         items = [{"question": a.question, "context": a.context}]
     else:
-        items = [{"question": _field(x, "question", n), "context": _field(x, "context", n)}
-                 for n, x in enumerate(read_inputs(None, a.file, stdin_json=True), 1)]
-    from albert.inference.pipelines import pipeline
-
-    pipe = pipeline("question-answering", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
-    for result in pipe(items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length,
-                       handle_impossible_answer=a.allow_no_answer):
-        print(json.dumps(result, ensure_ascii=False))
+        items = _inputs("question-answering", a, stdin_json=True)
+    _run_pipeline("question-answering", a, items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length,
+                  handle_impossible_answer=a.allow_no_answer)
 
 
 def _choose(a: argparse.Namespace) -> None:
-    from albert.cli import read_inputs
+    from albert.inference.inputs import task_input
 
     if a.question is not None:
-        items = [{"article": a.article or "", "question": a.question, "options": a.options or []}]
+        items = [task_input("multiple-choice", {"article": a.article or "", "question": a.question,
+                                                "options": a.options or []}, 1)]
     else:
-        items = [{"question": _field(x, "question", n), "options": _field(x, "options", n),
-                  "article": _field(x, "article", n, default="")}
-                 for n, x in enumerate(read_inputs(None, a.file, stdin_json=True), 1)]
-    for n, x in enumerate(items, 1):
-        if len(x["options"]) < 2:
-            from albert.data.reader import DataError
-
-            raise DataError(f"input {n}: a question needs at least two options")
+        items = _inputs("multiple-choice", a, stdin_json=True)
     _run_pipeline("multiple-choice", a, items)
+
+
+def _serve(a: argparse.Namespace) -> None:
+    from albert.data.reader import DataError
+    from albert.inference.pipelines import pipeline
+    from albert.inference.server import serve
+
+    if not 0 <= a.port <= 65535:
+        raise DataError(f"--port must be 0-65535, got {a.port}")
+    if a.max_batch < 1:
+        raise DataError(f"--max-batch must be >= 1, got {a.max_batch}")
+    pipe = pipeline(a.task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+    info = {"model": str(a.model), "device": str(pipe.device), "precision": a.precision,
+            "dtype": str(pipe.dtype).removeprefix("torch.")}
+    serve(pipe, a.task, a.host, a.port, a.max_batch, info)
 
 
 def _export_onnx(a: argparse.Namespace) -> None:
@@ -195,6 +169,18 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
     t.add_argument("--max-answer-length", type=int, default=30)
     t.add_argument("--allow-no-answer", action="store_true",
                    help="answer \"\" where the model prefers no answer (SQuAD 2.0 models)")
+    from albert.inference.inputs import PARAMETERS
+
+    t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched")
+    t.add_argument("--task", default="fill-mask", choices=list(PARAMETERS),
+                   help="the pipeline; its endpoint is POST /fill-mask, /embed, /classify, /tag, /answer, /choose or "
+                        "/sentence-order")
+    t.add_argument("--model", default="albert-small-en")
+    t.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept connections from other machines")
+    t.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+    t.add_argument("--max-batch", type=int, default=64, help="inputs run together at most")
+    add_runtime_args(t)
+    t.set_defaults(func=_serve)
     ex = sub.add_parser("export", help="export a model").add_subparsers(dest="export_format", required=True)
     t = ex.add_parser("onnx", help="ONNX with dynamic batch/sequence axes, the shared layer stored once")
     t.add_argument("--model", required=True)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from albert.config import AlbertConfig
 from albert.model import (
     AlbertBackbone,
+    BaseModelOutputWithPooling,
     ModelOutput,
     activation_fn,
     init_weights,
@@ -175,6 +176,21 @@ class _MaskedLMMixin(AlbertPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.predictions.decoder
 
+    def _encode_for_mlm(self, input_ids: Tensor | None, attention_mask: Tensor | None, token_type_ids: Tensor | None,
+                        position_ids: Tensor | None, inputs_embeds: Tensor | None, mlm_positions: Tensor | None,
+                        output_hidden_states: bool, output_attentions: bool) -> tuple[BaseModelOutputWithPooling,
+                                                                                      Tensor]:
+        """The backbone's output and the hidden states the MLM head reads: [B, P, H] at `mlm_positions` [B, P],
+        else [B, T, H]. With positions, the last layer computes only those positions (and [CLS] where there is a
+        pooler), unless every layer's states or attentions are asked for."""
+        only = mlm_positions if not (output_hidden_states or output_attentions) else None
+        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                          output_hidden_states, output_attentions, output_positions=only)
+        hidden = out.last_hidden_state
+        if mlm_positions is not None and only is None:
+            hidden = torch.gather(hidden, 1, mlm_positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        return out, hidden
+
 
 class AlbertForPreTraining(_MaskedLMMixin):
     def __init__(self, config: AlbertConfig) -> None:
@@ -199,13 +215,8 @@ class AlbertForPreTraining(_MaskedLMMixin):
     ) -> AlbertForPreTrainingOutput:
         """`mlm_positions` [B, P] runs the MLM head on those positions only (as the original does in
         training); `prediction_logits` is then [B, P, V] and `labels` [B, P] (-100 for padding)."""
-        # with mlm_positions the last layer computes only those positions and [CLS] (all the heads read)
-        only = mlm_positions if not (output_hidden_states or output_attentions) else None
-        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                          output_hidden_states, output_attentions, output_positions=only)
-        hidden = out.last_hidden_state  # (B, P, H) at mlm_positions, or (B, T, H)
-        if mlm_positions is not None and only is None:
-            hidden = torch.gather(hidden, 1, mlm_positions[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, P, H)
+        out, hidden = self._encode_for_mlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                           mlm_positions, output_hidden_states, output_attentions)
         logits = self.predictions(hidden)
         assert out.pooler_output is not None
         sop_logits = self.sop_classifier(out.pooler_output)
@@ -232,10 +243,13 @@ class AlbertForMaskedLM(_MaskedLMMixin):
         labels: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        mlm_positions: Tensor | None = None,
     ) -> MaskedLMOutput:
-        out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                          output_hidden_states, output_attentions)
-        logits = self.predictions(out.last_hidden_state)  # (B, T, V)
+        """`mlm_positions` [B, P]: `logits` [B, P, V] at those positions only (fill-mask reads the [MASK]s), and
+        `labels` then [B, P]; else [B, T, V]."""
+        out, hidden = self._encode_for_mlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                           mlm_positions, output_hidden_states, output_attentions)
+        logits = self.predictions(hidden)
         loss = _ce(logits, labels) if labels is not None else None
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from albert.config import AlbertConfig
 from albert.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
+from albert.inference.inputs import buckets
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
 ONNX_NAME = "model.onnx"
@@ -25,31 +26,49 @@ ONNX_NAME = "model.onnx"
 WEIGHTS_KEY = "albert.weights_file"
 DIGEST_KEY = "albert.weights_sha256"
 
-Logits = Callable[[dict[str, list[list[int]]]], np.ndarray]  # encoded batch of one → (T, V) logits
+# (encoded, padded batch; each row's [MASK] positions, padded with 0) → (B, P, V) logits at those positions
+Logits = Callable[[dict[str, list[list[int]]], list[list[int]]], np.ndarray]
+BATCH_SIZE = 32  # texts per forward
 
 
 def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, max_length: int,
               logits_of: Logits) -> Any:
     """Per [MASK] of each text, its top_k fillers as transformers' fill-mask pipeline lists them; one text with
-    one mask gives a flat list."""
-    if isinstance(inputs, list):
-        return [fill_mask(tokenizer, text, top_k, max_length, logits_of) for text in inputs]
+    one mask gives a flat list. Several texts run in batches of similar length."""
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
     if top_k < 1:
         raise TokenizerError(f"top_k must be >= 1, got {top_k}")
     tok = tokenizer
-    enc = tok([inputs], truncation=True, max_length=max_length, padding=True)
-    ids = enc["input_ids"][0]
-    positions = [i for i, t in enumerate(ids) if t == tok.mask_token_id]
-    if not positions:
-        raise TokenizerError(f"no [MASK] in the input: {inputs!r}")
-    logits = np.asarray(logits_of(enc), dtype=np.float32)
+    rows = tok(texts, truncation=True, max_length=max_length)
+    masks = [[i for i, t in enumerate(ids) if t == tok.mask_token_id] for ids in rows["input_ids"]]
+    for text, positions in zip(texts, masks):
+        if not positions:
+            raise TokenizerError(f"no [MASK] in the input: {text!r}")
+    results: list[Any] = [None] * len(texts)
+    for idx in buckets([len(ids) for ids in rows["input_ids"]], BATCH_SIZE):
+        T = max(len(rows["input_ids"][i]) for i in idx)
+        P = max(len(masks[i]) for i in idx)
+        batch: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
+        for i in idx:
+            n = len(rows["input_ids"][i])
+            batch["input_ids"].append(rows["input_ids"][i] + [tok.pad_token_id] * (T - n))
+            batch["attention_mask"].append([1] * n + [0] * (T - n))
+            batch["token_type_ids"].append(rows["token_type_ids"][i] + [0] * (T - n))
+        logits = np.asarray(logits_of(batch, [masks[i] + [0] * (P - len(masks[i])) for i in idx]), dtype=np.float32)
+        for b, i in enumerate(idx):
+            results[i] = _fillers(tok, rows["input_ids"][i], masks[i], logits[b], top_k)
+    return results[0] if isinstance(inputs, str) else results
+
+
+def _fillers(tok: AlbertTokenizer, ids: list[int], positions: list[int], logits: np.ndarray, top_k: int) -> Any:
+    """`logits` (P, V): row j for the j-th [MASK], at `positions[j]` of `ids`."""
     special = np.asarray(tok.all_special_ids)
     dropped = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
     results = []
-    for pos in positions:
+    for j, pos in enumerate(positions):
         # scores are the model's probabilities over the whole vocabulary (as transformers reports them);
         # special tokens ([CLS], <pad>, [MASK], ...) are just never proposed
-        row = logits[pos] - logits[pos].max()
+        row = logits[j] - logits[j].max()
         probs = np.exp(row)
         probs /= probs.sum()
         ranked = probs.copy()
@@ -107,9 +126,10 @@ class OnnxFillMaskPipeline:
         self.tokenizer = AlbertTokenizer.from_pretrained(directory)
         self.max_length = AlbertConfig.from_json_file(directory / CONFIG_NAME).max_position_embeddings
 
-    def _logits(self, enc: dict[str, list[list[int]]]) -> np.ndarray:
+    def _logits(self, enc: dict[str, list[list[int]]], positions: list[list[int]]) -> np.ndarray:
         feed = {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
-        return self.session.run(["logits"], feed)[0][0]
+        logits = self.session.run(["logits"], feed)[0]  # (B, T, V): the graph computes every position
+        return np.take_along_axis(logits, np.asarray(positions)[:, :, None], axis=1)
 
     def __call__(self, inputs: str | list[str], top_k: int = 5) -> Any:
         return fill_mask(self.tokenizer, inputs, top_k, self.max_length, self._logits)

@@ -23,6 +23,7 @@ from albert.heads import (
     AlbertPreTrainedModel,
 )
 from albert.inference.fill_mask import fill_mask
+from albert.inference.inputs import buckets
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
 logger = logging.getLogger(__name__)
@@ -106,25 +107,18 @@ class Pipeline:
     def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
         return cls.model_class.from_pretrained(name_or_path)
 
-    def _forward(self, enc: dict[str, Any]) -> Any:
-        inputs = {k: torch.as_tensor(v, device=self.device) for k, v in enc.items()
-                  if k in ("input_ids", "attention_mask", "token_type_ids")}
-        with torch.inference_mode():
-            return self.model(**inputs)
-
 
 class FillMaskPipeline(Pipeline):
     model_class = AlbertForMaskedLM
 
     def __call__(self, inputs: str | list[str], top_k: int = 5) -> Any:
-        return fill_mask(self.tokenizer, inputs, top_k, self.model.config.max_position_embeddings,
-                         lambda enc: self._forward(enc).logits[0].float().cpu().numpy())
+        return fill_mask(self.tokenizer, inputs, top_k, self.model.config.max_position_embeddings, self._logits)
 
-
-def buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (sorted), so padding wastes little compute."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    def _logits(self, enc: dict[str, list[list[int]]], positions: list[list[int]]) -> Any:
+        inputs = {k: torch.as_tensor(v, device=self.device) for k, v in enc.items()}
+        with torch.inference_mode():  # the last layer and the head run at the [MASK] positions only
+            out = self.model(**inputs, mlm_positions=torch.as_tensor(positions, device=self.device))
+        return out.logits.float().cpu().numpy()
 
 
 class _Batched(Pipeline):
