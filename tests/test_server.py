@@ -52,10 +52,15 @@ def server(fill_mask: Any) -> Iterator[tuple[str, Batcher]]:
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equal answers: tokens and sequences exactly, scores to 1e-5 (a batch pads, a single text does not)."""
+    """Equal answers: strings and integers exactly, scores and vectors to 1e-5 (a batch pads, one input does
+    not)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a["token"] == b["token"] and a["sequence"] == b["sequence"] and abs(a["score"] - b["score"]) < 1e-5
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) < 1e-5
+    return a == b
 
 
 def test_answers_equal_the_pipeline(server: tuple[str, Batcher], fill_mask: Any) -> None:
@@ -165,3 +170,32 @@ def test_serve_cli_starts_answers_and_stops_on_sigterm(tiny_model: Path) -> None
     bad = subprocess.run([sys.executable, "-m", "albert.cli", "serve", "--model", str(tiny_model), "--port",
                           "70000"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("albert: error: --port")
+
+
+@pytest.mark.parametrize(("task", "path", "inputs", "parameters"), [
+    ("feature-extraction", "/embed", ["call me ishmael.", "the sea"], {"pooling": "mean", "normalize": True}),
+    ("text-classification", "/classify", [{"text": "call me ishmael.", "text_pair": "the sea"}], {"top_k": 2}),
+    ("question-answering", "/answer", {"question": "who ran?", "context": "the whale ran to the sea."},
+     {"max_answer_length": 5}),
+    ("multiple-choice", "/choose", [{"question": "the _ swam", "options": ["whale", "ship"]}], {}),
+    ("sentence-order", "/sentence-order", {"first": "call me ishmael.", "second": "some years ago."}, {}),
+])
+def test_every_task_serves_what_its_pipeline_answers(tiny_model: Path, task: str, path: str, inputs: Any,
+                                                     parameters: dict[str, Any]) -> None:
+    pipe = albert.pipeline(task, model=tiny_model, precision="fp32")
+    srv, batcher = build_server(pipe, task, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        status, got = post(f"http://127.0.0.1:{srv.server_address[1]}{path}",
+                           {"inputs": inputs, "parameters": parameters})
+        expected = pipe(inputs if not isinstance(inputs, dict) or task != "question-answering" else [inputs],
+                        **parameters)
+        if task == "question-answering":
+            expected = expected[0]
+        assert status == 200 and same(got, expected), (got, expected)
+        status, bad = post(f"http://127.0.0.1:{srv.server_address[1]}{path}", {"inputs": [{"wrong": 1}]})
+        assert status == 400 and bad["error"].startswith("input 1: expected")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        batcher.close()
