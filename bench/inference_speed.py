@@ -1,7 +1,12 @@
-"""Inference throughput and latency on this CPU: ours (bf16 / fp32) vs transformers (fp32 / bf16) vs ONNX Runtime
-(fp32, our export), all on the same random albert-base-v2 weights.
+"""Inference throughput and latency on this CPU: ours (bf16 / fp32 / int8) vs transformers (fp32 / bf16 / int8)
+vs ONNX Runtime (fp32, our export), all on the same random albert-base-v2 weights.
 
     python bench/inference_speed.py [--sizes base] [--repeats 7] [--out bench/results/inference_speed.json]
+
+int8 is dynamic quantization of the encoder's matrices: ours through `--precision int8`
+(albert.inference.fast.quantize_int8), transformers' through torch's documented route
+(torch.ao.quantization.quantize_dynamic on its nn.Linear layers). On a CPU without bf16 units the bf16
+contenders are left out (bf16 is emulated there and takes minutes); --all keeps them.
 
 Base: batch 8×128 for throughput and 1×128 for latency; contenders alternate so machine noise hits all
 alike; medians are reported. Large/xxlarge (`--sizes base large xxlarge`): 8×128 throughput and peak
@@ -32,6 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ["ours_bf16", "ours_fp32", "transformers_fp32", "transformers_bf16"]
 
 
+def ratios(med: dict[str, float]) -> dict[str, float]:
+    """Each of our contenders against transformers' fp32 and against ONNX Runtime's fp32 (times: lower wins)."""
+    out = {}
+    for ours in (k for k in med if k.startswith("ours")):
+        for ref in ("transformers_fp32", "onnxruntime_fp32"):
+            if ref in med:
+                out[f"{ours}_vs_{ref}"] = round(med[ref] / med[ours], 2)
+    return out
+
+
 def one_contender(size: str, contender: str, repeats: int) -> dict:
     """One model in this process: 8×128 throughput (median of `repeats`) and the process's peak memory."""
     import transformers
@@ -60,9 +75,9 @@ def one_contender(size: str, contender: str, repeats: int) -> dict:
             "peak_rss_mb": peak_rss_mb(), "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def large_rows(size: str, repeats: int) -> dict:
+def large_rows(size: str, repeats: int, contenders: list[str]) -> dict:
     results = {}
-    for contender in CONTENDERS:
+    for contender in contenders:
         cmd = [sys.executable, __file__, "--one", size, contender, "--repeats", str(repeats)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results[contender] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -71,8 +86,7 @@ def large_rows(size: str, repeats: int) -> dict:
            "tokens_per_s": {k: v["tokens_per_s"] for k, v in results.items()},
            "ms": {k: v["ms"] for k, v in results.items()},
            "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in results.items()},
-           "ours_bf16_vs_transformers_fp32": round(results["ours_bf16"]["tokens_per_s"]
-                                                   / results["transformers_fp32"]["tokens_per_s"], 2)}
+           **ratios({k: 1 / v["tokens_per_s"] for k, v in results.items()})}
     print(json.dumps(row), flush=True)
     return row
 
@@ -83,6 +97,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--large-repeats", type=int, default=3, help="repeats for large/xlarge/xxlarge")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--all", action="store_true", help="bf16 contenders even on a CPU without bf16 units")
     ap.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference_speed.json"))
     a = ap.parse_args()
@@ -91,10 +106,13 @@ def main() -> None:
         return
     import transformers
 
+    from albert.inference.fast import quantize_int8
+
+    bf16 = a.all or cpu_has_bf16()
     rows = []
     for size in a.sizes:
         if size != "base":
-            rows.append(large_rows(size, a.large_repeats))
+            rows.append(large_rows(size, a.large_repeats, [c for c in CONTENDERS if bf16 or not c.endswith("bf16")]))
             continue
         name = f"albert-{size}-v2"
         torch.manual_seed(0)
@@ -104,10 +122,14 @@ def main() -> None:
         theirs_bf16 = transformers.AlbertModel(hf_cfg).eval()
         theirs_bf16.load_state_dict(theirs.state_dict())
         theirs_bf16.to(torch.bfloat16)
+        theirs_int8 = transformers.AlbertModel(hf_cfg).eval()
+        theirs_int8.load_state_dict(theirs.state_dict())
+        theirs_int8 = torch.ao.quantization.quantize_dynamic(theirs_int8, {torch.nn.Linear}, dtype=torch.qint8)
         with tempfile.TemporaryDirectory() as d:
             theirs.save_pretrained(d)
             ours32 = albert.AlbertModel.from_pretrained(d).eval()
             ours16 = albert.AlbertModel.from_pretrained(d, dtype=torch.bfloat16).eval()
+            ours8 = quantize_int8(albert.AlbertModel.from_pretrained(d))
             session = None
             if not a.no_onnx and size == "base":
                 import onnxruntime as ort
@@ -128,9 +150,13 @@ def main() -> None:
             contenders = {
                 "ours_bf16": partial(ours16, ids, mask, types),
                 "ours_fp32": partial(ours32, ids, mask, types),
+                "ours_int8": partial(ours8, ids, mask, types),
                 "transformers_fp32": partial(theirs, ids, mask, types),
                 "transformers_bf16": partial(theirs_bf16, ids, mask, types),
+                "transformers_int8": partial(theirs_int8, ids, mask, types),
             }
+            if not bf16:
+                contenders = {k: v for k, v in contenders.items() if not k.endswith("bf16")}
             if session is not None:
                 contenders["onnxruntime_fp32"] = partial(session.run, None, feeds)
             times: dict[str, list[float]] = {k: [] for k in contenders}
@@ -145,10 +171,7 @@ def main() -> None:
             med = {k: statistics.median(v) for k, v in times.items()}
             row = {"model": name, "batch": B, "seq": T,
                    "tokens_per_s": {k: round(B * T / v, 1) for k, v in med.items()},
-                   "ms": {k: round(v * 1000, 1) for k, v in med.items()},
-                   "ours_bf16_vs_transformers_fp32": round(med["transformers_fp32"] / med["ours_bf16"], 2)}
-            if "onnxruntime_fp32" in med:
-                row["ours_bf16_vs_onnxruntime_fp32"] = round(med["onnxruntime_fp32"] / med["ours_bf16"], 2)
+                   "ms": {k: round(v * 1000, 1) for k, v in med.items()}, **ratios(med)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     out = Path(a.out)
