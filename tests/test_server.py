@@ -199,3 +199,11 @@ def test_every_task_serves_what_its_pipeline_answers(tiny_model: Path, task: str
         srv.shutdown()
         srv.server_close()
         batcher.close()
+
+
+def test_task_auto_follows_the_saved_architecture(tiny_model: Path, tmp_path: Path) -> None:
+    from albert.inference.server import task_for
+
+    assert task_for(str(tiny_model)) == "fill-mask"
+    albert.AlbertForTokenClassification.from_pretrained(tiny_model).save_pretrained(tmp_path / "tagger")
+    assert task_for(str(tmp_path / "tagger")) == "token-classification"

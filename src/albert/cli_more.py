@@ -109,16 +109,17 @@ def _choose(a: argparse.Namespace) -> None:
 def _serve(a: argparse.Namespace) -> None:
     from albert.data.reader import DataError
     from albert.inference.pipelines import pipeline
-    from albert.inference.server import serve
+    from albert.inference.server import serve, task_for
 
     if not 0 <= a.port <= 65535:
         raise DataError(f"--port must be 0-65535, got {a.port}")
     if a.max_batch < 1:
         raise DataError(f"--max-batch must be >= 1, got {a.max_batch}")
-    pipe = pipeline(a.task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+    task = task_for(a.model) if a.task == "auto" else a.task
+    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
     info = {"model": str(a.model), "device": str(pipe.device), "precision": a.precision,
             "dtype": str(pipe.dtype).removeprefix("torch.")}
-    serve(pipe, a.task, a.host, a.port, a.max_batch, info)
+    serve(pipe, task, a.host, a.port, a.max_batch, info)
 
 
 def _export_onnx(a: argparse.Namespace) -> None:
@@ -172,9 +173,10 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
     from albert.inference.inputs import PARAMETERS
 
     t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched")
-    t.add_argument("--task", default="fill-mask", choices=list(PARAMETERS),
-                   help="the pipeline; its endpoint is POST /fill-mask, /embed, /classify, /tag, /answer, /choose or "
-                        "/sentence-order")
+    t.add_argument("--task", default="auto", choices=["auto", *PARAMETERS],
+                   help="the pipeline (auto: the one the model directory was fine-tuned for; fill-mask for a "
+                        "pretrained model); its endpoint is POST /fill-mask, /embed, /classify, /tag, /answer, "
+                        "/choose or /sentence-order")
     t.add_argument("--model", default="albert-small-en")
     t.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept connections from other machines")
     t.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")

@@ -42,6 +42,17 @@ ENDPOINTS = {
     "multiple-choice": "/choose",
     "sentence-order": "/sentence-order",
 }
+# the task a model directory is for, by the class it was saved from (config.json's `architectures`)
+TASK_OF_ARCHITECTURE = {
+    "AlbertForPreTraining": "fill-mask",
+    "AlbertForMaskedLM": "fill-mask",
+    "AlbertModel": "feature-extraction",
+    "AlbertForSequenceClassification": "text-classification",
+    "AlbertForTokenClassification": "token-classification",
+    "AlbertForQuestionAnswering": "question-answering",
+    "AlbertForQuestionAnsweringWithAnswerability": "question-answering",
+    "AlbertForMultipleChoice": "multiple-choice",
+}
 MAX_BODY = 16 * 1024 * 1024
 # what a caller can get wrong: reported to that caller as status 400, never as a server fault
 BAD_INPUT: tuple[type[Exception], ...] = (DataError, TokenizerError)
@@ -238,6 +249,16 @@ class Server(ThreadingHTTPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.busy = InFlight()
         super().__init__(*args, **kwargs)
+
+
+def task_for(model: str) -> str:
+    """The pipeline task that fits a model directory (`--task auto`)."""
+    from albert.checkpoint import saved_architecture
+
+    architecture = saved_architecture(model)
+    if architecture not in TASK_OF_ARCHITECTURE:
+        raise DataError(f"cannot tell the task of {model} (architecture {architecture}); pass --task")
+    return TASK_OF_ARCHITECTURE[architecture]
 
 
 def build_server(pipe: Any, task: str, host: str, port: int, max_batch: int = 64,
