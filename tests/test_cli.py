@@ -50,6 +50,24 @@ def test_fill_mask_cli_json_and_several_masks(tiny_model: Path) -> None:
     assert text_out.returncode == 0 and len(text_out.stdout.strip().splitlines()) == 5
 
 
+def test_fill_mask_cli_several_inputs_one_json_line_each(tiny_model: Path, tmp_path: Path) -> None:
+    texts = ["call me [MASK].", "the [MASK] and the [MASK].", "a [MASK]"]
+    fm = albert.pipeline("fill-mask", model=tiny_model, precision="fp32")
+    expected = [fm(t, top_k=2) for t in texts]
+    (tmp_path / "in.jsonl").write_text(f'"{texts[0]}"\n{{"text": "{texts[1]}"}}\n"{texts[2]}"\n')
+    for args, stdin in (((*texts,), None), (("--file", str(tmp_path / "in.jsonl")), None), ((), "\n".join(texts))):
+        out = subprocess.run([*ALBERT, "fill-mask", *args, "--model", str(tiny_model), "--precision", "fp32",
+                              "--top-k", "2", "--json"], input=stdin, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        got = [json.loads(line) for line in out.stdout.splitlines()]
+
+        def flat(answers: list) -> list:
+            return [r for a in answers for group in (a if isinstance(a[0], list) else [a]) for r in group]
+
+        assert [r["token"] for r in flat(got)] == [r["token"] for r in flat(expected)]
+        assert np.allclose([r["score"] for r in flat(got)], [r["score"] for r in flat(expected)], atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -65,7 +65,12 @@ def _plot(a: argparse.Namespace) -> None:
 
 
 def _fill_mask(a: argparse.Namespace) -> None:
+    from albert.cli_more import require_inputs, stream
     from albert.inference.fill_mask import OnnxFillMaskPipeline, OnnxUnavailable
+    from albert.inference.inputs import task_input
+
+    texts = [task_input("fill-mask", x, n) for n, x in enumerate(read_inputs(a.text, a.file), 1)]
+    require_inputs(texts)
 
     fm: Callable[..., Any] | None = None
     # ONNX Runtime (fp32, CPU) answers in a fraction of the time torch takes to import, where the model ships a
@@ -84,16 +89,18 @@ def _fill_mask(a: argparse.Namespace) -> None:
         from albert.inference.pipelines import pipeline
 
         fm = pipeline("fill-mask", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
-    result = fm(a.text, top_k=a.top_k)
-    if a.json:
-        print(json.dumps(result, ensure_ascii=False))
-        return
-    groups = result if result and isinstance(result[0], list) else [result]
-    for n, group in enumerate(groups):
-        if len(groups) > 1:
-            print(f"[MASK] #{n + 1}")
-        for r in group:
-            print(f"{r['score']:.4f}  {r['token_str']:<15} {r['sequence']}")
+    for text, result in zip(texts, stream(fm, texts, top_k=a.top_k)):
+        if a.json:
+            print(json.dumps(result, ensure_ascii=False))
+            continue
+        if len(texts) > 1:
+            print(f"> {text}")
+        groups = result if result and isinstance(result[0], list) else [result]
+        for n, group in enumerate(groups):
+            if len(groups) > 1:
+                print(f"[MASK] #{n + 1}")
+            for r in group:
+                print(f"{r['score']:.4f}  {r['token_str']:<15} {r['sequence']}")
 
 
 # ----- the parser -----
@@ -144,11 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None)
     t.set_defaults(func=_plot)
 
-    t = sub.add_parser("fill-mask", help="predict the [MASK] tokens of a text")
-    t.add_argument("text")
+    t = sub.add_parser("fill-mask", help="predict the [MASK] tokens of texts")
+    t.add_argument("text", nargs="*", help="texts (else --file, else stdin lines)")
+    t.add_argument("--file", default=None, help="JSONL input: texts or {\"text\": ...} objects")
     t.add_argument("--model", default=DEFAULT_MODEL)
     t.add_argument("--top-k", type=int, default=5)
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--json", action="store_true", help="one JSON line per input")
     t.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
                    help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else torch")
     _add_runtime_args(t)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -43,21 +43,30 @@ def _predict(a: argparse.Namespace) -> None:
 CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
 
 
-def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: Any) -> None:
-    from tqdm import tqdm
-
-    from albert.inference.pipelines import pipeline
-
+def require_inputs(items: list[Any]) -> None:
     if not items:
         from albert.data.reader import DataError
 
         raise DataError("no input: pass text arguments, --file FILE.jsonl, or lines on stdin")
-    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+
+
+def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> Iterator[Any]:
+    """The pipeline's results over `items`, CHUNK at a time, with a progress bar (stderr) past one chunk."""
+    from tqdm import tqdm
+
     with tqdm(total=len(items), disable=len(items) <= CHUNK, unit=" inputs", file=sys.stderr) as bar:
         for i in range(0, len(items), CHUNK):
-            for result in pipe(items[i:i + CHUNK], **kwargs):
-                print(json.dumps(result, ensure_ascii=False))
+            yield from pipe(items[i:i + CHUNK], **kwargs)
             bar.update(min(CHUNK, len(items) - i))
+
+
+def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: Any) -> None:
+    from albert.inference.pipelines import pipeline
+
+    require_inputs(items)
+    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+    for result in stream(pipe, items, **kwargs):
+        print(json.dumps(result, ensure_ascii=False))
 
 
 def _inputs(task: str, a: argparse.Namespace, stdin_json: bool = False) -> list[Any]:
