@@ -161,6 +161,7 @@ def make_handler(task: str, answer: Batcher, info: dict[str, Any]) -> type[BaseH
     class Handler(BaseHTTPRequestHandler):
         server_version = "albert"
         protocol_version = "HTTP/1.1"  # keep-alive: a client's requests reuse one connection
+        timeout = 60  # seconds a connection may stay silent (idle keep-alive, or a body that never comes)
 
         def _send(self, status: int, payload: Any) -> None:
             body = json.dumps(payload, ensure_ascii=False).encode()
