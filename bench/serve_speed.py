@@ -1,6 +1,6 @@
 """`albert serve` under concurrent clients: requests/s and latency, batched against one-call-per-request.
 
-    python bench/serve_speed.py [--clients 16] [--requests 8] [--out bench/results/serve_speed.json]
+    python bench/serve_speed.py [--clients 16] [--requests 8] [--rounds 5] [--out bench/results/serve_speed.json]
 
 Each client sends single-sentence fill-mask requests (a real sentence with one word masked) one after the
 other; all clients at once. Contenders, each behind the same HTTP server, in one run on the same texts:
@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--load", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=8, help="per client")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--model", default="albert-small-en")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_speed.json"))
     a = ap.parse_args()
@@ -107,24 +108,33 @@ def main() -> None:
 
     contenders = {"ours_batched": (ours, 64), "ours_unbatched": (ours, 1), "transformers": (theirs, 1)}
     texts = sentences(a.clients * a.requests)
-    results: dict[str, Any] = {}
+    servers = {}
     for name, (pipe, max_batch) in contenders.items():
         server, batcher = build_server(pipe, "fill-mask", "127.0.0.1", 0, max_batch=max_batch)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/fill-mask"
         load(url, texts[:a.clients], a.clients)  # warm-up
-        served_before, batches_before = batcher.requests, batcher.batches
-        results[name] = load_from_elsewhere(url, texts, a.clients)
-        results[name]["requests_per_model_call"] = round(
-            (batcher.requests - served_before) / max(1, batcher.batches - batches_before), 1)
+        servers[name] = (server, batcher, url)
+    # rounds alternate the contenders, so that the machine's noise hits all of them alike; medians reported
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
+    for _ in range(a.rounds):
+        for name, (_, batcher, url) in servers.items():
+            served_before, batches_before = batcher.requests, batcher.batches
+            run = load_from_elsewhere(url, texts, a.clients)
+            run["requests_per_model_call"] = round(
+                (batcher.requests - served_before) / max(1, batcher.batches - batches_before), 1)
+            runs[name].append(run)
+            print(name, json.dumps(run), flush=True)
+    for server, batcher, _ in servers.values():
         server.shutdown()
         server.server_close()
         batcher.close()
-        print(name, json.dumps(results[name]), flush=True)
+    results = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} | {"rounds": rs}
+               for name, rs in runs.items()}
     result = {"benchmark": "serve_speed", "machine": cpu_description(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "transformers": transformers.__version__, "model": a.model,
-              "precision": "fp32", "clients": a.clients, "requests": len(texts), "results": results,
+              "precision": "fp32", "clients": a.clients, "requests": len(texts), "rounds": a.rounds,
+              "results": results,
               "batched_vs_transformers": round(results["ours_batched"]["requests_per_s"]
                                                / results["transformers"]["requests_per_s"], 2),
               "batched_vs_unbatched": round(results["ours_batched"]["requests_per_s"]
