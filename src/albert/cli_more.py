@@ -52,9 +52,12 @@ def require_inputs(items: list[Any]) -> None:
 
 def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> Iterator[Any]:
     """The pipeline's results over `items`, CHUNK at a time, with a progress bar (stderr) past one chunk."""
+    if len(items) <= CHUNK:  # no bar, and no tqdm import (30 ms of fill-mask's start-up)
+        yield from pipe(items, **kwargs)
+        return
     from tqdm import tqdm
 
-    with tqdm(total=len(items), disable=len(items) <= CHUNK, unit=" inputs", file=sys.stderr) as bar:
+    with tqdm(total=len(items), unit=" inputs", file=sys.stderr) as bar:
         for i in range(0, len(items), CHUNK):
             yield from pipe(items[i:i + CHUNK], **kwargs)
             bar.update(min(CHUNK, len(items) - i))
