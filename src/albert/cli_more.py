@@ -190,7 +190,9 @@ def add_commands(sub: Any, add_runtime_args: Callable[[argparse.ArgumentParser],
                         "pretrained model); its endpoint is POST /fill-mask, /embed, /classify, /tag, /answer, "
                         "/choose or /sentence-order")
     t.add_argument("--model", default="albert-small-en")
-    t.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept connections from other machines")
+    t.add_argument("--host", default="127.0.0.1",
+                   help="0.0.0.0 to accept connections from other machines (no authentication: keep it behind a "
+                        "proxy that has some)")
     t.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
     t.add_argument("--max-batch", type=int, default=64, help="inputs run together at most")
     add_runtime_args(t)
