@@ -207,3 +207,31 @@ def test_task_auto_follows_the_saved_architecture(tiny_model: Path, tmp_path: Pa
     assert task_for(str(tiny_model)) == "fill-mask"
     albert.AlbertForTokenClassification.from_pretrained(tiny_model).save_pretrained(tmp_path / "tagger")
     assert task_for(str(tmp_path / "tagger")) == "token-classification"
+
+
+def test_a_batch_never_exceeds_max_batch_and_close_answers_what_was_queued() -> None:
+    release = threading.Event()
+    calls: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            release.wait(10)
+        return [x * 10 for x in items]
+
+    batcher = Batcher(run, max_batch=3)
+    results: dict[int, Any] = {}
+    sizes = {0: 1, 1: 2, 2: 1, 3: 2, 4: 1}  # request → number of inputs
+    threads = []
+    for r, n in sizes.items():
+        threads.append(threading.Thread(target=lambda r=r, n=n: results.__setitem__(r, batcher([r] * n, {}))))
+        threads[-1].start()
+        # in order: the first is being run (the model is busy), each next one queued before the one after
+        while (not calls) if r == 0 else (batcher.queue.qsize() < r):
+            time.sleep(0.005)
+    release.set()
+    for t in threads:
+        t.join()
+    batcher.close()
+    assert calls == [[0], [1, 1, 2], [3, 3, 4]]  # 2 + 1 fit in 3; the next 2 waits for the batch after
+    assert results == {r: [r * 10] * n for r, n in sizes.items()}

@@ -93,8 +93,16 @@ class Batcher:
         self.thread.join()
 
     def _loop(self) -> None:
+        held: _Request | None = None  # taken from the queue but too big for the batch before: first of the next
+        stopping = False
         while True:
-            first = self.queue.get()
+            first: _Request | None
+            if held is not None:
+                first, held = held, None
+            elif stopping:
+                return
+            else:
+                first = self.queue.get()
             if first is None:
                 return
             waiting = [first]
@@ -104,8 +112,11 @@ class Batcher:
                     nxt = self.queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    self.queue.put(None)  # stop after this batch
+                if nxt is None:  # close(): stop after this batch
+                    stopping = True
+                    break
+                if size + len(nxt.items) > self.max_batch:
+                    held = nxt
                     break
                 waiting.append(nxt)
                 size += len(nxt.items)
