@@ -65,11 +65,10 @@ def _plot(a: argparse.Namespace) -> None:
 
 
 def _fill_mask(a: argparse.Namespace) -> None:
-    from albert.cli_more import require_inputs, stream
+    from albert.cli_more import require_inputs, stream, task_inputs
     from albert.inference.fill_mask import OnnxFillMaskPipeline, OnnxUnavailable
-    from albert.inference.inputs import task_input
 
-    texts = [task_input("fill-mask", x, n) for n, x in enumerate(read_inputs(a.text, a.file), 1)]
+    texts = task_inputs("fill-mask", a)
     require_inputs(texts)
 
     fm: Callable[..., Any] | None = None

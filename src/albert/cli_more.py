@@ -72,7 +72,8 @@ def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: 
         print(json.dumps(result, ensure_ascii=False))
 
 
-def _inputs(task: str, a: argparse.Namespace, stdin_json: bool = False) -> list[Any]:
+def task_inputs(task: str, a: argparse.Namespace, stdin_json: bool = False) -> list[Any]:
+    """The command's inputs (arguments, --file or stdin), each checked and shaped for the task's pipeline."""
     from albert.cli import read_inputs
     from albert.inference.inputs import task_input
 
@@ -80,18 +81,20 @@ def _inputs(task: str, a: argparse.Namespace, stdin_json: bool = False) -> list[
 
 
 def _embed(a: argparse.Namespace) -> None:
-    _run_pipeline("feature-extraction", a, _inputs("feature-extraction", a), pooling=a.pooling, normalize=a.normalize)
+    _run_pipeline("feature-extraction", a, task_inputs("feature-extraction", a), pooling=a.pooling,
+                  normalize=a.normalize)
 
 
 def _classify(a: argparse.Namespace) -> None:
-    items = _inputs("text-classification", a)
+    items = task_inputs("text-classification", a)
     if a.pair is not None:
         items = [x | {"text_pair": a.pair} for x in items]
     _run_pipeline("text-classification", a, items, top_k=a.top_k)
 
 
 def _tag(a: argparse.Namespace) -> None:
-    _run_pipeline("token-classification", a, _inputs("token-classification", a), aggregation_strategy=a.aggregation)
+    _run_pipeline("token-classification", a, task_inputs("token-classification", a),
+                  aggregation_strategy=a.aggregation)
 
 
 def _answer(a: argparse.Namespace) -> None:
@@ -102,7 +105,7 @@ def _answer(a: argparse.Namespace) -> None:
             raise DataError("--question needs --context")
         items = [{"question": a.question, "context": a.context}]
     else:
-        items = _inputs("question-answering", a, stdin_json=True)
+        items = task_inputs("question-answering", a, stdin_json=True)
     _run_pipeline("question-answering", a, items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length,
                   handle_impossible_answer=a.allow_no_answer)
 
@@ -114,20 +117,16 @@ def _choose(a: argparse.Namespace) -> None:
         items = [task_input("multiple-choice", {"article": a.article or "", "question": a.question,
                                                 "options": a.options or []}, 1)]
     else:
-        items = _inputs("multiple-choice", a, stdin_json=True)
+        items = task_inputs("multiple-choice", a, stdin_json=True)
     _run_pipeline("multiple-choice", a, items)
 
 
 def _serve(a: argparse.Namespace) -> None:
-    from albert.data.reader import DataError
     from albert.inference.pipelines import pipeline
-    from albert.inference.server import serve, task_for
+    from albert.inference.server import check_settings, serve, task_for
 
-    if not 0 <= a.port <= 65535:
-        raise DataError(f"--port must be 0-65535, got {a.port}")
-    if a.max_batch < 1:
-        raise DataError(f"--max-batch must be >= 1, got {a.max_batch}")
     task = task_for(a.model) if a.task == "auto" else a.task
+    check_settings(task, a.port, a.max_batch)
     pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
     info = {"model": str(a.model), "device": str(pipe.device), "precision": a.precision,
             "dtype": str(pipe.dtype).removeprefix("torch.")}

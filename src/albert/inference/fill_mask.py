@@ -18,7 +18,7 @@ import numpy as np
 
 from albert.config import AlbertConfig
 from albert.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
-from albert.inference.inputs import buckets
+from albert.inference.inputs import buckets, pad_batch
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
 ONNX_NAME = "model.onnx"
@@ -46,14 +46,9 @@ def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, m
             raise TokenizerError(f"no [MASK] in the input: {text!r}")
     results: list[Any] = [None] * len(texts)
     for idx in buckets([len(ids) for ids in rows["input_ids"]], BATCH_SIZE):
-        T = max(len(rows["input_ids"][i]) for i in idx)
         P = max(len(masks[i]) for i in idx)
-        batch: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
-        for i in idx:
-            n = len(rows["input_ids"][i])
-            batch["input_ids"].append(rows["input_ids"][i] + [tok.pad_token_id] * (T - n))
-            batch["attention_mask"].append([1] * n + [0] * (T - n))
-            batch["token_type_ids"].append(rows["token_type_ids"][i] + [0] * (T - n))
+        batch = pad_batch([rows["input_ids"][i] for i in idx], [rows["token_type_ids"][i] for i in idx],
+                          tok.pad_token_id)
         logits = np.asarray(logits_of(batch, [masks[i] + [0] * (P - len(masks[i])) for i in idx]), dtype=np.float32)
         for b, i in enumerate(idx):
             results[i] = _fillers(tok, rows["input_ids"][i], masks[i], logits[b], top_k)

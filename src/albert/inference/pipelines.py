@@ -23,7 +23,7 @@ from albert.heads import (
     AlbertPreTrainedModel,
 )
 from albert.inference.fill_mask import fill_mask
-from albert.inference.inputs import buckets
+from albert.inference.inputs import buckets, pad_batch
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
 logger = logging.getLogger(__name__)
@@ -128,20 +128,12 @@ class _Batched(Pipeline):
         """Run rows (input_ids, token_type_ids) in length buckets; outputs come back in input order."""
         out: list[Any] = [None] * len(rows)
         for idx in buckets([len(r["input_ids"]) for r in rows], self.batch_size):
-            T = max(len(rows[i]["input_ids"]) for i in idx)
-            ids = torch.full((len(idx), T), self.tokenizer.pad_token_id, dtype=torch.long)
-            types = torch.zeros_like(ids)
-            mask = torch.zeros_like(ids)
-            for b, i in enumerate(idx):
-                n = len(rows[i]["input_ids"])
-                ids[b, :n] = torch.tensor(rows[i]["input_ids"])
-                types[b, :n] = torch.tensor(rows[i]["token_type_ids"])
-                mask[b, :n] = 1
+            batch = pad_batch([rows[i]["input_ids"] for i in idx], [rows[i]["token_type_ids"] for i in idx],
+                              self.tokenizer.pad_token_id)
             with torch.inference_mode():
-                result = (model or self.model)(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                               token_type_ids=types.to(self.device))
+                result = (model or self.model)(**{k: torch.tensor(v, device=self.device) for k, v in batch.items()})
             for b, i in enumerate(idx):
-                out[i] = (result, b, int(mask[b].sum()))
+                out[i] = (result, b, len(rows[i]["input_ids"]))
         return out
 
     def _encode(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, list[int]]]:

@@ -273,14 +273,21 @@ def task_for(model: str) -> str:
     return TASK_OF_ARCHITECTURE[architecture]
 
 
-def build_server(pipe: Any, task: str, host: str, port: int, max_batch: int = 64,
-                 info: dict[str, Any] | None = None) -> tuple[Server, Batcher]:
-    """An HTTP server for `pipe` (not yet serving: call serve_forever); port 0 picks a free port."""
+def check_settings(task: str, port: int, max_batch: int) -> None:
+    """Errors in the server's settings, found before a model is loaded for it."""
     if task not in ENDPOINTS:
         raise DataError(f"unknown task {task!r}; known: {', '.join(ENDPOINTS)}")
+    if not 0 <= port <= 65535:
+        raise DataError(f"--port must be 0-65535, got {port}")
     if max_batch < 1:
-        raise DataError(f"max_batch must be >= 1, got {max_batch}")
-    batcher = Batcher(lambda items, **kw: pipe(items, **kw), max_batch)
+        raise DataError(f"--max-batch must be >= 1, got {max_batch}")
+
+
+def build_server(pipe: Callable[..., list[Any]], task: str, host: str, port: int, max_batch: int = 64,
+                 info: dict[str, Any] | None = None) -> tuple[Server, Batcher]:
+    """An HTTP server for `pipe` (not yet serving: call serve_forever); port 0 picks a free port."""
+    check_settings(task, port, max_batch)
+    batcher = Batcher(pipe, max_batch)
     details = {"task": task, "endpoint": ENDPOINTS[task]} | (info or {})
     try:
         server = Server((host, port), make_handler(task, batcher, details))
