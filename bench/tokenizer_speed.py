@@ -61,7 +61,8 @@ def main() -> None:
     tok_dir = Path(a.tokenizer) if a.tokenizer else ROOT / "src" / "albert" / "models" / "albert-small-en"
     if not (tok_dir / "spiece.model").is_file():
         tok_dir = Path("/tmp/bench_tokenizer")
-        train_tokenizer([FIXTURE], tok_dir, vocab_size=8000, progress=False)
+        if not (tok_dir / "spiece.model").is_file():
+            train_tokenizer([FIXTURE], tok_dir, vocab_size=8000, progress=False)
     ours = AlbertTokenizer.from_pretrained(tok_dir)
     slow = transformers.AlbertTokenizer.from_pretrained(str(tok_dir))
     fast = transformers.AlbertTokenizerFast.from_pretrained(str(tok_dir))

@@ -109,6 +109,36 @@ def test_tokenizer_train_and_data_prepare_cli(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr and "train" in out.stdout
 
 
+def test_outputs_are_never_overwritten_or_deleted(tmp_path: Path) -> None:
+    """An --out that holds the user's files or an earlier result is refused with one line; nothing in it is lost
+    (an empty corpus once deleted the whole --out directory)."""
+    text = Path(__file__).parent / "fixtures" / "public_domain.txt"
+    assert cli("tokenizer", "train", "--input", str(text), "--vocab-size", "300", "--out", str(tmp_path / "t"),
+               "--quiet").returncode == 0
+    before = (tmp_path / "t" / "spiece.model").read_bytes()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (tmp_path / "empty.txt").write_text("")
+    cases = [
+        (("tokenizer", "train", "--input", str(text), "--vocab-size", "200", "--out", str(tmp_path / "t")),
+         "already holds spiece.model"),
+        (("data", "prepare", "--input", str(tmp_path / "empty.txt"), "--tokenizer", str(tmp_path / "t"), "--out",
+          str(mine)), "is not empty (notes.txt)"),
+        (("data", "prepare", "--input", str(text), "--tokenizer", str(tmp_path / "t"), "--out", str(mine)),
+         "is not empty"),
+        (("data", "prepare", "--input", str(tmp_path / "empty.txt"), "--tokenizer", str(tmp_path / "t"), "--out",
+          str(tmp_path / "new")), "corpus is empty"),
+    ]
+    for args, message in cases:
+        out = cli(*args, "--quiet")
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+    assert (tmp_path / "t" / "spiece.model").read_bytes() == before
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "new").exists()  # made by the failed call, so removed by it
+
+
 def test_plot(tiny_model: Path, tmp_path: Path) -> None:
     out = cli("plot", str(tiny_model.parent), "--out", str(tmp_path / "c.png"))
     assert out.returncode == 0, out.stderr

@@ -110,6 +110,12 @@ def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_pa
     ev = subprocess.run([sys.executable, "-m", "albert.cli", "evaluate", "--model", str(tmp_path / "o"), "--data",
                          str(dev)], capture_output=True, text=True, timeout=120)
     assert ev.returncode == 0 and "accuracy" in json.loads(ev.stdout)
+    weights = (tmp_path / "o" / "model.safetensors").read_bytes()
+    again = subprocess.run([sys.executable, "-m", "albert.cli", "finetune", "--task", "classification", "--train",
+                            str(train), "--model", str(tiny_model), "--out", str(tmp_path / "o")],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already holds config.json" in again.stderr
+    assert (tmp_path / "o" / "model.safetensors").read_bytes() == weights
 
 
 FIX = Path(__file__).parent / "fixtures"

@@ -62,6 +62,10 @@ def test_cli_and_errors(tmp_path: Path) -> None:
                           str(TF / "albert.config.json"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "o" / "model.safetensors").is_file()
+    again = subprocess.run([sys.executable, "-m", "albert.cli", "convert", "--from-tf", str(TF / "albert"),
+                            "--config", str(TF / "albert.config.json"), "--out", str(tmp_path / "o")],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds config.json" in again.stderr
     with pytest.raises(CheckpointError, match="no TensorFlow checkpoint"):
         read_tf_checkpoint(tmp_path / "nothing")
     (tmp_path / "bad.index").write_bytes(b"x" * 100)

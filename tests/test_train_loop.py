@@ -137,6 +137,12 @@ def test_errors_before_training(prepared_data: Path, tmp_path: Path) -> None:
         pretrain(tiny(prepared_data, tmp_path / "r2", model_overrides={"vocab_size": 50}))
     with pytest.raises(TrainingError, match="nothing to resume"):
         pretrain(tiny(prepared_data, tmp_path / "r3"), resume=True)
+    # a run without checkpoints (save_every 0) still keeps its curve and final model from a new run in its dir
+    pretrain(tiny(prepared_data, tmp_path / "r4", max_steps=2, save_every=0))
+    curve = (tmp_path / "r4" / "metrics.jsonl").read_bytes()
+    with pytest.raises(TrainingError, match=r"already holds a run \(metrics.jsonl, final\): choose another"):
+        pretrain(tiny(prepared_data, tmp_path / "r4", max_steps=2, save_every=0))
+    assert (tmp_path / "r4" / "metrics.jsonl").read_bytes() == curve
     assert parse_overrides(["--max-steps", "5", "--precision=fp32"]) == {"max_steps": 5, "precision": "fp32"}
 
 

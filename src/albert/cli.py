@@ -185,7 +185,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from albert.train.settings import SettingsError
 
     return (ConfigError, TokenizerError, DataError, CheckpointError, SettingsError, TrainingError, ExportError,
-            FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+            FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albert.checkpoint import CheckpointError
+from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME, CheckpointError
 from albert.config import AlbertConfig
+from albert.outputs import check_new_output
 
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64,
            10: np.bool_, 19: np.float16}
@@ -212,6 +213,7 @@ def convert_tf_checkpoint(prefix: str | Path, config_path: str | Path, out: str 
     """Convert to an AlbertForPreTraining directory; returns what was skipped and what stayed initialised."""
     from albert.heads import AlbertForPreTraining
 
+    check_new_output(out, [CONFIG_NAME, SAFE_WEIGHTS_NAME])
     config = AlbertConfig.from_json_file(config_path)
     if config.hidden_act == "gelu":
         # The original TF code's gelu is the tanh approximation; keep its numerics.

@@ -588,6 +588,10 @@ def train_tokenizer(
 
     if vocab_size < 100:
         raise TokenizerError(f"vocab_size must be at least 100, got {vocab_size}")
+    from albert.outputs import check_new_output
+
+    # checked before reading the corpus (minutes on a big one); a vocabulary that shards were made with is kept
+    check_new_output(out_dir, [VOCAB_FILE])
     normaliser = _Normaliser(do_lower_case, keep_accents)
     rng = random.Random(seed)
     sample: list[str] = []

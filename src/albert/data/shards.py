@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from albert.data.reader import DataError, iter_documents
+from albert.outputs import check_new_output
 from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,22 @@ def _tokenize_shard(job: tuple[Path, list[list[str]], int]) -> tuple[str, str, i
     return path.parent.name, path.name, len(out), n_tokens
 
 
+_OWN = ("train", "eval", "tokenizer")  # what prepare_data writes besides META
+
+
+def _clear_unfinished(out: Path) -> None:
+    """Remove an interrupted prepare's leftovers; anything else in `out` (or finished data) is an error: a
+    directory of the user's is never written into, and never deleted."""
+    check_new_output(out, [META])  # finished data
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in _OWN or not p.is_dir())
+        if foreign:
+            more = ", ..." if len(foreign) > 3 else ""
+            raise DataError(f"{out} is not empty ({', '.join(foreign[:3])}{more}): choose a new or empty --out")
+        for name in _OWN:
+            shutil.rmtree(out / name, ignore_errors=True)
+
+
 def prepare_data(
     inputs: Sequence[str | Path],
     tokenizer_dir: str | Path,
@@ -173,8 +190,8 @@ def prepare_data(
             raise DataError(f"{p}: no such file")
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
     out = Path(out_dir)
-    if (out / META).exists():
-        raise DataError(f"{out} already holds prepared data; choose another --out or remove it")
+    made_out = not out.exists()
+    _clear_unfinished(out)
     for split in ("train", "eval"):
         (out / split).mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out / "tokenizer")
@@ -218,7 +235,9 @@ def prepare_data(
             bar.update(n_docs)
     bar.close()
     if totals["train"][1] == 0:
-        shutil.rmtree(out)
+        _clear_unfinished(out)
+        if made_out:
+            out.rmdir()
         raise DataError("the corpus is empty: no text found in " + ", ".join(map(str, inputs)))
     meta = {
         "vocab_size": tokenizer.vocab_size,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from albert.data.reader import DataError
 from albert.heads import (
     AlbertForMultipleChoice,
@@ -27,6 +28,7 @@ from albert.heads import (
     AlbertPreTrainedModel,
 )
 from albert.inference.pipelines import resolve_runtime
+from albert.outputs import check_new_output
 from albert.tasks.choice import ChoiceTask, read_questions
 from albert.tasks.qa import QATask, read_qa
 from albert.tasks.sequence import KINDS, SequenceTask, label_set, read_examples
@@ -163,6 +165,8 @@ def model_class(spec: TaskSpec) -> type[AlbertPreTrainedModel]:
 def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     if settings.task not in TASKS:
         raise SettingsError(f"task {settings.task!r} is not available; available: {', '.join(TASKS)}")
+    if not resume:  # --out == --model would replace the pretrained weights
+        check_new_output(settings.out, [CONFIG_NAME, SAFE_WEIGHTS_NAME])
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
     layout = settings.tsv_layout or None
     spec = TaskSpec(settings.task, settings.max_seq_length, label_field=settings.label_field,

@@ -279,9 +279,12 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         task.load_data_state(data_state)
         logger.info("resumed from %s at step %d", checkpoints[-1], start)
     elif d.main:
-        if checkpoint_dirs(run_dir):
-            raise TrainingError(f"{run_dir} already holds checkpoints: pass --resume to continue it, or choose "
-                                f"another run_dir")
+        # a new run never truncates an earlier run's metrics or replaces its final model
+        earlier = [name for name in (CHECKPOINTS, "metrics.jsonl", "final") if (run_dir / name).exists()]
+        if earlier:
+            hint = "pass --resume to continue it, or " if checkpoint_dirs(run_dir) else ""
+            raise TrainingError(f"{run_dir} already holds a run ({', '.join(earlier)}): {hint}choose another "
+                                f"run_dir")
         run_dir.mkdir(parents=True, exist_ok=True)
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
