@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from albert.data.reader import DataError
-from albert.tasks.finetune import FinetuneSettings, evaluate_dir, finetune, predict_dir
+from albert.tasks.finetune import RECIPES, FinetuneSettings, evaluate_dir, finetune, finetune_settings, predict_dir
+from albert.train.settings import SettingsError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "public_domain.txt"
 
@@ -96,6 +97,24 @@ def test_bad_rows_name_file_and_line(tiny_model: Path, source_task, tmp_path: Pa
     wrong.write_text("a,b\n")
     with pytest.raises(DataError, match="unsupported format"):
         finetune(settings(tiny_model, wrong, None, tmp_path / "z"))
+
+
+def test_settings_priority_recipe_then_file_then_command_line(tmp_path: Path) -> None:
+    """The recipe's values hold unless the YAML file or the command line set them (the file's defaults once
+    silently replaced the whole recipe); the file's model is kept when --model is not given."""
+    (tmp_path / "s.yaml").write_text("warmup_steps: 7\nmodel: some/model\ntrain: t.jsonl\nout: o\n")
+    s = finetune_settings({"task": "classification", "recipe": "rte", "model": None, "batch_size": 4},
+                          tmp_path / "s.yaml")
+    rte = RECIPES["rte"]
+    assert (s.learning_rate, s.max_steps, s.max_seq_length) == (rte["learning_rate"], rte["max_steps"],
+                                                                 rte["max_seq_length"])
+    assert (s.warmup_steps, s.batch_size, s.model, s.train) == (7, 4, "some/model", "t.jsonl")
+    (tmp_path / "r.yaml").write_text("recipe: mrpc\ntrain: t.jsonl\nout: o\n")
+    assert finetune_settings({"task": "qa"}, tmp_path / "r.yaml").max_steps == RECIPES["mrpc"]["max_steps"]
+    with pytest.raises(SettingsError, match="unknown recipe"):
+        finetune_settings({"task": "qa", "recipe": "nope", "train": "t", "out": "o"})
+    with pytest.raises(SettingsError, match="unknown setting"):
+        finetune_settings({"task": "qa", "train": "t", "out": "o", "learning_rat": 1.0})
 
 
 def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The `albert` command: each subcommand parses its arguments and calls one library function.
 
 Known failures (bad input, missing files, invalid settings) print one line `albert: error: ...`
-and exit with status 2; no traceback.
+and exit with status 2; no traceback. Library modules are imported inside the commands, so that a
+command loads only what it uses (torch alone takes seconds to import on a small CPU).
 """
 
 from __future__ import annotations
@@ -14,8 +15,71 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 DEFAULT_MODEL = "albert-small-en"
+CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
 
 
+# ----- the inputs of the inference commands -----
+def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: bool = False) -> Iterator[Any]:
+    """Inputs from arguments, a JSONL file, or stdin lines (in that order of preference). Stdin lines are
+    texts, or JSON objects for the commands whose inputs have fields (`stdin_json`: answer, choose)."""
+    if args_inputs:
+        yield from args_inputs
+        return
+    from albert.data.reader import DataError, open_text
+
+    def parse(line: str, where: str) -> Any:
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: invalid JSON ({e.msg})") from None
+
+    if file:
+        with open_text(file) as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    yield parse(line, f"{file}:{n}")
+        return
+    for n, line in enumerate(sys.stdin, 1):
+        if line.strip():
+            yield parse(line, f"<stdin>:{n} (one JSON object per line)") if stdin_json else line.rstrip("\n")
+
+
+def task_inputs(task: str, a: argparse.Namespace, stdin_json: bool = False) -> list[Any]:
+    """The command's inputs (arguments, --file or stdin), each checked and shaped for the task's pipeline;
+    none at all is an error."""
+    from albert.data.reader import DataError
+    from albert.inference.inputs import task_input
+
+    items = [task_input(task, x, n) for n, x in enumerate(read_inputs(getattr(a, "text", None), a.file, stdin_json),
+                                                          1)]
+    if not items:
+        raise DataError("no input: pass text arguments, --file FILE.jsonl, or lines on stdin")
+    return items
+
+
+def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> Iterator[Any]:
+    """The pipeline's results over `items`, CHUNK at a time, with a progress bar (stderr) past one chunk."""
+    if len(items) <= CHUNK:  # no bar, and no tqdm import (30 ms of fill-mask's start-up)
+        yield from pipe(items, **kwargs)
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=len(items), unit=" inputs", file=sys.stderr) as bar:
+        for i in range(0, len(items), CHUNK):
+            yield from pipe(items[i:i + CHUNK], **kwargs)
+            bar.update(min(CHUNK, len(items) - i))
+
+
+def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: Any) -> None:
+    """One JSON line per input."""
+    from albert.inference.pipelines import pipeline
+
+    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+    for result in stream(pipe, items, **kwargs):
+        print(json.dumps(result, ensure_ascii=False))
+
+
+# ----- tokenizer and pretraining -----
 def _tokenizer_train(a: argparse.Namespace) -> None:
     from albert.tokenizer import train_tokenizer
 
@@ -52,42 +116,45 @@ def _pretrain(a: argparse.Namespace, extra: list[str]) -> None:
     from albert.train.pretrain import pretrain
     from albert.train.settings import PretrainSettings, load_settings, parse_overrides
 
-    settings = load_settings(PretrainSettings, a.config, parse_overrides(extra))
-    final = pretrain(settings, resume=a.resume)
+    final = pretrain(load_settings(PretrainSettings, a.config, parse_overrides(extra)), resume=a.resume)
     print(f"final model: {final}")
 
 
 def _plot(a: argparse.Namespace) -> None:
     from albert.train.plot import plot_run
 
-    out = plot_run(a.run_dir, a.out)
-    print(f"wrote {out}")
+    print(f"wrote {plot_run(a.run_dir, a.out)}")
 
 
+# ----- fine-tuning -----
+def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
+    from albert.tasks.finetune import finetune, finetune_settings
+    from albert.train.settings import parse_overrides
+
+    given = {"task": a.task, "train": a.train, "dev": a.dev, "model": a.model, "out": a.out, "recipe": a.recipe}
+    out = finetune(finetune_settings({**given, **parse_overrides(extra)}, a.config), resume=a.resume)
+    print(f"fine-tuned model: {out}")
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    from albert.tasks.finetune import evaluate_dir
+
+    print(json.dumps(evaluate_dir(a.model, a.data, a.device, a.precision), indent=2))
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from albert.tasks.finetune import predict_dir
+
+    for row in predict_dir(a.model, a.data, a.device, a.precision):
+        print(json.dumps(row, ensure_ascii=False))
+
+
+# ----- inference -----
 def _fill_mask(a: argparse.Namespace) -> None:
-    from albert.cli_more import require_inputs, stream, task_inputs
-    from albert.inference.fill_mask import OnnxFillMaskPipeline, OnnxUnavailable
+    from albert.inference.fill_mask import load_fill_mask
 
     texts = task_inputs("fill-mask", a)
-    require_inputs(texts)
-
-    fm: Callable[..., Any] | None = None
-    # ONNX Runtime (fp32, CPU) answers in a fraction of the time torch takes to import, where the model ships a
-    # model.onnx; asking for a device, bf16, int8 or compilation means the PyTorch engine
-    plain = a.device in ("auto", "cpu") and a.precision in ("auto", "fp32") and not a.compile
-    if a.engine == "onnxruntime" and not plain:
-        raise OnnxUnavailable("--engine onnxruntime runs fp32 on the CPU; drop --device/--precision/--compile")
-    if a.engine == "onnxruntime" or (a.engine == "auto" and plain):
-        try:
-            fm = OnnxFillMaskPipeline(a.model)
-        except OnnxUnavailable as e:
-            if a.engine == "onnxruntime":
-                raise
-            logging.getLogger("albert").info("fill-mask through PyTorch: %s", e)
-    if fm is None:
-        from albert.inference.pipelines import pipeline
-
-        fm = pipeline("fill-mask", model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+    fm = load_fill_mask(a.model, a.engine, a.device, a.precision, a.compile)
     for text, result in zip(texts, stream(fm, texts, top_k=a.top_k)):
         if a.json:
             print(json.dumps(result, ensure_ascii=False))
@@ -102,6 +169,73 @@ def _fill_mask(a: argparse.Namespace) -> None:
                 print(f"{r['score']:.4f}  {r['token_str']:<15} {r['sequence']}")
 
 
+def _embed(a: argparse.Namespace) -> None:
+    _run_pipeline("feature-extraction", a, task_inputs("feature-extraction", a), pooling=a.pooling,
+                  normalize=a.normalize)
+
+
+def _classify(a: argparse.Namespace) -> None:
+    items = task_inputs("text-classification", a)
+    if a.pair is not None:
+        items = [x | {"text_pair": a.pair} for x in items]
+    _run_pipeline("text-classification", a, items, top_k=a.top_k)
+
+
+def _tag(a: argparse.Namespace) -> None:
+    _run_pipeline("token-classification", a, task_inputs("token-classification", a),
+                  aggregation_strategy=a.aggregation)
+
+
+def _answer(a: argparse.Namespace) -> None:
+    from albert.inference.inputs import task_input
+
+    if a.question is not None:
+        if a.context is None:
+            from albert.data.reader import DataError
+
+            raise DataError("--question needs --context")
+        items = [task_input("question-answering", {"question": a.question, "context": a.context}, 1)]
+    else:
+        items = task_inputs("question-answering", a, stdin_json=True)
+    _run_pipeline("question-answering", a, items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length,
+                  handle_impossible_answer=a.allow_no_answer)
+
+
+def _choose(a: argparse.Namespace) -> None:
+    from albert.inference.inputs import task_input
+
+    if a.question is not None:
+        items = [task_input("multiple-choice", {"article": a.article or "", "question": a.question,
+                                                "options": a.options or []}, 1)]
+    else:
+        items = task_inputs("multiple-choice", a, stdin_json=True)
+    _run_pipeline("multiple-choice", a, items)
+
+
+def _serve(a: argparse.Namespace) -> None:
+    from albert.inference.server import serve_model
+
+    serve_model(a.model, a.task, a.host, a.port, a.max_batch, a.device, a.precision, a.compile)
+
+
+# ----- export and conversion -----
+def _export_onnx(a: argparse.Namespace) -> None:
+    from albert.export import export_model_onnx
+
+    info = export_model_onnx(a.model, a.out, a.architecture, opset=a.opset, quantize=a.quantize,
+                             share_weights=a.share_weights)
+    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB; outputs {', '.join(info['outputs'])})")
+
+
+def _convert(a: argparse.Namespace) -> None:
+    from albert.tf_import import convert_tf_checkpoint
+
+    info = convert_tf_checkpoint(a.from_tf, a.config, a.out)
+    print(f"wrote {a.out} (skipped {len(info['skipped'])} optimizer/step entries; "
+          f"unknown: {', '.join(info['unknown']) or 'none'}; newly initialised: "
+          f"{', '.join(info['initialised']) or 'none'})")
+
+
 # ----- the parser -----
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="albert", description="ALBERT: pretrain, fine-tune and run A Lite BERT.")
@@ -112,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = tk.add_parser("train", help="train a SentencePiece vocabulary with ALBERT's settings")
     t.add_argument("--input", nargs="+", required=True, help=".txt/.jsonl/.parquet, optionally .gz/.xz")
     t.add_argument("--vocab-size", type=int, default=30000)
-    t.add_argument("--out", required=True)
+    t.add_argument("--out", required=True, help="a new directory (an existing tokenizer is never overwritten)")
     t.add_argument("--max-sentences", type=int, default=2_000_000, help="lines sampled from big corpora")
     t.add_argument("--character-coverage", type=float, default=0.99995)
     t.add_argument("--cased", action="store_true", help="do not lowercase")
@@ -132,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = dp.add_parser("prepare", help="tokenize raw text into memory-mapped train/eval shards")
     t.add_argument("--input", nargs="+", required=True)
     t.add_argument("--tokenizer", required=True)
-    t.add_argument("--out", required=True)
+    t.add_argument("--out", required=True, help="a new or empty directory")
     t.add_argument("--eval-fraction", type=float, default=0.01)
     t.add_argument("--workers", type=int, default=0)
     t.add_argument("--field", default="text", help="text column of .jsonl/.parquet input")
@@ -150,21 +284,103 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None)
     t.set_defaults(func=_plot)
 
-    t = sub.add_parser("fill-mask", help="predict the [MASK] tokens of texts")
-    t.add_argument("text", nargs="*", help="texts (else --file, else stdin lines)")
-    t.add_argument("--file", default=None, help="JSONL input: texts or {\"text\": ...} objects")
-    t.add_argument("--model", default=DEFAULT_MODEL)
+    t = sub.add_parser("finetune", help="fine-tune on a labelled task (more settings as --key value)")
+    t.add_argument("--task", required=True, choices=["classification", "regression", "multi-label",
+                                                     "token-classification", "multiple-choice", "qa", "qa-v2"])
+    t.add_argument("--train", default=None)
+    t.add_argument("--dev", default=None)
+    t.add_argument("--model", default=None, help=f"default {DEFAULT_MODEL}")
+    t.add_argument("--out", default=None, help="a new directory (a model there is never overwritten)")
+    t.add_argument("--recipe", default=None, help="the paper's hyperparameters for a task, e.g. mrpc, sst-2")
+    t.add_argument("--config", default=None, help="settings YAML: above the recipe, below the command line")
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=_finetune, takes_extra=True)
+
+    t = sub.add_parser("evaluate", help="score a fine-tuned model on a labelled file")
+    t.add_argument("--model", required=True)
+    t.add_argument("--data", required=True)
+    _add_runtime_args(t)
+    t.set_defaults(func=_evaluate)
+
+    t = sub.add_parser("predict", help="predictions of a fine-tuned model, one JSON line per input row")
+    t.add_argument("--model", required=True)
+    t.add_argument("--data", required=True)
+    _add_runtime_args(t)
+    t.set_defaults(func=_predict)
+
+    t = _add_inference(sub, "fill-mask", "predict the [MASK] tokens of texts", _fill_mask)
     t.add_argument("--top-k", type=int, default=5)
     t.add_argument("--json", action="store_true", help="one JSON line per input")
     t.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
                    help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else torch")
+    t = _add_inference(sub, "embed", "sentence vectors, one JSON list per input", _embed)
+    t.add_argument("--pooling", choices=["cls", "mean"], default="cls")
+    t.add_argument("--normalize", action="store_true")
+    t = _add_inference(sub, "classify", "labels of texts (a fine-tuned classifier)", _classify)
+    t.add_argument("--pair", default=None, help="second text for every input")
+    t.add_argument("--top-k", type=int, default=1)
+    t = _add_inference(sub, "tag", "entities in texts (a fine-tuned token classifier)", _tag)
+    t.add_argument("--aggregation", choices=["simple", "none"], default="simple")
+    t = _add_inference(sub, "answer", "extractive answers (a fine-tuned QA model)", _answer, texts=False)
+    t.add_argument("--question", default=None)
+    t.add_argument("--context", default=None)
+    t.add_argument("--doc-stride", type=int, default=128)
+    t.add_argument("--max-answer-length", type=int, default=30)
+    t.add_argument("--allow-no-answer", action="store_true",
+                   help="answer \"\" where the model prefers no answer (SQuAD 2.0 models)")
+    t = _add_inference(sub, "choose", "pick an option (a fine-tuned multiple-choice model)", _choose, texts=False)
+    t.add_argument("--article", default=None)
+    t.add_argument("--question", default=None)
+    t.add_argument("--options", nargs="+", default=None)
+
+    from albert.inference.inputs import PARAMETERS
+
+    t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched")
+    t.add_argument("--task", default="auto", choices=["auto", *PARAMETERS],
+                   help="the pipeline (auto: the one the model directory was fine-tuned for; fill-mask for a "
+                        "pretrained model); its endpoint is POST /fill-mask, /embed, /classify, /tag, /answer, "
+                        "/choose or /sentence-order")
+    t.add_argument("--model", default=DEFAULT_MODEL)
+    t.add_argument("--host", default="127.0.0.1",
+                   help="0.0.0.0 to accept connections from other machines (no authentication: keep it behind a "
+                        "proxy that has some)")
+    t.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+    t.add_argument("--max-batch", type=int, default=64, help="inputs run together at most")
     _add_runtime_args(t)
-    t.set_defaults(func=_fill_mask)
+    t.set_defaults(func=_serve)
 
-    from albert import cli_more
+    ex = sub.add_parser("export", help="export a model").add_subparsers(dest="export_format", required=True)
+    t = ex.add_parser("onnx", help="ONNX with dynamic batch/sequence axes, the shared layer stored once")
+    t.add_argument("--model", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--architecture", default=None, help="AlbertModel, AlbertForMaskedLM, ... (default: the config's)")
+    t.add_argument("--opset", type=int, default=18)
+    t.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 weights for ONNX Runtime")
+    t.add_argument("--share-weights", action="store_true",
+                   help="store no weights: read them from the model directory's model.safetensors (--out must be "
+                        "in that directory; albert fill-mask then starts through ONNX Runtime, without torch)")
+    t.set_defaults(func=_export_onnx)
 
-    cli_more.add_commands(sub, _add_runtime_args)
+    t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed)")
+    t.add_argument("--from-tf", required=True, help="checkpoint prefix (PREFIX.index + PREFIX.data-*)")
+    t.add_argument("--config", required=True, help="the original albert_config.json")
+    t.add_argument("--out", required=True, help="a new directory (a model there is never overwritten)")
+    t.set_defaults(func=_convert)
     return p
+
+
+def _add_inference(sub: Any, name: str, help_: str, func: Callable[..., None], texts: bool = True
+                   ) -> argparse.ArgumentParser:
+    """A pipeline command: its inputs (texts as arguments, or --file, or stdin), --model and the runtime flags."""
+    t = sub.add_parser(name, help=help_)
+    if texts:
+        t.add_argument("text", nargs="*", help="texts (else --file, else stdin lines)")
+    t.add_argument("--file", default=None, help="JSONL input: texts or objects" +
+                   ("" if texts else " (else JSON objects, one per line, on stdin)"))
+    t.add_argument("--model", default=DEFAULT_MODEL)
+    _add_runtime_args(t)
+    t.set_defaults(func=func)
+    return t
 
 
 def _add_runtime_args(t: argparse.ArgumentParser) -> None:
@@ -210,31 +426,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return 0
-
-
-def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: bool = False) -> Iterator[Any]:
-    """Inputs from arguments, a JSONL file, or stdin lines (in that order of preference). Stdin lines are
-    texts, or JSON objects for the commands whose inputs have fields (`stdin_json`: answer, choose)."""
-    if args_inputs:
-        yield from args_inputs
-        return
-    from albert.data.reader import DataError, open_text
-
-    def parse(line: str, where: str) -> Any:
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: invalid JSON ({e.msg})") from None
-
-    if file:
-        with open_text(file) as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    yield parse(line, f"{file}:{n}")
-        return
-    for n, line in enumerate(sys.stdin, 1):
-        if line.strip():
-            yield parse(line, f"<stdin>:{n} (one JSON object per line)") if stdin_json else line.rstrip("\n")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from albert.checkpoint import resolve_model_dir, saved_architecture
+from albert.checkpoint import SAFE_WEIGHTS_NAME, resolve_model_dir, saved_architecture
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -245,3 +245,14 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
     else:
         raise ExportError(f"unknown quantization {quantize!r} (int8)")
     return {"path": str(out), "bytes": out.stat().st_size, "outputs": list(names)}
+
+
+def export_model_onnx(name_or_path: str | Path, out: str | Path, architecture: str | None = None, opset: int = 18,
+                      quantize: str | None = None, share_weights: bool = False) -> dict:
+    """`albert export onnx`: a model directory (or name) to ONNX; share_weights: the graph reads its weights from
+    the directory's own model.safetensors (`out` must be in that directory)."""
+    weights = resolve_model_dir(name_or_path) / SAFE_WEIGHTS_NAME if share_weights else None
+    if weights is not None and not weights.is_file():
+        raise ExportError(f"--share-weights needs {weights}")
+    return export_onnx(load_for_export(name_or_path, architecture), out, opset=opset, quantize=quantize,
+                       share_weights=weights)

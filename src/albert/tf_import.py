@@ -232,7 +232,7 @@ def convert_tf_checkpoint(prefix: str | Path, config_path: str | Path, out: str 
             unknown.append(name)
             continue
         key, transpose = target
-        t = torch.from_numpy(np.ascontiguousarray(array.T if transpose else array)).float()
+        t = torch.from_numpy(np.array(array.T if transpose else array)).float()  # a copy: the file is read-only
         if key not in own:
             raise CheckpointError(f"{name} maps to {key}, which the config's model does not have "
                                   f"(num_hidden_groups / inner_group_num?)")

@@ -4,12 +4,13 @@
 Importing torch alone takes 1-3 s on a small CPU; ONNX Runtime 0.1-0.4 s. A model directory that ships a
 `model.onnx` whose weights are read from the directory's own model.safetensors (`albert export onnx
 --share-weights`; the embedded model has one) is therefore answered through ONNX Runtime, without importing
-torch. This module imports neither torch nor the model code.
+torch. This module imports neither torch nor the model code (`load_fill_mask` does, when PyTorch is the engine).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from albert.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
 from albert.inference.inputs import buckets, pad_batch
 from albert.tokenizer import AlbertTokenizer, TokenizerError
 
+logger = logging.getLogger(__name__)
 ONNX_NAME = "model.onnx"
 # ONNX metadata: the safetensors file whose bytes the graph's weights point into, and its digest
 WEIGHTS_KEY = "albert.weights_file"
@@ -128,3 +130,24 @@ class OnnxFillMaskPipeline:
 
     def __call__(self, inputs: str | list[str], top_k: int = 5) -> Any:
         return fill_mask(self.tokenizer, inputs, top_k, self.max_length, self._logits)
+
+
+def load_fill_mask(model: str | Path, engine: str = "auto", device: str = "auto", precision: str = "auto",
+                   compile: bool = False) -> Callable[..., Any]:
+    """The fill-mask engine for `albert fill-mask`. auto: ONNX Runtime where the directory ships a model.onnx (a
+    fraction of torch's import time), else PyTorch; asking for a device, bf16, int8 or compilation means PyTorch."""
+    plain = device in ("auto", "cpu") and precision in ("auto", "fp32") and not compile
+    if engine not in ("auto", "torch", "onnxruntime"):
+        raise TokenizerError(f"unknown engine {engine!r}; known: auto, torch, onnxruntime")
+    if engine == "onnxruntime" and not plain:
+        raise OnnxUnavailable("--engine onnxruntime runs fp32 on the CPU; drop --device/--precision/--compile")
+    if engine == "onnxruntime" or (engine == "auto" and plain):
+        try:
+            return OnnxFillMaskPipeline(model)
+        except OnnxUnavailable as e:
+            if engine == "onnxruntime":
+                raise
+            logger.info("fill-mask through PyTorch: %s", e)
+    from albert.inference.pipelines import pipeline  # imports torch
+
+    return pipeline("fill-mask", model=model, device=device, precision=precision, compile=compile)

@@ -321,3 +321,16 @@ def serve(pipe: Any, task: str, host: str = "127.0.0.1", port: int = 8000, max_b
             logger.warning("stopping with %d request(s) unanswered after 120 s", server.busy.count)
         batcher.close()
     print("albert serve: stopped", flush=True)
+
+
+def serve_model(model: str, task: str = "auto", host: str = "127.0.0.1", port: int = 8000, max_batch: int = 64,
+                device: str = "auto", precision: str = "auto", compile: bool = False) -> None:
+    """`albert serve`: the model's pipeline (task auto: the one its directory was fine-tuned for) over HTTP."""
+    from albert.inference.pipelines import pipeline
+
+    task = task_for(model) if task == "auto" else task
+    check_settings(task, port, max_batch)  # before the model loads
+    pipe = pipeline(task, model=model, device=device, precision=precision, compile=compile)
+    info = {"model": str(model), "device": str(pipe.device), "precision": precision,
+            "dtype": str(pipe.dtype).removeprefix("torch.")}
+    serve(pipe, task, host, port, max_batch, info)

@@ -35,7 +35,7 @@ from albert.tasks.sequence import KINDS, SequenceTask, label_set, read_examples
 from albert.tasks.tokens import TokenTask, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
 from albert.train.loop import train
-from albert.train.settings import SettingsError, TrainSettings
+from albert.train.settings import SettingsError, TrainSettings, build_settings, read_settings_file
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +93,15 @@ class FinetuneSettings(TrainSettings):
         self.max_steps = saved
 
 
-def apply_recipe(values: dict[str, Any]) -> dict[str, Any]:
-    """A named recipe's values, overridden by anything set explicitly."""
-    name = values.pop("recipe", None)
-    if not name:
-        return values
-    if name not in RECIPES:
+def finetune_settings(values: dict[str, Any], config: str | Path | None = None) -> FinetuneSettings:
+    """Settings from, lowest priority first: the defaults, a named recipe (`recipe`), a YAML file, `values` (what
+    was given explicitly; None means not given)."""
+    from_file = read_settings_file(config) if config else {}
+    given = {k: v for k, v in values.items() if v is not None}
+    name = given.pop("recipe", None) or from_file.pop("recipe", None)
+    if name and name not in RECIPES:
         raise SettingsError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
-    return {**RECIPES[name], **values}
+    return build_settings(FinetuneSettings, {**(RECIPES[name] if name else {}), **from_file, **given})
 
 
 TASKS = ("classification", "regression", "multi-label", "token-classification", "multiple-choice", "qa",

@@ -152,21 +152,22 @@ def build_settings(cls: type[S], values: dict[str, Any]) -> S:
         raise SettingsError(str(e)) from None
 
 
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise SettingsError(f"settings file not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise SettingsError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"{p} must hold a mapping of settings")
+    return loaded
+
+
 def load_settings(cls: type[S], path: str | Path | None, overrides: dict[str, Any] | None = None) -> S:
-    values: dict[str, Any] = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise SettingsError(f"settings file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise SettingsError(f"{p} is not valid YAML: {e}") from None
-        if not isinstance(loaded, dict):
-            raise SettingsError(f"{p} must hold a mapping of settings")
-        values.update(loaded)
-    values.update(overrides or {})
-    return build_settings(cls, values)
+    """A settings file (YAML) with `overrides` on top; unknown keys are errors."""
+    return build_settings(cls, {**(read_settings_file(path) if path else {}), **(overrides or {})})
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
