@@ -51,3 +51,33 @@ def tiny_model(prepared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
                                      max_seq_length=64, batch_size=16, max_steps=30, learning_rate=5e-3,
                                      warmup_steps=3, precision="fp32", eval_every=0, save_every=0, progress=False,
                                      num_threads=1))
+
+
+HEADS = {"text-classification": "AlbertForSequenceClassification",
+         "token-classification": "AlbertForTokenClassification",
+         "question-answering": "AlbertForQuestionAnswering",
+         "multiple-choice": "AlbertForMultipleChoice"}
+
+
+@pytest.fixture(scope="session")
+def with_head(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """task → a directory of the tiny model with that task's head saved (untrained: for tests of the plumbing,
+    since pipelines refuse a checkpoint that lacks the head's weights); tasks without a new head get tiny_model."""
+    import torch
+
+    import albert
+
+    made: dict[str, Path] = {}
+
+    def get(task: str) -> Path:
+        if task not in HEADS:
+            return tiny_model
+        if task not in made:
+            torch.manual_seed(0)
+            out = tmp_path_factory.mktemp("head")
+            getattr(albert, HEADS[task]).from_pretrained(tiny_model).save_pretrained(out)
+            albert.AlbertTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+            made[task] = out
+        return made[task]
+
+    return get

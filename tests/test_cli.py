@@ -77,6 +77,8 @@ def test_fill_mask_cli_several_inputs_one_json_line_each(tiny_model: Path, tmp_p
         (["pretrain", "--data", "/nonexistent"], "not a prepared data directory"),
         (["pretrain", "--data", "x", "--no_such_setting", "1"], "unknown setting"),
         (["plot", "/nonexistent"], "no metrics.jsonl"),
+        (["fill-mask", "x [MASK]", "--device", "tpu"], "unknown device 'tpu'"),
+        (["embed", "x", "--device", "meta"], "device 'meta' is not supported"),
     ],
 )
 def test_errors_are_one_line_with_status_2(tiny_model: Path, args: list[str], message: str) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import albert
+from albert.checkpoint import CheckpointError
 from albert.tasks.finetune import FinetuneSettings, finetune
 
 FIX = Path(__file__).parent / "fixtures"
@@ -74,7 +76,7 @@ def test_multiple_choice(tiny_model: Path, tmp_path: Path) -> None:
     assert r["label"] in (0, 1, 2) and len(r["scores"]) == 3 and abs(sum(r["scores"]) - 1) < 1e-4
 
 
-def test_inference_cli(tiny_model: Path, tmp_path: Path) -> None:
+def test_inference_cli(tiny_model: Path, with_head, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -97,13 +99,31 @@ def test_inference_cli(tiny_model: Path, tmp_path: Path) -> None:
     # answer and choose read JSON objects from stdin, one per line, as from --file
     qa = ('{"question": "who ran?", "context": "the whale ran to the sea."}\n'
           '{"question": "where?", "context": "at sea."}\n')
-    out = cli("answer", "--model", str(tiny_model), "--precision", "fp32", stdin=qa)
+    out = cli("answer", "--model", str(with_head("question-answering")), "--precision", "fp32", stdin=qa)
     assert out.returncode == 0, out.stderr
     answers = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(answers) == 2 and answers[0]["answer"] in "the whale ran to the sea."
     mc = '{"article": "a b", "question": "q _", "options": ["x", "y", "z"]}\n'
-    out = cli("choose", "--model", str(tiny_model), "--precision", "fp32", stdin=mc)
+    out = cli("choose", "--model", str(with_head("multiple-choice")), "--precision", "fp32", stdin=mc)
     assert out.returncode == 0 and len(json.loads(out.stdout)["scores"]) == 3, out.stderr
     bad = cli("answer", "--model", str(tiny_model), stdin="who ran?\n")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("albert: error: <stdin>:1 (one JSON object per line)")
+
+
+def test_a_checkpoint_without_the_task_head_is_refused(tiny_model: Path) -> None:
+    """A pretrained model has no classifier: a pipeline built on it would answer with a random head."""
+    import subprocess
+    import sys
+
+    for task, cls in (("text-classification", "AlbertForSequenceClassification"),
+                      ("question-answering", "AlbertForQuestionAnswering"),
+                      ("multiple-choice", "AlbertForMultipleChoice"),
+                      ("token-classification", "AlbertForTokenClassification")):
+        with pytest.raises(CheckpointError, match=f"no weights for {cls}'s .*not trained for this task"):
+            albert.pipeline(task, model=tiny_model)
+    albert.pipeline("feature-extraction", model=tiny_model)  # reads no head (and no pooler)
+    out = subprocess.run([sys.executable, "-m", "albert.cli", "classify", "a text", "--model", str(tiny_model)],
+                         capture_output=True, text=True, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "not trained for this task" in lines[0], out.stderr

@@ -180,9 +180,9 @@ def test_serve_cli_starts_answers_and_stops_on_sigterm(tiny_model: Path) -> None
     ("multiple-choice", "/choose", [{"question": "the _ swam", "options": ["whale", "ship"]}], {}),
     ("sentence-order", "/sentence-order", {"first": "call me ishmael.", "second": "some years ago."}, {}),
 ])
-def test_every_task_serves_what_its_pipeline_answers(tiny_model: Path, task: str, path: str, inputs: Any,
+def test_every_task_serves_what_its_pipeline_answers(with_head, task: str, path: str, inputs: Any,
                                                      parameters: dict[str, Any]) -> None:
-    pipe = albert.pipeline(task, model=tiny_model, precision="fp32")
+    pipe = albert.pipeline(task, model=with_head(task), precision="fp32")
     srv, batcher = build_server(pipe, task, "127.0.0.1", 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:

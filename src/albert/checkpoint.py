@@ -12,6 +12,7 @@ import logging
 import os
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,7 +99,10 @@ def adapt_keys(state: dict[str, torch.Tensor], prefix: str, expected: set[str]) 
 
 
 def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtype | None = None,
-                    config: AlbertConfig | None = None, **overrides: Any) -> M:
+                    config: AlbertConfig | None = None, allow_missing: Callable[[str], bool] | None = None,
+                    **overrides: Any) -> M:
+    """`allow_missing`: which weights the checkpoint may lack (None: any, each newly initialised with a warning);
+    lacking another is a CheckpointError (a pipeline must not answer with a random head)."""
     directory = resolve_model_dir(name_or_path)
     if config is None:
         config = AlbertConfig.from_json_file(directory / CONFIG_NAME, strict=False)
@@ -110,15 +114,18 @@ def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtyp
         config = dataclasses.replace(config, **overrides)
     model = cls(config)
     state = read_state_dict(directory)
-    load_state_into(model, state)
+    load_state_into(model, state, allow_missing, source=str(name_or_path))
     if dtype is not None:
         model.to(dtype)
     model.eval()
     return model
 
 
-def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
-    """Copy weights in, checking every shape; report (log and return) missing and unexpected keys."""
+def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor],
+                    allow_missing: Callable[[str], bool] | None = None, source: str = "the checkpoint"
+                    ) -> dict[str, list[str]]:
+    """Copy weights in, checking every shape; report (log and return) missing and unexpected keys. Missing
+    weights that `allow_missing` refuses are a CheckpointError, raised before anything is copied."""
     own = model.state_dict()
     expected = set(own) - set(model.tied_keys)
     state = adapt_keys(state, model.base_model_prefix, expected)
@@ -126,6 +133,11 @@ def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]
     pooler_free = not any(".pooler." in k or k.startswith("pooler.") for k in own)
     unexpected = sorted(k for k in state if k not in own and not (pooler_free and "pooler" in k))
     missing = sorted(k for k in expected if k not in state)
+    refused = [k for k in missing if allow_missing is not None and not allow_missing(k)]
+    if refused:
+        more = ", ..." if len(refused) > 3 else ""
+        raise CheckpointError(f"{source} has no weights for {type(model).__name__}'s {', '.join(refused[:3])}{more}: "
+                              f"not trained for this task (fine-tune it with `albert finetune`)")
     for key in expected & set(state):
         if tuple(state[key].shape) != tuple(own[key].shape):
             raise CheckpointError(f"shape mismatch for {key}: checkpoint {tuple(state[key].shape)}, "

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from albert.devices import resolve_device
 from albert.heads import (
     AlbertForMaskedLM,
     AlbertForMultipleChoice,
@@ -75,11 +76,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[torch.device, torch.dtype]:
     """(device, dtype); precision int8 computes in fp32 around int8 matrices (see albert.inference.fast)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TokenizerError("device cuda requested but no CUDA device is available")
+    dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     if precision == "int8":
         if dev.type != "cpu":
@@ -103,9 +100,16 @@ class Pipeline:
         self.device = device
         self.dtype = dtype
 
+    unused: tuple[str, ...] = ()  # weights the pipeline never reads (a checkpoint may lack them)
+
     @classmethod
     def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
-        return cls.model_class.from_pretrained(name_or_path)
+        """The model, every weight the pipeline reads from the checkpoint: a head it lacks would answer at random."""
+        return cls.model_class.from_pretrained(name_or_path, allow_missing=cls.is_unused)
+
+    @classmethod
+    def is_unused(cls, key: str) -> bool:
+        return any(key.startswith(u) for u in cls.unused)
 
 
 class FillMaskPipeline(Pipeline):
@@ -150,6 +154,7 @@ class FeatureExtractionPipeline(_Batched):
     """Sentence vectors: the [CLS] hidden state or the mean over real tokens, optionally L2-normalised."""
 
     model_class = AlbertModel
+    unused = ("pooler.",)  # vectors are hidden states (CLS or mean), not the pooler's output
 
     def __call__(self, inputs: str | list[str], pooling: str = "cls", normalize: bool = False) -> Any:
         if pooling not in ("cls", "mean"):
@@ -253,8 +258,9 @@ class QuestionAnsweringPipeline(Pipeline):
         from albert.checkpoint import saved_architecture
 
         if saved_architecture(name_or_path) == AlbertForQuestionAnsweringWithAnswerability.__name__:
-            return AlbertForQuestionAnsweringWithAnswerability.from_pretrained(name_or_path)
-        return cls.model_class.from_pretrained(name_or_path)
+            return AlbertForQuestionAnsweringWithAnswerability.from_pretrained(name_or_path,
+                                                                               allow_missing=cls.is_unused)
+        return super().load_model(name_or_path)
 
     def __call__(self, question: str | list[dict[str, str]] | None = None, context: str | None = None,
                  max_answer_length: int = 30, doc_stride: int = 128, max_seq_length: int = 384,

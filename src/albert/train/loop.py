@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from albert.devices import resolve_device
 from albert.train.optim import build_optimizer, lr_lambda
 from albert.train.settings import TrainSettings, save_settings
 
@@ -95,16 +96,6 @@ def setup_distributed(device_type: str) -> Dist:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, d: Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("device cuda requested but no CUDA device is available")
-        return torch.device("cuda", d.local_rank)
-    return torch.device(name)
 
 
 # ----- checkpoints -----
@@ -254,7 +245,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         torch.set_num_threads(settings.num_threads)
     device_type = "cuda" if settings.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     d = setup_distributed(device_type)
-    device = resolve_device(settings.device, d)
+    device = resolve_device(settings.device, d.local_rank)
     run_dir = Path(settings.run_dir)
     micro = settings.micro_batch_size or settings.batch_size // d.world
     if settings.batch_size % (micro * d.world):
