@@ -72,6 +72,7 @@ def test_fill_mask_cli_several_inputs_one_json_line_each(tiny_model: Path, tmp_p
     "args,message",
     [
         (["fill-mask", "no mask here"], "no [MASK]"),
+        (["fill-mask", "word " * 600 + "the [MASK]."], "its [MASK] is past the model's 128-token limit"),
         (["fill-mask", "x [MASK]", "--model", "/nonexistent/model"], "cannot load"),
         (["tokenize", "x", "--tokenizer", "/nonexistent"], "cannot load"),
         (["pretrain", "--data", "/nonexistent"], "not a prepared data directory"),

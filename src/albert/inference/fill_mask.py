@@ -43,9 +43,15 @@ def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, m
     tok = tokenizer
     rows = tok(texts, truncation=True, max_length=max_length)
     masks = [[i for i, t in enumerate(ids) if t == tok.mask_token_id] for ids in rows["input_ids"]]
-    for text, positions in zip(texts, masks):
-        if not positions:
-            raise TokenizerError(f"no [MASK] in the input: {text!r}")
+    for n, (text, positions) in enumerate(zip(texts, masks), 1):
+        if positions:
+            continue
+        shown = text if len(text) <= 80 else text[:60] + " ... " + text[-15:]
+        full = tok(text)["input_ids"]
+        if tok.mask_token_id in full:
+            raise TokenizerError(f"input {n}: its [MASK] is past the model's {max_length}-token limit (the text has "
+                                 f"{len(full)} tokens; shorten it before the mask): {shown!r}")
+        raise TokenizerError(f"no [MASK] in input {n}: {shown!r}")
     results: list[Any] = [None] * len(texts)
     for idx in buckets([len(ids) for ids in rows["input_ids"]], BATCH_SIZE):
         P = max(len(masks[i]) for i in idx)
