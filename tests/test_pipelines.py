@@ -127,3 +127,25 @@ def test_a_checkpoint_without_the_task_head_is_refused(tiny_model: Path) -> None
                          capture_output=True, text=True, timeout=120)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "not trained for this task" in lines[0], out.stderr
+
+
+def test_token_classification_tags_texts_longer_than_the_model(with_head) -> None:
+    """Past max_position_embeddings the text is tagged in overlapping windows: every piece gets a tag (the head
+    is untrained, so every piece is an entity here), in order, with offsets into the text; a text that fits is
+    tagged in one window exactly as before."""
+    tag = albert.pipeline("token-classification", model=with_head("token-classification"), precision="fp32")
+    limit = tag.model.config.max_position_embeddings
+    text = " ".join(f"the whale number {i} swam on." for i in range(60))
+    pieces = tag.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 2 * limit
+    tokens = tag(text, aggregation_strategy="none")
+    assert [t["index"] for t in tokens] == list(range(1, len(pieces) + 1))
+    assert all(t["word"] == text[t["start"]:t["end"]] for t in tokens)
+    assert [t["start"] for t in tokens] == sorted(t["start"] for t in tokens)
+    short = "the whale swam on."
+    ids = tag.tokenizer(short)["input_ids"]
+    with torch.inference_mode():
+        logits = tag.model(input_ids=torch.tensor([ids])).logits[0, 1:-1].softmax(-1)
+    got = tag(short, aggregation_strategy="none")
+    assert [t["entity"] for t in got] == [str(int(i)) for i in logits.argmax(-1)]
+    assert all(abs(t["score"] - float(p)) < 1e-5 for t, p in zip(got, logits.max(-1).values))

@@ -205,24 +205,52 @@ class TokenClassificationPipeline(_Batched):
         if aggregation_strategy not in ("simple", "none"):
             raise TokenizerError("aggregation_strategy must be 'simple' or 'none'")
         texts, single = _as_list(inputs)
-        enc = self.tokenizer(texts, truncation=True, max_length=self.model.config.max_position_embeddings,
-                             return_offsets_mapping=True)
-        rows = [{"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i]}
-                for i in range(len(texts))]
+        tok = self.tokenizer
+        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+        # A text longer than the model reads is tagged in overlapping windows (no entity past the limit is lost);
+        # each piece takes its tag from the window where it has the most context on both sides.
+        W = self.model.config.max_position_embeddings - 2
+        rows: list[dict[str, list[int]]] = []
+        spans: list[list[tuple[int, int, int]]] = []  # text n's windows: (row, first piece, pieces)
+        for ids in enc["input_ids"]:
+            spans.append([])
+            for a in _window_starts(len(ids), W):
+                piece_ids = ids[a:a + W]
+                spans[-1].append((len(rows), a, len(piece_ids)))
+                rows.append({"input_ids": [tok.cls_token_id, *piece_ids, tok.sep_token_id],
+                             "token_type_ids": [0] * (len(piece_ids) + 2)})
+        results = self._pad_forward(rows)
         labels = self.model.config.id2label or {}
         out = []
-        for n, (result, b, length) in enumerate(self._pad_forward(rows)):
-            probs = result.logits[b, :length].float().softmax(-1)
-            score, pred = probs.max(-1)
+        for n, text in enumerate(texts):
+            best: dict[int, tuple[int, int, int]] = {}  # piece → (context, tag id, row) from its best window
+            scores: dict[int, float] = {}
+            for row, a, count in spans[n]:
+                result, b, _ = results[row]
+                probs = result.logits[b, 1:count + 1].float().softmax(-1)  # (count, labels), [CLS] skipped
+                score, pred = probs.max(-1)
+                for j in range(count):
+                    context = min(j, count - 1 - j)
+                    if a + j not in best or context > best[a + j][0]:
+                        best[a + j] = (context, int(pred[j]), row)
+                        scores[a + j] = float(score[j])
             tokens = []
-            for t in range(1, length - 1):  # skip [CLS] / [SEP]
-                tag = labels.get(int(pred[t]), str(int(pred[t])))
-                s, e = enc["offset_mapping"][n][t]
+            for i in sorted(best):
+                tag = labels.get(best[i][1], str(best[i][1]))
+                s, e = enc["offset_mapping"][n][i]
                 if tag != "O" and e > s:
-                    tokens.append({"entity": tag, "score": float(score[t]), "index": t, "start": s, "end": e,
-                                   "word": texts[n][s:e]})
-            out.append(tokens if aggregation_strategy == "none" else _group_entities(tokens, texts[n]))
+                    tokens.append({"entity": tag, "score": scores[i], "index": i + 1, "start": s, "end": e,
+                                   "word": text[s:e]})
+            out.append(tokens if aggregation_strategy == "none" else _group_entities(tokens, text))
         return out[0] if single else out
+
+
+def _window_starts(n: int, W: int) -> list[int]:
+    """First pieces of windows of W pieces over n pieces: half a window apart, the last one ending at n."""
+    if n <= W:
+        return [0]
+    step = max(1, W // 2)
+    return [*range(0, n - W, step), n - W]
 
 
 def _group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
