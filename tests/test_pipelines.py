@@ -123,6 +123,8 @@ def test_a_checkpoint_without_the_task_head_is_refused(tiny_model: Path) -> None
         with pytest.raises(CheckpointError, match=f"no weights for {cls}'s .*not trained for this task"):
             albert.pipeline(task, model=tiny_model)
     albert.pipeline("feature-extraction", model=tiny_model)  # reads no head (and no pooler)
+    with pytest.raises(CheckpointError, match="AlbertForTokenClassification"):
+        albert.pipeline("ner", model=tiny_model)  # transformers' name for token-classification
     out = subprocess.run([sys.executable, "-m", "albert.cli", "classify", "a text", "--model", str(tiny_model)],
                          capture_output=True, text=True, timeout=120)
     lines = out.stderr.strip().splitlines()

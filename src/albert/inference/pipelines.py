@@ -358,15 +358,17 @@ PIPELINES: dict[str, type[Pipeline]] = {
     "multiple-choice": MultipleChoicePipeline,
     "sentence-order": SentenceOrderPipeline,
 }
-
+# transformers' other names for the same tasks, so code written for its pipeline() runs unchanged
+TASK_ALIASES = {"ner": "token-classification", "sentiment-analysis": "text-classification"}
 
 
 def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODEL,
              tokenizer: str | Path | AlbertTokenizer | None = None, device: str = "auto",
              precision: str = "auto", compile: bool = False) -> Any:
     """Build a pipeline for `task` (see PIPELINES) on a model name, directory or object."""
+    task = TASK_ALIASES.get(task, task)
     if task not in PIPELINES:
-        raise TokenizerError(f"unknown pipeline task {task!r}; known: {', '.join(sorted(PIPELINES))}")
+        raise TokenizerError(f"unknown pipeline task {task!r}; known: {', '.join(sorted([*PIPELINES, *TASK_ALIASES]))}")
     cls = PIPELINES[task]
     dev, dtype = resolve_runtime(device, precision)
     if isinstance(model, AlbertPreTrainedModel):
