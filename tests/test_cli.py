@@ -137,6 +137,12 @@ def test_outputs_are_never_overwritten_or_deleted(tmp_path: Path) -> None:
         out = cli(*args, "--quiet")
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+    (tmp_path / "rows.jsonl").write_text('{"body": "call me ishmael."}\n')
+    for args in (("tokenizer", "train", "--out", str(tmp_path / "t2")),
+                 ("data", "prepare", "--tokenizer", str(tmp_path / "t"), "--out", str(tmp_path / "d2"))):
+        out = cli(*args, "--input", str(tmp_path / "rows.jsonl"), "--quiet")
+        assert out.returncode == 2 and "rows.jsonl:1: no field 'text' (fields: body)" in out.stderr, out.stderr
+    assert not (tmp_path / "t2").exists() and not (tmp_path / "d2").exists()  # a failed prepare leaves nothing
     assert (tmp_path / "t" / "spiece.model").read_bytes() == before
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
     assert not (tmp_path / "new").exists()  # made by the failed call, so removed by it
@@ -146,6 +152,12 @@ def test_plot(tiny_model: Path, tmp_path: Path) -> None:
     out = cli("plot", str(tiny_model.parent), "--out", str(tmp_path / "c.png"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "run").mkdir()
+    for record, message in (('{"step": "x"}', "not a metrics record"), ('[1]', "not a metrics record"),
+                            ('{"step": 1}', "none of loss")):
+        (tmp_path / "run" / "metrics.jsonl").write_text(record + "\n")
+        out = cli("plot", str(tmp_path / "run"))
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 def test_fill_mask_through_onnxruntime_reads_the_safetensors_weights(tiny_model: Path, tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def _tokenizer_train(a: argparse.Namespace) -> None:
 
     tok = train_tokenizer(a.input, a.out, vocab_size=a.vocab_size, max_sentences=a.max_sentences,
                           character_coverage=a.character_coverage, do_lower_case=not a.cased,
-                          keep_accents=a.keep_accents, seed=a.seed, progress=not a.quiet)
+                          keep_accents=a.keep_accents, seed=a.seed, progress=not a.quiet, field=a.field)
     print(f"wrote {a.out}/spiece.model ({tok.vocab_size} pieces)")
 
 
@@ -251,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--character-coverage", type=float, default=0.99995)
     t.add_argument("--cased", action="store_true", help="do not lowercase")
     t.add_argument("--keep-accents", action="store_true")
+    t.add_argument("--field", default="text", help="text column of .jsonl/.parquet input")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_tokenizer_train)

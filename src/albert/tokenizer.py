@@ -576,6 +576,7 @@ def train_tokenizer(
     keep_accents: bool = False,
     seed: int = 0,
     progress: bool = True,
+    field: str = "text",
 ) -> AlbertTokenizer:
     """Train an ALBERT SentencePiece vocabulary (unigram; pad 0, unk 1, [CLS] [SEP] [MASK] at 2–4).
 
@@ -596,7 +597,7 @@ def train_tokenizer(
     rng = random.Random(seed)
     sample: list[str] = []
     seen = 0
-    for line in tqdm(read_text_lines(inputs), desc="reading", unit=" lines", disable=not progress):
+    for line in tqdm(read_text_lines(inputs, field), desc="reading", unit=" lines", disable=not progress):
         line = normaliser(line)
         if not line:
             continue

@@ -81,8 +81,11 @@ def iter_lines(path: str | Path, field: str = "text") -> Iterator[str]:
     so that one row is one document)."""
     if base_suffix(path) in (".jsonl", ".parquet"):
         for n, row in iter_records(path):
-            value = row.get(field)
-            if value is None:
+            if field not in row:  # a wrong --field would otherwise read as an empty corpus
+                fields = ", ".join(sorted(row)[:8]) or "none"
+                raise DataError(f"{path}:{n}: no field {field!r} (fields: {fields}); name the text field with --field")
+            value = row[field]
+            if value is None:  # a null row (hub exports have some) is skipped
                 continue
             if not isinstance(value, str):
                 raise DataError(f"{path}:{n}: field {field!r} is not text")

@@ -171,32 +171,15 @@ def _clear_unfinished(out: Path) -> None:
             shutil.rmtree(out / name, ignore_errors=True)
 
 
-def prepare_data(
-    inputs: Sequence[str | Path],
-    tokenizer_dir: str | Path,
-    out_dir: str | Path,
-    eval_fraction: float = 0.01,
-    workers: int = 0,
-    seed: int = 0,
-    field: str = "text",
-    docs_per_shard: int = DOCS_PER_SHARD,
-    progress: bool = True,
-) -> dict:
-    """Tokenize raw text into train/eval shards; whole documents go to eval with probability eval_fraction."""
-    if not 0.0 <= eval_fraction < 1.0:
-        raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-    for p in inputs:
-        if not Path(p).is_file():
-            raise DataError(f"{p}: no such file")
-    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
-    out = Path(out_dir)
-    made_out = not out.exists()
-    _clear_unfinished(out)
+def _write_shards(inputs: Sequence[str | Path], tokenizer: AlbertTokenizer, out: Path, eval_fraction: float,
+                  workers: int, seed: int, field: str, docs_per_shard: int, progress: bool
+                  ) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+    """Tokenize the documents into out/train and out/eval shards, `workers` processes at once; (shard names,
+    [documents, tokens]) per split."""
     for split in ("train", "eval"):
         (out / split).mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out / "tokenizer")
     rng = random.Random(seed)
-    workers = workers or max(1, (os.cpu_count() or 1))
     pending: dict[str, list[list[str]]] = {"train": [], "eval": []}
     counters = {"train": 0, "eval": 0}
     shards: dict[str, list[str]] = {"train": [], "eval": []}
@@ -235,10 +218,40 @@ def prepare_data(
             bar.update(n_docs)
     bar.close()
     if totals["train"][1] == 0:
+        raise DataError("the corpus is empty: no text found in " + ", ".join(map(str, inputs)))
+    return shards, totals
+
+
+def prepare_data(
+    inputs: Sequence[str | Path],
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    eval_fraction: float = 0.01,
+    workers: int = 0,
+    seed: int = 0,
+    field: str = "text",
+    docs_per_shard: int = DOCS_PER_SHARD,
+    progress: bool = True,
+) -> dict:
+    """Tokenize raw text into train/eval shards; whole documents go to eval with probability eval_fraction."""
+    if not 0.0 <= eval_fraction < 1.0:
+        raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    for p in inputs:
+        if not Path(p).is_file():
+            raise DataError(f"{p}: no such file")
+    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    out = Path(out_dir)
+    made_out = not out.exists()
+    _clear_unfinished(out)
+    workers = workers or max(1, (os.cpu_count() or 1))
+    try:
+        shards, totals = _write_shards(inputs, tokenizer, out, eval_fraction, workers, seed, field, docs_per_shard,
+                                       progress)
+    except BaseException:  # failed or interrupted: nothing is left behind (not resumable; a rerun starts over)
         _clear_unfinished(out)
         if made_out:
             out.rmdir()
-        raise DataError("the corpus is empty: no text found in " + ", ".join(map(str, inputs)))
+        raise
     meta = {
         "vocab_size": tokenizer.vocab_size,
         "splits": {k: sorted(v) for k, v in shards.items()},

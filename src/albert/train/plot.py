@@ -21,6 +21,10 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise DataError(f"{path}:{n}: invalid JSON") from None
+        numbers = isinstance(record, dict) and all(isinstance(v, (int, float)) for k, v in record.items()
+                                                   if k != "kind")
+        if not numbers or not isinstance(record.get("step"), int):
+            raise DataError(f"{path}:{n}: not a metrics record (an integer 'step' and numbers)")
         (evals if record.get("kind") == "eval" else train).append(record)
     if not train:
         raise DataError(f"{path} holds no training steps yet")
@@ -102,7 +106,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, max_step: int |
     steps = [r["step"] for r in train]
     window = max(1, len(steps) // 100)
     first = "mlm_loss" if "mlm_loss" in train[0] else "loss"
-    keys = [k for k in (first, "mlm_acc", "sop_acc", "acc", "lr") if k in train[0]]
+    keys = [k for k in (first, "mlm_acc", "sop_acc", "acc", "lr") if all(k in r for r in train)]
+    if not keys:
+        raise DataError(f"{run_dir}: its training records have none of loss, mlm_loss, mlm_acc, sop_acc, acc, lr")
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6))
     axes = [axes] if len(keys) == 1 else list(axes)
     for ax, key in zip(axes, keys):
