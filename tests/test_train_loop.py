@@ -187,3 +187,11 @@ def test_precision_auto_and_resume(prepared_data: Path, tmp_path: Path, monkeypa
     run = tmp_path / "auto_run"
     pretrain(tiny(prepared_data, run, precision="auto", max_steps=1, save_every=0))
     assert load_settings(PretrainSettings, run / "settings.yaml").precision == "fp32"
+
+
+def test_corrupt_last_checkpoint_is_named_with_the_one_to_resume_from(prepared_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    pretrain(tiny(prepared_data, run, max_steps=4, save_every=2))
+    (run / "checkpoints" / "step_00000004" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TrainingError, match=r"step_00000004 is unreadable .*resume from step_00000002"):
+        pretrain(tiny(prepared_data, run, max_steps=4, save_every=2), resume=True)

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -147,8 +148,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     try:
         weights = load_file(str(path / "model.safetensors"))
         trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise TrainingError(f"checkpoint {path} is unreadable: {e}") from None
+    except (OSError, RuntimeError, EOFError, SafetensorError) as e:
+        earlier = [c for c in checkpoint_dirs(path.parent.parent) if c.name < path.name]
+        hint = f"; move it away to resume from {earlier[-1].name}" if earlier else ""
+        raise TrainingError(f"checkpoint {path} is unreadable ({str(e).splitlines()[0][:120]}){hint}") from None
     target = _unwrap(model)
     missing, unexpected = target.load_state_dict(weights, strict=False)
     tied = set(getattr(target, "tied_keys", ()))
