@@ -26,6 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import sentencepiece as spm
 
+from albert.outputs import check_new_output
+
 logger = logging.getLogger(__name__)
 
 SPIECE_UNDERLINE = "▁"
@@ -589,8 +591,6 @@ def train_tokenizer(
 
     if vocab_size < 100:
         raise TokenizerError(f"vocab_size must be at least 100, got {vocab_size}")
-    from albert.outputs import check_new_output
-
     # checked before reading the corpus (minutes on a big one); a vocabulary that shards were made with is kept
     check_new_output(out_dir, [VOCAB_FILE])
     normaliser = _Normaliser(do_lower_case, keep_accents)

@@ -205,52 +205,39 @@ class TokenClassificationPipeline(_Batched):
         if aggregation_strategy not in ("simple", "none"):
             raise TokenizerError("aggregation_strategy must be 'simple' or 'none'")
         texts, single = _as_list(inputs)
-        tok = self.tokenizer
-        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
-        # A text longer than the model reads is tagged in overlapping windows (no entity past the limit is lost);
-        # each piece takes its tag from the window where it has the most context on both sides.
-        W = self.model.config.max_position_embeddings - 2
-        rows: list[dict[str, list[int]]] = []
-        spans: list[list[tuple[int, int, int]]] = []  # text n's windows: (row, first piece, pieces)
-        for ids in enc["input_ids"]:
-            spans.append([])
-            for a in _window_starts(len(ids), W):
-                piece_ids = ids[a:a + W]
-                spans[-1].append((len(rows), a, len(piece_ids)))
-                rows.append({"input_ids": [tok.cls_token_id, *piece_ids, tok.sep_token_id],
-                             "token_type_ids": [0] * (len(piece_ids) + 2)})
-        results = self._pad_forward(rows)
+        # A text longer than the model reads is tagged in the tokenizer's overlapping windows (half a window apart;
+        # no entity past the limit is lost); each piece takes its tag from the window where it has the most context
+        # on both sides.
+        limit = self.model.config.max_position_embeddings
+        stride = (limit - 2) // 2
+        enc = self.tokenizer(texts, truncation=True, max_length=limit, stride=stride, return_overflowing_tokens=True,
+                             return_offsets_mapping=True)
+        results = self._pad_forward([{"input_ids": ids, "token_type_ids": types}
+                                     for ids, types in zip(enc["input_ids"], enc["token_type_ids"])])
         labels = self.model.config.id2label or {}
+        # per text: piece → (context, tag id, score, (start, end)) from its best window
+        best: list[dict[int, tuple[int, int, float, tuple[int, int]]]] = [{} for _ in texts]
+        window_of = [0] * len(texts)  # windows seen so far, per text
+        for w, n in enumerate(enc["overflow_to_sample_mapping"]):
+            first = window_of[n] * (limit - 2 - stride)
+            window_of[n] += 1
+            result, b, length = results[w]
+            count = length - 2  # pieces between [CLS] and [SEP]
+            score, pred = result.logits[b, 1:count + 1].float().softmax(-1).max(-1)
+            for j in range(count):
+                context = min(j, count - 1 - j)
+                if first + j not in best[n] or context > best[n][first + j][0]:
+                    best[n][first + j] = (context, int(pred[j]), float(score[j]), enc["offset_mapping"][w][j + 1])
         out = []
         for n, text in enumerate(texts):
-            best: dict[int, tuple[int, int, int]] = {}  # piece → (context, tag id, row) from its best window
-            scores: dict[int, float] = {}
-            for row, a, count in spans[n]:
-                result, b, _ = results[row]
-                probs = result.logits[b, 1:count + 1].float().softmax(-1)  # (count, labels), [CLS] skipped
-                score, pred = probs.max(-1)
-                for j in range(count):
-                    context = min(j, count - 1 - j)
-                    if a + j not in best or context > best[a + j][0]:
-                        best[a + j] = (context, int(pred[j]), row)
-                        scores[a + j] = float(score[j])
             tokens = []
-            for i in sorted(best):
-                tag = labels.get(best[i][1], str(best[i][1]))
-                s, e = enc["offset_mapping"][n][i]
+            for i, (_, tag_id, score_i, (s, e)) in sorted(best[n].items()):
+                tag = labels.get(tag_id, str(tag_id))
                 if tag != "O" and e > s:
-                    tokens.append({"entity": tag, "score": scores[i], "index": i + 1, "start": s, "end": e,
+                    tokens.append({"entity": tag, "score": score_i, "index": i + 1, "start": s, "end": e,
                                    "word": text[s:e]})
             out.append(tokens if aggregation_strategy == "none" else _group_entities(tokens, text))
         return out[0] if single else out
-
-
-def _window_starts(n: int, W: int) -> list[int]:
-    """First pieces of windows of W pieces over n pieces: half a window apart, the last one ending at n."""
-    if n <= W:
-        return [0]
-    step = max(1, W // 2)
-    return [*range(0, n - W, step), n - W]
 
 
 def _group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

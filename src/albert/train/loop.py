@@ -279,7 +279,6 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
             hint = "pass --resume to continue it, or " if checkpoint_dirs(run_dir) else ""
             raise TrainingError(f"{run_dir} already holds a run ({', '.join(earlier)}): {hint}choose another "
                                 f"run_dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_settings(settings, run_dir / "settings.yaml")
