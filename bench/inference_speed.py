@@ -4,7 +4,7 @@ vs ONNX Runtime (fp32, our export), all on the same random albert-base-v2 weight
     python bench/inference_speed.py [--sizes base] [--repeats 7] [--out bench/results/inference_speed.json]
 
 int8 is dynamic quantization of the encoder's matrices: ours through `--precision int8`
-(albert.inference.fast.quantize_int8), transformers' through torch's documented route
+(albert.runtime.quantize_int8), transformers' through torch's documented route
 (torch.ao.quantization.quantize_dynamic on its nn.Linear layers). On a CPU without bf16 units the bf16
 contenders are left out (bf16 is emulated there and takes minutes); --all keeps them.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import albert
-from albert.inference.pipelines import cpu_description, cpu_has_bf16
+from albert.runtime import cpu_description, cpu_has_bf16
 from common import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def main() -> None:
         return
     import transformers
 
-    from albert.inference.fast import quantize_int8
+    from albert.runtime import quantize_int8
 
     bf16 = a.all or cpu_has_bf16()
     rows = []

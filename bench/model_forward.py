@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import albert
-from albert.inference.pipelines import cpu_description
+from albert.runtime import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from albert.inference.pipelines import cpu_description, cpu_has_bf16
+from albert.runtime import cpu_description, cpu_has_bf16
 from common import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,8 +25,7 @@ import torch
 
 import albert
 from albert.export import export_onnx
-from albert.inference.fast import freeze_bf16, quantize_int8
-from albert.inference.pipelines import cpu_description
+from albert.runtime import cpu_description, freeze_bf16, quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "fixtures" / "public_domain.txt"

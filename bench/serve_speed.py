@@ -29,8 +29,8 @@ import torch
 
 import albert
 from albert.hub import resolve_model_dir
-from albert.inference.pipelines import cpu_description
 from albert.inference.server import build_server
+from albert.runtime import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from albert.inference.pipelines import cpu_description
+from albert.runtime import cpu_description
 from albert.tokenizer import AlbertTokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

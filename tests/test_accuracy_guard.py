@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import albert
-from albert.inference.fast import freeze_bf16, quantize_int8
+from albert.runtime import freeze_bf16, quantize_int8
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -76,7 +76,7 @@ def test_fill_mask_bf16_and_int8_agree_with_fp32(mlm) -> None:
 
 
 def test_classification_bf16_and_int8_agree_with_fp32(tmp_path: Path) -> None:
-    from albert.tasks.finetune import FinetuneSettings, finetune
+    from albert.train.finetune import FinetuneSettings, finetune
 
     lines = [x for x in (FIX / "public_domain.txt").read_text(encoding="utf-8").splitlines() if len(x) > 40]
     split = next(i for i, x in enumerate(lines) if x.startswith("Fellow-Citizens"))

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from albert import AlbertConfig, AlbertForQuestionAnsweringWithAnswerability, pipeline
-from albert.tasks.finetune import FinetuneSettings, evaluate_dir, finetune, predict_dir
-from albert.train.settings import SettingsError
+from albert.errors import ConfigError
+from albert.train.finetune import FinetuneSettings, evaluate_dir, finetune, predict_dir
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -132,7 +132,7 @@ def test_finetune_evaluate_predict_and_pipeline(tiny_model: Path, tmp_path: Path
 
 
 def test_head_only_for_qa(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="answerability_head is a question-answering head"):
+    with pytest.raises(ConfigError, match="answerability_head is a question-answering head"):
         FinetuneSettings(task="classification", answerability_head=True, train="x", out=str(tmp_path))
 
 

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 import albert
 from albert import AlbertConfig
-from albert.checkpoint import CheckpointError, resolve_model_dir
-from albert.config import ConfigError
+from albert.checkpoint import resolve_model_dir
+from albert.errors import CheckpointError, ConfigError
 
 transformers = pytest.importorskip("transformers")
 SMALL = dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from albert.data.reader import DataError
-from albert.tasks.finetune import RECIPES, FinetuneSettings, evaluate_dir, finetune, finetune_settings, predict_dir
-from albert.train.settings import SettingsError
+import albert
+from albert.errors import ConfigError, DataError
+from albert.train.finetune import RECIPES, FinetuneSettings, evaluate_dir, finetune, finetune_settings, predict_dir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "public_domain.txt"
 
@@ -78,7 +78,39 @@ def test_regression_and_multilabel(tiny_model: Path, source_task, tmp_path: Path
                                                                                      else [])}) + "\n" for r in rows))
     out = finetune(settings(tiny_model, multi, multi, tmp_path / "multi", task="multi-label", max_steps=30))
     assert "micro_f1" in json.loads((out / "dev_results.json").read_text())
-    assert all(isinstance(p["labels"], list) for p in predict_dir(out, multi, precision="fp32"))
+    # one output shape per task: predict gives what `albert classify` gives (every label ranked for multi-label)
+    preds = predict_dir(out, multi, precision="fp32")
+    assert all(isinstance(p, list) and {"label", "score"} == set(p[0]) for p in preds)
+    classify = albert.pipeline("text-classification", model=out, precision="fp32")
+    for got, want in zip(classify([{"text": r["text"]} for r in rows[:5]], top_k=None), preds[:5]):
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=1e-5)
+
+
+def test_evaluate_and_predict_run_in_the_precision_asked_for(tiny_model: Path, source_task, tmp_path: Path) -> None:
+    """int8 really runs int8 (it was silently fp32), as the pipelines run it, within the accuracy guard."""
+    from albert.runtime import Int8Linear, is_int8
+    from albert.train.finetune import load_task_model
+
+    train, dev = source_task
+    out = finetune(settings(tiny_model, train, dev, tmp_path / "clf", max_steps=100))
+    model, *_ = load_task_model(out, "cpu", "int8")
+    assert is_int8(model) and isinstance(model.albert.encoder.frozen[0][0].ffn_w, Int8Linear)
+    fp32, int8 = evaluate_dir(out, dev, precision="fp32"), evaluate_dir(out, dev, precision="int8")
+    assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.05, (fp32, int8)
+    agree = [a["label"] == b["label"] for a, b in zip(predict_dir(out, dev, precision="fp32"),
+                                                       predict_dir(out, dev, precision="int8"))]
+    assert sum(agree) / len(agree) >= 0.95
+    pipe = albert.pipeline("text-classification", model=out, precision="int8")
+    assert is_int8(pipe.model)
+    # activations are quantized per batch (padding included), so the same 8 rows go through both; short ones, which
+    # predict (max_seq_length 64, as fine-tuned) and the pipeline (the model's limit) do not truncate
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join([line for line in dev.read_text().splitlines(keepends=True)
+                            if len(json.loads(line)["text"]) < 120][:8]))
+    texts = [json.loads(line)["text"] for line in few.read_text().splitlines()]
+    for got, want in zip(pipe(texts), predict_dir(out, few, precision="int8")):
+        assert got["label"] == want["label"] and got["score"] == pytest.approx(want["score"], abs=1e-4)
 
 
 def test_bad_rows_name_file_and_line(tiny_model: Path, source_task, tmp_path: Path) -> None:
@@ -111,9 +143,9 @@ def test_settings_priority_recipe_then_file_then_command_line(tmp_path: Path) ->
     assert (s.warmup_steps, s.batch_size, s.model, s.train) == (7, 4, "some/model", "t.jsonl")
     (tmp_path / "r.yaml").write_text("recipe: mrpc\ntrain: t.jsonl\nout: o\n")
     assert finetune_settings({"task": "qa"}, tmp_path / "r.yaml").max_steps == RECIPES["mrpc"]["max_steps"]
-    with pytest.raises(SettingsError, match="unknown recipe"):
+    with pytest.raises(ConfigError, match="unknown recipe"):
         finetune_settings({"task": "qa", "recipe": "nope", "train": "t", "out": "o"})
-    with pytest.raises(SettingsError, match="unknown setting"):
+    with pytest.raises(ConfigError, match="unknown setting"):
         finetune_settings({"task": "qa", "train": "t", "out": "o", "learning_rat": 1.0})
 
 

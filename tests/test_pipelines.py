@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import albert
-from albert.checkpoint import CheckpointError
-from albert.tasks.finetune import FinetuneSettings, finetune
+from albert.errors import CheckpointError
+from albert.train.finetune import FinetuneSettings, finetune
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from albert.data.pretraining import ExampleSettings, Masker, PretrainingStream, create_segment_pairs, truncate_pair
-from albert.data.reader import DataError
 from albert.data.shards import Corpus, prepare_data
+from albert.errors import DataError
 
 
 @pytest.fixture(scope="module")

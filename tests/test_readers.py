@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from albert.data.reader import DataError
+from albert.errors import DataError
 from albert.tasks.choice import read_questions
 from albert.tasks.readers import read_rows
 from albert.tasks.sequence import read_examples

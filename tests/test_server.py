@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import albert
+from albert.errors import InputError
 from albert.inference.server import Batcher, build_server
-from albert.tokenizer import TokenizerError
 
 TEXTS = ["the whale and the [MASK] of the sea", "call me [MASK].", "the [MASK] was long and the [MASK] was dark",
          "a [MASK]", "some years ago i went to [MASK] and saw the watery part of the world"]
@@ -104,7 +104,7 @@ def test_requests_queued_while_busy_run_as_one_batch_and_a_bad_one_fails_alone(f
     def ask(name: str, items: list[str]) -> None:
         try:
             results[name] = batcher(items, {"top_k": 1})
-        except TokenizerError as e:
+        except InputError as e:
             results[name] = e
 
     first = threading.Thread(target=ask, args=("first", [TEXTS[0]]))
@@ -123,7 +123,7 @@ def test_requests_queued_while_busy_run_as_one_batch_and_a_bad_one_fails_alone(f
     batcher.close()
     # 1 alone, then the 4 queued together (which fails on the bad one), then each of them alone
     assert calls == [1, 4, 1, 1, 1, 1]
-    assert isinstance(results["bad"], TokenizerError)
+    assert isinstance(results["bad"], InputError)
     for i in (1, 2, 3):
         assert same(results[f"q{i}"], [fill_mask(TEXTS[i], top_k=1)])
 

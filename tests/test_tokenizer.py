@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from albert.tokenizer import AlbertTokenizer, TokenizerError
+from albert.errors import CheckpointError, InputError
+from albert.tokenizer import AlbertTokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -55,7 +56,7 @@ def test_pairs_truncation_and_padding_equal_transformers(tokenizer: AlbertTokeni
         for key in ("input_ids", "token_type_ids", "attention_mask"):
             assert got[key].dtype == expected[key].dtype and got[key].tolist() == expected[key].tolist()
     # transformers logs and returns an over-long sequence here; we refuse clearly
-    with pytest.raises(TokenizerError, match="fills max_length"):
+    with pytest.raises(InputError, match="fills max_length"):
         tokenizer(" ".join(a), "x", truncation="only_second", max_length=20)
 
 
@@ -103,18 +104,18 @@ def test_save_pretrained_loads_in_transformers(tokenizer: AlbertTokenizer, tmp_p
 
 
 def test_bad_inputs(tokenizer: AlbertTokenizer, tmp_path: Path) -> None:
-    with pytest.raises(TokenizerError, match="not found"):
+    with pytest.raises(CheckpointError, match="not found"):
         AlbertTokenizer(tmp_path / "missing.model")
     bad = tmp_path / "bad.model"
     bad.write_bytes(b"not a model")
-    with pytest.raises(TokenizerError, match="not a valid SentencePiece model"):
+    with pytest.raises(CheckpointError, match="not a valid SentencePiece model"):
         AlbertTokenizer(bad)
     assert tokenizer.encode("") == [tokenizer.cls_token_id, tokenizer.sep_token_id]
     assert tokenizer.encode(" \t\n ") == [tokenizer.cls_token_id, tokenizer.sep_token_id]
     assert tokenizer.encode("[MASK]")[1:-1] == [tokenizer.mask_token_id]
     big = "word " * 200_000  # 1 MB
     assert len(tokenizer.encode(big, truncation=True, max_length=512)) == 512
-    with pytest.raises(TokenizerError):
+    with pytest.raises(InputError):
         tokenizer(123)  # type: ignore[arg-type]
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from albert.data.reader import DataError
-from albert.train.loop import TrainingError
+from albert.errors import ConfigError, DataError, TrainingError
 from albert.train.pretrain import pretrain
-from albert.train.settings import PretrainSettings, SettingsError, load_settings, parse_overrides
+from albert.train.settings import PretrainSettings, load_settings, parse_overrides
 
 ALBERT = [sys.executable, "-m", "albert.cli"]
 
@@ -127,9 +126,9 @@ def test_two_processes_match_one(prepared_data: Path, tmp_path: Path) -> None:
 
 
 def test_errors_before_training(prepared_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="unknown setting"):
+    with pytest.raises(ConfigError, match="unknown setting"):
         load_settings(PretrainSettings, None, {"data": "x", "learning_rat": 1})
-    with pytest.raises(SettingsError, match="must be an integer"):
+    with pytest.raises(ConfigError, match="must be an integer"):
         load_settings(PretrainSettings, None, {"data": "x", "batch_size": "many"})
     with pytest.raises(DataError, match="not a prepared data directory"):
         pretrain(tiny(tmp_path, tmp_path / "r1"))
@@ -164,13 +163,13 @@ def test_precision_auto_and_resume(prepared_data: Path, tmp_path: Path, monkeypa
                                    caplog: pytest.LogCaptureFixture) -> None:
     import torch
 
-    from albert.inference import pipelines
+    from albert import runtime
     from albert.train.loop import run_precision
     from albert.train.settings import save_settings
 
     cpu = torch.device("cpu")
     for units, expected in ((True, "bf16"), (False, "fp32")):  # auto follows the CPU's bf16 matrix units
-        monkeypatch.setattr(pipelines, "cpu_has_bf16", lambda units=units: units)
+        monkeypatch.setattr(runtime, "cpu_has_bf16", lambda units=units: units)
         assert run_precision(tiny(prepared_data, tmp_path / "new", precision="auto"), cpu, tmp_path / "new",
                              False) == expected
     # a resumed run keeps the precision it recorded (bf16 here), so it continues exactly...

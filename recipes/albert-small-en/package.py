@@ -20,7 +20,7 @@ import yaml
 
 from albert.export import export_onnx
 from albert.heads import AlbertForMaskedLM, AlbertForPreTraining
-from albert.inference.pipelines import resolve_precision
+from albert.runtime import resolve_precision
 from albert.tokenizer import AlbertTokenizer
 from albert.train.loop import SESSIONS, code_commit
 from albert.train.plot import plot_run, read_history, run_stages

@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from albert.config import AlbertConfig
+from albert.errors import CheckpointError
 from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where users look)
     CONFIG_NAME,
     HUB_ALIASES,
@@ -29,7 +30,6 @@ from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where
     SAFE_INDEX_NAME,
     SAFE_WEIGHTS_NAME,
     TORCH_WEIGHTS_NAME,
-    CheckpointError,
     packaged_models_dir,
     resolve_model_dir,
 )

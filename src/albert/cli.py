@@ -12,8 +12,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from albert.tasks.registry import Task
+
+# the runtime's precisions, without importing torch (albert.runtime does): a test checks they agree
+PRECISIONS = ("auto", "bf16", "fp32", "int8")
 DEFAULT_MODEL = "albert-small-en"
 CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
 
@@ -25,7 +30,8 @@ def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: boo
     if args_inputs:
         yield from args_inputs
         return
-    from albert.data.reader import DataError, open_text
+    from albert.data.reader import open_text
+    from albert.errors import DataError
 
     def parse(line: str, where: str) -> Any:
         try:
@@ -44,16 +50,29 @@ def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: boo
             yield parse(line, f"<stdin>:{n} (one JSON object per line)") if stdin_json else line.rstrip("\n")
 
 
-def task_inputs(task: str, a: argparse.Namespace, stdin_json: bool = False) -> list[Any]:
-    """The command's inputs (arguments, --file or stdin), each checked and shaped for the task's pipeline;
-    none at all is an error."""
-    from albert.data.reader import DataError
-    from albert.inference.inputs import task_input
+def task_inputs(task: Task, a: argparse.Namespace) -> list[Any]:
+    """The command's inputs, each checked and shaped for the task's pipeline; none at all is an error.
 
-    items = [task_input(task, x, n) for n, x in enumerate(read_inputs(getattr(a, "text", None), a.file, stdin_json),
-                                                          1)]
+    Texts come from arguments, --file or stdin lines; a task whose inputs have other fields takes them as
+    flags (one input: `albert answer --question Q --context C`), else as JSON objects from --file or stdin.
+    A text task's extra fields given as flags (classify --pair) apply to every input."""
+    from albert.errors import InputError
+    from albert.tasks.registry import check_input
+
+    flags = {f.name: getattr(a, f.name) for f in task.fields if f.name != "text" and getattr(a, f.name) is not None}
+    if not task.takes_text and flags:
+        missing = [f for f in task.fields if f.required and f.name not in flags]
+        if missing:
+            given = ", ".join(f.cli_flag for f in task.fields if f.name in flags)
+            raise InputError(f"{missing[0].cli_flag} is needed with {given}")
+        raw: list[Any] = [flags]
+    else:
+        raw = list(read_inputs(getattr(a, "text", None), a.file, stdin_json=not task.takes_text))
+        raw = [x | flags if isinstance(x, dict) else ({"text": x} | flags if flags else x) for x in raw]
+    items = [check_input(task, x, n) for n, x in enumerate(raw, 1)]
     if not items:
-        raise DataError("no input: pass text arguments, --file FILE.jsonl, or lines on stdin")
+        where = "text arguments, " if task.takes_text else "flags, "
+        raise InputError(f"no input: pass {where}--file FILE.jsonl, or lines on stdin")
     return items
 
 
@@ -70,11 +89,19 @@ def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> I
             bar.update(min(CHUNK, len(items) - i))
 
 
-def _run_pipeline(task: str, a: argparse.Namespace, items: list[Any], **kwargs: Any) -> None:
-    """One JSON line per input."""
-    from albert.inference.pipelines import pipeline
+def _run_task(a: argparse.Namespace) -> None:
+    """A pipeline command (derived from the task registry): one JSON line per input."""
+    from albert.tasks.registry import TASKS
 
-    pipe = pipeline(task, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+    task = TASKS[a.task_name]
+    items = task_inputs(task, a)
+    kwargs = {p.name: getattr(a, p.name) for p in task.parameters if p.cli}
+    if task.name == "fill-mask":
+        _fill_mask(a, items, kwargs)
+        return
+    from albert.inference.pipelines import pipeline  # imports torch
+
+    pipe = pipeline(task.name, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
     for result in stream(pipe, items, **kwargs):
         print(json.dumps(result, ensure_ascii=False))
 
@@ -128,7 +155,7 @@ def _plot(a: argparse.Namespace) -> None:
 
 # ----- fine-tuning -----
 def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
-    from albert.tasks.finetune import finetune, finetune_settings
+    from albert.train.finetune import finetune, finetune_settings
     from albert.train.settings import parse_overrides
 
     given = {"task": a.task, "train": a.train, "dev": a.dev, "model": a.model, "out": a.out, "recipe": a.recipe}
@@ -137,25 +164,25 @@ def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
 
 
 def _evaluate(a: argparse.Namespace) -> None:
-    from albert.tasks.finetune import evaluate_dir
+    from albert.train.finetune import evaluate_dir
 
     print(json.dumps(evaluate_dir(a.model, a.data, a.device, a.precision), indent=2))
 
 
 def _predict(a: argparse.Namespace) -> None:
-    from albert.tasks.finetune import predict_dir
+    from albert.train.finetune import predict_dir
 
     for row in predict_dir(a.model, a.data, a.device, a.precision):
         print(json.dumps(row, ensure_ascii=False))
 
 
 # ----- inference -----
-def _fill_mask(a: argparse.Namespace) -> None:
+def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) -> None:
+    """fill-mask's engines (ONNX Runtime starts without torch) and its human-readable output."""
     from albert.inference.fill_mask import load_fill_mask
 
-    texts = task_inputs("fill-mask", a)
     fm = load_fill_mask(a.model, a.engine, a.device, a.precision, a.compile)
-    for text, result in zip(texts, stream(fm, texts, top_k=a.top_k)):
+    for text, result in zip(texts, stream(fm, texts, **kwargs)):
         if a.json:
             print(json.dumps(result, ensure_ascii=False))
             continue
@@ -167,49 +194,6 @@ def _fill_mask(a: argparse.Namespace) -> None:
                 print(f"[MASK] #{n + 1}")
             for r in group:
                 print(f"{r['score']:.4f}  {r['token_str']:<15} {r['sequence']}")
-
-
-def _embed(a: argparse.Namespace) -> None:
-    _run_pipeline("feature-extraction", a, task_inputs("feature-extraction", a), pooling=a.pooling,
-                  normalize=a.normalize)
-
-
-def _classify(a: argparse.Namespace) -> None:
-    items = task_inputs("text-classification", a)
-    if a.pair is not None:
-        items = [x | {"text_pair": a.pair} for x in items]
-    _run_pipeline("text-classification", a, items, top_k=a.top_k)
-
-
-def _tag(a: argparse.Namespace) -> None:
-    _run_pipeline("token-classification", a, task_inputs("token-classification", a),
-                  aggregation_strategy=a.aggregation)
-
-
-def _answer(a: argparse.Namespace) -> None:
-    from albert.inference.inputs import task_input
-
-    if a.question is not None:
-        if a.context is None:
-            from albert.data.reader import DataError
-
-            raise DataError("--question needs --context")
-        items = [task_input("question-answering", {"question": a.question, "context": a.context}, 1)]
-    else:
-        items = task_inputs("question-answering", a, stdin_json=True)
-    _run_pipeline("question-answering", a, items, doc_stride=a.doc_stride, max_answer_length=a.max_answer_length,
-                  handle_impossible_answer=a.allow_no_answer)
-
-
-def _choose(a: argparse.Namespace) -> None:
-    from albert.inference.inputs import task_input
-
-    if a.question is not None:
-        items = [task_input("multiple-choice", {"article": a.article or "", "question": a.question,
-                                                "options": a.options or []}, 1)]
-    else:
-        items = task_inputs("multiple-choice", a, stdin_json=True)
-    _run_pipeline("multiple-choice", a, items)
 
 
 def _serve(a: argparse.Namespace) -> None:
@@ -238,8 +222,12 @@ def _convert(a: argparse.Namespace) -> None:
 
 # ----- the parser -----
 def build_parser() -> argparse.ArgumentParser:
+    from albert.tasks.registry import ALIASES, KINDS, TASKS
+    from albert.version import __version__
+
     p = argparse.ArgumentParser(prog="albert", description="ALBERT: pretrain, fine-tune and run A Lite BERT.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("--version", action="version", version=f"albert {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command", required=True)
@@ -279,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="settings YAML (see recipes/)")
     t.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
     t.set_defaults(func=_pretrain, takes_extra=True)
+    _list_settings(t, "albert.train.settings", "PretrainSettings")
 
     t = sub.add_parser("plot", help="draw a run's curves (metrics.jsonl) to a PNG")
     t.add_argument("run_dir")
@@ -286,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_plot)
 
     t = sub.add_parser("finetune", help="fine-tune on a labelled task (more settings as --key value)")
-    t.add_argument("--task", required=True, choices=["classification", "regression", "multi-label",
-                                                     "token-classification", "multiple-choice", "qa", "qa-v2"])
+    t.add_argument("--task", required=True, choices=list(KINDS),
+                   help="; ".join(f"{k.name}: {k.help}" for k in KINDS.values()))
     t.add_argument("--train", default=None)
     t.add_argument("--dev", default=None)
     t.add_argument("--model", default=None, help=f"default {DEFAULT_MODEL}")
@@ -296,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="settings YAML: above the recipe, below the command line")
     t.add_argument("--resume", action="store_true")
     t.set_defaults(func=_finetune, takes_extra=True)
+    _list_settings(t, "albert.train.finetune", "FinetuneSettings")
 
     t = sub.add_parser("evaluate", help="score a fine-tuned model on a labelled file")
     t.add_argument("--model", required=True)
@@ -309,38 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_args(t)
     t.set_defaults(func=_predict)
 
-    t = _add_inference(sub, "fill-mask", "predict the [MASK] tokens of texts", _fill_mask)
-    t.add_argument("--top-k", type=int, default=5)
-    t.add_argument("--json", action="store_true", help="one JSON line per input")
-    t.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
-                   help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else torch")
-    t = _add_inference(sub, "embed", "sentence vectors, one JSON list per input", _embed)
-    t.add_argument("--pooling", choices=["cls", "mean"], default="cls")
-    t.add_argument("--normalize", action="store_true")
-    t = _add_inference(sub, "classify", "labels of texts (a fine-tuned classifier)", _classify)
-    t.add_argument("--pair", default=None, help="second text for every input")
-    t.add_argument("--top-k", type=int, default=1)
-    t = _add_inference(sub, "tag", "entities in texts (a fine-tuned token classifier)", _tag)
-    t.add_argument("--aggregation", choices=["simple", "none"], default="simple")
-    t = _add_inference(sub, "answer", "extractive answers (a fine-tuned QA model)", _answer, texts=False)
-    t.add_argument("--question", default=None)
-    t.add_argument("--context", default=None)
-    t.add_argument("--doc-stride", type=int, default=128)
-    t.add_argument("--max-answer-length", type=int, default=30)
-    t.add_argument("--allow-no-answer", action="store_true",
-                   help="answer \"\" where the model prefers no answer (SQuAD 2.0 models)")
-    t = _add_inference(sub, "choose", "pick an option (a fine-tuned multiple-choice model)", _choose, texts=False)
-    t.add_argument("--article", default=None)
-    t.add_argument("--question", default=None)
-    t.add_argument("--options", nargs="+", default=None)
-
-    from albert.inference.inputs import PARAMETERS
+    for task in TASKS.values():
+        t = _add_task_command(sub, task)
+        if task.name == "fill-mask":
+            t.add_argument("--json", action="store_true", help="one JSON line per input")
+            t.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
+                           help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else "
+                                "torch")
 
     t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched")
-    t.add_argument("--task", default="auto", choices=["auto", *PARAMETERS],
+    t.add_argument("--task", default="auto", choices=["auto", *TASKS, *ALIASES],
                    help="the pipeline (auto: the one the model directory was fine-tuned for; fill-mask for a "
-                        "pretrained model); its endpoint is POST /fill-mask, /embed, /classify, /tag, /answer, "
-                        "/choose or /sentence-order")
+                        "pretrained model); its endpoint is POST " + ", ".join(t.route for t in TASKS.values()))
     t.add_argument("--model", default=DEFAULT_MODEL)
     t.add_argument("--host", default="127.0.0.1",
                    help="0.0.0.0 to accept connections from other machines (no authentication: keep it behind a "
@@ -370,39 +340,66 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_inference(sub: Any, name: str, help_: str, func: Callable[..., None], texts: bool = True
-                   ) -> argparse.ArgumentParser:
-    """A pipeline command: its inputs (texts as arguments, or --file, or stdin), --model and the runtime flags."""
-    t = sub.add_parser(name, help=help_)
-    if texts:
+def _list_settings(t: argparse.ArgumentParser, module: str, name: str) -> None:
+    """`--help` also lists every setting of the command's settings dataclass (imported only when asked for)."""
+    plain = t.format_help
+
+    def format_help() -> str:
+        import importlib
+
+        from albert.train.settings import settings_help
+
+        cls = getattr(importlib.import_module(module), name)
+        return (plain() + "\nsettings (--key value, or keys of the --config YAML; the command line wins):\n"
+                + settings_help(cls) + "\n")
+
+    t.format_help = format_help  # type: ignore[method-assign]
+
+
+def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
+    """A pipeline command from its registry entry: inputs (texts as arguments, or field flags, or --file, or
+    stdin), the task's parameters as flags, --model and the runtime flags."""
+    t = sub.add_parser(task.command, help=task.help, description=f"{task.help}. Output per input: {task.output}."
+                       + (" Texts longer than the model are read in overlapping windows." if task.windows else ""))
+    if task.takes_text:
         t.add_argument("text", nargs="*", help="texts (else --file, else stdin lines)")
+    for f in task.fields:
+        if f.name == "text":
+            continue
+        extra = " (for every input)" if task.takes_text else ""
+        t.add_argument(f.cli_flag, dest=f.name, default=None,
+                       nargs="+" if f.kind == "options" else None, help=f.help + extra)
     t.add_argument("--file", default=None, help="JSONL input: texts or objects" +
-                   ("" if texts else " (else JSON objects, one per line, on stdin)"))
+                   ("" if task.takes_text else " (else JSON objects, one per line, on stdin)"))
+    for p in task.parameters:
+        if not p.cli:
+            continue
+        if p.type is bool:
+            t.add_argument(p.cli_flag, dest=p.name, action="store_true", help=p.help)
+        elif p.type is int:
+            t.add_argument(p.cli_flag, dest=p.name, type=int, default=p.default, help=f"{p.help} (default {p.default})")
+        else:
+            t.add_argument(p.cli_flag, dest=p.name, choices=p.type, default=p.default,
+                           help=f"{p.help} (default {p.default})")
     t.add_argument("--model", default=DEFAULT_MODEL)
     _add_runtime_args(t)
-    t.set_defaults(func=func)
+    t.set_defaults(func=_run_task, task_name=task.name)
     return t
 
 
 def _add_runtime_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32", "int8"],
+    t.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto: bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, else fp32; int8: dynamic "
                         "quantization (CPU)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from albert.checkpoint import CheckpointError
-    from albert.config import ConfigError
-    from albert.data.reader import DataError
-    from albert.export import ExportError
-    from albert.tokenizer import TokenizerError
-    from albert.train.loop import TrainingError
-    from albert.train.settings import SettingsError
+    """albert's own errors, and the operating system's answers about the paths a user named."""
+    from albert.errors import AlbertError
 
-    return (ConfigError, TokenizerError, DataError, CheckpointError, SettingsError, TrainingError, ExportError,
-            FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+    return (AlbertError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from albert.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
@@ -33,9 +35,6 @@ _TRANSFORMERS_GENERIC_KEYS = frozenset(
     }
 )
 
-
-class ConfigError(ValueError):
-    """An invalid or unknown configuration value."""
 
 
 @dataclass

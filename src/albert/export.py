@@ -19,27 +19,14 @@ import torch
 from torch import nn
 
 from albert.checkpoint import SAFE_WEIGHTS_NAME, resolve_model_dir, saved_architecture
+from albert.errors import ConfigError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.tasks.registry import HEADS
 
 logger = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUTS = {
-    "AlbertModel": ("last_hidden_state", "pooler_output"),
-    "AlbertForPreTraining": ("prediction_logits", "sop_logits"),
-    "AlbertForMaskedLM": ("logits",),
-    "AlbertForSequenceClassification": ("logits",),
-    "AlbertForTokenClassification": ("logits",),
-    "AlbertForQuestionAnswering": ("start_logits", "end_logits"),
-    "AlbertForMultipleChoice": ("logits",),
-    # the beam is the graph's own; without a p_mask input only padding is excluded from spans
-    "AlbertForQuestionAnsweringWithAnswerability": ("start_top_log_probs", "start_top_index", "end_top_log_probs",
-                                                    "end_top_index", "cls_logits"),
-}
 
-
-class ExportError(ValueError):
-    """The model cannot be exported as asked."""
 
 
 class _Outputs(nn.Module):
@@ -59,7 +46,7 @@ def load_for_export(name_or_path: str | Path, architecture: str | None = None) -
     directory = resolve_model_dir(name_or_path)
     arch = architecture or saved_architecture(directory) or "AlbertModel"
     if arch not in MODEL_CLASSES:
-        raise ExportError(f"unknown architecture {arch!r}; one of {', '.join(MODEL_CLASSES)}")
+        raise ConfigError(f"unknown architecture {arch!r}; one of {', '.join(MODEL_CLASSES)}")
     return MODEL_CLASSES[arch].from_pretrained(directory).eval()
 
 
@@ -205,10 +192,10 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
     arch = type(model).__name__
     if share_weights is not None:
         if quantize:
-            raise ExportError("--share-weights reads the fp32 weights of model.safetensors; it cannot be quantized")
+            raise ConfigError("--share-weights reads the fp32 weights of model.safetensors; it cannot be quantized")
         if Path(share_weights).resolve().parent != Path(out).resolve().parent:
-            raise ExportError(f"with --share-weights the ONNX file must be written next to {share_weights}")
-    names = OUTPUTS[arch]
+            raise ConfigError(f"with --share-weights the ONNX file must be written next to {share_weights}")
+    names = HEADS[arch].outputs
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     choice = arch == "AlbertForMultipleChoice"
@@ -225,7 +212,7 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
                                     output_names=list(names), dynamic_shapes={k: dims for k in INPUTS},
                                     external_data=False, verbose=False)
     if program is None:
-        raise ExportError("the ONNX exporter returned nothing")
+        raise ConfigError("the ONNX exporter returned nothing")
     tmp = out.with_suffix(".tmp.onnx")
     program.save(str(tmp))
     if share_weights is not None:
@@ -234,7 +221,7 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
         graph = onnx.load(str(tmp))
         tmp.unlink()
         if not _share_weights(graph, Path(share_weights)):
-            raise ExportError(f"no weight of the model equals a tensor of {share_weights}: was it saved from "
+            raise ConfigError(f"no weight of the model equals a tensor of {share_weights}: was it saved from "
                               "another model or in another dtype?")
         onnx.save(graph, str(out))
     elif quantize == "int8":
@@ -243,7 +230,7 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
     elif quantize is None:
         os.replace(tmp, out)
     else:
-        raise ExportError(f"unknown quantization {quantize!r} (int8)")
+        raise ConfigError(f"unknown quantization {quantize!r} (int8)")
     return {"path": str(out), "bytes": out.stat().st_size, "outputs": list(names)}
 
 
@@ -253,6 +240,6 @@ def export_model_onnx(name_or_path: str | Path, out: str | Path, architecture: s
     the directory's own model.safetensors (`out` must be in that directory)."""
     weights = resolve_model_dir(name_or_path) / SAFE_WEIGHTS_NAME if share_weights else None
     if weights is not None and not weights.is_file():
-        raise ExportError(f"--share-weights needs {weights}")
+        raise ConfigError(f"--share-weights needs {weights}")
     return export_onnx(load_for_export(name_or_path, architecture), out, opset=opset, quantize=quantize,
                        share_weights=weights)

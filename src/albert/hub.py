@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from albert.errors import CheckpointError
+
 CONFIG_NAME = "config.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_INDEX_NAME = "model.safetensors.index.json"
@@ -19,9 +21,6 @@ HUB_ALIASES = {name: f"albert/{name}" for name in OFFICIAL_NAMES}
 HUB_FILES = [CONFIG_NAME, SAFE_WEIGHTS_NAME, SAFE_INDEX_NAME, "model-*.safetensors", TORCH_WEIGHTS_NAME,
              "spiece.model", "tokenizer_config.json", "special_tokens_map.json"]
 
-
-class CheckpointError(OSError):
-    """A model could not be found or read."""
 
 
 # ----- name resolution -----

@@ -115,7 +115,7 @@ class AlbertEmbeddings(nn.Module):
 class LayerWeights(NamedTuple):
     """One shared layer's weights in the compute dtype, Q/K/V packed: prepared once per forward.
 
-    A matrix may also be a prepared int8 matrix (a callable: albert.inference.fast.Int8Linear), which then
+    A matrix may also be a prepared int8 matrix (a callable: albert.runtime.Int8Linear), which then
     holds its bias."""
 
     qkv_w: Any
@@ -135,7 +135,7 @@ class LayerWeights(NamedTuple):
 def linear(x: Tensor, w: Any, b: Tensor | None) -> Tensor:
     if isinstance(w, Tensor):
         return F.linear(x, w, b)
-    return w(x)  # a prepared int8 matrix (albert.inference.fast.Int8Linear), fp32 activations
+    return w(x)  # a prepared int8 matrix (albert.runtime.Int8Linear), fp32 activations
 
 
 class AlbertAttention(nn.Module):
@@ -228,7 +228,7 @@ class AlbertTransformer(nn.Module):
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
         self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
         # Inference may fix the prepared weights once (int8-packed, or cast) and the dtype the encoder
-        # computes in, whatever the parameters' dtype: see albert.inference.fast.
+        # computes in, whatever the parameters' dtype: see albert.runtime.
         self.frozen: list[list[LayerWeights]] | None = None
         self.inference_dtype: torch.dtype | None = None
 

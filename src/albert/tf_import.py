@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME, CheckpointError
+from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from albert.config import AlbertConfig
+from albert.errors import CheckpointError
 from albert.outputs import check_new_output
 
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64,

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import sentencepiece as spm
 
+from albert.errors import CheckpointError, DataError, InputError
 from albert.outputs import check_new_output
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,6 @@ def _combining_re() -> re.Pattern[str]:
     chars = "".join(chr(c) for c in range(0x300, 0x110000) if unicodedata.combining(chr(c)))
     return re.compile("[" + re.escape(chars) + "]")
 
-
-class TokenizerError(ValueError):
-    """A tokenizer file that cannot be read, or arguments that cannot be honoured."""
 
 
 class BatchEncoding(dict):
@@ -87,17 +85,17 @@ class AlbertTokenizer:
         self.remove_space = remove_space
         self.keep_accents = keep_accents
         if not self.vocab_file.is_file():
-            raise TokenizerError(f"SentencePiece model not found: {self.vocab_file}")
+            raise CheckpointError(f"SentencePiece model not found: {self.vocab_file}")
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.Load(str(self.vocab_file))
         except (OSError, RuntimeError) as e:
-            raise TokenizerError(f"{self.vocab_file} is not a valid SentencePiece model ({e})") from None
+            raise CheckpointError(f"{self.vocab_file} is not a valid SentencePiece model ({e})") from None
         for attr, token in SPECIAL_TOKENS.items():
             setattr(self, attr, token)
             token_id = self.sp.piece_to_id(token)
             if self.sp.id_to_piece(token_id) != token:
-                raise TokenizerError(f"{self.vocab_file} has no {token} piece; an ALBERT vocabulary needs "
+                raise CheckpointError(f"{self.vocab_file} has no {token} piece; an ALBERT vocabulary needs "
                                      f"{', '.join(SPECIAL_TOKENS.values())}")
             setattr(self, attr + "_id", token_id)
         self.pad_token_id: int
@@ -124,13 +122,10 @@ class AlbertTokenizer:
         if not path.is_dir():
             from albert.hub import resolve_model_dir
 
-            try:
-                path = resolve_model_dir(name_or_path)
-            except OSError as e:
-                raise TokenizerError(str(e)) from None
+            path = resolve_model_dir(name_or_path)
         vocab = path / VOCAB_FILE
         if not vocab.is_file():
-            raise TokenizerError(f"no {VOCAB_FILE} in {path}")
+            raise CheckpointError(f"no {VOCAB_FILE} in {path}")
         settings: dict[str, Any] = {}
         config_file = path / "tokenizer_config.json"
         if config_file.is_file():
@@ -296,7 +291,7 @@ class AlbertTokenizer:
         plain_texts: list[str] = []
         for i, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TokenizerError(f"expected a string, got {type(text).__name__}")
+                raise InputError(f"expected a string, got {type(text).__name__}")
             lowered = self._lower_outside_specials(text) if self.do_lower_case else text
             if with_offsets or ("[" in lowered or "<" in lowered) and _SPECIAL_RE.search(lowered):
                 results[i] = self._encode_with_specials(text, lowered, with_offsets)
@@ -404,18 +399,18 @@ class AlbertTokenizer:
     ) -> BatchEncoding:
         single = isinstance(text, str)
         if not single and not isinstance(text, (list, tuple)):
-            raise TokenizerError(f"expected a string or a list of strings, got {type(text).__name__}")
+            raise InputError(f"expected a string or a list of strings, got {type(text).__name__}")
         texts = [text] if isinstance(text, str) else list(text)
         pairs: list[str] | None = None
         if text_pair is not None:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
             if len(pairs) != len(texts):
-                raise TokenizerError(f"{len(texts)} texts but {len(pairs)} text pairs")
+                raise InputError(f"{len(texts)} texts but {len(pairs)} text pairs")
         strategy = _truncation_strategy(truncation)
         if strategy != "do_not_truncate" and max_length is None:
             max_length = self.model_max_length
         if return_overflowing_tokens and strategy == "do_not_truncate":
-            raise TokenizerError("return_overflowing_tokens needs truncation")
+            raise InputError("return_overflowing_tokens needs truncation")
         with_offsets = return_offsets_mapping
         first = self.encode_pieces(texts, with_offsets)
         second = self.encode_pieces(pairs, with_offsets) if pairs is not None else None
@@ -451,14 +446,14 @@ class AlbertTokenizer:
         if return_tensors in ("pt", "np"):
             lengths = {len(r) for r in out["input_ids"]}
             if len(lengths) > 1:
-                raise TokenizerError("sequences have different lengths; pass padding=True to return tensors")
+                raise InputError("sequences have different lengths; pass padding=True to return tensors")
             if return_tensors == "np":  # int64, as transformers gives them (and ONNX Runtime takes them)
                 return BatchEncoding({k: np.asarray(v, dtype=np.int64) for k, v in out.items()})
             import torch
 
             return BatchEncoding({k: torch.tensor(v) for k, v in out.items()})
         if return_tensors is not None:
-            raise TokenizerError(f"return_tensors={return_tensors!r} is not supported (use 'pt', 'np' or None)")
+            raise InputError(f"return_tensors={return_tensors!r} is not supported (use 'pt', 'np' or None)")
         if single and not return_overflowing_tokens:
             return BatchEncoding({k: v[0] for k, v in out.items()})
         return out
@@ -468,12 +463,12 @@ class AlbertTokenizer:
             return
         if padding == "max_length":
             if max_length is None:
-                raise TokenizerError("padding='max_length' needs max_length")
+                raise InputError("padding='max_length' needs max_length")
             target = max_length
         elif padding is True or padding == "longest":
             target = max(len(r["input_ids"]) for r in rows)
         else:
-            raise TokenizerError(f"unknown padding {padding!r}")
+            raise InputError(f"unknown padding {padding!r}")
         fill = {"input_ids": self.pad_token_id, "token_type_ids": 0, "attention_mask": 0, "special_tokens_mask": 1,
                 "offset_mapping": (0, 0)}
         for r in rows:
@@ -513,7 +508,7 @@ def _truncation_strategy(truncation: Truncation) -> str:
     if truncation is False:
         return "do_not_truncate"
     if truncation not in ("longest_first", "only_first", "only_second", "do_not_truncate"):
-        raise TokenizerError(f"unknown truncation {truncation!r}")
+        raise InputError(f"unknown truncation {truncation!r}")
     return truncation
 
 
@@ -535,11 +530,11 @@ def _windows(a: Encoded, b: Encoded | None, strategy: str, max_length: int | Non
         other = b if target_is_a else a
         room = budget - (len(other.ids) if other is not None else 0)
         if room <= 0:
-            raise TokenizerError(f"cannot truncate with {strategy}: the other sequence alone fills max_length "
+            raise InputError(f"cannot truncate with {strategy}: the other sequence alone fills max_length "
                                  f"({max_length})")
         step = room - stride if overflow else len(target.ids)
         if step <= 0:
-            raise TokenizerError(f"stride ({stride}) must be smaller than the room left for the sequence ({room})")
+            raise InputError(f"stride ({stride}) must be smaller than the room left for the sequence ({room})")
         start = 0
         while True:
             piece = Encoded(target.ids[start:start + room], target.offsets[start:start + room])
@@ -548,7 +543,7 @@ def _windows(a: Encoded, b: Encoded | None, strategy: str, max_length: int | Non
                 return
             start += step
     if overflow:
-        raise TokenizerError("return_overflowing_tokens with a pair needs truncation='only_first' or 'only_second'")
+        raise InputError("return_overflowing_tokens with a pair needs truncation='only_first' or 'only_second'")
     # longest_first: remove one token at a time from the longer sequence (the second one on ties)
     la, lb = len(a.ids), len(b.ids)
     for _ in range(total - budget):
@@ -590,7 +585,7 @@ def train_tokenizer(
     from tqdm import tqdm
 
     if vocab_size < 100:
-        raise TokenizerError(f"vocab_size must be at least 100, got {vocab_size}")
+        raise InputError(f"vocab_size must be at least 100, got {vocab_size}")
     # checked before reading the corpus (minutes on a big one); a vocabulary that shards were made with is kept
     check_new_output(out_dir, [VOCAB_FILE])
     normaliser = _Normaliser(do_lower_case, keep_accents)
@@ -609,7 +604,7 @@ def train_tokenizer(
             if j < max_sentences:
                 sample[j] = line
     if not sample:
-        raise TokenizerError("no text found in " + ", ".join(map(str, inputs)))
+        raise DataError("no text found in " + ", ".join(map(str, inputs)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     logger.info("training a %d-piece vocabulary on %d of %d lines", vocab_size, len(sample), seen)
@@ -629,7 +624,7 @@ def train_tokenizer(
             minloglevel=1,
         )
     except RuntimeError as e:
-        raise TokenizerError(f"SentencePiece training failed: {e}") from None
+        raise InputError(f"SentencePiece training failed: {e}") from None
     (out_dir / "spiece.vocab").unlink(missing_ok=True)
     tok = AlbertTokenizer(out_dir / VOCAB_FILE, do_lower_case=do_lower_case, keep_accents=keep_accents)
     tok.save_pretrained(out_dir)

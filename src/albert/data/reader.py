@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-
-class DataError(ValueError):
-    """Input data that cannot be read, with the file (and line) it came from."""
+from albert.errors import DataError
 
 
 def open_text(path: str | Path) -> IO[str]:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from albert.data.reader import DataError, iter_documents
+from albert.data.reader import iter_documents
+from albert.errors import DataError
 from albert.outputs import check_new_output
 from albert.tokenizer import AlbertTokenizer
 

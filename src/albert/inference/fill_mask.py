@@ -18,77 +18,16 @@ from typing import Any
 import numpy as np
 
 from albert.config import AlbertConfig
+from albert.errors import InputError
 from albert.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
-from albert.inference.inputs import buckets, pad_batch
-from albert.tokenizer import AlbertTokenizer, TokenizerError
+from albert.tasks.fill_mask import fill_mask
+from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
 ONNX_NAME = "model.onnx"
 # ONNX metadata: the safetensors file whose bytes the graph's weights point into, and its digest
 WEIGHTS_KEY = "albert.weights_file"
 DIGEST_KEY = "albert.weights_sha256"
-
-# (encoded, padded batch; each row's [MASK] positions, padded with 0) → (B, P, V) logits at those positions
-Logits = Callable[[dict[str, list[list[int]]], list[list[int]]], np.ndarray]
-BATCH_SIZE = 32  # texts per forward
-
-
-def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, max_length: int,
-              logits_of: Logits) -> Any:
-    """Per [MASK] of each text, its top_k fillers as transformers' fill-mask pipeline lists them; one text with
-    one mask gives a flat list. Several texts run in batches of similar length."""
-    texts = [inputs] if isinstance(inputs, str) else list(inputs)
-    if top_k < 1:
-        raise TokenizerError(f"top_k must be >= 1, got {top_k}")
-    tok = tokenizer
-    rows = tok(texts, truncation=True, max_length=max_length)
-    masks = [[i for i, t in enumerate(ids) if t == tok.mask_token_id] for ids in rows["input_ids"]]
-    for n, (text, positions) in enumerate(zip(texts, masks), 1):
-        if positions:
-            continue
-        shown = text if len(text) <= 80 else text[:60] + " ... " + text[-15:]
-        full = tok(text)["input_ids"]
-        if tok.mask_token_id in full:
-            raise TokenizerError(f"input {n}: its [MASK] is past the model's {max_length}-token limit (the text has "
-                                 f"{len(full)} tokens; shorten it before the mask): {shown!r}")
-        raise TokenizerError(f"no [MASK] in input {n}: {shown!r}")
-    results: list[Any] = [None] * len(texts)
-    for idx in buckets([len(ids) for ids in rows["input_ids"]], BATCH_SIZE):
-        P = max(len(masks[i]) for i in idx)
-        batch = pad_batch([rows["input_ids"][i] for i in idx], [rows["token_type_ids"][i] for i in idx],
-                          tok.pad_token_id)
-        logits = np.asarray(logits_of(batch, [masks[i] + [0] * (P - len(masks[i])) for i in idx]), dtype=np.float32)
-        for b, i in enumerate(idx):
-            results[i] = _fillers(tok, rows["input_ids"][i], masks[i], logits[b], top_k)
-    return results[0] if isinstance(inputs, str) else results
-
-
-def _fillers(tok: AlbertTokenizer, ids: list[int], positions: list[int], logits: np.ndarray, top_k: int) -> Any:
-    """`logits` (P, V): row j for the j-th [MASK], at `positions[j]` of `ids`."""
-    special = np.asarray(tok.all_special_ids)
-    dropped = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
-    results = []
-    for j, pos in enumerate(positions):
-        # scores are the model's probabilities over the whole vocabulary (as transformers reports them);
-        # special tokens ([CLS], <pad>, [MASK], ...) are just never proposed
-        row = logits[j] - logits[j].max()
-        probs = np.exp(row)
-        probs /= probs.sum()
-        ranked = probs.copy()
-        ranked[special] = -1.0
-        k = min(top_k, probs.size - len(special))
-        top = np.argpartition(-ranked, k - 1)[:k]
-        top = top[np.argsort(-ranked[top], kind="stable")]
-        group = []
-        for t in top.tolist():
-            filled = list(ids)
-            filled[pos] = t
-            keep = [x for x in filled if x not in dropped]
-            group.append({"score": float(probs[t]), "token": t, "token_str": tok.decode([t]),
-                          "sequence": tok.decode(keep)})
-        results.append(group)
-    return results[0] if len(results) == 1 else results
-
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -98,7 +37,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class OnnxUnavailable(TokenizerError):
+class OnnxUnavailable(InputError):
     """The directory cannot be answered through ONNX Runtime (no graph, weights changed, no onnxruntime)."""
 
 
@@ -144,7 +83,7 @@ def load_fill_mask(model: str | Path, engine: str = "auto", device: str = "auto"
     fraction of torch's import time), else PyTorch; asking for a device, bf16, int8 or compilation means PyTorch."""
     plain = device in ("auto", "cpu") and precision in ("auto", "fp32") and not compile
     if engine not in ("auto", "torch", "onnxruntime"):
-        raise TokenizerError(f"unknown engine {engine!r}; known: auto, torch, onnxruntime")
+        raise InputError(f"unknown engine {engine!r}; known: auto, torch, onnxruntime")
     if engine == "onnxruntime" and not plain:
         raise OnnxUnavailable("--engine onnxruntime runs fp32 on the CPU; drop --device/--precision/--compile")
     if engine == "onnxruntime" or (engine == "auto" and plain):

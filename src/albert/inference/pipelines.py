@@ -1,111 +1,54 @@
-"""Inference pipelines: `albert.pipeline(task, model=...)`, outputs shaped like transformers' pipelines."""
+"""Inference pipelines: `albert.pipeline(task, model=...)`, outputs shaped like transformers' pipelines.
+
+Each pipeline class answers one task of the registry (albert.tasks.registry), runs its model as
+albert.runtime prepared it, and shares its featurization and post-processing with fine-tuning's
+evaluation (albert.tasks): `albert predict` and these pipelines give one output shape per task.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from albert.devices import resolve_device
-from albert.heads import (
-    AlbertForMaskedLM,
-    AlbertForMultipleChoice,
-    AlbertForPreTraining,
-    AlbertForQuestionAnswering,
-    AlbertForQuestionAnsweringWithAnswerability,
-    AlbertForSequenceClassification,
-    AlbertForTokenClassification,
-    AlbertModel,
-    AlbertPreTrainedModel,
-)
-from albert.inference.fill_mask import fill_mask
-from albert.inference.inputs import buckets, pad_batch
-from albert.tokenizer import AlbertTokenizer, TokenizerError
+from albert.errors import InputError
+from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
+from albert.tasks.batching import buckets, pad_batch
+from albert.tasks.choice import ChoiceFeatures, Question
+from albert.tasks.fill_mask import fill_mask
+from albert.tasks.qa import QAExample, QAFeatures
+from albert.tasks.registry import TASKS, Task, get_task
+from albert.tasks.sequence import classification_output, kind_of, label_names
+from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "albert-small-en"
 
 
-@functools.cache
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def cpu_has_bf16() -> bool:
-    """AMX or AVX512-BF16: bf16 matrix work is then several times faster than fp32 on this CPU."""
-    flags = _cpuinfo()
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def cpu_has_vnni() -> bool:
-    """int8 multiply-accumulate into int32 (AVX512-VNNI, AVX-VNNI or AMX-INT8)."""
-    flags = _cpuinfo()
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
-def cpu_description() -> str:
-    """The CPU's model name and its bf16 units, recorded with every benchmark: AMX makes bf16 ~4-6x fp32
-    matmuls, AVX512-BF16 alone ~2.5x, so ratios from different machines must not be compared."""
-    info = _cpuinfo()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor() or platform.machine())
-    units = "AMX" if "amx_bf16" in info else "AVX512-BF16, no AMX" if "avx512_bf16" in info else "no bf16 units"
-    return f"{name} ({units}), {os.cpu_count()} cores"
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' → bf16 on GPUs and on CPUs with bf16 matrix units, fp32 elsewhere. bf16 asked for on a CPU
-    without them still runs, but its matmuls may take a reference path far slower than fp32 (0.9 against
-    72 GFLOP/s measured on an AVX2-only EPYC), so that gets a warning."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
-        logger.warning("bf16 on a CPU without bf16 matrix units (AMX or AVX512-BF16) can be much slower than fp32; "
-                       "use precision fp32 or auto here")
-    return precision
-
-
-def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """(device, dtype); precision int8 computes in fp32 around int8 matrices (see albert.inference.fast)."""
-    dev = resolve_device(device)
-    precision = resolve_precision(precision, dev)
-    if precision == "int8":
-        if dev.type != "cpu":
-            raise TokenizerError("int8 dynamic quantization runs on the CPU only")
-        precision = "fp32"
-    if precision not in ("bf16", "fp32"):
-        raise TokenizerError(f"unknown precision {precision!r} (auto, bf16, fp32 or int8)")
-    return dev, torch.bfloat16 if precision == "bf16" else torch.float32
-
-
 class Pipeline:
-    model_class: type[AlbertPreTrainedModel] = AlbertForMaskedLM
+    task: Task
 
-    def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, device: torch.device,
-                 dtype: torch.dtype) -> None:
-        from albert.inference.fast import freeze_bf16
-
-        model.to(device=device)
-        self.model = (freeze_bf16(model) if dtype == torch.bfloat16 else model.float()).eval()
+    def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, runtime: Runtime) -> None:
+        self.model = prepare_for_inference(model, runtime)
         self.tokenizer = tokenizer
-        self.device = device
-        self.dtype = dtype
+        self.runtime = runtime
+        self.device = runtime.device
 
     unused: tuple[str, ...] = ()  # weights the pipeline never reads (a checkpoint may lack them)
 
     @classmethod
     def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
-        """The model, every weight the pipeline reads from the checkpoint: a head it lacks would answer at random."""
-        return cls.model_class.from_pretrained(name_or_path, allow_missing=cls.is_unused)
+        """The model, every weight the pipeline reads from the checkpoint: a head it lacks would answer at random.
+        Loaded as the task's first head, or as another of its heads where the directory was saved from one."""
+        from albert.checkpoint import saved_architecture
+
+        saved = saved_architecture(name_or_path)
+        architecture = saved if saved in cls.task.heads[1:] else cls.task.heads[0]
+        return MODEL_CLASSES[architecture].from_pretrained(name_or_path, allow_missing=cls.is_unused)
 
     @classmethod
     def is_unused(cls, key: str) -> bool:
@@ -113,7 +56,7 @@ class Pipeline:
 
 
 class FillMaskPipeline(Pipeline):
-    model_class = AlbertForMaskedLM
+    task = TASKS["fill-mask"]
 
     def __call__(self, inputs: str | list[str], top_k: int = 5) -> Any:
         return fill_mask(self.tokenizer, inputs, top_k, self.model.config.max_position_embeddings, self._logits)
@@ -153,12 +96,12 @@ def _as_list(inputs: Any) -> tuple[list[Any], bool]:
 class FeatureExtractionPipeline(_Batched):
     """Sentence vectors: the [CLS] hidden state or the mean over real tokens, optionally L2-normalised."""
 
-    model_class = AlbertModel
+    task = TASKS["feature-extraction"]
     unused = ("pooler.",)  # vectors are hidden states (CLS or mean), not the pooler's output
 
     def __call__(self, inputs: str | list[str], pooling: str = "cls", normalize: bool = False) -> Any:
         if pooling not in ("cls", "mean"):
-            raise TokenizerError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+            raise InputError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         texts, single = _as_list(inputs)
         vectors = []
         for result, b, n in self._pad_forward(self._encode(texts)):
@@ -173,7 +116,7 @@ class FeatureExtractionPipeline(_Batched):
 class TextClassificationPipeline(_Batched):
     """{label, score} per text (or text pair given as {"text": ..., "text_pair": ...}); top_k for several."""
 
-    model_class = AlbertForSequenceClassification
+    task = TASKS["text-classification"]
 
     def __call__(self, inputs: Any, top_k: int | None = 1) -> Any:
         items, single = _as_list(inputs)
@@ -181,29 +124,20 @@ class TextClassificationPipeline(_Batched):
         pairs = [x.get("text_pair", "") for x in items] if isinstance(items[0], dict) and "text_pair" in items[0] \
             else None
         cfg = self.model.config
-        labels = [cfg.id2label[i] for i in range(cfg.num_labels)] if cfg.id2label else [
-            f"LABEL_{i}" for i in range(cfg.num_labels)]
-        out: list[Any] = []
-        for result, b, _ in self._pad_forward(self._encode(texts, pairs)):
-            logits = result.logits[b].float()
-            if cfg.num_labels == 1:
-                out.append({"label": labels[0], "score": float(logits[0])})
-                continue
-            probs = logits.sigmoid() if cfg.problem_type == "multi_label_classification" else logits.softmax(-1)
-            ranked = sorted(((float(p), labels[i]) for i, p in enumerate(probs)), reverse=True)
-            top = [{"label": lab, "score": p} for p, lab in ranked[: top_k or len(ranked)]]
-            out.append(top[0] if top_k == 1 else top)
+        labels, kind = label_names(cfg), kind_of(cfg)
+        out = [classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
+               for result, b, _ in self._pad_forward(self._encode(texts, pairs))]
         return out[0] if single else out
 
 
 class TokenClassificationPipeline(_Batched):
     """Entities with character offsets; aggregation 'simple' merges a B-/I- run into one entity."""
 
-    model_class = AlbertForTokenClassification
+    task = TASKS["token-classification"]
 
     def __call__(self, inputs: str | list[str], aggregation_strategy: str = "simple") -> Any:
         if aggregation_strategy not in ("simple", "none"):
-            raise TokenizerError("aggregation_strategy must be 'simple' or 'none'")
+            raise InputError("aggregation_strategy must be 'simple' or 'none'")
         texts, single = _as_list(inputs)
         # A text longer than the model reads is tagged in the tokenizer's overlapping windows (half a window apart;
         # no entity past the limit is lost); each piece takes its tag from the window where it has the most context
@@ -263,67 +197,48 @@ def _group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, A
 
 
 class QuestionAnsweringPipeline(Pipeline):
-    """{answer, score, start, end} from a context of any length (windows with doc stride)."""
+    """{answer, score, start, end, no_answer_score} from a context of any length (windows with doc stride)."""
 
-    model_class = AlbertForQuestionAnswering
-
-    @classmethod
-    def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
-        """The span head, or the original SQuAD 2.0 head where the directory was fine-tuned with it."""
-        from albert.checkpoint import saved_architecture
-
-        if saved_architecture(name_or_path) == AlbertForQuestionAnsweringWithAnswerability.__name__:
-            return AlbertForQuestionAnsweringWithAnswerability.from_pretrained(name_or_path,
-                                                                               allow_missing=cls.is_unused)
-        return super().load_model(name_or_path)
+    task = TASKS["question-answering"]
 
     def __call__(self, question: str | list[dict[str, str]] | None = None, context: str | None = None,
                  max_answer_length: int = 30, doc_stride: int = 128, max_seq_length: int = 384,
                  handle_impossible_answer: bool = False) -> Any:
-        from albert.tasks.qa import QAExample, QATask
+        from albert.heads import AlbertForQuestionAnsweringWithAnswerability
 
         if isinstance(question, list):
             items = question
         elif question is not None and context is not None:
             items = [{"question": question, "context": context}]
         else:
-            raise TokenizerError("pass question= and context=, or a list of {question, context}")
+            raise InputError("pass question= and context=, or a list of {question, context}")
         examples = [QAExample(str(i), x["question"], x["context"], [], [], f"input {i}") for i, x in enumerate(items)]
-        task = QATask(self.tokenizer, [], None, min(max_seq_length, self.model.config.max_position_embeddings), 1, 0,
-                      doc_stride=doc_stride, max_answer_length=max_answer_length,
-                      answerability_head=isinstance(self.model, AlbertForQuestionAnsweringWithAnswerability))
-        spans, no_answer = task.predict_answers(self.model, examples, self.device, None)
-        out = []
-        for e in examples:
-            start, end, prob = task.last_positions[e.qid]
-            if handle_impossible_answer and no_answer[e.qid] > 0:  # the model prefers "no answer"
-                start, end = 0, 0
-            out.append({"answer": e.context[start:end], "score": prob, "start": start, "end": end,
-                        "no_answer_score": no_answer[e.qid]})
+        features = QAFeatures(self.tokenizer, min(max_seq_length, self.model.config.max_position_embeddings),
+                              doc_stride=doc_stride, max_answer_length=max_answer_length,
+                              answerability_head=isinstance(self.model, AlbertForQuestionAnsweringWithAnswerability))
+        out = [a.decided(handle_impossible_answer).output()
+               for a in features.predict_answers(self.model, examples, self.device)]
         return out[0] if len(out) == 1 and not isinstance(question, list) else out
 
 
 class MultipleChoicePipeline(Pipeline):
     """{label (index), scores} for an article/question and its options."""
 
-    model_class = AlbertForMultipleChoice
+    task = TASKS["multiple-choice"]
 
     def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]], max_seq_length: int = 512) -> Any:
-        from albert.tasks.choice import ChoiceTask, Question
-
         items, single = _as_list(inputs)
         qs = [Question(x.get("article", x.get("context", "")), x["question"], list(x["options"]), None, f"input {i}")
               for i, x in enumerate(items)]
-        task = ChoiceTask(self.tokenizer, [], None, min(max_seq_length, self.model.config.max_position_embeddings),
-                          1, 0)
-        rows = task.predict_rows(self.model, qs, self.device, None, [])
+        features = ChoiceFeatures(self.tokenizer, min(max_seq_length, self.model.config.max_position_embeddings), 1)
+        rows = features.predict_rows(self.model, qs, self.device)
         return rows[0] if single else rows
 
 
 class SentenceOrderPipeline(_Batched):
     """Is segment B the continuation of A? The pretraining SOP head: {label: in_order | swapped, score}."""
 
-    model_class = AlbertForPreTraining
+    task = TASKS["sentence-order"]
 
     def __call__(self, inputs: dict[str, str] | list[dict[str, str]]) -> Any:
         items, single = _as_list(inputs)
@@ -336,41 +251,29 @@ class SentenceOrderPipeline(_Batched):
         return out[0] if single else out
 
 
-PIPELINES: dict[str, type[Pipeline]] = {
-    "fill-mask": FillMaskPipeline,
-    "feature-extraction": FeatureExtractionPipeline,
-    "text-classification": TextClassificationPipeline,
-    "token-classification": TokenClassificationPipeline,
-    "question-answering": QuestionAnsweringPipeline,
-    "multiple-choice": MultipleChoicePipeline,
-    "sentence-order": SentenceOrderPipeline,
-}
-# transformers' other names for the same tasks, so code written for its pipeline() runs unchanged
-TASK_ALIASES = {"ner": "token-classification", "sentiment-analysis": "text-classification"}
+# the pipeline class of each task in the registry
+PIPELINES: dict[str, type[Pipeline]] = {cls.task.name: cls for cls in (
+    FillMaskPipeline, FeatureExtractionPipeline, TextClassificationPipeline, TokenClassificationPipeline,
+    QuestionAnsweringPipeline, MultipleChoicePipeline, SentenceOrderPipeline)}
+assert set(PIPELINES) == set(TASKS), "every task of the registry needs a pipeline class"
 
 
 def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODEL,
              tokenizer: str | Path | AlbertTokenizer | None = None, device: str = "auto",
              precision: str = "auto", compile: bool = False) -> Any:
-    """Build a pipeline for `task` (see PIPELINES) on a model name, directory or object."""
-    task = TASK_ALIASES.get(task, task)
-    if task not in PIPELINES:
-        raise TokenizerError(f"unknown pipeline task {task!r}; known: {', '.join(sorted([*PIPELINES, *TASK_ALIASES]))}")
-    cls = PIPELINES[task]
-    dev, dtype = resolve_runtime(device, precision)
+    """Build a pipeline for `task` (a name of albert.tasks.registry, or transformers' alias for one) on a model
+    name, directory or object."""
+    cls = PIPELINES[get_task(task).name]
+    runtime = resolve_runtime(device, precision)
     if isinstance(model, AlbertPreTrainedModel):
         if tokenizer is None:
-            raise TokenizerError("pass tokenizer= with a model object")
+            raise InputError("pass tokenizer= with a model object")
         loaded = model
     else:
         loaded = cls.load_model(model)
         tokenizer = tokenizer if tokenizer is not None else model
     tok = tokenizer if isinstance(tokenizer, AlbertTokenizer) else AlbertTokenizer.from_pretrained(tokenizer)
-    pipe = cls(loaded, tok, dev, dtype)
-    if precision == "int8":
-        from albert.inference.fast import quantize_int8
-
-        quantize_int8(pipe.model)
+    pipe = cls(loaded, tok, runtime)
     if compile:
         # dynamic shapes: batches differ in length; the first calls pay for compilation
         pipe.model.forward = torch.compile(pipe.model.forward, dynamic=True)  # type: ignore[method-assign]

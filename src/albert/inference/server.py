@@ -26,36 +26,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from albert.data.reader import DataError
-from albert.inference.inputs import task_input, task_parameters
-from albert.tokenizer import TokenizerError
+from albert.errors import AlbertError, InputError
+from albert.tasks.registry import TASKS, check_input, check_parameters, get_task, task_of_architecture
 
 logger = logging.getLogger(__name__)
 
-# URL path of each task: the CLI's command names
-ENDPOINTS = {
-    "fill-mask": "/fill-mask",
-    "feature-extraction": "/embed",
-    "text-classification": "/classify",
-    "token-classification": "/tag",
-    "question-answering": "/answer",
-    "multiple-choice": "/choose",
-    "sentence-order": "/sentence-order",
-}
-# the task a model directory is for, by the class it was saved from (config.json's `architectures`)
-TASK_OF_ARCHITECTURE = {
-    "AlbertForPreTraining": "fill-mask",
-    "AlbertForMaskedLM": "fill-mask",
-    "AlbertModel": "feature-extraction",
-    "AlbertForSequenceClassification": "text-classification",
-    "AlbertForTokenClassification": "token-classification",
-    "AlbertForQuestionAnswering": "question-answering",
-    "AlbertForQuestionAnsweringWithAnswerability": "question-answering",
-    "AlbertForMultipleChoice": "multiple-choice",
-}
 MAX_BODY = 16 * 1024 * 1024
 # what a caller can get wrong: reported to that caller as status 400, never as a server fault
-BAD_INPUT: tuple[type[Exception], ...] = (DataError, TokenizerError)
+BAD_INPUT: tuple[type[Exception], ...] = (AlbertError,)
 
 
 @dataclass
@@ -151,23 +129,23 @@ def parse_request(task: str, body: bytes) -> tuple[list[Any], bool, dict[str, An
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"invalid JSON ({getattr(e, 'msg', e)})") from None
+        raise InputError(f"invalid JSON ({getattr(e, 'msg', e)})") from None
     if not isinstance(payload, dict) or "inputs" not in payload:
-        raise DataError('the body must be a JSON object with "inputs" (and optionally "parameters")')
+        raise InputError('the body must be a JSON object with "inputs" (and optionally "parameters")')
     unknown = set(payload) - {"inputs", "parameters"}
     if unknown:
-        raise DataError(f"unknown key(s) {', '.join(sorted(unknown))}: the body takes 'inputs' and 'parameters'")
+        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))}: the body takes 'inputs' and 'parameters'")
     raw = payload["inputs"]
     single = not isinstance(raw, list)
     items = [raw] if single else raw
     if not items:
-        raise DataError("'inputs' is an empty list")
-    checked = [task_input(task, x, n) for n, x in enumerate(items, 1)]
-    return checked, single, task_parameters(task, payload.get("parameters", {}))
+        raise InputError("'inputs' is an empty list")
+    checked = [check_input(TASKS[task], x, n) for n, x in enumerate(items, 1)]
+    return checked, single, check_parameters(TASKS[task], payload.get("parameters", {}))
 
 
 def make_handler(task: str, answer: Batcher, info: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
-    path = ENDPOINTS[task]
+    path = TASKS[task].route
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "albert"
@@ -268,19 +246,19 @@ def task_for(model: str) -> str:
     from albert.checkpoint import saved_architecture
 
     architecture = saved_architecture(model)
-    if architecture not in TASK_OF_ARCHITECTURE:
-        raise DataError(f"cannot tell the task of {model} (architecture {architecture}); pass --task")
-    return TASK_OF_ARCHITECTURE[architecture]
+    found = task_of_architecture(architecture)
+    if found is None:
+        raise InputError(f"cannot tell the task of {model} (architecture {architecture}); pass --task")
+    return found.name
 
 
 def check_settings(task: str, port: int, max_batch: int) -> None:
     """Errors in the server's settings, found before a model is loaded for it."""
-    if task not in ENDPOINTS:
-        raise DataError(f"unknown task {task!r}; known: {', '.join(ENDPOINTS)}")
+    get_task(task)
     if not 0 <= port <= 65535:
-        raise DataError(f"--port must be 0-65535, got {port}")
+        raise InputError(f"--port must be 0-65535, got {port}")
     if max_batch < 1:
-        raise DataError(f"--max-batch must be >= 1, got {max_batch}")
+        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
 
 
 def build_server(pipe: Callable[..., list[Any]], task: str, host: str, port: int, max_batch: int = 64,
@@ -288,12 +266,12 @@ def build_server(pipe: Callable[..., list[Any]], task: str, host: str, port: int
     """An HTTP server for `pipe` (not yet serving: call serve_forever); port 0 picks a free port."""
     check_settings(task, port, max_batch)
     batcher = Batcher(pipe, max_batch)
-    details = {"task": task, "endpoint": ENDPOINTS[task]} | (info or {})
+    details = {"task": task, "endpoint": TASKS[task].route} | (info or {})
     try:
         server = Server((host, port), make_handler(task, batcher, details))
     except OSError as e:
         batcher.close()
-        raise DataError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     return server, batcher
 
 
@@ -311,7 +289,7 @@ def serve(pipe: Any, task: str, host: str = "127.0.0.1", port: int = 8000, max_b
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     host_shown, port_shown = str(server.server_address[0]), server.server_address[1]
-    print(f"albert serve: {task} on http://{host_shown}:{port_shown}{ENDPOINTS[task]} (GET /health); "
+    print(f"albert serve: {task} on http://{host_shown}:{port_shown}{TASKS[task].route} (GET /health); "
           f"Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
@@ -328,9 +306,8 @@ def serve_model(model: str, task: str = "auto", host: str = "127.0.0.1", port: i
     """`albert serve`: the model's pipeline (task auto: the one its directory was fine-tuned for) over HTTP."""
     from albert.inference.pipelines import pipeline
 
-    task = task_for(model) if task == "auto" else task
+    task = task_for(model) if task == "auto" else get_task(task).name
     check_settings(task, port, max_batch)  # before the model loads
     pipe = pipeline(task, model=model, device=device, precision=precision, compile=compile)
-    info = {"model": str(model), "device": str(pipe.device), "precision": precision,
-            "dtype": str(pipe.dtype).removeprefix("torch.")}
+    info = {"model": str(model), "device": str(pipe.device), "precision": pipe.runtime.precision}
     serve(pipe, task, host, port, max_batch, info)

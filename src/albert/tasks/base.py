@@ -1,39 +1,64 @@
-"""What every fine-tuning task shares: the data order and rank slicing the loop expects, and padding."""
+"""What every task's featurizer shares: padding, batched eval-mode forwards and the loop's loss statistics.
+
+A featurizer turns a task's examples into model rows and the model's outputs back into answers and scores;
+training (albert.train.finetune) and inference (albert.inference.pipelines) use the same one. It holds no
+training data and knows nothing of epochs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from albert.tokenizer import AlbertTokenizer
 
 
-class FeatureTask:
-    """Featurized training examples served to the one loop in seeded epoch order.
-
-    Subclasses define `collate` (features → tensors) and `loss`; `units` says how many loss terms an
-    example contributes, so the loss is normalised over the whole step (all micro-batches, all ranks).
-    """
+class Featurizer:
+    """Subclasses define `featurize` (examples → features), `collate` (features → tensors), `loss` and the
+    task's predictions and metrics; `units` says how many loss terms a batch contributes, so the loss is
+    normalised over the whole step (all micro-batches, all ranks)."""
 
     stat_names = ["loss_sum", "count", "correct"]
 
-    def __init__(self, tokenizer: AlbertTokenizer, train: list[dict[str, Any]], batch_size: int, seed: int,
-                 eval_batch_size: int = 64) -> None:
+    def __init__(self, tokenizer: AlbertTokenizer, max_seq_length: int, eval_batch_size: int = 64) -> None:
         self.tokenizer = tokenizer
-        self.train = train
-        self.batch_size, self.seed, self.eval_batch_size = batch_size, seed, eval_batch_size
-        self.epoch, self.index = 0, 0
-        self._order = self._epoch_order(0)
+        self.max_seq_length = max_seq_length
+        self.eval_batch_size = eval_batch_size
+
+    def featurize(self, examples: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def featurize_train(self, examples: list[Any]) -> list[dict[str, Any]]:
+        """Training features: with the targets the loss reads (most tasks featurize them always)."""
+        return self.featurize(examples)
 
     def collate(self, feats: list[dict[str, Any]], with_labels: bool = True) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def score_examples(self, model: nn.Module, examples: list[Any], device: torch.device,
+                       dtype: torch.dtype | None = None) -> dict[str, float]:
+        raise NotImplementedError
+
+    def predict_rows(self, model: nn.Module, examples: list[Any], device: torch.device,
+                     dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
     def units(self, batch: dict[str, Tensor]) -> float:
         return float(len(batch["input_ids"]))
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        return {"loss": s["loss_sum"] / max(s["count"], 1), "acc": s["correct"] / max(s["count"], 1)}
+
+    @staticmethod
+    def stats(loss_sum: Tensor, count: float, correct: Tensor) -> Tensor:
+        return torch.stack([loss_sum.detach().double(), torch.tensor(count, dtype=torch.float64,
+                                                                     device=loss_sum.device), correct.double()])
 
     def pad(self, rows: list[list[int]], value: int) -> Tensor:
         T = max(len(r) for r in rows)
@@ -49,9 +74,10 @@ class FeatureTask:
                 "attention_mask": (self.pad([[1] * len(f["input_ids"]) for f in feats], 0))}
 
     def batched_outputs(self, model: nn.Module, feats: list[dict[str, Any]], device: torch.device,
-                        dtype: torch.dtype | None) -> Iterator[tuple[list[int], Any]]:
+                        dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], Any]]:
         """The model's eval-mode outputs over `feats` in length-sorted batches (little padding), each with the
-        indices of its features; the model's training mode is restored afterwards."""
+        indices of its features; the model's training mode is restored afterwards. `dtype`: autocast to it (the
+        loop's evaluation of a model training in bf16); a model prepared by albert.runtime needs none."""
         was = model.training
         model.eval()
         order = sorted(range(len(feats)), key=lambda i: _length(feats[i]["input_ids"]))
@@ -65,53 +91,6 @@ class FeatureTask:
                 yield idx, out
         finally:
             model.train(was)
-
-    # --- the loop's protocol ---
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.train))
-
-    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
-        chosen: list[int] = []
-        while len(chosen) < self.batch_size:
-            if self.index >= len(self._order):
-                self.epoch, self.index = self.epoch + 1, 0
-                self._order = self._epoch_order(self.epoch)
-            take = min(self.batch_size - len(chosen), len(self._order) - self.index)
-            chosen.extend(self._order[self.index:self.index + take].tolist())
-            self.index += take
-        out = []
-        for m in range(self.batch_size // (micro_batch * world)):
-            lo = (m * world + rank) * micro_batch  # the same examples whatever the process layout
-            out.append(self.collate([self.train[i] for i in chosen[lo:lo + micro_batch]]))
-        return out
-
-    def data_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_data_state(self, state: dict[str, Any]) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._order = self._epoch_order(self.epoch)
-
-    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
-        return torch.tensor([max(1.0, sum(self.units(b) for b in batches))], dtype=torch.float64)
-
-    def summarize(self, s: dict[str, float]) -> dict[str, float]:
-        return {"loss": s["loss_sum"] / max(s["count"], 1), "acc": s["correct"] / max(s["count"], 1)}
-
-    def score_examples(self, model: Any, examples: list[Any], device: torch.device,
-                       dtype: torch.dtype | None) -> dict[str, float]:
-        raise NotImplementedError
-
-    def evaluate(self, model: Any, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
-        dev = getattr(self, "dev", None)
-        if not dev:
-            return {}
-        return {f"eval_{k}": v for k, v in self.score_examples(model, dev, device, dtype).items()}
-
-    @staticmethod
-    def stats(loss_sum: Tensor, count: float, correct: Tensor) -> Tensor:
-        return torch.stack([loss_sum.detach().double(), torch.tensor(count, dtype=torch.float64,
-                                                                     device=loss_sum.device), correct.double()])
 
 
 def _length(ids: list[int] | list[list[int]]) -> int:

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import DataError, base_suffix, iter_records, open_text
+from albert.data.reader import base_suffix, iter_records, open_text
+from albert.errors import DataError, InputError
 from albert.tasks import metrics
-from albert.tasks.base import FeatureTask
-from albert.tokenizer import AlbertTokenizer, TokenizerError
+from albert.tasks.base import Featurizer
+from albert.tokenizer import AlbertTokenizer
 
 
 @dataclass
@@ -73,13 +74,11 @@ def read_questions(path: str | Path, need_labels: bool = True) -> list[Question]
     return out
 
 
-class ChoiceTask(FeatureTask):
-    def __init__(self, tokenizer: AlbertTokenizer, train: list[Question], dev: list[Question] | None,
-                 max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 16) -> None:
-        self.max_seq_length = max_seq_length
-        self.tokenizer = tokenizer
-        super().__init__(tokenizer, self.featurize(train), batch_size, seed, eval_batch_size)
-        self.dev = dev
+class ChoiceFeatures(Featurizer):
+    """One row per option; the head scores the options of a question against each other."""
+
+    def __init__(self, tokenizer: AlbertTokenizer, max_seq_length: int, eval_batch_size: int = 16) -> None:
+        super().__init__(tokenizer, max_seq_length, eval_batch_size)
 
     def featurize(self, questions: list[Question]) -> list[dict[str, Any]]:
         firsts, seconds = [], []
@@ -89,7 +88,7 @@ class ChoiceTask(FeatureTask):
                 seconds.append(q.question.replace("_", option) if "_" in q.question else f"{q.question} {option}")
         try:
             enc = self.tokenizer(firsts, seconds, truncation="only_first", max_length=self.max_seq_length)
-        except TokenizerError:  # a question+option longer than max_length: truncate both
+        except InputError:  # a question+option longer than max_length: truncate both
             enc = self.tokenizer(firsts, seconds, truncation="longest_first", max_length=self.max_seq_length)
         feats, k = [], 0
         for q in questions:
@@ -117,7 +116,7 @@ class ChoiceTask(FeatureTask):
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(logits)), correct)
 
     def predict_logits(self, model: nn.Module, questions: list[Question], device: torch.device,
-                       dtype: torch.dtype | None) -> list[list[float]]:
+                       dtype: torch.dtype | None = None) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in questions]
         for idx, output in self.batched_outputs(model, self.featurize(questions), device, dtype):
             for i, row in zip(idx, output.logits.float().cpu().tolist()):
@@ -129,11 +128,11 @@ class ChoiceTask(FeatureTask):
         return {"accuracy": metrics.accuracy(preds, [int(q.label or 0) for q in questions])}
 
     def score_examples(self, model: nn.Module, examples: list[Question], device: torch.device,
-                       dtype: torch.dtype | None) -> dict[str, float]:
+                       dtype: torch.dtype | None = None) -> dict[str, float]:
         return self.score(self.predict_logits(model, examples, device, dtype), examples)
 
     def predict_rows(self, model: nn.Module, examples: list[Question], device: torch.device,
-                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
+                     dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
         out = []
         for row in self.predict_logits(model, examples, device, dtype):
             probs = torch.tensor(row).softmax(-1)

@@ -7,6 +7,7 @@ context, answers: {text: [...], answer_start: [...]}} (the hub's layout; an empt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import DataError, base_suffix, iter_records, open_text
+from albert.data.reader import base_suffix, iter_records, open_text
+from albert.errors import DataError
 from albert.tasks import metrics
-from albert.tasks.base import FeatureTask
+from albert.tasks.base import Featurizer
 from albert.tokenizer import AlbertTokenizer
 
 
@@ -94,19 +96,18 @@ def read_qa(path: str | Path, need_answers: bool = True) -> list[QAExample]:
     return out
 
 
-class QATask(FeatureTask):
-    def __init__(self, tokenizer: AlbertTokenizer, train: list[QAExample], dev: list[QAExample] | None,
-                 max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 32, doc_stride: int = 128,
-                 max_answer_length: int = 30, n_best: int = 20, version_2: bool = False,
+class QAFeatures(Featurizer):
+    """Windows over long contexts, span search over their outputs, answers mapped back into the context."""
+
+    def __init__(self, tokenizer: AlbertTokenizer, max_seq_length: int, eval_batch_size: int = 32,
+                 doc_stride: int = 128, max_answer_length: int = 30, n_best: int = 20, version_2: bool = False,
                  answerability_head: bool = False) -> None:
-        self.max_seq_length, self.doc_stride = max_seq_length, doc_stride
+        super().__init__(tokenizer, max_seq_length, eval_batch_size)
+        self.doc_stride = doc_stride
         self.max_answer_length, self.n_best, self.version_2 = max_answer_length, n_best, version_2
         # the original ALBERT's SQuAD 2.0 head (AlbertForQuestionAnsweringWithAnswerability) instead of the
         # span head's [CLS]-span null score
         self.answerability_head = answerability_head
-        self.tokenizer = tokenizer
-        super().__init__(tokenizer, self.featurize(train, training=True), batch_size, seed, eval_batch_size)
-        self.dev = dev
 
     def featurize(self, examples: list[QAExample], training: bool = False) -> list[dict[str, Any]]:
         if not examples:
@@ -139,6 +140,9 @@ class QATask(FeatureTask):
             feats.append(feat)
         return feats
 
+    def featurize_train(self, examples: list[QAExample]) -> list[dict[str, Any]]:
+        return self.featurize(examples, training=True)
+
     def _cut(self, text: str, max_tokens: int) -> str:
         enc = self.tokenizer.encode_pieces([text], with_offsets=True)[0]
         return text if len(enc.ids) <= max_tokens else text[:enc.offsets[max_tokens - 1][1]]
@@ -169,8 +173,8 @@ class QATask(FeatureTask):
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(s)), correct)
 
     def predict_answers(self, model: nn.Module, examples: list[QAExample], device: torch.device,
-                        dtype: torch.dtype | None) -> tuple[dict[str, str], dict[str, float]]:
-        """Best span per question (n-best over all its windows) and, for v2.0, a no-answer score."""
+                        dtype: torch.dtype | None = None) -> list[Answer]:
+        """Best span per question (n-best over all its windows) and its no-answer score."""
         feats = self.featurize(examples)
         best: dict[int, tuple[float, int, int, float]] = {}  # span score, char start, char end, probability
         null: dict[int, float] = {}  # per question, the lowest "no answer" score over its windows
@@ -185,16 +189,14 @@ class QATask(FeatureTask):
                         continue
                     if n not in best or score > best[n][0]:
                         best[n] = (score, f["offsets"][i][0], f["offsets"][j][1], prob)
-        spans, no_answer = {}, {}
-        self.last_positions: dict[str, tuple[int, int, float]] = {}
+        answers = []
         for n, e in enumerate(examples):
             score, a, b, prob = best.get(n, (-np.inf, 0, 0, 0.0))
-            spans[e.qid] = e.context[a:b]
-            self.last_positions[e.qid] = (a, b, prob)
             # > 0: the model prefers "no answer". The answerability head's logit is that score itself; the span
             # head compares the [CLS] span's score with the best real span's.
-            no_answer[e.qid] = null.get(n, 0.0) - (0.0 if self.answerability_head else score)
-        return spans, no_answer
+            answers.append(Answer(e.qid, e.context[a:b], prob, a, b,
+                                  null.get(n, 0.0) - (0.0 if self.answerability_head else score)))
+        return answers
 
     def _candidates(self, out: Any, feats: list[dict[str, Any]]
                     ) -> Iterator[tuple[float, list[tuple[float, int, int, float]]]]:
@@ -220,24 +222,44 @@ class QATask(FeatureTask):
             yield float(s_log[0] + e_log[0]), [(float(s_log[i] + e_log[j]), int(i), int(j), float(ps[i] * pe[j]))
                                                for i in top_s for j in top_e]
 
-    def decide(self, spans: dict[str, str], no_answer: dict[str, float], threshold: float = 0.0) -> dict[str, str]:
-        """v2.0: abstain where the no-answer score exceeds the threshold; v1.1 always answers."""
-        if not self.version_2:
-            return spans
-        return {q: "" if no_answer[q] > threshold else a for q, a in spans.items()}
-
     def score_examples(self, model: nn.Module, examples: list[QAExample], device: torch.device,
-                       dtype: torch.dtype | None) -> dict[str, float]:
-        spans, no_answer = self.predict_answers(model, examples, device, dtype)
+                       dtype: torch.dtype | None = None) -> dict[str, float]:
+        answers = self.predict_answers(model, examples, device, dtype)
+        spans = {a.qid: a.text for a in answers}
+        no_answer = {a.qid: a.no_answer_score for a in answers}
         golds = {e.qid: e.answers for e in examples}
-        scores = metrics.squad_scores(self.decide(spans, no_answer), golds)
+        decided = {a.qid: a.decided(self.version_2).text for a in answers}
+        scores = metrics.squad_scores(decided, golds)
         if self.version_2:
             scores.update(metrics.squad_v2_best_threshold(spans, no_answer, golds))
         return scores
 
     def predict_rows(self, model: nn.Module, examples: list[QAExample], device: torch.device,
-                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
-        spans, no_answer = self.predict_answers(model, examples, device, dtype)
-        answers = self.decide(spans, no_answer)
-        return [{"id": e.qid, "answer": answers[e.qid], "no_answer_score": round(no_answer[e.qid], 4)}
-                for e in examples]
+                     dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
+        """The question-answering output (as `albert answer` gives it) with each question's id; SQuAD 2.0 models
+        answer "" where they prefer no answer."""
+        return [{"id": a.qid} | a.decided(self.version_2).output()
+                for a in self.predict_answers(model, examples, device, dtype)]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A question's best span in its context (character offsets) and how much the model prefers no answer."""
+
+    qid: str
+    text: str
+    score: float  # the span's probability: p(start) · p(end)
+    start: int
+    end: int
+    no_answer_score: float  # > 0: "no answer" scores higher than the best span
+
+    def decided(self, allow_no_answer: bool, threshold: float = 0.0) -> Answer:
+        """The answer, or the empty one where no answer is allowed and preferred (SQuAD 2.0's decision)."""
+        if allow_no_answer and self.no_answer_score > threshold:
+            return dataclasses.replace(self, text="", start=0, end=0)
+        return self
+
+    def output(self) -> dict[str, Any]:
+        """The question-answering task's output shape (transformers' pipeline plus the no-answer score)."""
+        return {"answer": self.text, "score": self.score, "start": self.start, "end": self.end,
+                "no_answer_score": self.no_answer_score}

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import DataError
+from albert.errors import DataError
 from albert.tasks import metrics
-from albert.tasks.base import FeatureTask
+from albert.tasks.base import Featurizer
 from albert.tasks.readers import read_rows
 from albert.tokenizer import AlbertTokenizer
 
@@ -116,17 +116,15 @@ def label_set(path: str | Path, kind: str, label_field: str = "label", tsv_layou
     return sorted(str(v) for v in seen)
 
 
-class SequenceTask(FeatureTask):
-    """Train/evaluate a sequence head through the one loop."""
+class SequenceFeatures(Featurizer):
+    """Rows, loss, predictions and metrics of a sequence head (classification, regression, multi-label)."""
 
-    def __init__(self, kind: str, tokenizer: AlbertTokenizer, train: list[Example], dev: list[Example] | None,
-                 num_labels: int, max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 64) -> None:
+    def __init__(self, kind: str, tokenizer: AlbertTokenizer, num_labels: int, max_seq_length: int,
+                 eval_batch_size: int = 64) -> None:
         if kind not in KINDS:
             raise DataError(f"unknown sequence task {kind!r}")
-        self.kind, self.num_labels, self.max_seq_length = kind, num_labels, max_seq_length
-        self.tokenizer = tokenizer
-        super().__init__(tokenizer, self.featurize(train), batch_size, seed, eval_batch_size)
-        self.dev = dev
+        super().__init__(tokenizer, max_seq_length, eval_batch_size)
+        self.kind, self.num_labels = kind, num_labels
 
     # --- features ---
     def featurize(self, examples: list[Example]) -> list[dict[str, Any]]:
@@ -176,7 +174,7 @@ class SequenceTask(FeatureTask):
         return out
 
     def predict_logits(self, model: nn.Module, examples: list[Example], device: torch.device,
-                       dtype: torch.dtype | None) -> np.ndarray:
+                       dtype: torch.dtype | None = None) -> np.ndarray:
         out = np.zeros((len(examples), self.num_labels), dtype=np.float32)
         for idx, output in self.batched_outputs(model, self.featurize(examples), device, dtype):
             out[idx] = output.logits.float().cpu().numpy()
@@ -203,23 +201,43 @@ class SequenceTask(FeatureTask):
         return out
 
     def score_examples(self, model: nn.Module, examples: list[Example], device: torch.device,
-                       dtype: torch.dtype | None) -> dict[str, float]:
+                       dtype: torch.dtype | None = None) -> dict[str, float]:
         scores = self.score(self.predict_logits(model, examples, device, dtype), examples)
         return {k: v for k, v in scores.items() if not math.isnan(v)}
 
     def predict_rows(self, model: nn.Module, examples: list[Example], device: torch.device,
-                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for row in self.predict_logits(model, examples, device, dtype):
-            if self.kind == "regression":
-                out.append({"score": float(row[0])})
-            elif self.kind == "multi-label":
-                probs = 1 / (1 + np.exp(-row))
-                out.append({"labels": [labels[i] for i in np.flatnonzero(probs > 0.5)],
-                            "scores": {labels[i]: round(float(p), 6) for i, p in enumerate(probs)}})
-            else:
-                probs = np.exp(row - row.max())
-                probs /= probs.sum()
-                best = int(probs.argmax())
-                out.append({"label": labels[best], "score": float(probs[best])})
-        return out
+                     dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
+        """The text-classification output for each example (as `albert classify` gives it): the best label for
+        single-label and regression heads, every label ranked for multi-label ones."""
+        labels = label_names(model.config)  # type: ignore[arg-type]
+        top_k = None if self.kind == "multi-label" else 1
+        return [classification_output(row, labels, self.kind, top_k)
+                for row in self.predict_logits(model, examples, device, dtype)]
+
+
+def label_names(config: Any) -> list[str]:
+    """A classifier's label names in id order (LABEL_i where the config names none)."""
+    if config.id2label:
+        return [str(config.id2label[i]) for i in range(config.num_labels)]
+    return [f"LABEL_{i}" for i in range(config.num_labels)]
+
+
+def kind_of(config: Any) -> str:
+    """classification, regression or multi-label, from a sequence classifier's config."""
+    if config.problem_type == "multi_label_classification":
+        return "multi-label"
+    if config.problem_type == "regression" or config.num_labels == 1:
+        return "regression"
+    return "classification"
+
+
+def classification_output(logits: np.ndarray, labels: list[str], kind: str, top_k: int | None = 1) -> Any:
+    """One text's answer: {label, score} (top_k 1) or the top_k (None: all) ranked. Scores are probabilities
+    (softmax; sigmoid per label for multi-label); a regression head's score is its raw output."""
+    if kind == "regression":
+        return {"label": labels[0], "score": float(logits[0])}
+    z = logits.astype(np.float64)
+    probs = 1 / (1 + np.exp(-z)) if kind == "multi-label" else np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    ranked = sorted(((float(p), labels[i]) for i, p in enumerate(probs)), key=lambda x: -x[0])
+    top = [{"label": label, "score": p} for p, label in ranked[: top_k or len(ranked)]]
+    return top[0] if top_k == 1 else top

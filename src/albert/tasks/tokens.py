@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import DataError, base_suffix, iter_records, open_text
+from albert.data.reader import base_suffix, iter_records, open_text
+from albert.errors import DataError
 from albert.tasks import metrics
-from albert.tasks.base import FeatureTask
+from albert.tasks.base import Featurizer
 from albert.tokenizer import AlbertTokenizer
 
 
@@ -71,14 +72,14 @@ def read_tagged(path: str | Path, need_tags: bool = True, label_names: list[str]
     return out
 
 
-class TokenTask(FeatureTask):
-    def __init__(self, tokenizer: AlbertTokenizer, train: list[Tagged], dev: list[Tagged] | None, labels: list[str],
-                 max_seq_length: int, batch_size: int, seed: int, eval_batch_size: int = 64) -> None:
-        self.labels, self.max_seq_length = labels, max_seq_length
+class TokenFeatures(Featurizer):
+    """Word-level BIO tagging: a word's first piece carries its tag."""
+
+    def __init__(self, tokenizer: AlbertTokenizer, labels: list[str], max_seq_length: int,
+                 eval_batch_size: int = 64) -> None:
+        super().__init__(tokenizer, max_seq_length, eval_batch_size)
+        self.labels = labels
         self.label_ids = {t: i for i, t in enumerate(labels)}
-        self.tokenizer = tokenizer
-        super().__init__(tokenizer, self.featurize(train), batch_size, seed, eval_batch_size)
-        self.dev = dev
 
     def featurize(self, sentences: list[Tagged]) -> list[dict[str, Any]]:
         tok = self.tokenizer
@@ -126,7 +127,7 @@ class TokenTask(FeatureTask):
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(valid.sum()), correct)
 
     def predict_tags(self, model: nn.Module, sentences: list[Tagged], device: torch.device,
-                     dtype: torch.dtype | None) -> list[list[str]]:
+                     dtype: torch.dtype | None = None) -> list[list[str]]:
         feats = self.featurize(sentences)
         out: list[list[str]] = [[] for _ in feats]
         for idx, output in self.batched_outputs(model, feats, device, dtype):
@@ -145,11 +146,11 @@ class TokenTask(FeatureTask):
         return scores
 
     def score_examples(self, model: nn.Module, examples: list[Tagged], device: torch.device,
-                       dtype: torch.dtype | None) -> dict[str, float]:
+                       dtype: torch.dtype | None = None) -> dict[str, float]:
         return self.score_tags(self.predict_tags(model, examples, device, dtype), examples)
 
     def predict_rows(self, model: nn.Module, examples: list[Tagged], device: torch.device,
-                     dtype: torch.dtype | None, labels: list[str]) -> list[dict[str, Any]]:
+                     dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
         tags = self.predict_tags(model, examples, device, dtype)
         return [{"tokens": s.words, "tags": t} for s, t in zip(examples, tags)]
 

@@ -29,7 +29,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from albert.devices import resolve_device
+from albert.errors import TrainingError
+from albert.runtime import resolve_device, resolve_precision
 from albert.train.optim import build_optimizer, lr_lambda
 from albert.train.settings import TrainSettings, save_settings
 
@@ -45,9 +46,6 @@ RESUMABLE_CHANGES = {"log_every", "eval_every", "save_every", "keep_checkpoints"
 # Tests slow the loop down to interrupt it at a chosen point (SIGKILL between checkpoints).
 _STEP_DELAY = float(os.environ.get("ALBERT_TEST_STEP_DELAY", "0") or 0)
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, bad resume state); the message says why."""
 
 
 class TrainTask(Protocol):
@@ -181,7 +179,6 @@ def run_precision(settings: TrainSettings, device: torch.device, run_dir: Path, 
     """bf16 or fp32 for this run. 'auto' picks by device (bf16 matrix units or not), except that a resumed run
     keeps the precision it used, so it continues exactly. Switching on resume (a bf16 run moved to a CPU
     without bf16 units, say) is allowed, with a warning that the curve is then no longer bit-identical."""
-    from albert.inference.pipelines import resolve_precision
 
     saved = _saved_settings(run_dir).get("precision") if resume else None
     chosen = resolve_precision(saved if settings.precision == "auto" and saved in ("bf16", "fp32")
@@ -232,9 +229,9 @@ def code_commit() -> str | None:
 def _record_session(run_dir: Path, start: int, device: torch.device, world: int) -> None:
     """One line per start or resume: which code, torch and device ran the steps from `start` (provenance for
     model cards; a resumed run may have moved machines)."""
-    import albert
+    from albert.version import __version__
 
-    row = {"step": start, "albert": albert.__version__, "commit": code_commit(), "torch": torch.__version__,
+    row = {"step": start, "albert": __version__, "commit": code_commit(), "torch": torch.__version__,
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
            "processes": world, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with open(run_dir / SESSIONS, "a", encoding="utf-8") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from albert.data.reader import DataError
+from albert.errors import DataError
 
 
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from albert.config import AlbertConfig
 from albert.data.pretraining import ExampleSettings, Masker, PretrainingStream, SegmentPair, collate
-from albert.data.reader import DataError
 from albert.data.shards import Corpus, read_meta
+from albert.errors import DataError
 from albert.heads import AlbertForPreTraining
 from albert.tokenizer import AlbertTokenizer
 from albert.train.loop import checkpoint_dirs, train

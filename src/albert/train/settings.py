@@ -12,11 +12,10 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from albert.errors import ConfigError
+
 S = TypeVar("S")
 
-
-class SettingsError(ValueError):
-    """Unknown keys, wrong types or invalid values in run settings."""
 
 
 @dataclass
@@ -52,16 +51,16 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         if self.stop_after < 0:
-            raise SettingsError("stop_after must be >= 0")
+            raise ConfigError("stop_after must be >= 0")
         for name in ("batch_size", "max_steps"):
             if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
-            raise SettingsError(f"learning_rate must be > 0, got {self.learning_rate}")
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.micro_batch_size < 0:
-            raise SettingsError(f"micro_batch_size must be >= 0, got {self.micro_batch_size}")
+            raise ConfigError(f"micro_batch_size must be >= 0, got {self.micro_batch_size}")
         if not 0 <= self.warmup_fraction < 1:
-            raise SettingsError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+            raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
 
     @property
     def total_warmup(self) -> int:
@@ -88,16 +87,16 @@ class PretrainSettings(TrainSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.data:
-            raise SettingsError("data is required: a directory made by `albert data prepare`")
+            raise ConfigError("data is required: a directory made by `albert data prepare`")
         if self.data_workers < 0:
-            raise SettingsError(f"data_workers must be >= 0, got {self.data_workers}")
+            raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
 
 
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise SettingsError(f"{name} must be one of {', '.join(map(str, typing.get_args(tp)))}; got {value!r}")
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, typing.get_args(tp)))}; got {value!r}")
         return value
     if origin in (types.UnionType, typing.Union):
         return value
@@ -109,22 +108,22 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
                 return False
         if isinstance(value, bool):
             return value
-        raise SettingsError(f"{name} must be true or false; got {value!r}")
+        raise ConfigError(f"{name} must be true or false; got {value!r}")
     if tp is int:
         if isinstance(value, bool):
-            raise SettingsError(f"{name} must be an integer; got {value!r}")
+            raise ConfigError(f"{name} must be an integer; got {value!r}")
         try:
             f = float(value)
         except (TypeError, ValueError):
-            raise SettingsError(f"{name} must be an integer; got {value!r}") from None
+            raise ConfigError(f"{name} must be an integer; got {value!r}") from None
         if f != int(f):
-            raise SettingsError(f"{name} must be an integer; got {value!r}")
+            raise ConfigError(f"{name} must be an integer; got {value!r}")
         return int(f)
     if tp is float:
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise SettingsError(f"{name} must be a number; got {value!r}") from None
+            raise ConfigError(f"{name} must be a number; got {value!r}") from None
     if tp is str:
         return str(value)
     if origin is dict:
@@ -132,9 +131,9 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise SettingsError(f"{name} must be a JSON object; got {value!r}") from None
+                raise ConfigError(f"{name} must be a JSON object; got {value!r}") from None
         if not isinstance(value, dict):
-            raise SettingsError(f"{name} must be a mapping; got {value!r}")
+            raise ConfigError(f"{name} must be a mapping; got {value!r}")
         return value
     return value
 
@@ -145,23 +144,23 @@ def build_settings(cls: type[S], values: dict[str, Any]) -> S:
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - known)
     if unknown:
-        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     try:
         return cls(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
     except TypeError as e:
-        raise SettingsError(str(e)) from None
+        raise ConfigError(str(e)) from None
 
 
 def read_settings_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise SettingsError(f"settings file not found: {p}")
+        raise ConfigError(f"settings file not found: {p}")
     try:
         loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise SettingsError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
+        raise ConfigError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(loaded, dict):
-        raise SettingsError(f"{p} must hold a mapping of settings")
+        raise ConfigError(f"{p} must hold a mapping of settings")
     return loaded
 
 
@@ -177,11 +176,11 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
-            raise SettingsError(f"unexpected argument {arg!r} (settings are --key value)")
+            raise ConfigError(f"unexpected argument {arg!r} (settings are --key value)")
         key, eq, value = arg[2:].partition("=")
         if not eq:
             if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise SettingsError(f"--{key} needs a value")
+                raise ConfigError(f"--{key} needs a value")
             value = args[i + 1]
             i += 1
         try:
@@ -194,3 +193,75 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 
 def save_settings(settings: Any, path: Path) -> None:
     path.write_text(yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False), encoding="utf-8")
+
+
+# One line of meaning per setting, for `albert pretrain --help` and `albert finetune --help` (which add each
+# setting's type and default from the dataclass). A test checks that every field of every settings class has one.
+HELP: dict[str, str] = {
+    # the loop (TrainSettings)
+    "run_dir": "directory for settings, metrics.jsonl, checkpoints and the final model",
+    "seed": "seed for initialisation, data order and masking",
+    "batch_size": "sequences per optimizer step, all processes and accumulation together",
+    "micro_batch_size": "sequences per forward pass per process; 0: batch_size / processes",
+    "max_steps": "optimizer steps the schedule spans",
+    "stop_after": "end this run at this step, checkpointed (the schedule still spans max_steps); 0: never",
+    "optimizer": "lamb (the paper's), adamw, or adamw_original (BERT's: no bias correction)",
+    "learning_rate": "peak learning rate, reached after warm-up",
+    "warmup_steps": "steps of linear warm-up from 0",
+    "warmup_fraction": "warm-up as a fraction of max_steps, used when warmup_steps is 0",
+    "decay": "learning-rate decay after warm-up",
+    "decay_power": "exponent of the polynomial decay",
+    "weight_decay": "decoupled weight decay (not on biases and LayerNorm weights)",
+    "beta1": "the optimizer's first-moment decay",
+    "beta2": "the optimizer's second-moment decay",
+    "eps": "the optimizer's epsilon",
+    "max_grad_norm": "clip the global gradient norm to this; 0: no clipping",
+    "precision": "auto: bf16 where the device has bf16 matrix units (GPUs, AMX/AVX512-BF16 CPUs), else fp32",
+    "device": "auto, cpu, cuda or cuda:N",
+    "num_threads": "CPU threads for torch; 0: torch's default",
+    "log_every": "steps between training-metric records",
+    "eval_every": "steps between evaluations",
+    "save_every": "steps between checkpoints",
+    "keep_checkpoints": "checkpoints kept (older ones are removed)",
+    "on_nonfinite": "a non-finite loss: stop the run, or skip that step",
+    "progress": "show a progress bar",
+    # pretraining (PretrainSettings)
+    "data": "a directory made by `albert data prepare`",
+    "model": "the model to start from: a preset name or config.json (pretrain), a model directory or name (finetune)",
+    "model_overrides": "config fields replaced in the model's config (a mapping)",
+    "init_from": "start from these weights instead of a random initialisation",
+    "max_seq_length": "tokens per sequence at most",
+    "short_seq_prob": "fraction of examples made shorter than max_seq_length (the paper's 10%)",
+    "masked_lm_prob": "fraction of tokens masked for MLM",
+    "max_predictions_per_seq": "masked positions per sequence at most",
+    "max_ngram": "longest n-gram masked as one unit (the paper's 3)",
+    "document_order": "shuffled: documents in a seeded random order; sequential: in corpus order",
+    "eval_examples": "held-out examples in each evaluation",
+    "data_workers": "processes that mask and collate the coming batches while the model trains (same batches)",
+    # fine-tuning (albert.train.finetune.FinetuneSettings)
+    "task": "the fine-tuning task (see --task's choices)",
+    "doc_stride": "qa: tokens between the starts of a long context's windows",
+    "max_answer_length": "qa: the longest answer, in tokens",
+    "answerability_head": "qa: the original ALBERT's SQuAD 2.0 head (start → end beam and answerability)",
+    "train": "the training file (.jsonl, .parquet, GLUE .tsv, SQuAD/RACE .json, CoNLL)",
+    "dev": "the dev file, scored at each evaluation",
+    "out": "the fine-tuned model's directory (new)",
+    "epochs": "passes over the training data, used when max_steps is 0",
+    "label_field": "the label column of the training rows",
+    "tsv_layout": "the GLUE layout of a .tsv file when its path does not tell (cola, sst-2, mrpc, ...)",
+    "eval_batch_size": "sequences per forward pass when evaluating",
+}
+
+
+def settings_help(cls: type) -> str:
+    """Every setting of `cls`: name, type, default and meaning — generated, so it cannot drift from the code."""
+    hints = typing.get_type_hints(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        default: Any = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        tp = hints[f.name]
+        kind = "|".join(map(str, typing.get_args(tp))) if typing.get_origin(tp) is Literal else getattr(
+            tp, "__name__", str(tp))
+        lines.append(f"  --{f.name:<24} {kind} (default {default!r})\n      {HELP.get(f.name, '')}")
+    return "\n".join(lines)

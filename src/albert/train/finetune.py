@@ -1,8 +1,9 @@
-"""`albert finetune / evaluate / predict`: task objects trained through the one loop.
+"""`albert finetune / evaluate / predict`: a task's featurizer trained through the one loop.
 
 The fine-tuned directory is a transformers checkpoint of the matching AlbertFor* class whose
 config records the task (`albert_task`: kind, labels, text fields, max length), so evaluate and
-predict need nothing else.
+predict need nothing else. Evaluation and prediction run the model as albert.runtime prepares it
+for inference (bf16 frozen, int8 quantized), the same as the pipelines.
 """
 
 from __future__ import annotations
@@ -15,27 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
+from torch import Tensor, nn
 
 from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME
-from albert.data.reader import DataError
-from albert.heads import (
-    AlbertForMultipleChoice,
-    AlbertForQuestionAnswering,
-    AlbertForQuestionAnsweringWithAnswerability,
-    AlbertForSequenceClassification,
-    AlbertForTokenClassification,
-    AlbertPreTrainedModel,
-)
-from albert.inference.pipelines import resolve_runtime
+from albert.errors import ConfigError, DataError
+from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.outputs import check_new_output
-from albert.tasks.choice import ChoiceTask, read_questions
-from albert.tasks.qa import QATask, read_qa
-from albert.tasks.sequence import KINDS, SequenceTask, label_set, read_examples
-from albert.tasks.tokens import TokenTask, read_tagged, tag_set
+from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
+from albert.tasks.base import Featurizer
+from albert.tasks.choice import ChoiceFeatures, read_questions
+from albert.tasks.qa import QAFeatures, read_qa
+from albert.tasks.registry import get_kind
+from albert.tasks.sequence import SequenceFeatures, label_set, read_examples
+from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
 from albert.train.loop import train
-from albert.train.settings import SettingsError, TrainSettings, build_settings, read_settings_file
+from albert.train.settings import TrainSettings, build_settings, read_settings_file
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +55,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class FinetuneSettings(TrainSettings):
-    task: Literal["classification", "regression", "multi-label", "token-classification", "multiple-choice", "qa",
-                  "qa-v2"] = "classification"
+    task: str = "classification"  # a fine-tuning kind of albert.tasks.registry.KINDS
     doc_stride: int = 128
     max_answer_length: int = 30
     answerability_head: bool = False  # qa/qa-v2: the original ALBERT's SQuAD 2.0 head (start → end beam, answerability)
@@ -82,12 +79,13 @@ class FinetuneSettings(TrainSettings):
     keep_checkpoints: int = 1
 
     def __post_init__(self) -> None:
+        get_kind(self.task)
         if not self.train or not self.out:
-            raise SettingsError("finetune needs --train FILE and --out DIR")
+            raise ConfigError("finetune needs --train FILE and --out DIR")
         if self.max_steps < 0 or self.epochs <= 0:
-            raise SettingsError("max_steps must be >= 0 and epochs > 0")
+            raise ConfigError("max_steps must be >= 0 and epochs > 0")
         if self.answerability_head and self.task not in ("qa", "qa-v2"):
-            raise SettingsError("answerability_head is a question-answering head (task qa or qa-v2)")
+            raise ConfigError("answerability_head is a question-answering head (task qa or qa-v2)")
         saved, self.max_steps = self.max_steps, max(self.max_steps, 1)
         super().__post_init__()
         self.max_steps = saved
@@ -100,17 +98,13 @@ def finetune_settings(values: dict[str, Any], config: str | Path | None = None) 
     given = {k: v for k, v in values.items() if v is not None}
     name = given.pop("recipe", None) or from_file.pop("recipe", None)
     if name and name not in RECIPES:
-        raise SettingsError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+        raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
     return build_settings(FinetuneSettings, {**(RECIPES[name] if name else {}), **from_file, **given})
-
-
-TASKS = ("classification", "regression", "multi-label", "token-classification", "multiple-choice", "qa",
-         "qa-v2")
 
 
 @dataclass
 class TaskSpec:
-    """What a fine-tuned directory records (config.albert_task), enough to rebuild its task object."""
+    """What a fine-tuned directory records (config.albert_task), enough to rebuild its featurizer."""
 
     task: str
     max_seq_length: int
@@ -121,51 +115,95 @@ class TaskSpec:
     answerability_head: bool = False
 
 
-def build_task(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[str], train_rows: list[Any],
-               dev_rows: list[Any] | None, batch_size: int = 1, seed: int = 0, eval_batch_size: int = 64) -> Any:
-    if spec.task in KINDS:
-        return SequenceTask(spec.task, tokenizer, train_rows, dev_rows, len(labels) or 1, spec.max_seq_length,
-                            batch_size, seed, eval_batch_size)
-    if spec.task == "token-classification":
-        return TokenTask(tokenizer, train_rows, dev_rows, labels, spec.max_seq_length, batch_size, seed,
-                         eval_batch_size)
-    if spec.task in ("qa", "qa-v2"):
-        return QATask(tokenizer, train_rows, dev_rows, spec.max_seq_length, batch_size, seed, eval_batch_size,
-                      spec.doc_stride, spec.max_answer_length, version_2=spec.task == "qa-v2",
-                      answerability_head=spec.answerability_head)
-    return ChoiceTask(tokenizer, train_rows, dev_rows, spec.max_seq_length, batch_size, seed,
-                      max(1, eval_batch_size // 4))
+def build_featurizer(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[str],
+                     eval_batch_size: int = 64) -> Featurizer:
+    kind = get_kind(spec.task)
+    if kind.head == "AlbertForSequenceClassification":
+        return SequenceFeatures(spec.task, tokenizer, len(labels) or 1, spec.max_seq_length, eval_batch_size)
+    if kind.name == "token-classification":
+        return TokenFeatures(tokenizer, labels, spec.max_seq_length, eval_batch_size)
+    if kind.task == "question-answering":
+        return QAFeatures(tokenizer, spec.max_seq_length, eval_batch_size, spec.doc_stride, spec.max_answer_length,
+                          version_2=spec.task == "qa-v2", answerability_head=spec.answerability_head)
+    return ChoiceFeatures(tokenizer, spec.max_seq_length, max(1, eval_batch_size // 4))
 
 
 def read_task_rows(spec: TaskSpec, path: str | Path, labels: list[str], need_labels: bool = True,
                    tsv_layout: str | None = None) -> tuple[list[Any], TaskSpec]:
-    if spec.task in KINDS:
+    kind = get_kind(spec.task)
+    if kind.head == "AlbertForSequenceClassification":
         fields = tuple(spec.fields) if spec.fields else None
         rows, found = read_examples(path, spec.task, labels, spec.label_field, fields,  # type: ignore[arg-type]
                                     tsv_layout, need_labels)
         return rows, dataclasses.replace(spec, fields=list(found))
-    if spec.task == "token-classification":
+    if kind.name == "token-classification":
         return read_tagged(path, need_labels, labels), spec
-    if spec.task in ("qa", "qa-v2"):
+    if kind.task == "question-answering":
         return read_qa(path, need_labels), spec
     return read_questions(path, need_labels), spec
 
 
-MODEL_FOR_TASK = {"classification": AlbertForSequenceClassification, "regression": AlbertForSequenceClassification,
-                  "multi-label": AlbertForSequenceClassification,
-                  "token-classification": AlbertForTokenClassification, "multiple-choice": AlbertForMultipleChoice,
-                  "qa": AlbertForQuestionAnswering, "qa-v2": AlbertForQuestionAnswering}
-
-
 def model_class(spec: TaskSpec) -> type[AlbertPreTrainedModel]:
     if spec.answerability_head:
-        return AlbertForQuestionAnsweringWithAnswerability
-    return MODEL_FOR_TASK[spec.task]
+        return MODEL_CLASSES["AlbertForQuestionAnsweringWithAnswerability"]
+    return MODEL_CLASSES[get_kind(spec.task).head]
+
+
+class FinetuneData:
+    """A featurizer's training features served to the one loop in seeded epoch order, and its dev examples
+    evaluated at the loop's eval steps. The loss, its statistics and the metrics are the featurizer's."""
+
+    def __init__(self, features: Featurizer, train: list[Any], dev: list[Any] | None, batch_size: int,
+                 seed: int) -> None:
+        self.features = features
+        self.train = features.featurize_train(train)
+        self.dev = dev
+        self.batch_size, self.seed = batch_size, seed
+        self.stat_names = features.stat_names
+        self.epoch, self.index = 0, 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.train))
+
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        chosen: list[int] = []
+        while len(chosen) < self.batch_size:
+            if self.index >= len(self._order):
+                self.epoch, self.index = self.epoch + 1, 0
+                self._order = self._epoch_order(self.epoch)
+            take = min(self.batch_size - len(chosen), len(self._order) - self.index)
+            chosen.extend(self._order[self.index:self.index + take].tolist())
+            self.index += take
+        out = []
+        for m in range(self.batch_size // (micro_batch * world)):
+            lo = (m * world + rank) * micro_batch  # the same examples whatever the process layout
+            out.append(self.features.collate([self.train[i] for i in chosen[lo:lo + micro_batch]]))
+        return out
+
+    def data_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._order = self._epoch_order(self.epoch)
+
+    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        return torch.tensor([max(1.0, sum(self.features.units(b) for b in batches))], dtype=torch.float64)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        return self.features.loss(model, batch, norm)
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        return self.features.summarize(s)
+
+    def evaluate(self, model: Any, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        if not self.dev:
+            return {}
+        return {f"eval_{k}": v for k, v in self.features.score_examples(model, self.dev, device, dtype).items()}
 
 
 def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
-    if settings.task not in TASKS:
-        raise SettingsError(f"task {settings.task!r} is not available; available: {', '.join(TASKS)}")
     if not resume:  # --out == --model would replace the pretrained weights
         check_new_output(settings.out, [CONFIG_NAME, SAFE_WEIGHTS_NAME])
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
@@ -183,8 +221,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     if not train_rows:
         raise DataError(f"{settings.train}: no examples")
     dev_rows = read_task_rows(spec, settings.dev, labels, tsv_layout=layout)[0] if settings.dev else None
-    task = build_task(spec, tokenizer, labels, train_rows, dev_rows, settings.batch_size, settings.seed,
-                      settings.eval_batch_size)
+    task = FinetuneData(build_featurizer(spec, tokenizer, labels, settings.eval_batch_size), train_rows, dev_rows,
+                        settings.batch_size, settings.seed)
     steps_per_epoch = max(1, len(task.train) // settings.batch_size)  # QA: windows, not questions
     resolved = dataclasses.replace(
         settings,
@@ -194,10 +232,10 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         run_dir=str(Path(settings.out) / "run"),
     )
     overrides: dict[str, Any] = {"albert_task": dataclasses.asdict(spec)}
-    if settings.task in KINDS:
+    kind = get_kind(settings.task)
+    if kind.problem_type is not None:
         overrides["num_labels"] = len(labels) or 1
-        overrides["problem_type"] = {"classification": "single_label_classification", "regression": "regression",
-                                     "multi-label": "multi_label_classification"}[settings.task]
+        overrides["problem_type"] = kind.problem_type
     if labels:
         overrides["id2label"] = dict(enumerate(labels))
         overrides["label2id"] = {v: i for i, v in enumerate(labels)}
@@ -211,8 +249,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     if dev_rows:
         scores = _final_eval(Path(resolved.run_dir) / "metrics.jsonl", resolved.max_steps)
         if scores is None:
-            device, dtype = _runtime(resolved)
-            scores = task.score_examples(model, dev_rows, device, dtype)
+            run = resolve_runtime(resolved.device, resolved.precision)
+            scores = task.features.score_examples(model, dev_rows, run.device, run.autocast_dtype)
         (out / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
         logger.info("dev: %s", scores)
     return out
@@ -229,14 +267,10 @@ def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
     return None
 
 
-def _runtime(settings: TrainSettings) -> tuple[torch.device, torch.dtype | None]:
-    device, dtype = resolve_runtime(settings.device, settings.precision)
-    return device, (dtype if dtype == torch.bfloat16 else None)
-
-
-def load_task_model(model_dir: str | Path, device: str, precision: str) -> tuple[Any, Any, list[str], TaskSpec,
-                                                                                  torch.device, torch.dtype | None]:
-    from albert.checkpoint import CONFIG_NAME, resolve_model_dir
+def load_task_model(model_dir: str | Path, device: str = "auto", precision: str = "auto"
+                    ) -> tuple[AlbertPreTrainedModel, Featurizer, TaskSpec, Runtime]:
+    """A fine-tuned directory's model, prepared for inference in `precision`, and its task's featurizer."""
+    from albert.checkpoint import resolve_model_dir
     from albert.config import AlbertConfig
 
     directory = resolve_model_dir(model_dir)
@@ -245,25 +279,26 @@ def load_task_model(model_dir: str | Path, device: str, precision: str) -> tuple
         raise DataError(f"{model_dir} records no fine-tuning task (config.albert_task); was it made by "
                         "`albert finetune`?")
     spec = TaskSpec(**raw)
-    model = model_class(spec).from_pretrained(directory)
-    cfg = model.config
-    labels = [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else []
+    runtime = resolve_runtime(device, precision)
+    model = prepare_for_inference(model_class(spec).from_pretrained(directory), runtime)
     tokenizer = AlbertTokenizer.from_pretrained(directory)
-    dev, dtype = resolve_runtime(device, precision)
-    model.to(dev)
-    task = build_task(spec, tokenizer, labels, [], None)
-    return model, task, labels, spec, dev, (dtype if dtype == torch.bfloat16 else None)
+    return model, build_featurizer(spec, tokenizer, _labels(model)), spec, runtime
+
+
+def _labels(model: AlbertPreTrainedModel) -> list[str]:
+    cfg = model.config
+    return [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else []
 
 
 def evaluate_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto"
                  ) -> dict[str, float]:
-    model, task, labels, spec, dev, dtype = load_task_model(model_dir, device, precision)
-    rows, _ = read_task_rows(spec, data, labels)
-    return task.score_examples(model, rows, dev, dtype)
+    model, features, spec, runtime = load_task_model(model_dir, device, precision)
+    rows, _ = read_task_rows(spec, data, _labels(model))
+    return features.score_examples(model, rows, runtime.device)
 
 
 def predict_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto"
                 ) -> list[dict[str, Any]]:
-    model, task, labels, spec, dev, dtype = load_task_model(model_dir, device, precision)
-    rows, _ = read_task_rows(spec, data, labels, need_labels=False)
-    return task.predict_rows(model, rows, dev, dtype, labels)
+    model, features, spec, runtime = load_task_model(model_dir, device, precision)
+    rows, _ = read_task_rows(spec, data, _labels(model), need_labels=False)
+    return features.predict_rows(model, rows, runtime.device)

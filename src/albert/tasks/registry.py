@@ -1,0 +1,273 @@
+"""The tasks albert knows, each in one entry: its names, heads, inputs, parameters, route and outputs.
+
+The CLI's commands and choices, the pipelines, the server's routes, `--task auto` and the ONNX export's
+outputs are all derived from these tables. Adding a task is one `Task` entry here plus its featurize and
+post-process code (a featurizer in albert.tasks, a pipeline class in albert.inference.pipelines).
+
+Two name sets meet here: pipeline tasks (what a model answers: transformers' names, "text-classification")
+and fine-tuning kinds (how a head is trained: "classification", "regression", "multi-label", ...). Each kind
+names the pipeline task its model answers, so a fine-tuned directory is served and exported without
+being told what it is.
+
+This module imports neither torch nor the model code: the CLI builds its parser from it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from albert.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a task's input. `text`: a string; `options`: a list of at least two strings."""
+
+    name: str
+    kind: Literal["text", "options"] = "text"
+    required: bool = True
+    help: str = ""
+    flag: str = ""  # the CLI flag, when not --name-with-dashes
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A keyword argument of a task's pipeline, as callers pass it (CLI flag, request `parameters`)."""
+
+    name: str
+    type: type | tuple[str, ...]  # int (>= 1), bool, or the allowed strings
+    default: Any
+    help: str
+    flag: str = ""  # the CLI flag, when not --name-with-dashes
+    cli: bool = True  # offered on the command line
+    maximum: int | None = None  # for int parameters: the largest value a caller may ask for
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Head:
+    """A model class (transformers' name) and the outputs its ONNX export has, in order."""
+
+    architecture: str
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # the pipeline task (transformers' name)
+    command: str  # the CLI command; the server's route is /command
+    help: str
+    heads: tuple[str, ...]  # the classes it runs: a directory saved from one of them loads as it, others as the first
+    fields: tuple[Field, ...]
+    parameters: tuple[Parameter, ...] = ()
+    aliases: tuple[str, ...] = ()  # transformers' other names for it
+    output: str = ""  # the shape of one input's answer
+    windows: bool = False  # reads texts longer than the model in overlapping windows (else truncates)
+    also_for: tuple[str, ...] = ()  # other saved architectures whose directories it answers (`--task auto`)
+
+    @property
+    def route(self) -> str:
+        return "/" + self.command
+
+    @property
+    def takes_text(self) -> bool:
+        """Its inputs may be bare strings (its first field is `text`)."""
+        return self.fields[0].name == "text"
+
+    def parameter(self, name: str) -> Parameter:
+        return next(p for p in self.parameters if p.name == name)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A way to fine-tune: the head it trains, the pipeline task its model answers, its loss's problem type."""
+
+    name: str
+    task: str
+    head: str
+    problem_type: str | None = None
+    help: str = ""
+
+
+TOP_K_LIMIT = 1000
+
+HEADS: dict[str, Head] = {h.architecture: h for h in (
+    Head("AlbertModel", ("last_hidden_state", "pooler_output")),
+    Head("AlbertForPreTraining", ("prediction_logits", "sop_logits")),
+    Head("AlbertForMaskedLM", ("logits",)),
+    Head("AlbertForSequenceClassification", ("logits",)),
+    Head("AlbertForTokenClassification", ("logits",)),
+    Head("AlbertForQuestionAnswering", ("start_logits", "end_logits")),
+    Head("AlbertForMultipleChoice", ("logits",)),
+    # the beam is the graph's own; without a p_mask input only padding is excluded from spans
+    Head("AlbertForQuestionAnsweringWithAnswerability", ("start_top_log_probs", "start_top_index",
+                                                         "end_top_log_probs", "end_top_index", "cls_logits")),
+)}
+
+_TEXT = Field("text", help="the text")
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("fill-mask", "fill-mask", "predict the [MASK] tokens of texts",
+         ("AlbertForMaskedLM",), (Field("text", help="a text with [MASK]"),),
+         (Parameter("top_k", int, 5, "fillers per [MASK]", maximum=TOP_K_LIMIT),), also_for=("AlbertForPreTraining",),
+         output="per [MASK], its top_k fillers [{score, token, token_str, sequence}] (one mask: a flat list)"),
+    Task("feature-extraction", "embed", "sentence vectors, one JSON list per input", ("AlbertModel",), (_TEXT,),
+         (Parameter("pooling", ("cls", "mean"), "cls", "the [CLS] hidden state, or the mean over the text's tokens"),
+          Parameter("normalize", bool, False, "L2-normalise the vectors")),
+         output="the text's vector [float, ...]"),
+    Task("text-classification", "classify", "labels of texts (a fine-tuned classifier)",
+         ("AlbertForSequenceClassification",),
+         (_TEXT, Field("text_pair", required=False, help="a second text, for pair tasks", flag="--pair")),
+         (Parameter("top_k", int, 1, "labels per text (ranked)", maximum=TOP_K_LIMIT),),
+         aliases=("sentiment-analysis",),
+         output="{label, score} (top_k 1), else [{label, score}, ...] ranked"),
+    Task("token-classification", "tag", "entities in texts (a fine-tuned token classifier)",
+         ("AlbertForTokenClassification",), (_TEXT,),
+         (Parameter("aggregation_strategy", ("simple", "none"), "simple",
+                    "simple: a B-/I- run is one entity; none: one entry per piece", flag="--aggregation"),),
+         aliases=("ner",), windows=True,
+         output="[{entity_group, score, word, start, end}, ...] (none: {entity, score, index, word, start, end})"),
+    Task("question-answering", "answer", "extractive answers (a fine-tuned QA model)",
+         ("AlbertForQuestionAnswering", "AlbertForQuestionAnsweringWithAnswerability"),
+         (Field("question", help="the question"), Field("context", help="the text that holds the answer")),
+         (Parameter("doc_stride", int, 128, "tokens between the starts of a long context's windows"),
+          Parameter("max_answer_length", int, 30, "the longest answer, in tokens"),
+          Parameter("handle_impossible_answer", bool, False, 'answer "" where the model prefers no answer '
+                    "(SQuAD 2.0 models)", flag="--allow-no-answer")),
+         windows=True, output="{answer, score, start, end, no_answer_score}"),
+    Task("multiple-choice", "choose", "pick an option (a fine-tuned multiple-choice model)",
+         ("AlbertForMultipleChoice",),
+         (Field("question", help="the question (a '_' in it is filled by each option)"),
+          Field("options", "options", help="the options (two or more)"),
+          Field("article", required=False, help="the passage the question is about")),
+         output="{label: the best option's index, scores: [probability per option]}"),
+    Task("sentence-order", "sentence-order", "is the second text the continuation of the first? (pretraining's "
+         "SOP head)", ("AlbertForPreTraining",),
+         (Field("first", help="the first text"), Field("second", help="the text that may follow it")),
+         output="{label: in_order | swapped, score}"),
+)}
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("classification", "text-classification", "AlbertForSequenceClassification", "single_label_classification",
+         "one label per text or text pair"),
+    Kind("regression", "text-classification", "AlbertForSequenceClassification", "regression",
+         "a number per text or text pair (STS-B)"),
+    Kind("multi-label", "text-classification", "AlbertForSequenceClassification", "multi_label_classification",
+         "any number of labels per text"),
+    Kind("token-classification", "token-classification", "AlbertForTokenClassification", None,
+         "a tag per word (BIO)"),
+    Kind("multiple-choice", "multiple-choice", "AlbertForMultipleChoice", None, "the right option of a question"),
+    Kind("qa", "question-answering", "AlbertForQuestionAnswering", None, "SQuAD 1.1: every question has an answer"),
+    Kind("qa-v2", "question-answering", "AlbertForQuestionAnswering", None, "SQuAD 2.0: some questions have none"),
+)}
+
+ALIASES: dict[str, str] = {alias: t.name for t in TASKS.values() for alias in t.aliases}
+
+
+def get_task(name: str) -> Task:
+    """A pipeline task by its name or one of transformers' aliases for it."""
+    task = TASKS.get(ALIASES.get(name, name))
+    if task is None:
+        raise InputError(f"unknown task {name!r}; known: {', '.join(sorted([*TASKS, *ALIASES]))}")
+    return task
+
+
+def task_of_architecture(architecture: str | None) -> Task | None:
+    """The task a model saved as `architecture` answers (`--task auto`): the first that lists it."""
+    return next((t for t in TASKS.values() if architecture in (*t.heads, *t.also_for)), None)
+
+
+def get_kind(name: str) -> Kind:
+    if name not in KINDS:
+        raise ConfigError(f"unknown fine-tuning task {name!r}; known: {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+# ----- checking what callers pass -----
+def check_input(task: Task, item: Any, n: int) -> Any:
+    """Input number `n` (1-based) of `task`, in the shape its pipeline takes: a string for tasks whose only
+    field is `text`, else an object of its fields. A malformed input is an InputError naming its number."""
+    if isinstance(item, str) and task.takes_text:
+        item = {"text": item}
+    if not isinstance(item, dict):
+        what = "a string or a JSON object with 'text'" if task.takes_text else \
+            f"a JSON object with {', '.join(repr(f.name) for f in task.fields if f.required)}"
+        raise InputError(f"input {n}: expected {what}, got {type(item).__name__}")
+    # other fields are left alone: a task file's rows carry ids and labels beside the texts
+    out: dict[str, Any] = {}
+    for f in task.fields:
+        if f.name not in item or (item[f.name] is None and not f.required):
+            if f.required:
+                raise InputError(f"input {n}: expected a JSON object with {f.name!r}")
+            continue
+        out[f.name] = _check_field(f, item[f.name], n)
+    return out["text"] if len(task.fields) == 1 and task.takes_text else out
+
+
+def _check_field(f: Field, value: Any, n: int) -> Any:
+    if f.kind == "options":
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise InputError(f"input {n}: {f.name!r} must be a list of strings")
+        if len(value) < 2:
+            raise InputError(f"input {n}: a question needs at least two options")
+        for x in value:
+            _check_text(x, f.name, n)
+        return value
+    if not isinstance(value, str):
+        raise InputError(f"input {n}: {f.name!r} must be a string, got {type(value).__name__}")
+    return _check_text(value, f.name, n)
+
+
+def _check_text(value: str, name: str, n: int) -> str:
+    """Text that encodes as UTF-8: a lone surrogate (from JSON '\\ud800' or undecodable arguments) does not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"input {n}: {name!r} is not valid Unicode text (a lone surrogate; were the bytes "
+                         "UTF-8?)") from None
+    return value
+
+
+def check_parameters(task: Task, given: Any) -> dict[str, Any]:
+    """`given` checked against the task's parameters: unknown names, wrong types and values are errors."""
+    if not isinstance(given, dict):
+        raise InputError(f"'parameters' must be a JSON object, got {type(given).__name__}")
+    allowed = {p.name: p for p in task.parameters}
+    for name, value in given.items():
+        if name not in allowed:
+            raise InputError(f"unknown parameter {name!r} for {task.name}; known: {', '.join(allowed) or 'none'}")
+        check_parameter(allowed[name], value)
+    return dict(given)
+
+
+def check_parameter(p: Parameter, value: Any) -> Any:
+    if p.type is int:
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise InputError(f"parameter {p.name!r} must be an integer >= 1, got {_short(value)}")
+        if p.maximum is not None and value > p.maximum:
+            raise InputError(f"parameter {p.name!r} must be at most {p.maximum}, got {_short(value)}")
+    elif p.type is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"parameter {p.name!r} must be true or false, got {_short(value)}")
+    elif isinstance(p.type, tuple) and value not in p.type:
+        raise InputError(f"parameter {p.name!r} must be one of {', '.join(p.type)}, got {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not (isinstance(value, float) and not math.isfinite(value)) else str(value)
+    return text if len(text) <= 40 else text[:30] + f"... ({len(text)} characters)"
+
+
+def defaults(task: Task) -> dict[str, Any]:
+    return {p.name: p.default for p in task.parameters}
+
