@@ -11,6 +11,6 @@ pip install "torch==${TORCH_VERSION:-2.13.0}" numpy 2>&1 | grep -v "^WARNING: Lo
 if [ "${1:-}" = "test" ]; then
   pip install -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
 else
-  pip install -e ".[hub,plot,data]" 2>&1 | grep -v "^WARNING: Location" || true
+  pip install -e ".[hub,plot,data,serve]" 2>&1 | grep -v "^WARNING: Location" || true
 fi
 .venv/bin/albert --help >/dev/null || { echo "setup: albert did not install" >&2; exit 1; }

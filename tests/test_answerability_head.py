@@ -104,8 +104,8 @@ def test_finetune_evaluate_predict_and_pipeline(tiny_model: Path, tmp_path: Path
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["AlbertForQuestionAnsweringWithAnswerability"]
     assert config["albert_task"]["answerability_head"] is True
-    losses = [json.loads(x)["loss"] for x in (out / "run" / "metrics.jsonl").read_text().splitlines()
-              if '"loss"' in x]
+    metrics = out.with_name(out.name + "-run") / "metrics.jsonl"  # the run directory beside the model
+    losses = [json.loads(x)["loss"] for x in metrics.read_text().splitlines() if '"loss"' in x]
     assert losses[-1] < losses[0]
     scores = json.loads((out / "dev_results.json").read_text())
     assert {"exact", "f1", "best_exact", "best_f1", "best_f1_thresh"} <= set(scores)

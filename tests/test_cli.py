@@ -125,7 +125,7 @@ def test_outputs_are_never_overwritten_or_deleted(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("")
     cases = [
         (("tokenizer", "train", "--input", str(text), "--vocab-size", "200", "--out", str(tmp_path / "t")),
-         "already holds spiece.model"),
+         "is not empty (special_tokens_map.json, spiece.model"),
         (("data", "prepare", "--input", str(tmp_path / "empty.txt"), "--tokenizer", str(tmp_path / "t"), "--out",
           str(mine)), "is not empty (notes.txt)"),
         (("data", "prepare", "--input", str(text), "--tokenizer", str(tmp_path / "t"), "--out", str(mine)),

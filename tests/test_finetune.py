@@ -156,7 +156,7 @@ def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_pa
                           "--recipe", "mrpc", "--max_steps", "4", "--max_seq_length", "64", "--precision", "fp32",
                           "--progress", "false"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    saved = (tmp_path / "o" / "run" / "settings.yaml").read_text()
+    saved = (tmp_path / "o-run" / "settings.yaml").read_text()
     assert "learning_rate: 2.0e-05" in saved and "max_steps: 4" in saved and "batch_size: 32" in saved
     ev = subprocess.run([sys.executable, "-m", "albert.cli", "evaluate", "--model", str(tmp_path / "o"), "--data",
                          str(dev)], capture_output=True, text=True, timeout=120)
@@ -165,7 +165,7 @@ def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_pa
     again = subprocess.run([sys.executable, "-m", "albert.cli", "finetune", "--task", "classification", "--train",
                             str(train), "--model", str(tiny_model), "--out", str(tmp_path / "o")],
                            capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "already holds config.json" in again.stderr
+    assert again.returncode == 2 and "is not empty (README.md, config.json" in again.stderr
     assert (tmp_path / "o" / "model.safetensors").read_bytes() == weights
 
 

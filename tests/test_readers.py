@@ -35,7 +35,7 @@ def test_glue_tsv_layouts(tmp_path: Path) -> None:
         list(read_rows(tmp_path / "in_domain_dev.tsv"))
     short = tmp_path / "MRPC" / "bad.tsv"
     short.write_text("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tonly one sentence\n")
-    with pytest.raises(DataError, match=r"bad.tsv:2: expected at least 5 columns"):
+    with pytest.raises(DataError, match=r"bad.tsv:2: 4 columns, but the header has 5"):
         list(read_rows(short))
 
 

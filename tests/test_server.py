@@ -1,10 +1,12 @@
-"""`albert serve`: answers equal the pipeline's, concurrent requests batched, bad requests answered with 400."""
+"""`albert serve`: answers equal the pipeline's, batching is fair, every client error is a 4xx with one JSON line,
+and the ecosystem's clients (huggingface_hub's InferenceClient, text-embeddings-inference's body) work unchanged."""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,20 +21,31 @@ import pytest
 
 import albert
 from albert.errors import InputError
-from albert.inference.server import Batcher, build_server
+from albert.inference.batcher import Batcher
+from albert.inference.server import ServeSettings, build_app, running
 
 TEXTS = ["the whale and the [MASK] of the sea", "call me [MASK].", "the [MASK] was long and the [MASK] was dark",
          "a [MASK]", "some years ago i went to [MASK] and saw the watery part of the world"]
 
 
-def post(url: str, payload: Any) -> tuple[int, Any]:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+def request(url: str, payload: Any = None, method: str | None = None, headers: dict[str, str] | None = None
+            ) -> tuple[int, Any, dict[str, str]]:
+    body = None if payload is None else payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
+        with urllib.request.urlopen(req, timeout=60) as r:
+            raw = r.read()
+            kind = r.headers.get("content-type", "")
+            return r.status, json.loads(raw) if "json" in kind and raw else raw.decode(), dict(r.headers)
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None, dict(e.headers)
+
+
+def post(url: str, payload: Any) -> tuple[int, Any]:
+    status, body, _ = request(url, payload)
+    return status, body
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +54,16 @@ def fill_mask(tiny_model: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def server(fill_mask: Any) -> Iterator[tuple[str, Batcher]]:
-    srv, batcher = build_server(fill_mask, "fill-mask", "127.0.0.1", 0, info={"model": "tiny"})
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", batcher
-    srv.shutdown()
-    srv.server_close()
+def server(fill_mask: Any) -> Iterator[str]:
+    settings = ServeSettings(max_body=64 * 1024, max_inputs=300)
+    app, batcher = build_app(fill_mask, "fill-mask", settings, info={"model": "tiny", "precision": "fp32"})
+    with running(app, settings) as url:
+        yield url
     batcher.close()
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equal answers: strings and integers exactly, scores and vectors to 1e-5 (a batch pads, one input does
-    not)."""
+    """Equal answers: strings and integers exactly, scores and vectors to 1e-5 (a batch pads, one input does not)."""
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
@@ -63,21 +73,21 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def test_answers_equal_the_pipeline(server: tuple[str, Batcher], fill_mask: Any) -> None:
-    url, _ = server
-    status, one = post(f"{url}/fill-mask", {"inputs": TEXTS[0], "parameters": {"top_k": 3}})
+def test_answers_equal_the_pipeline(server: str, fill_mask: Any) -> None:
+    status, one = post(f"{server}/fill-mask", {"inputs": TEXTS[0], "parameters": {"top_k": 3}})
     assert status == 200 and same(one, fill_mask(TEXTS[0], top_k=3)) and len(one) == 3
-    status, many = post(f"{url}/fill-mask", {"inputs": TEXTS})
+    status, many = post(f"{server}/fill-mask", {"inputs": TEXTS})
     assert status == 200 and same(many, [fill_mask(t) for t in TEXTS])
+    status, api = post(server + "/", {"inputs": TEXTS[1], "parameters": {"top_k": 2}})  # the inference API's route
+    assert status == 200 and same(api, fill_mask(TEXTS[1], top_k=2))
 
 
-def test_concurrent_requests_each_get_their_own_answer(server: tuple[str, Batcher], fill_mask: Any) -> None:
-    url, _ = server
+def test_concurrent_requests_each_get_their_own_answer(server: str, fill_mask: Any) -> None:
     texts = TEXTS * 4
     answers: list[Any] = [None] * len(texts)
 
     def ask(i: int) -> None:
-        answers[i] = post(f"{url}/fill-mask", {"inputs": texts[i], "parameters": {"top_k": 2 + i % 2}})
+        answers[i] = post(f"{server}/fill-mask", {"inputs": texts[i], "parameters": {"top_k": 2 + i % 2}})
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(texts))]
     for t in threads:
@@ -88,7 +98,14 @@ def test_concurrent_requests_each_get_their_own_answer(server: tuple[str, Batche
         assert status == 200 and same(got, fill_mask(texts[i], top_k=2 + i % 2))
 
 
-def test_requests_queued_while_busy_run_as_one_batch_and_a_bad_one_fails_alone(fill_mask: Any) -> None:
+def _wait(condition: Any) -> None:
+    deadline = time.time() + 10
+    while not condition():
+        assert time.time() < deadline
+        time.sleep(0.005)
+
+
+def test_requests_queued_while_busy_share_a_batch_and_a_bad_one_fails_alone(fill_mask: Any) -> None:
     release = threading.Event()
     calls: list[int] = []
 
@@ -99,82 +116,153 @@ def test_requests_queued_while_busy_run_as_one_batch_and_a_bad_one_fails_alone(f
         return fill_mask(items, **kw)
 
     batcher = Batcher(run)
-    results: dict[str, Any] = {}
-
-    def ask(name: str, items: list[str]) -> None:
-        try:
-            results[name] = batcher(items, {"top_k": 1})
-        except InputError as e:
-            results[name] = e
-
-    first = threading.Thread(target=ask, args=("first", [TEXTS[0]]))
-    first.start()
-    while not calls:
-        time.sleep(0.01)
-    queued = [threading.Thread(target=ask, args=(f"q{i}", [TEXTS[i]])) for i in (1, 2, 3)]
-    queued.append(threading.Thread(target=ask, args=("bad", ["no mask here"])))
-    for t in queued:
-        t.start()
-    while batcher.queue.qsize() < 4:
-        time.sleep(0.01)
+    first = batcher.submit([TEXTS[0]], {"top_k": 1})
+    _wait(lambda: calls)
+    queued = [batcher.submit([TEXTS[i]], {"top_k": 1}) for i in (1, 2, 3)]
+    bad = batcher.submit(["no mask here"], {"top_k": 1})
     release.set()
-    for t in [first, *queued]:
-        t.join()
+    first.result(10)
+    for i, f in zip((1, 2, 3), queued):
+        assert same(f.result(10), [fill_mask(TEXTS[i], top_k=1)])
+    with pytest.raises(InputError):
+        bad.result(10)
     batcher.close()
-    # 1 alone, then the 4 queued together (which fails on the bad one), then each of them alone
-    assert calls == [1, 4, 1, 1, 1, 1]
-    assert isinstance(results["bad"], InputError)
-    for i in (1, 2, 3):
-        assert same(results[f"q{i}"], [fill_mask(TEXTS[i], top_k=1)])
+    assert calls == [1, 4, 1, 1, 1, 1]  # 1 alone, the 4 queued together (failing on the bad one), then each alone
 
 
-@pytest.mark.parametrize(("path", "payload", "status", "message"), [
-    ("/fill-mask", b"{bad", 400, "invalid JSON"),
-    ("/fill-mask", {"inputs": "no mask here"}, 400, "no [MASK]"),
-    ("/fill-mask", {"inputs": 5}, 400, "input 1: expected a string"),
-    ("/fill-mask", {"inputs": ["a [MASK]", {"txt": "b"}]}, 400, "input 2: expected a JSON object with 'text'"),
-    ("/fill-mask", {"text": "a [MASK]"}, 400, '"inputs"'),
-    ("/fill-mask", {"inputs": []}, 400, "empty"),
-    ("/fill-mask", {"inputs": "a [MASK]", "parameters": {"top_k": 0}}, 400, "top_k"),
-    ("/fill-mask", {"inputs": "a [MASK]", "parameters": {"topk": 1}}, 400, "unknown parameter 'topk'"),
-    ("/embed", {"inputs": "a"}, 404, "POST /fill-mask"),
+def test_batches_respect_count_and_token_budgets_and_big_requests_take_turns() -> None:
+    release = threading.Event()
+    calls: list[list[str]] = []
+
+    def run(items: list[str]) -> list[str]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            release.wait(10)
+        return [x.upper() for x in items]
+
+    batcher = Batcher(run, max_batch=4, max_batch_tokens=10)
+    first = batcher.submit(["warm"], {}, [1])
+    _wait(lambda: calls)
+    big = batcher.submit([f"b{i}" for i in range(40)], {}, [1] * 40)
+    small = batcher.submit(["s0"], {}, [1])
+    heavy = batcher.submit(["h0", "h1"], {}, [8, 8])  # 8 tokens each: one per batch under a budget of 10
+    release.set()
+    assert big.result(10) == [f"B{i}" for i in range(40)] and small.result(10) == ["S0"]
+    assert heavy.result(10) == ["H0", "H1"] and first.result(10) == ["WARM"]
+    batcher.close()
+    assert all(len(c) <= 4 for c in calls)
+    assert "s0" in calls[1]  # the one-input request rode in the very next batch, beside the 40-input one
+    assert not any("h0" in c and "h1" in c for c in calls)  # 16 tokens never went together
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), [
+    (b"{bad", 400, "invalid JSON"),
+    ({"inputs": "no mask here"}, 400, "no [MASK]"),
+    ({"inputs": 5}, 400, "input 1: expected a string"),
+    ({"inputs": ["a [MASK]", {"txt": "b"}]}, 400, "input 2: expected a JSON object with 'text'"),
+    ({"text": "a [MASK]"}, 400, '"inputs"'),
+    ({"inputs": []}, 400, "empty"),
+    ({"inputs": "a [MASK]", "parameters": {"top_k": 0}}, 400, "top_k"),
+    ({"inputs": "a [MASK]", "parameters": {"top_k": 10**6}}, 400, "at most 1000"),
+    ({"inputs": "a [MASK]", "parameters": {"top_k": 10**40}}, 400, "top_k"),
+    ({"inputs": "a [MASK]", "parameters": {"topk": 1}}, 400, "unknown parameter 'topk'"),
+    (b'{"inputs": "a [MASK] \\ud800"}', 400, "lone surrogate"),
+    (b'{"inputs": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", 400, "nested too deep"),
+    (b'{"inputs": "a [MASK]", "parameters": {"top_k": ' + b"9" * 5000 + b"}}", 400, "4,300 digits"),
+    (b'{"inputs": "a [MASK]", "parameters": {"top_k": NaN}}', 400, "NaN"),
+    (b"\xff\xfe", 400, "not UTF-8"),
+    ({"inputs": ["a [MASK]"] * 301}, 400, "the limit is 300"),
 ])
-def test_bad_requests_get_a_one_line_error(server: tuple[str, Batcher], path: str, payload: Any, status: int,
-                                           message: str) -> None:
-    url, _ = server
-    got_status, got = post(url + path, payload)
-    assert got_status == status and message in got["error"] and "\n" not in got["error"]
+def test_bad_requests_get_a_one_line_json_error(server: str, payload: Any, status: int, message: str) -> None:
+    got_status, got = post(f"{server}/fill-mask", payload)
+    assert got_status == status and message in got["error"] and "\n" not in got["error"], got
 
 
-def test_health(server: tuple[str, Batcher]) -> None:
-    url, _ = server
-    with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
-        health = json.loads(r.read())
-    assert health["status"] == "ok" and health["task"] == "fill-mask" and health["model"] == "tiny"
+def test_other_client_errors_are_json_too(server: str) -> None:
+    status, body, _ = request(f"{server}/classify", {"inputs": "a"})
+    assert status == 404 and "error" in body
+    status, body, _ = request(f"{server}/fill-mask", method="GET")
+    assert status == 405 and "error" in body
+    status, body, headers = request(f"{server}/fill-mask", method="OPTIONS")
+    assert status == 204 and "POST" in headers["allow"]
+    status, _, _ = request(f"{server}/health", method="HEAD")
+    assert status == 200
 
 
-def test_serve_cli_starts_answers_and_stops_on_sigterm(tiny_model: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "albert.cli", "serve", "--model", str(tiny_model), "--port", "0",
-                             "--precision", "fp32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        port = re.search(r"http://127\.0\.0\.1:(\d+)/fill-mask", line)
-        assert port, line + (proc.stderr.read() if proc.stderr else "")
-        status, answer = post(f"http://127.0.0.1:{port.group(1)}/fill-mask", {"inputs": "call me [MASK]."})
-        assert status == 200 and len(answer) == 5
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0 and "stopped" in proc.stdout.read()
-    finally:
-        proc.kill()
-    bad = subprocess.run([sys.executable, "-m", "albert.cli", "serve", "--model", str(tiny_model), "--port",
-                          "70000"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.startswith("albert: error: --port")
+def _raw(url: str, data: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(data)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+        return reply
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server: str) -> None:
+    start = time.perf_counter()
+    reply = _raw(server, b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 900000000\r\n\r\n")  # no body follows: the answer must not wait for it
+    assert reply.startswith(b"HTTP/1.1 413") and b"the limit is 65,536" in reply
+    assert time.perf_counter() - start < 5
+    chunk = b'{"inputs": "' + b"x" * 40_000
+    reply = _raw(server, b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2 + b"0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 413")
+    status, answer = post(f"{server}/fill-mask", {"inputs": "call me [MASK]."})  # and it still answers
+    assert status == 200
+
+
+def test_health_info_docs_openapi_metrics_and_page(server: str) -> None:
+    status, health, _ = request(f"{server}/health")
+    assert status == 200 and health["status"] == "ok" and health["task"] == "fill-mask" and health["model"] == "tiny"
+    status, info, _ = request(f"{server}/info")
+    assert info["max_input_length"] == 128 and info["max_client_batch_size"] == 300  # the tiny model's 128 positions
+    assert [f["name"] for f in info["fields"]] == ["text"] and info["parameters"][0]["name"] == "top_k"
+    status, docs, _ = request(f"{server}/docs")
+    assert status == 200 and "swagger" in docs.lower()
+    status, spec, _ = request(f"{server}/openapi.json")
+    paths = spec["paths"]
+    assert {"/fill-mask", "/", "/health", "/info", "/metrics"} <= set(paths)
+    ref = paths["/fill-mask"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"inputs", "parameters"} <= set(schema["properties"])
+    assert "FillMaskParameters" in spec["components"]["schemas"]
+    post(f"{server}/fill-mask", {"inputs": TEXTS[:3]})
+    status, text, _ = request(f"{server}/metrics")
+    assert status == 200
+    count = float(re.search(r'albert_requests_total\{route="/fill-mask",status="200"\} (\S+)', text).group(1))
+    assert count >= 1 and "albert_batch_inputs_bucket" in text and "albert_tokens_total" in text
+    assert "albert_queue_inputs" in text and "albert_request_seconds_bucket" in text
+    post(f"{server}/fill-mask", {"inputs": TEXTS[:3]})
+    _, again, _ = request(f"{server}/metrics")
+    assert float(re.search(r'albert_requests_total\{route="/fill-mask",status="200"\} (\S+)', again).group(1)) > count
+    status, page, _ = request(server + "/")
+    assert status == 200 and "<form" in page and "http://" not in page.replace("http://www.w3.org", "")
+
+
+def test_api_key(fill_mask: Any) -> None:
+    import base64
+
+    settings = ServeSettings(api_key="s3cret")
+    app, batcher = build_app(fill_mask, "fill-mask", settings)
+    with running(app, settings) as url:
+        status, body, headers = request(f"{url}/fill-mask", {"inputs": "a [MASK]"})
+        assert status == 401 and "API key" in body["error"] and "basic" in headers["www-authenticate"].lower()
+        for path in ("/", "/docs", "/openapi.json", "/metrics", "/info"):
+            assert request(url + path)[0] == 401
+        assert request(f"{url}/health")[0] == 200
+        assert request(f"{url}/fill-mask", {"inputs": "a [MASK]"}, headers={"Authorization": "Bearer wrong"})[0] == 401
+        for header in ({"Authorization": "Bearer s3cret"}, {"X-API-Key": "s3cret"},
+                       {"Authorization": "Basic " + base64.b64encode(b"me:s3cret").decode()}):
+            assert request(f"{url}/fill-mask", {"inputs": "a [MASK]"}, headers=header)[0] == 200
+    batcher.close()
 
 
 @pytest.mark.parametrize(("task", "path", "inputs", "parameters"), [
     ("feature-extraction", "/embed", ["call me ishmael.", "the sea"], {"pooling": "mean", "normalize": True}),
     ("text-classification", "/classify", [{"text": "call me ishmael.", "text_pair": "the sea"}], {"top_k": 2}),
+    ("token-classification", "/tag", "ishmael sailed from nantucket.", {"aggregation_strategy": "none"}),
     ("question-answering", "/answer", {"question": "who ran?", "context": "the whale ran to the sea."},
      {"max_answer_length": 5}),
     ("multiple-choice", "/choose", [{"question": "the _ swam", "options": ["whale", "ship"]}], {}),
@@ -183,22 +271,65 @@ def test_serve_cli_starts_answers_and_stops_on_sigterm(tiny_model: Path) -> None
 def test_every_task_serves_what_its_pipeline_answers(with_head, task: str, path: str, inputs: Any,
                                                      parameters: dict[str, Any]) -> None:
     pipe = albert.pipeline(task, model=with_head(task), precision="fp32")
-    srv, batcher = build_server(pipe, task, "127.0.0.1", 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        status, got = post(f"http://127.0.0.1:{srv.server_address[1]}{path}",
-                           {"inputs": inputs, "parameters": parameters})
+    app, batcher = build_app(pipe, task, ServeSettings())
+    with running(app) as url:
+        status, got = post(url + path, {"inputs": inputs, "parameters": parameters})
         expected = pipe(inputs if not isinstance(inputs, dict) or task != "question-answering" else [inputs],
                         **parameters)
         if task == "question-answering":
             expected = expected[0]
         assert status == 200 and same(got, expected), (got, expected)
-        status, bad = post(f"http://127.0.0.1:{srv.server_address[1]}{path}", {"inputs": [{"wrong": 1}]})
+        status, bad = post(url + path, {"inputs": [{"wrong": 1}], "parameters": {}})
         assert status == 400 and bad["error"].startswith("input 1: expected")
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    batcher.close()
+
+
+def test_huggingface_inference_client_works_unchanged(with_head) -> None:
+    hub = pytest.importorskip("huggingface_hub")
+    checks = {
+        "fill-mask": lambda c: c.fill_mask("call me [MASK]."),
+        "text-classification": lambda c: c.text_classification("call me ishmael.", top_k=2),
+        "token-classification": lambda c: c.token_classification("ishmael sailed from nantucket."),
+        "question-answering": lambda c: c.question_answering(question="who ran?", context="the whale ran to sea."),
+        "feature-extraction": lambda c: c.feature_extraction("call me ishmael."),
+    }
+    for task, call in checks.items():
+        pipe = albert.pipeline(task, model=with_head(task), precision="fp32")
+        app, batcher = build_app(pipe, task, ServeSettings())
+        with running(app) as url:
+            got = call(hub.InferenceClient(model=url))
         batcher.close()
+        if task == "fill-mask":
+            assert [g.token_str for g in got] == [a["token_str"] for a in pipe("call me [MASK].")]
+        elif task == "text-classification":
+            assert len(got) == 2 and [g.label for g in got] == [a["label"] for a in pipe("call me ishmael.", top_k=2)]
+        elif task == "token-classification":
+            assert [g.start for g in got] == [a["start"] for a in pipe("ishmael sailed from nantucket.")]
+        elif task == "question-answering":
+            assert got.answer == pipe(question="who ran?", context="the whale ran to sea.")["answer"]
+        else:
+            assert got.shape[-1] == pipe.model.config.hidden_size
+            assert same(got.reshape(-1).tolist(), pipe("call me ishmael."))
+
+
+def test_text_embeddings_inference_body(with_head) -> None:
+    import numpy as np
+
+    pipe = albert.pipeline("feature-extraction", model=with_head("feature-extraction"), precision="fp32")
+    app, batcher = build_app(pipe, "feature-extraction", ServeSettings())
+    with running(app) as url:
+        status, vectors = post(f"{url}/embed", {"inputs": "call me ishmael."})
+        assert status == 200 and len(vectors) == 1 and abs(np.linalg.norm(vectors[0]) - 1) < 1e-5  # TEI normalises
+        status, raw = post(f"{url}/embed", {"inputs": ["a", "b"], "normalize": False})
+        assert same(raw, pipe(["a", "b"]))
+        status, body = post(f"{url}/embed", {"inputs": "word " * 900})
+        assert status == 413 and "truncate" in body["error"]
+        status, cut = post(f"{url}/embed", {"inputs": "word " * 900, "truncate": True})
+        assert status == 200 and len(cut) == 1
+        assert post(f"{url}/embed", {"inputs": "a", "normalize": "yes"})[0] == 400
+        status, info, _ = request(f"{url}/info")
+        assert info["max_input_length"] == pipe.model.config.max_position_embeddings and "model_id" in info
+    batcher.close()
 
 
 def test_task_auto_follows_the_saved_architecture(tiny_model: Path, tmp_path: Path) -> None:
@@ -209,29 +340,65 @@ def test_task_auto_follows_the_saved_architecture(tiny_model: Path, tmp_path: Pa
     assert task_for(str(tmp_path / "tagger")) == "token-classification"
 
 
-def test_a_batch_never_exceeds_max_batch_and_close_answers_what_was_queued() -> None:
-    release = threading.Event()
-    calls: list[list[int]] = []
+def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "albert", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    assert found, line + (proc.stderr.read() if proc.stderr else "")
+    return proc, found.group(1)
 
-    def run(items: list[int]) -> list[int]:
-        calls.append(list(items))
-        if len(calls) == 1:
-            release.wait(10)
-        return [x * 10 for x in items]
 
-    batcher = Batcher(run, max_batch=3)
-    results: dict[int, Any] = {}
-    sizes = {0: 1, 1: 2, 2: 1, 3: 2, 4: 1}  # request → number of inputs
-    threads = []
-    for r, n in sizes.items():
-        threads.append(threading.Thread(target=lambda r=r, n=n: results.__setitem__(r, batcher([r] * n, {}))))
-        threads[-1].start()
-        # in order: the first is being run (the model is busy), each next one queued before the one after
-        while (not calls) if r == 0 else (batcher.queue.qsize() < r):
-            time.sleep(0.005)
-    release.set()
-    for t in threads:
-        t.join()
-    batcher.close()
-    assert calls == [[0], [1, 1, 2], [3, 3, 4]]  # 2 + 1 fit in 3; the next 2 waits for the batch after
-    assert results == {r: [r * 10] * n for r, n in sizes.items()}
+def test_serve_cli_starts_answers_and_stops_on_sigterm_despite_stalled_clients(tiny_model: Path) -> None:
+    proc, url = _start(["--model", str(tiny_model), "--port", "0", "--precision", "fp32", "--grace", "3"])
+    try:
+        deadline = time.time() + 60
+        while True:  # the line is printed before the model has warmed up: ask until it answers
+            try:
+                status, answer = post(f"{url}/fill-mask", {"inputs": "call me [MASK]."})
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.time() < deadline
+                time.sleep(0.2)
+        assert status == 200 and len(answer) == 5
+        host, port = url.removeprefix("http://").split(":")
+        stalled = socket.create_connection((host, int(port)))  # sends half a request, then nothing
+        stalled.sendall(b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inp")
+        time.sleep(0.3)
+        start = time.time()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0 and "stopped" in proc.stdout.read()  # type: ignore[union-attr]
+        assert time.time() - start < 10  # the grace period bounds it
+        stalled.close()
+    finally:
+        proc.kill()
+    for args, says in ((["--port", "70000"], "--port"), (["--max-batch", "0"], "--max-batch")):
+        bad = subprocess.run([sys.executable, "-m", "albert", "serve", "--model", str(tiny_model), *args],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.startswith(f"albert: error: {says}"), bad.stderr
+    with socket.socket() as taken:  # a port in use: one line, before the model loads
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bad = subprocess.run([sys.executable, "-m", "albert", "serve", "--model", str(tiny_model), "--port",
+                              str(taken.getsockname()[1])], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "cannot listen on 127.0.0.1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_several_worker_processes(tiny_model: Path) -> None:
+    proc, url = _start(["--model", str(tiny_model), "--port", "0", "--precision", "fp32", "--workers", "2"])
+    try:
+        pids: set[int] = set()
+        deadline = time.time() + 120
+        while len(pids) < 2 and time.time() < deadline:
+            try:
+                status, answer = post(f"{url}/fill-mask", {"inputs": "call me [MASK]."})
+                assert status == 200 and len(answer) == 5
+                pids.add(request(f"{url}/health")[1]["pid"])
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        assert len(pids) == 2  # two processes, each with its own model, share the port
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()

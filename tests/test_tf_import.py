@@ -65,7 +65,7 @@ def test_cli_and_errors(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "albert.cli", "convert", "--from-tf", str(TF / "albert"),
                             "--config", str(TF / "albert.config.json"), "--out", str(tmp_path / "o")],
                            capture_output=True, text=True)
-    assert again.returncode == 2 and "already holds config.json" in again.stderr
+    assert again.returncode == 2 and "is not empty (config.json, model.safetensors)" in again.stderr
     with pytest.raises(CheckpointError, match="no TensorFlow checkpoint"):
         read_tf_checkpoint(tmp_path / "nothing")
     (tmp_path / "bad.index").write_bytes(b"x" * 100)

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from albert.config import AlbertConfig
+from albert.config import AlbertConfig, check_fits_memory
 from albert.errors import CheckpointError
 from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where users look)
     CONFIG_NAME,
@@ -112,6 +112,7 @@ def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtyp
         if "id2label" in overrides and "num_labels" not in overrides:
             overrides["label2id"] = None
         config = dataclasses.replace(config, **overrides)
+    check_fits_memory(config)
     model = cls(config)
     state = read_state_dict(directory)
     load_state_into(model, state, allow_missing, source=str(name_or_path))

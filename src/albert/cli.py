@@ -25,29 +25,39 @@ CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
 
 # ----- the inputs of the inference commands -----
 def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: bool = False) -> Iterator[Any]:
-    """Inputs from arguments, a JSONL file, or stdin lines (in that order of preference). Stdin lines are
-    texts, or JSON objects for the commands whose inputs have fields (`stdin_json`: answer, choose)."""
+    """Inputs from arguments, a --file (.txt, .jsonl, .csv/.tsv or .parquet), or stdin lines (in that order of
+    preference). Stdin lines are texts, or JSON objects for the commands whose inputs have fields (`stdin_json`:
+    answer, choose). With neither arguments nor --file, a terminal on stdin gets the usage, not a silent wait."""
+    from albert.data.reader import iter_inputs, parse_json
+    from albert.errors import InputError
+
     if args_inputs:
-        yield from args_inputs
+        for n, text in enumerate(args_inputs, 1):
+            yield _argument_text(text, n)
         return
-    from albert.data.reader import open_text
-    from albert.errors import DataError
-
-    def parse(line: str, where: str) -> Any:
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: invalid JSON ({e.msg})") from None
-
     if file:
-        with open_text(file) as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    yield parse(line, f"{file}:{n}")
+        yield from (item for _, item in iter_inputs(file))
         return
-    for n, line in enumerate(sys.stdin, 1):
-        if line.strip():
-            yield parse(line, f"<stdin>:{n} (one JSON object per line)") if stdin_json else line.rstrip("\n")
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("no input: pass texts as arguments, --file FILE, or lines on stdin (see --help)")
+    for n, line in enumerate(sys.stdin.buffer, 1):
+        try:
+            text = line.decode("utf-8").removeprefix("\ufeff").rstrip("\n").rstrip("\r")
+        except UnicodeDecodeError:
+            raise InputError(f"<stdin>:{n}: not UTF-8 text") from None
+        if text.strip():
+            yield parse_json(text, f"<stdin>:{n} (one JSON object per line)") if stdin_json else text
+
+
+def _argument_text(text: str, n: int) -> str:
+    """A command-line text; bytes that were not UTF-8 arrive as lone surrogates (PEP 383) and are refused."""
+    from albert.errors import InputError
+
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"argument {n} is not valid UTF-8 text") from None
+    return text
 
 
 def task_inputs(task: Task, a: argparse.Namespace) -> list[Any]:
@@ -67,6 +77,8 @@ def task_inputs(task: Task, a: argparse.Namespace) -> list[Any]:
             raise InputError(f"{missing[0].cli_flag} is needed with {given}")
         raw: list[Any] = [flags]
     else:
+        if not getattr(a, "text", None) and not a.file and (sys.stdin is None or sys.stdin.isatty()):
+            a.parser.print_usage(sys.stderr)  # nothing given: the usage, not a silent wait for a terminal
         raw = list(read_inputs(getattr(a, "text", None), a.file, stdin_json=not task.takes_text))
         raw = [x | flags if isinstance(x, dict) else ({"text": x} | flags if flags else x) for x in raw]
     items = [check_input(task, x, n) for n, x in enumerate(raw, 1)]
@@ -91,11 +103,11 @@ def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> I
 
 def _run_task(a: argparse.Namespace) -> None:
     """A pipeline command (derived from the task registry): one JSON line per input."""
-    from albert.tasks.registry import TASKS
+    from albert.tasks.registry import TASKS, check_parameter
 
     task = TASKS[a.task_name]
+    kwargs = {p.name: check_parameter(p, getattr(a, p.name)) for p in task.parameters if p.cli}
     items = task_inputs(task, a)
-    kwargs = {p.name: getattr(a, p.name) for p in task.parameters if p.cli}
     if task.name == "fill-mask":
         _fill_mask(a, items, kwargs)
         return
@@ -197,9 +209,12 @@ def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) 
 
 
 def _serve(a: argparse.Namespace) -> None:
-    from albert.inference.server import serve_model
+    from albert.inference.server import ServeSettings, serve_model
 
-    serve_model(a.model, a.task, a.host, a.port, a.max_batch, a.device, a.precision, a.compile)
+    serve_model(ServeSettings(model=a.model, task=a.task, host=a.host, port=a.port, max_batch=a.max_batch,
+                              max_batch_tokens=a.max_batch_tokens, max_inputs=a.max_inputs, max_body=a.max_body,
+                              api_key=a.api_key, cors_origins=tuple(a.cors_origin), workers=a.workers, grace=a.grace,
+                              device=a.device, precision=a.precision, compile=a.compile))
 
 
 # ----- export and conversion -----
@@ -307,16 +322,30 @@ def build_parser() -> argparse.ArgumentParser:
                            help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else "
                                 "torch")
 
-    t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched")
+    t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched",
+                       description="An ASGI app (FastAPI on uvicorn): POST the task's route or / (the Hugging Face "
+                       "inference API's shapes), /embed for text-embeddings-inference clients; GET / (a page), /docs, "
+                       "/openapi.json, /health, /info, /metrics. Needs the serve extra: pip install "
+                       "'albert-lm[serve]'.")
     t.add_argument("--task", default="auto", choices=["auto", *TASKS, *ALIASES],
                    help="the pipeline (auto: the one the model directory was fine-tuned for; fill-mask for a "
                         "pretrained model); its endpoint is POST " + ", ".join(t.route for t in TASKS.values()))
     t.add_argument("--model", default=DEFAULT_MODEL)
     t.add_argument("--host", default="127.0.0.1",
-                   help="0.0.0.0 to accept connections from other machines (no authentication: keep it behind a "
-                        "proxy that has some)")
+                   help="0.0.0.0 to accept connections from other machines (then set --api-key, or put it behind a "
+                        "proxy that authenticates)")
     t.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
-    t.add_argument("--max-batch", type=int, default=64, help="inputs run together at most")
+    t.add_argument("--max-batch", type=int, default=64, help="inputs per model call at most (default 64)")
+    t.add_argument("--max-batch-tokens", type=int, default=16384, help="tokens per model call at most (default 16384)")
+    t.add_argument("--max-inputs", type=int, default=16384, help="inputs per request at most (default 16384)")
+    t.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="bytes per request body (default 8 MiB)")
+    t.add_argument("--api-key", default=None, help="require this key on every route but /health (Authorization: "
+                   "Bearer KEY); default: $ALBERT_API_KEY, else none")
+    t.add_argument("--cors-origin", action="append", default=[], help="allow browsers on this origin (repeatable); "
+                   "default: no CORS")
+    t.add_argument("--workers", type=int, default=1, help="processes, each with its own model (its memory: the "
+                   "model's size in RAM, ~150 MB for albert-small-en, once per worker)")
+    t.add_argument("--grace", type=float, default=10.0, help="seconds a shutdown waits for requests in flight")
     _add_runtime_args(t)
     t.set_defaults(func=_serve)
 
@@ -369,7 +398,8 @@ def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
         extra = " (for every input)" if task.takes_text else ""
         t.add_argument(f.cli_flag, dest=f.name, default=None,
                        nargs="+" if f.kind == "options" else None, help=f.help + extra)
-    t.add_argument("--file", default=None, help="JSONL input: texts or objects" +
+    t.add_argument("--file", default=None, help="inputs: .txt (a text per line), .jsonl (a text or object per line), "
+                   ".csv/.tsv (a header, then a row per input) or .parquet" +
                    ("" if task.takes_text else " (else JSON objects, one per line, on stdin)"))
     for p in task.parameters:
         if not p.cli:
@@ -383,7 +413,7 @@ def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
                            help=f"{p.help} (default {p.default})")
     t.add_argument("--model", default=DEFAULT_MODEL)
     _add_runtime_args(t)
-    t.set_defaults(func=_run_task, task_name=task.name)
+    t.set_defaults(func=_run_task, task_name=task.name, parser=t)
     return t
 
 

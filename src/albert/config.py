@@ -37,6 +37,30 @@ _TRANSFORMERS_GENERIC_KEYS = frozenset(
 
 
 
+MAX_LAYER_PASSES = 1024
+MAX_POSITIONS = 1 << 16
+
+
+def check_fits_memory(config: AlbertConfig, bytes_per_weight: int = 4) -> None:
+    """A ConfigError, before anything is allocated, when the config's weights alone exceed this machine's memory
+    (a config file with vocab_size 10^12 would otherwise fail deep inside torch, or swap for minutes)."""
+    need = config.parameter_count() * bytes_per_weight
+    have = _available_memory()
+    if have is not None and need > have:
+        raise ConfigError(f"the config's weights need {need / 2**30:,.1f} GiB ({config.parameter_count():,} "
+                          f"parameters in fp32); this machine has {have / 2**30:,.1f} GiB available")
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 @dataclass
 class AlbertConfig:
     """Every field of transformers' AlbertConfig, with its defaults (those of albert-xxlarge-v2)."""
@@ -109,6 +133,21 @@ class AlbertConfig:
         if self.problem_type not in (None, "regression", "single_label_classification",
                                      "multi_label_classification"):
             raise ConfigError(f"unknown problem_type {self.problem_type!r}")
+        # a layer pass costs compute, not memory (the layer is shared): a huge count would run for hours
+        if self.num_hidden_layers > MAX_LAYER_PASSES:
+            raise ConfigError(f"num_hidden_layers {self.num_hidden_layers:,} is beyond {MAX_LAYER_PASSES:,} passes "
+                              "of the shared layer (the paper's models have 12 or 24)")
+        if self.max_position_embeddings > MAX_POSITIONS:
+            raise ConfigError(f"max_position_embeddings {self.max_position_embeddings:,} is beyond {MAX_POSITIONS:,} "
+                              "(attention is quadratic in it)")
+
+    def parameter_count(self) -> int:
+        """The weights this config allocates (shared layer groups counted once), without allocating them."""
+        E, H, intermediate = self.embedding_size, self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * E + 2 * E
+        layer = 4 * (H * H + H) + 2 * H + (H * intermediate + intermediate) + (intermediate * H + H) + 2 * H
+        heads = H * H + H + E * H + E + 2 * E + self.vocab_size + 2 * H + max(self.num_labels, 2) * H
+        return embeddings + E * H + H + self.num_hidden_groups * self.inner_group_num * layer + heads
 
     @property
     def head_dim(self) -> int:

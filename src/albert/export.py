@@ -8,6 +8,7 @@ exported graph reads the same initializers.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from torch import nn
 from albert.checkpoint import SAFE_WEIGHTS_NAME, resolve_model_dir, saved_architecture
 from albert.errors import ConfigError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.outputs import check_new_file
 from albert.tasks.registry import HEADS
 
 logger = logging.getLogger(__name__)
@@ -213,7 +215,19 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
                                     external_data=False, verbose=False)
     if program is None:
         raise ConfigError("the ONNX exporter returned nothing")
+    written = next((o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:  # the exporter writes the opsets it supports and says so only in a warning
+        raise ConfigError(f"--opset {opset} cannot be honoured: torch's exporter wrote opset {written} (use "
+                          f"{written} or newer)")
     tmp = out.with_suffix(".tmp.onnx")
+    try:
+        _write(program, tmp, out, quantize, share_weights)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": str(out), "bytes": out.stat().st_size, "outputs": list(names)}
+
+
+def _write(program: Any, tmp: Path, out: Path, quantize: str | None, share_weights: Path | None) -> None:
     program.save(str(tmp))
     if share_weights is not None:
         import onnx
@@ -231,13 +245,16 @@ def export_onnx(model: AlbertPreTrainedModel, out: str | Path, opset: int = 18, 
         os.replace(tmp, out)
     else:
         raise ConfigError(f"unknown quantization {quantize!r} (int8)")
-    return {"path": str(out), "bytes": out.stat().st_size, "outputs": list(names)}
 
 
 def export_model_onnx(name_or_path: str | Path, out: str | Path, architecture: str | None = None, opset: int = 18,
                       quantize: str | None = None, share_weights: bool = False) -> dict:
     """`albert export onnx`: a model directory (or name) to ONNX; share_weights: the graph reads its weights from
     the directory's own model.safetensors (`out` must be in that directory)."""
+    check_new_file(out)
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing or (quantize and importlib.util.find_spec("onnxruntime") is None):
+        raise ConfigError(f"ONNX export needs {', '.join(missing) or 'onnxruntime'}: pip install 'albert-lm[onnx]'")
     weights = resolve_model_dir(name_or_path) / SAFE_WEIGHTS_NAME if share_weights else None
     if weights is not None and not weights.is_file():
         raise ConfigError(f"--share-weights needs {weights}")

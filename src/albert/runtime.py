@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
-from albert.errors import ConfigError, InputError
+from albert.errors import CheckpointError, ConfigError, InputError
 from albert.model import AlbertTransformer, LayerWeights
 
 if TYPE_CHECKING:
@@ -133,13 +133,28 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
 
 
 def prepare_for_inference(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrainedModel:
-    """The model on the runtime's device, in eval mode, with its encoder in the runtime's precision."""
+    """The model on the runtime's device, in eval mode, with its encoder in the runtime's precision; its outputs
+    are checked to be finite (broken weights give an error, never NaN in an answer)."""
     model.to(device=runtime.device)
     if runtime.precision == "bf16":
-        return freeze_bf16(model)
-    if runtime.precision == "int8":
-        return quantize_int8(model)
-    return model.float().eval()
+        freeze_bf16(model)
+    elif runtime.precision == "int8":
+        quantize_int8(model)
+    else:
+        model.float().eval()
+    if not getattr(model, "_albert_finite_hook", False):
+        model.register_forward_hook(_check_finite)
+        model._albert_finite_hook = True  # type: ignore[assignment]
+    return model
+
+
+def _check_finite(module: nn.Module, _args: object, output: object) -> None:
+    values = output.values() if isinstance(output, dict) else vars(output).values() if hasattr(output, "__dict__") \
+        else [output]
+    for value in values:
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{type(module).__name__} computed non-finite values (NaN or infinity): its "
+                                  "weights are broken, or too large for this precision")
 
 
 # ----- bf16 and int8 encoders -----

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME
-from albert.config import AlbertConfig
+from albert.config import AlbertConfig, check_fits_memory
 from albert.errors import CheckpointError
-from albert.outputs import check_new_output
+from albert.outputs import check_new_output, claim_output
 
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64,
            10: np.bool_, 19: np.float16}
@@ -214,11 +213,12 @@ def convert_tf_checkpoint(prefix: str | Path, config_path: str | Path, out: str 
     """Convert to an AlbertForPreTraining directory; returns what was skipped and what stayed initialised."""
     from albert.heads import AlbertForPreTraining
 
-    check_new_output(out, [CONFIG_NAME, SAFE_WEIGHTS_NAME])
+    check_new_output(out, "convert")
     config = AlbertConfig.from_json_file(config_path)
     if config.hidden_act == "gelu":
         # The original TF code's gelu is the tanh approximation; keep its numerics.
         config = AlbertConfig.from_dict({**config.to_dict(), "hidden_act": "gelu_new"})
+    check_fits_memory(config)
     tensors = read_tf_checkpoint(prefix)
     model = AlbertForPreTraining(config)
     own = model.state_dict()
@@ -251,5 +251,6 @@ def convert_tf_checkpoint(prefix: str | Path, config_path: str | Path, out: str 
         raise CheckpointError(f"the checkpoint lacks backbone weights: {', '.join(missing[:5])}")
     model.load_state_dict(state, strict=False)
     model.tie_weights()
-    model.save_pretrained(out)
+    with claim_output(out, "convert"):
+        model.save_pretrained(out)
     return {"skipped": sorted(skipped), "unknown": sorted(unknown), "initialised": missing}

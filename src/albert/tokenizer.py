@@ -27,7 +27,7 @@ import numpy as np
 import sentencepiece as spm
 
 from albert.errors import CheckpointError, DataError, InputError
-from albert.outputs import check_new_output
+from albert.outputs import check_new_output, claim_output
 
 logger = logging.getLogger(__name__)
 
@@ -586,8 +586,9 @@ def train_tokenizer(
 
     if vocab_size < 100:
         raise InputError(f"vocab_size must be at least 100, got {vocab_size}")
-    # checked before reading the corpus (minutes on a big one); a vocabulary that shards were made with is kept
-    check_new_output(out_dir, [VOCAB_FILE])
+    # checked before reading the corpus (minutes on a big one): a directory of the user's (a vocabulary that shards
+    # were made with, say) is never written into
+    check_new_output(out_dir, "tokenizer train")
     normaliser = _Normaliser(do_lower_case, keep_accents)
     rng = random.Random(seed)
     sample: list[str] = []
@@ -606,8 +607,13 @@ def train_tokenizer(
     if not sample:
         raise DataError("no text found in " + ", ".join(map(str, inputs)))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     logger.info("training a %d-piece vocabulary on %d of %d lines", vocab_size, len(sample), seen)
+    with claim_output(out_dir, "tokenizer train"):
+        return _train_vocabulary(sample, out_dir, vocab_size, character_coverage, do_lower_case, keep_accents)
+
+
+def _train_vocabulary(sample: list[str], out_dir: Path, vocab_size: int, character_coverage: float,
+                      do_lower_case: bool, keep_accents: bool) -> AlbertTokenizer:
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(sample),

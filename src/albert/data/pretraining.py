@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from albert.data.shards import Corpus
+from albert.errors import ConfigError
 from albert.tokenizer import AlbertTokenizer
 
 _PUNCTUATION = set(string.punctuation) | {"€", "£"}
@@ -32,11 +33,15 @@ class ExampleSettings:
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 8:
-            raise ValueError(f"max_seq_length must be at least 8, got {self.max_seq_length}")
+            raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}")
         if not 0 < self.masked_lm_prob < 1:
-            raise ValueError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
+            raise ConfigError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
+        if not 0 <= self.short_seq_prob <= 1:
+            raise ConfigError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
         if self.max_ngram < 1:
-            raise ValueError(f"max_ngram must be >= 1, got {self.max_ngram}")
+            raise ConfigError(f"max_ngram must be >= 1, got {self.max_ngram}")
+        if self.max_predictions_per_seq < 1:
+            raise ConfigError(f"max_predictions_per_seq must be >= 1, got {self.max_predictions_per_seq}")
 
 
 class SegmentPair(NamedTuple):

@@ -1,32 +1,112 @@
-"""Reading raw text: .txt (one sentence or paragraph per line), .jsonl and .parquet with a text column,
-compressed with gzip, xz or bz2 or not."""
+"""Reading files: .txt (one sentence or paragraph per line), .jsonl and .parquet rows, whole JSON documents,
+compressed with gzip, xz or bz2 or not.
+
+Text is UTF-8 (a BOM is accepted): bytes that are not are an error naming the file and line, never
+replaced silently. A corrupt archive, JSON nested too deep, NaN/Infinity and integers of thousands of
+digits are one-line DataErrors too.
+"""
 
 from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import json
 import lzma
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from albert.errors import DataError
 
+# what a broken or truncated archive raises while it is read
+_ARCHIVE_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
-def open_text(path: str | Path) -> IO[str]:
-    path = Path(path)
+
+def _open_binary(path: Path) -> IO[bytes]:
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file" if not path.is_dir() else f"{path} is a directory; expected a file")
     suffix = path.suffix.lower()
     if suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     if suffix == ".xz":
-        return io.TextIOWrapper(lzma.open(path, "rb"), encoding="utf-8", errors="replace")
+        return lzma.open(path, "rb")  # type: ignore[return-value]
     if suffix == ".bz2":
-        return io.TextIOWrapper(bz2.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _decode(raw: bytes, path: Path, n: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                        "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its line break) of a text file, decoded strictly as UTF-8."""
+    path = Path(path)
+    try:
+        with _open_binary(path) as f:
+            for n, raw in enumerate(f, 1):
+                if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                yield n, _decode(raw, path, n).rstrip("\n").rstrip("\r")
+    except _ARCHIVE_ERRORS as e:
+        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+
+
+def open_text(path: str | Path) -> Iterator[str]:
+    """The lines of a text file (with their line breaks), as a file object yields them; strict UTF-8."""
+    return (line + "\n" for _, line in iter_text_lines(path))
+
+
+def read_text(path: str | Path) -> str:
+    """A whole text file, strict UTF-8 (the error names the line of the first bad byte)."""
+    path = Path(path)
+    try:
+        with _open_binary(path) as f:
+            raw = f.read()
+    except _ARCHIVE_ERRORS as e:
+        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); convert the file to UTF-8 "
+                        "(e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}"[:200] if text else type(e).__name__
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str, where: str) -> Any:
+    """JSON as albert reads it everywhere: standard JSON only (no NaN/Infinity), integers of at most 4,300
+    digits, nesting up to Python's recursion limit — each violation one DataError naming `where`."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except RecursionError:  # json's C scanner counts its depth against the recursion limit: no crash
+        raise DataError(f"{where}: JSON nested too deep (thousands of levels)") from None
+    except ValueError as e:  # NaN/Infinity; an integer past Python's digit limit
+        message = str(e).split(";")[0]
+        if "integer string conversion" in message or "Exceeds the limit" in message:
+            message = "an integer of more than 4,300 digits"
+        raise DataError(f"{where}: invalid JSON ({message})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A whole JSON document (SQuAD, RACE), checked as parse_json."""
+    return parse_json(read_text(path), str(path))
 
 
 def base_suffix(path: str | Path) -> str:
@@ -54,24 +134,17 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     n += 1
                     yield n, row
         except (OSError, ValueError) as e:
-            raise DataError(f"{path}: not a readable parquet file ({e})") from None
+            raise DataError(f"{path}: not a readable parquet file ({_reason(e)})") from None
         return
     if kind != ".jsonl":
         raise DataError(f"{path}: expected .jsonl or .parquet, got {kind or '(no suffix)'}")
-    try:
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{n}: expected a JSON object")
-                yield n, row
-    except (OSError, EOFError, lzma.LZMAError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
+    for n, line in iter_text_lines(path):
+        if not line.strip():
+            continue
+        row = parse_json(line, f"{path}:{n}")
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        yield n, row
 
 
 def iter_lines(path: str | Path, field: str = "text") -> Iterator[str]:
@@ -90,12 +163,8 @@ def iter_lines(path: str | Path, field: str = "text") -> Iterator[str]:
             yield from value.splitlines()
             yield ""
         return
-    try:
-        with open_text(path) as f:
-            for line in f:
-                yield line.rstrip("\n").rstrip("\r")
-    except (OSError, EOFError, lzma.LZMAError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
+    for _, line in iter_text_lines(path):
+        yield line
 
 
 def iter_documents(path: str | Path, field: str = "text") -> Iterator[list[str]]:
@@ -109,3 +178,70 @@ def iter_documents(path: str | Path, field: str = "text") -> Iterator[list[str]]
             doc = []
     if doc:
         yield doc
+
+
+INPUT_FORMATS = (".txt", ".jsonl", ".csv", ".tsv", ".parquet")
+
+
+def iter_inputs(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """(where, input) of an inference command's --file: .txt (one text per line), .jsonl (a text or an object per
+    line), .csv/.tsv (a header row, then one object per row) or .parquet (one object per row); compressed or
+    not. Blank lines are skipped."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.is_dir() else f"{path} is a directory; expected a file")
+    kind = base_suffix(path)
+    if kind == ".txt":
+        for n, line in iter_text_lines(path):
+            if line.strip():
+                yield f"{path}:{n}", line
+    elif kind == ".jsonl":
+        for n, line in iter_text_lines(path):
+            if line.strip():
+                yield f"{path}:{n}", parse_json(line, f"{path}:{n}")
+    elif kind == ".parquet":
+        for n, row in iter_records(path):
+            yield f"{path}: row {n}", row
+    elif kind in (".csv", ".tsv"):
+        lines = (line for _, line in iter_text_lines(path))
+        reader = csv.reader(lines, delimiter="\t" if kind == ".tsv" else ",")
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            for n, cells in enumerate(reader, 2):
+                if not any(cells):
+                    continue
+                if len(cells) != len(header):
+                    raise DataError(f"{path}:{n}: {len(cells)} columns, but the header has {len(header)} "
+                                    f"({', '.join(header[:6])})")
+                yield f"{path}:{n}", dict(zip(header, cells))
+        except csv.Error as e:
+            raise DataError(f"{path}: not readable as {kind[1:].upper()} ({e})") from None
+    else:
+        raise DataError(f"{path}: unsupported input format {kind or '(no suffix)'}; use "
+                        f"{', '.join(INPUT_FORMATS)} (optionally .gz/.xz/.bz2)")
+
+
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", bool: "true or false"}
+
+
+def expect(value: Any, kind: type, where: str) -> Any:
+    """`value` when it is of JSON type `kind` (an int is never a bool here), else a DataError naming `where` (a
+    file and JSON path: "squad.json: data[0].paragraphs[2].context")."""
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        got = "null" if value is None else _TYPE_NAMES.get(type(value), type(value).__name__)
+        raise DataError(f"{where} must be {_TYPE_NAMES.get(kind, kind.__name__)}, got {got}")
+    return value
+
+
+def field_of(obj: dict[str, Any], name: str, kind: type, where: str, default: Any = ...) -> Any:
+    """obj[name] checked as `expect`; missing is an error unless a default is given."""
+    if name not in obj or (obj[name] is None and default is not ...):
+        if default is ...:
+            raise DataError(f"{where}: no {name!r}")
+        return default
+    return expect(obj[name], kind, f"{where}.{name}")

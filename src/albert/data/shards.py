@@ -14,7 +14,6 @@ import logging
 import multiprocessing as mp
 import os
 import random
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from tqdm import tqdm
 
 from albert.data.reader import iter_documents
 from albert.errors import DataError
-from albert.outputs import check_new_output
+from albert.outputs import claim_output
 from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -156,22 +155,6 @@ def _tokenize_shard(job: tuple[Path, list[list[str]], int]) -> tuple[str, str, i
     return path.parent.name, path.name, len(out), n_tokens
 
 
-_OWN = ("train", "eval", "tokenizer")  # what prepare_data writes besides META
-
-
-def _clear_unfinished(out: Path) -> None:
-    """Remove an interrupted prepare's leftovers; anything else in `out` (or finished data) is an error: a
-    directory of the user's is never written into, and never deleted."""
-    check_new_output(out, [META])  # finished data
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in _OWN or not p.is_dir())
-        if foreign:
-            more = ", ..." if len(foreign) > 3 else ""
-            raise DataError(f"{out} is not empty ({', '.join(foreign[:3])}{more}): choose a new or empty --out")
-        for name in _OWN:
-            shutil.rmtree(out / name, ignore_errors=True)
-
-
 def _write_shards(inputs: Sequence[str | Path], tokenizer: AlbertTokenizer, out: Path, eval_fraction: float,
                   workers: int, seed: int, field: str, docs_per_shard: int, progress: bool
                   ) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
@@ -242,17 +225,17 @@ def prepare_data(
             raise DataError(f"{p}: no such file")
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
     out = Path(out_dir)
-    made_out = not out.exists()
-    _clear_unfinished(out)
     workers = workers or max(1, (os.cpu_count() or 1))
-    try:
+    # failed or interrupted: nothing is left behind (not resumable; a rerun clears a killed run's leftovers)
+    with claim_output(out, "data prepare"):
         shards, totals = _write_shards(inputs, tokenizer, out, eval_fraction, workers, seed, field, docs_per_shard,
                                        progress)
-    except BaseException:  # failed or interrupted: nothing is left behind (not resumable; a rerun starts over)
-        _clear_unfinished(out)
-        if made_out:
-            out.rmdir()
-        raise
+        _write_meta(out, tokenizer, shards, totals, inputs, eval_fraction, seed)
+    return read_meta(out)
+
+
+def _write_meta(out: Path, tokenizer: AlbertTokenizer, shards: dict[str, list[str]], totals: dict[str, list[int]],
+                inputs: Sequence[str | Path], eval_fraction: float, seed: int) -> None:
     meta = {
         "vocab_size": tokenizer.vocab_size,
         "splits": {k: sorted(v) for k, v in shards.items()},
@@ -263,5 +246,4 @@ def prepare_data(
         "seed": seed,
     }
     (out / META).write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from albert.config import AlbertConfig
-from albert.errors import InputError
+from albert.errors import CheckpointError, InputError
 from albert.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
 from albert.tasks.fill_mask import fill_mask
 from albert.tokenizer import AlbertTokenizer
@@ -71,7 +71,10 @@ class OnnxFillMaskPipeline:
     def _logits(self, enc: dict[str, list[list[int]]], positions: list[list[int]]) -> np.ndarray:
         feed = {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
         logits = self.session.run(["logits"], feed)[0]  # (B, T, V): the graph computes every position
-        return np.take_along_axis(logits, np.asarray(positions)[:, :, None], axis=1)
+        picked = np.take_along_axis(logits, np.asarray(positions)[:, :, None], axis=1)
+        if not np.isfinite(picked).all():
+            raise CheckpointError("the model computed non-finite values (NaN or infinity): its weights are broken")
+        return picked
 
     def __call__(self, inputs: str | list[str], top_k: int = 5) -> Any:
         return fill_mask(self.tokenizer, inputs, top_k, self.max_length, self._logits)

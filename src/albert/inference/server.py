@@ -1,244 +1,90 @@
-"""`albert serve`: one pipeline behind HTTP, JSON in and out.
+"""`albert serve`: one pipeline behind an ASGI app (FastAPI, served by uvicorn).
 
     POST /fill-mask   {"inputs": "The [MASK] sea.", "parameters": {"top_k": 3}}   → the pipeline's answer
-    GET  /health      → {"status": "ok", "task": ..., "model": ..., ...}
+    POST /            the same task in the Hugging Face inference API's shapes (InferenceClient points here)
+    POST /embed       (feature-extraction) text-embeddings-inference's body: {"inputs", "normalize", "truncate"}
+    GET  /health  /info  /metrics  /docs  /openapi.json  and  /  (a page to try the model)
 
-The request body follows the Hugging Face inference API: `inputs` is one input or a list of them, in the
-shapes the CLI reads (a text, or an object with the task's fields), and `parameters` are the pipeline's
+The task's route is its CLI command (albert.tasks.registry). Bodies follow the Hugging Face inference API:
+`inputs` is one input or a list (a text, or an object with the task's fields), `parameters` the pipeline's
 keyword arguments. A single input gets a single answer; a list gets a list.
 
-Requests are answered by one worker thread that owns the model: whatever requests arrived while it was busy
-run together as one pipeline call (same parameters, up to `max_batch` inputs), so concurrent clients share
-batched forward passes instead of queueing one by one, and no request waits for a batch to fill. A batch
-that fails is re-run request by request, so one bad input fails only its own request. Malformed requests
-get status 400 with {"error": "one line"}.
+One thread owns the model (albert.inference.batcher): requests are batched by count and by tokens, and big
+requests take turns with small ones. Every client error is a 4xx with {"error": "one line"}; bodies over the
+limit get 413 before they are read. It listens on 127.0.0.1 unless told otherwise; with an API key every
+route but /health needs it (Authorization: Bearer KEY, X-API-Key, or HTTP basic auth's password).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the route functions' annotations (Request) as
+# objects, and they are imported inside build_app, which is only run where the serve extra is installed.
+import asyncio
+import dataclasses
+import hmac
+import importlib.util
 import json
 import logging
-import queue
+import os
 import signal
+import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
 
+from albert.data.reader import parse_json
 from albert.errors import AlbertError, InputError
-from albert.tasks.registry import TASKS, check_input, check_parameters, get_task, task_of_architecture
+from albert.inference.batcher import Batcher, BatchStats
+from albert.tasks.registry import (
+    TASKS,
+    Parameter,
+    Task,
+    check_input,
+    check_parameters,
+    get_task,
+    task_of_architecture,
+)
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 16 * 1024 * 1024
-# what a caller can get wrong: reported to that caller as status 400, never as a server fault
-BAD_INPUT: tuple[type[Exception], ...] = (AlbertError,)
+API_KEY_ENV = "ALBERT_API_KEY"
+SETTINGS_ENV = "ALBERT_SERVE_SETTINGS"  # the settings, as JSON, for each worker process (--workers N)
 
 
-@dataclass
-class _Request:
-    items: list[Any]
-    parameters: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: list[Any] | None = None
-    error: Exception | None = None
+@dataclass(frozen=True)
+class ServeSettings:
+    """What `albert serve` is told; checked before a model is loaded."""
 
+    model: str = "albert-small-en"
+    task: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 64  # inputs per model call
+    max_batch_tokens: int = 16384  # tokens per model call (text-embeddings-inference's budget)
+    max_inputs: int = 16384  # inputs per request
+    max_body: int = 8 * 1024 * 1024  # bytes per request body
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    workers: int = 1
+    grace: float = 10.0  # seconds a shutdown waits for the requests in flight
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
 
-class Batcher:
-    """Runs `run(items, **parameters)` on one thread; requests queued meanwhile are run together."""
-
-    def __init__(self, run: Callable[..., list[Any]], max_batch: int = 64) -> None:
-        self.run = run
-        self.max_batch = max_batch
-        self.queue: queue.Queue[_Request | None] = queue.Queue()
-        self.batches = 0  # forward calls made, for /health: requests ÷ batches is the batching achieved
-        self.requests = 0
-        self.thread = threading.Thread(target=self._loop, name="albert-model", daemon=True)
-        self.thread.start()
-
-    def __call__(self, items: list[Any], parameters: dict[str, Any]) -> list[Any]:
-        request = _Request(items, parameters)
-        self.queue.put(request)
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.result is not None
-        return request.result
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-
-    def _loop(self) -> None:
-        held: _Request | None = None  # taken from the queue but too big for the batch before: first of the next
-        stopping = False
-        while True:
-            first: _Request | None
-            if held is not None:
-                first, held = held, None
-            elif stopping:
-                return
-            else:
-                first = self.queue.get()
-            if first is None:
-                return
-            waiting = [first]
-            size = len(first.items)
-            while size < self.max_batch:  # take what is already queued; never wait for more
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:  # close(): stop after this batch
-                    stopping = True
-                    break
-                if size + len(nxt.items) > self.max_batch:
-                    held = nxt
-                    break
-                waiting.append(nxt)
-                size += len(nxt.items)
-            groups: dict[str, list[_Request]] = {}
-            for r in waiting:
-                groups.setdefault(json.dumps(r.parameters, sort_keys=True), []).append(r)
-            for group in groups.values():
-                self._answer(group)
-
-    def _answer(self, group: list[_Request]) -> None:
-        try:
-            self.batches += 1
-            results = self.run([x for r in group for x in r.items], **group[0].parameters)
-        except Exception as e:  # noqa: BLE001 - handed to the waiting request(s), never lost
-            if len(group) > 1:  # find the request at fault: the others still get their answers
-                for r in group:
-                    self._answer([r])
-                return
-            group[0].error = e
-            group[0].done.set()
-            return
-        start = 0
-        for r in group:
-            r.result = results[start:start + len(r.items)]
-            start += len(r.items)
-            self.requests += 1
-            r.done.set()
-
-
-def parse_request(task: str, body: bytes) -> tuple[list[Any], bool, dict[str, Any]]:
-    """(inputs, whether one input was sent rather than a list, parameters) of a request body."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"invalid JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(payload, dict) or "inputs" not in payload:
-        raise InputError('the body must be a JSON object with "inputs" (and optionally "parameters")')
-    unknown = set(payload) - {"inputs", "parameters"}
-    if unknown:
-        raise InputError(f"unknown key(s) {', '.join(sorted(unknown))}: the body takes 'inputs' and 'parameters'")
-    raw = payload["inputs"]
-    single = not isinstance(raw, list)
-    items = [raw] if single else raw
-    if not items:
-        raise InputError("'inputs' is an empty list")
-    checked = [check_input(TASKS[task], x, n) for n, x in enumerate(items, 1)]
-    return checked, single, check_parameters(TASKS[task], payload.get("parameters", {}))
-
-
-def make_handler(task: str, answer: Batcher, info: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
-    path = TASKS[task].route
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "albert"
-        protocol_version = "HTTP/1.1"  # keep-alive: a client's requests reuse one connection
-        timeout = 60  # seconds a connection may stay silent (idle keep-alive, or a body that never comes)
-
-        def _send(self, status: int, payload: Any) -> None:
-            body = json.dumps(payload, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _error(self, status: int, message: str) -> None:
-            self._send(status, {"error": message})
-
-        def do_GET(self) -> None:  # noqa: N802 - the http.server interface
-            if self.path == "/health":
-                self._send(200, info | {"status": "ok", "requests": answer.requests, "batches": answer.batches})
-            else:
-                self._error(404, f"no GET {self.path}: this server answers POST {path} and GET /health")
-
-        def do_POST(self) -> None:  # noqa: N802
-            with self.server.busy:  # type: ignore[attr-defined]
-                self._post()
-
-        def _post(self) -> None:
-            length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
-                self.close_connection = True
-                self._error(411, "a Content-Length header is needed")
-                return
-            if int(length) > MAX_BODY:
-                self.close_connection = True  # the body is not read: the connection cannot be reused
-                self._error(413, f"the body is {int(length):,} bytes; the limit is {MAX_BODY:,}")
-                return
-            body = self.rfile.read(int(length))
-            if self.path != path:
-                self._error(404, f"no POST {self.path}: this server answers POST {path} ({task})")
-                return
-            try:
-                items, single, parameters = parse_request(task, body)
-                results = answer(items, parameters)
-            except BAD_INPUT as e:
-                self._error(400, str(e))
-                return
-            except Exception as e:  # noqa: BLE001 - a server fault: logged in full, one line to the caller
-                logger.exception("request failed")
-                self._error(500, f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-                return
-            self._send(200, results[0] if single else results)
-
-        def do_PUT(self) -> None:  # noqa: N802
-            self._error(405, f"use POST {path}")
-
-        do_DELETE = do_PATCH = do_PUT  # noqa: N815
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server signature
-            logger.info("%s %s", self.address_string(), format % args)
-
-    return Handler
-
-
-class InFlight:
-    """Counts the requests being answered, so that a shutdown can let them finish."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.cond = threading.Condition()
-
-    def __enter__(self) -> None:
-        with self.cond:
-            self.count += 1
-
-    def __exit__(self, *_: Any) -> None:
-        with self.cond:
-            self.count -= 1
-            self.cond.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: self.count == 0, timeout)
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True  # a client that keeps its connection open (idle) does not hold up the shutdown
-    # connections not yet accepted; the default (5) resets them when many clients connect at once
-    request_queue_size = 256
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.busy = InFlight()
-        super().__init__(*args, **kwargs)
+    def check(self) -> None:
+        if self.task != "auto":
+            get_task(self.task)
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"--port must be 0-65535, got {self.port}")
+        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "workers"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.grace < 0:
+            raise InputError(f"--grace must be >= 0, got {self.grace}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise InputError("--api-key is empty")
 
 
 def task_for(model: str) -> str:
@@ -252,62 +98,519 @@ def task_for(model: str) -> str:
     return found.name
 
 
-def check_settings(task: str, port: int, max_batch: int) -> None:
-    """Errors in the server's settings, found before a model is loaded for it."""
-    get_task(task)
-    if not 0 <= port <= 65535:
-        raise InputError(f"--port must be 0-65535, got {port}")
-    if max_batch < 1:
-        raise InputError(f"--max-batch must be >= 1, got {max_batch}")
+# ----- what a request costs -----
+def input_tokens(tokenizer: Any, task: Task, item: Any) -> int:
+    """The tokens of an input with its special tokens (each option's row, for multiple choice), untruncated."""
+    texts = [item] if isinstance(item, str) else [v for v in item.values() if isinstance(v, str)]
+    options = item.get("options", []) if isinstance(item, dict) else []
+    pieces = sum(len(e.ids) for e in tokenizer.encode_pieces(texts)) + 3
+    if options:
+        pieces = pieces * len(options) + sum(len(e.ids) for e in tokenizer.encode_pieces(options))
+    return pieces
 
 
-def build_server(pipe: Callable[..., list[Any]], task: str, host: str, port: int, max_batch: int = 64,
-                 info: dict[str, Any] | None = None) -> tuple[Server, Batcher]:
-    """An HTTP server for `pipe` (not yet serving: call serve_forever); port 0 picks a free port."""
-    check_settings(task, port, max_batch)
-    batcher = Batcher(pipe, max_batch)
-    details = {"task": task, "endpoint": TASKS[task].route} | (info or {})
+# ----- the app -----
+class Metrics:
+    """Prometheus series of one app (its own registry: several apps in one process do not collide)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("albert_requests", "HTTP requests answered", ["route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("albert_request_seconds", "time from request to answer", ["route"],
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                                 registry=self.registry)
+        self.batch_inputs = Histogram("albert_batch_inputs", "inputs per model call",
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+        self.batch_tokens = Histogram("albert_batch_tokens", "tokens per model call",
+                                      buckets=(16, 64, 256, 1024, 4096, 16384, 65536), registry=self.registry)
+        self.queue = Gauge("albert_queue_inputs", "inputs waiting for a model call", registry=self.registry)
+        self.tokens = Counter("albert_tokens", "tokens put through the model", registry=self.registry)
+        self.inputs = Counter("albert_inputs", "inputs answered", registry=self.registry)
+
+    def batch(self, inputs: int, tokens: int) -> None:
+        self.batch_inputs.observe(inputs)
+        self.batch_tokens.observe(tokens)
+        self.tokens.inc(tokens)
+        self.inputs.inc(inputs)
+
+
+def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str, Any] | None = None
+              ) -> tuple[Any, Batcher]:
+    """The ASGI app for `pipe` and the batcher that runs it (close it when done)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.exceptions import HTTPException
+
+    task = get_task(task_name)
+    metrics = Metrics()
+    stats = BatchStats(on_batch=metrics.batch)
+    batcher = Batcher(pipe, settings.max_batch, settings.max_batch_tokens, stats)
+    limit = pipe.model.config.max_position_embeddings
+    details = {"task": task.name, "route": task.route, **(info or {}), "pid": os.getpid()}
+    models = _schemas(task)
+
+    app = FastAPI(title=f"albert: {task.name}", version=_version(), description=_description(task, settings),
+                  docs_url="/docs", redoc_url=None)
+    app.state.batcher = batcher
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
+        return error(e.status_code, str(e.detail), getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        return error(400, f"{'.'.join(map(str, first.get('loc', [])))}: {first.get('msg', 'invalid request')}")
+
+    async def answer(request: Request, mode: Literal["pipeline", "api", "tei", "embed"]) -> Any:
+        payload = parse_json(_text(await request.body()), "the body")
+        if mode == "embed":  # /embed: text-embeddings-inference's body, or the pipeline's (with "parameters")
+            mode = "pipeline" if isinstance(payload, dict) and "parameters" in payload else "tei"
+        items, single, parameters = parse_request(task, payload, mode, settings.max_inputs)
+        tokenizer = pipe.tokenizer
+        lengths = [input_tokens(tokenizer, task, x) for x in items]
+        if mode == "tei" and not payload.get("truncate", False):
+            too_long = next((n for n, c in enumerate(lengths, 1) if c > limit), None)
+            if too_long is not None:
+                raise _TooLarge(f"input {too_long} has {lengths[too_long - 1]} tokens; the model reads at most "
+                                f"{limit} (send \"truncate\": true)")
+        # what goes through the model: windows for tasks that read long texts in windows, else the truncated text
+        costs = lengths if task.windows else [min(c, limit) for c in lengths]
+        metrics.queue.set(batcher.queued_inputs + len(items))
+        try:
+            results = await asyncio.wrap_future(batcher.submit(items, parameters, costs))
+        finally:
+            metrics.queue.set(batcher.queued_inputs)
+        if mode == "api" and task.name == "text-classification":
+            return [r if isinstance(r, list) else [r] for r in results]  # the API nests a list per input
+        if mode == "tei":
+            return results  # always a list of vectors
+        return results[0] if single else results
+
+    request_body = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{models['request']}"}}},
+                    "required": True}
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"description": task.output, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{models['response']}"}}}},
+        400: {"description": "a malformed request: {\"error\": \"one line\"}"},
+        401: {"description": "no or a wrong API key"}, 413: {"description": "the body, or an input, is too large"}}
+
+    async def task_route(request: Request) -> Any:
+        return await answer(request, "pipeline")
+
+    async def api_route(request: Request) -> Any:
+        return await answer(request, "api")
+
+    app.add_api_route(task.route, task_route, methods=["POST"], summary=f"{task.name}: {task.help}",
+                      openapi_extra={"requestBody": request_body}, responses=responses)
+    app.add_api_route("/", api_route, methods=["POST"], summary=f"{task.name} in the Hugging Face inference API's "
+                      "shapes (for huggingface_hub.InferenceClient)",
+                      openapi_extra={"requestBody": request_body}, responses=responses)
+    if task.name == "feature-extraction":
+        async def tei_route(request: Request) -> Any:
+            return await answer(request, "embed")
+
+        app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != "/embed"]
+        app.add_api_route("/embed", tei_route, methods=["POST"], summary="sentence vectors; text-embeddings-"
+                          "inference's body ({inputs, normalize, truncate}) or the pipeline's ({inputs, parameters})",
+                          openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+                              "$ref": f"#/components/schemas/{models['tei']}"}}}, "required": True}},
+                          responses=responses)
+
+    @app.get("/health", summary="liveness: the model, and how much batching it has done")
+    async def health() -> dict[str, Any]:
+        return details | {"status": "ok", "requests": stats.requests, "batches": stats.batches,
+                          "queued_inputs": batcher.queued_inputs}
+
+    @app.get("/info", summary="the model and the server's limits (text-embeddings-inference's /info)")
+    async def server_info() -> dict[str, Any]:
+        return details | {"model_id": details.get("model"), "model_dtype": details.get("precision"),
+                          "max_input_length": limit, "max_batch_tokens": settings.max_batch_tokens,
+                          "max_client_batch_size": settings.max_inputs, "max_concurrent_requests": None,
+                          "max_batch_requests": settings.max_batch, "version": _version(),
+                          "fields": [dataclasses.asdict(f) for f in task.fields],
+                          "parameters": [_parameter_info(p) for p in task.parameters], "output": task.output}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        metrics.queue.set(batcher.queued_inputs)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, summary="a page to try the model")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("albert.inference").joinpath("page.html").read_text(encoding="utf-8"))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(models["schemas"])
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    app.add_middleware(_Guard, settings=settings, metrics=metrics)  # type: ignore[arg-type]
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+
+    @app.exception_handler(AlbertError)
+    async def bad_input(_request: Request, e: AlbertError) -> JSONResponse:
+        return error(413 if isinstance(e, _TooLarge) else 400, str(e))
+
+    @app.exception_handler(Exception)
+    async def fault(_request: Request, e: Exception) -> JSONResponse:  # a server fault: logged in full
+        logger.error("request failed", exc_info=e)
+        return error(500, f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+    return app, batcher
+
+
+class _TooLarge(InputError):
+    """An input longer than the model reads, where the caller asked not to truncate (413)."""
+
+
+def _text(body: bytes) -> str:
     try:
-        server = Server((host, port), make_handler(task, batcher, details))
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"the body is not UTF-8 (byte {e.start})") from None
+
+
+def parse_request(task: Task, payload: Any, mode: Literal["pipeline", "api", "tei"], max_inputs: int
+                  ) -> tuple[list[Any], bool, dict[str, Any]]:
+    """(inputs, whether one input was sent rather than a list, parameters) of a request body."""
+    if not isinstance(payload, dict) or "inputs" not in payload:
+        raise InputError('the body must be a JSON object with "inputs" (and optionally "parameters")')
+    if mode == "tei":  # text-embeddings-inference: the options are top-level; vectors are normalised by default
+        unknown = set(payload) - {"inputs", "normalize", "truncate", "truncation_direction", "prompt_name"}
+        if unknown:
+            raise InputError(f"unknown key(s) {', '.join(sorted(unknown))}: /embed takes inputs, normalize, truncate")
+        normalize = payload.get("normalize", True)
+        if not isinstance(normalize, bool) or not isinstance(payload.get("truncate", False), bool):
+            raise InputError("normalize and truncate must be true or false")
+        if payload.get("truncation_direction", "right") not in ("right", "Right"):
+            raise InputError("only truncation_direction 'right' is supported")
+        if payload.get("prompt_name") is not None:
+            raise InputError("prompt_name is not supported (albert models have no prompts)")
+        parameters: Any = {"normalize": normalize}
+    elif mode == "api" and task.name == "feature-extraction":  # the API sends its options top-level too
+        parameters = {k: v for k, v in payload.items() if k not in ("inputs", "parameters")}
+        parameters |= payload.get("parameters") or {}
+        parameters.pop("truncate", None)  # the pipeline always truncates at the model's limit
+    else:
+        unknown = set(payload) - {"inputs", "parameters", "options"}
+        if unknown:
+            raise InputError(f"unknown key(s) {', '.join(sorted(unknown))}: the body takes 'inputs' and 'parameters'")
+        parameters = payload.get("parameters") or {}
+    raw = payload["inputs"]
+    single = not isinstance(raw, list) or (task.name == "multiple-choice" and isinstance(raw, dict))
+    items = [raw] if single else raw
+    if not items:
+        raise InputError("'inputs' is an empty list")
+    if len(items) > max_inputs:
+        raise InputError(f"{len(items):,} inputs in one request; the limit is {max_inputs:,} (--max-inputs)")
+    checked = [check_input(task, x, n) for n, x in enumerate(items, 1)]
+    if isinstance(parameters, dict):
+        parameters = _api_names(task, parameters) if mode == "api" else parameters
+    return checked, single, check_parameters(task, parameters)
+
+
+def _api_names(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The inference API's names for the pipeline's parameters (question answering's max_answer_len)."""
+    renamed = {"max_answer_len": "max_answer_length"}
+    out = {renamed.get(k, k): v for k, v in parameters.items()}
+    if task.name == "text-classification" and "top_k" not in out:
+        out["top_k"] = None  # the API lists every label unless told otherwise
+    return out
+
+
+class _Guard:
+    """ASGI middleware: the API key, the body limit (413 before the body is read, chunked bodies counted as
+    they come), and the request metrics."""
+
+    def __init__(self, app: Any, settings: ServeSettings, metrics: Metrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        route = scope["path"] if scope["path"] in _KNOWN_ROUTES else "other"
+        status_seen = {"status": 500}
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_seen["status"] = message["status"]
+            await send(message)
+
+        try:
+            if scope["method"] == "OPTIONS":  # what the path answers (CORS preflights are the CORS layer's)
+                await self._options(scope, sending)
+                return
+            if scope["method"] == "HEAD":  # a GET without its body
+                scope = dict(scope, method="GET")
+                head_send = sending
+
+                async def sending(message: dict[str, Any]) -> None:
+                    if message["type"] == "http.response.body":
+                        message = dict(message, body=b"")
+                    await head_send(message)
+
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            key = self.settings.api_key
+            if key and scope["path"] != "/health" and scope["method"] != "OPTIONS" and not _authorised(headers, key):
+                await _reply(sending, 401, "a valid API key is needed (Authorization: Bearer KEY)",
+                             {"www-authenticate": 'Basic realm="albert"'})
+                return
+            length = headers.get("content-length")
+            limit = self.settings.max_body
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                await _reply(sending, 413, f"the body is {length} bytes; the limit is {limit:,} (--max-body)"
+                             if length.isdigit() else "invalid Content-Length", {"connection": "close"})
+                return
+            seen = 0
+
+            async def receiving() -> dict[str, Any]:
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > limit:
+                        raise _BodyTooLarge
+                return message
+
+            try:
+                await self.app(scope, receiving, sending)
+            except _BodyTooLarge:
+                await _reply(sending, 413, f"the body is over the limit of {limit:,} bytes (--max-body)",
+                             {"connection": "close"})
+        finally:
+            self.metrics.requests.labels(route, str(status_seen["status"])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+
+    async def _options(self, scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        methods = {m for r in scope["app"].router.routes if getattr(r, "path", None) == scope["path"]
+                   for m in getattr(r, "methods", ())}
+        if not methods:
+            await _reply(send, 404, f"no route {scope['path']}")
+            return
+        await send({"type": "http.response.start", "status": 204,
+                    "headers": [(b"allow", ", ".join(sorted(methods | {"OPTIONS"})).encode())]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+_KNOWN_ROUTES = {"/", "/health", "/info", "/metrics", "/docs", "/openapi.json", "/embed",
+                 *(t.route for t in TASKS.values())}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _authorised(headers: dict[str, str], key: str) -> bool:
+    import base64
+
+    given = headers.get("x-api-key", "")
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":  # a browser's login prompt: the key is the password
+        try:
+            given = base64.b64decode(value.strip()).decode("utf-8").partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            given = ""
+    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
+
+
+async def _reply(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# ----- OpenAPI models, from the registry -----
+def _schemas(task: Task) -> dict[str, Any]:
+    """Pydantic models of the task's request and response bodies, as OpenAPI component schemas."""
+    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+
+    prefix = "".join(w.title() for w in task.name.split("-"))
+
+    def field_type(kind: str) -> Any:
+        return list[str] if kind == "options" else str
+
+    input_model = create_model(f"{prefix}Input", __config__=ConfigDict(extra="allow"), **{  # type: ignore[call-overload]
+        f.name: (field_type(f.kind), Field(... if f.required else None, description=f.help)) for f in task.fields})
+    parameter_model = create_model(f"{prefix}Parameters", __config__=ConfigDict(extra="forbid"), **{  # type: ignore[call-overload]
+        p.name: (_parameter_type(p) | None, Field(p.default, description=p.help)) for p in task.parameters})
+    one: Any = str | input_model if task.takes_text else input_model
+    request = create_model(f"{prefix}Request", inputs=(one | list[one], Field(..., description="one input or a list")),
+                           parameters=(parameter_model | None, None))
+    response = create_model(f"{prefix}Response", __base__=BaseModel, __config__=ConfigDict(extra="allow"))
+    response.__doc__ = task.output
+    models: list[Any] = [request, response]
+    names = {"request": request.__name__, "response": response.__name__}
+    if task.name == "feature-extraction":
+        tei = create_model("EmbedRequest", inputs=(str | list[str], ...), normalize=(bool, True),
+                           truncate=(bool, False))
+        models.append(tei)
+        names["tei"] = tei.__name__
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return {**names, "schemas": schemas}
+
+
+def _parameter_type(p: Parameter) -> Any:
+    if isinstance(p.type, tuple):
+        return Literal[p.type]  # type: ignore[valid-type]
+    return p.type
+
+
+def _parameter_info(p: Parameter) -> dict[str, Any]:
+    kind = list(p.type) if isinstance(p.type, tuple) else p.type.__name__
+    return {"name": p.name, "type": kind, "default": p.default, "help": p.help, "maximum": p.maximum}
+
+
+def _description(task: Task, settings: ServeSettings) -> str:
+    return (f"{task.help}. POST {task.route} takes {{inputs, parameters}}; the answer per input is {task.output}. "
+            f"Limits: {settings.max_inputs:,} inputs and {settings.max_body:,} bytes per request; batches of "
+            f"{settings.max_batch} inputs or {settings.max_batch_tokens:,} tokens.")
+
+
+def _version() -> str:
+    from albert.version import __version__
+
+    return __version__
+
+
+# ----- running it -----
+def load_app(settings: ServeSettings) -> tuple[Any, Batcher, str]:
+    """The model's pipeline and its app (task auto: the one the directory was fine-tuned for)."""
+    from albert.inference.pipelines import pipeline
+
+    task = task_for(settings.model) if settings.task == "auto" else get_task(settings.task).name
+    pipe = pipeline(task, model=settings.model, device=settings.device, precision=settings.precision,
+                    compile=settings.compile)
+    info = {"model": str(settings.model), "device": str(pipe.device), "precision": pipe.runtime.precision}
+    app, batcher = build_app(pipe, task, settings, info)
+    return app, batcher, task
+
+
+def app_from_environment() -> Any:
+    """The app of one worker process (`--workers N`): settings from ALBERT_SERVE_SETTINGS."""
+    values = json.loads(os.environ[SETTINGS_ENV])
+    values["cors_origins"] = tuple(values.get("cors_origins", ()))
+    app, _, _ = load_app(ServeSettings(**values))
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads: a port in use is one line, not a traceback later."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
     except OSError as e:
-        batcher.close()
+        sock.close()
         raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    return server, batcher
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
-def serve(pipe: Any, task: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 64,
-          info: dict[str, Any] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; requests in flight are answered before it stops."""
-    server, batcher = build_server(pipe, task, host, port, max_batch, info)
-    stop = threading.Event()
+def uvicorn_config(app: Any, settings: ServeSettings, **kw: Any) -> Any:
+    import uvicorn
 
-    def shutdown(*_: Any) -> None:
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
+    return uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=int(settings.grace) or 1,
+                          timeout_keep_alive=5, access_log=False, limit_max_requests=None, **kw)
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-    host_shown, port_shown = str(server.server_address[0]), server.server_address[1]
-    print(f"albert serve: {task} on http://{host_shown}:{port_shown}{TASKS[task].route} (GET /health); "
-          f"Ctrl-C stops", flush=True)
+
+@contextmanager
+def running(app: Any, settings: ServeSettings | None = None, port: int = 0) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 from a thread for as long as the block runs (tests, benchmarks); its base URL."""
+    import uvicorn
+
+    settings = settings or ServeSettings()
+    sock = bind("127.0.0.1", port)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.01)
     try:
-        server.serve_forever()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
-        server.server_close()  # no new connections; requests already being answered get their answers
-        if not server.busy.wait_idle(timeout=120):
-            logger.warning("stopping with %d request(s) unanswered after 120 s", server.busy.count)
-        batcher.close()
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def serve_model(settings: ServeSettings) -> None:
+    """`albert serve`: serve until SIGINT or SIGTERM; requests in flight are answered first (within --grace s)."""
+    import uvicorn
+
+    settings.check()
+    missing = [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(f"albert serve needs {', '.join(missing)}: pip install 'albert-lm[serve]'")
+    if settings.api_key is None and os.environ.get(API_KEY_ENV):
+        settings = dataclasses.replace(settings, api_key=os.environ[API_KEY_ENV])
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    if settings.workers > 1:
+        task = task_for(settings.model) if settings.task == "auto" else get_task(settings.task).name
+        os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings) | {"task": task})
+        config = uvicorn_config("albert.inference.server:app_from_environment", settings, factory=True,
+                                workers=settings.workers)
+        _announce(task, host, port, settings)
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock]).run()  # each worker loads its own model
+    else:
+        app, batcher, task = load_app(settings)
+        server = uvicorn.Server(uvicorn_config(app, settings))
+        _announce(task, host, port, settings)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler that was
+        # there before it: a no-op one here, so a requested stop ends in "stopped" and exit status 0
+        previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run(sockets=[sock])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            batcher.close()
     print("albert serve: stopped", flush=True)
 
 
-def serve_model(model: str, task: str = "auto", host: str = "127.0.0.1", port: int = 8000, max_batch: int = 64,
-                device: str = "auto", precision: str = "auto", compile: bool = False) -> None:
-    """`albert serve`: the model's pipeline (task auto: the one its directory was fine-tuned for) over HTTP."""
-    from albert.inference.pipelines import pipeline
-
-    task = task_for(model) if task == "auto" else get_task(task).name
-    check_settings(task, port, max_batch)  # before the model loads
-    pipe = pipeline(task, model=model, device=device, precision=precision, compile=compile)
-    info = {"model": str(model), "device": str(pipe.device), "precision": pipe.runtime.precision}
-    serve(pipe, task, host, port, max_batch, info)
+def _announce(task: str, host: str, port: int, settings: ServeSettings) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    key = "; API key required" if settings.api_key else ""
+    print(f"albert serve: {task} on http://{shown}:{port}{TASKS[task].route} (page /, docs /docs, GET /health, "
+          f"/metrics{key}); {settings.workers} worker(s); Ctrl-C stops", flush=True)

@@ -8,7 +8,6 @@ letter)}, or RACE's JSON files ({article, questions, options, answers}).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import base_suffix, iter_records, open_text
+from albert.data.reader import base_suffix, expect, field_of, iter_records, read_json
 from albert.errors import DataError, InputError
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer
@@ -41,22 +40,38 @@ def _label(value: Any, n_options: int, where: str) -> int:
     return value
 
 
+def _read_race(path: Path, need_labels: bool) -> list[Question]:
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: a RACE file is one object {{article, questions, options, answers}}, got "
+                        f"{'a list' if isinstance(doc, list) else type(doc).__name__}")
+    article = field_of(doc, "article", str, str(path))
+    questions = field_of(doc, "questions", list, str(path))
+    options = field_of(doc, "options", list, str(path))
+    answers = field_of(doc, "answers", list, str(path), default=None)
+    if len(options) != len(questions):
+        raise DataError(f"{path}: {len(questions)} questions but {len(options)} option lists")
+    if answers is None and need_labels:
+        raise DataError(f"{path}: no 'answers'")
+    if answers is not None and len(answers) != len(questions):
+        raise DataError(f"{path}: {len(questions)} questions but {len(answers)} answers")
+    out = []
+    for i, q in enumerate(questions):
+        where = f"{path}: questions[{i}]"
+        expect(q, str, where)
+        opts = expect(options[i], list, f"{path}: options[{i}]")
+        if len(opts) < 2 or not all(isinstance(o, str) for o in opts):
+            raise DataError(f"{path}: options[{i}] must be a list of at least two strings")
+        label = _label(answers[i], len(opts), f"{path}: answers[{i}]") if answers is not None else None
+        out.append(Question(article, q, opts, label, where))
+    return out
+
+
 def read_questions(path: str | Path, need_labels: bool = True) -> list[Question]:
     path = Path(path)
     out: list[Question] = []
     if base_suffix(path) == ".json":  # RACE: one article with several questions per file
-        with open_text(path) as f:
-            try:
-                doc = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: invalid JSON ({e.msg})") from None
-        for i, q in enumerate(doc.get("questions", [])):
-            where = f"{path}:question {i + 1}"
-            options = doc["options"][i]
-            answer = doc.get("answers", [None] * (i + 1))[i]
-            label = _label(answer, len(options), where) if answer is not None else None
-            out.append(Question(doc["article"], q, options, label, where))
-        return out
+        return _read_race(path, need_labels)
     for n, row in iter_records(path):
         where = f"{path}:{n}"
         options = row.get("options")

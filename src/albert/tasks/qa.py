@@ -8,7 +8,6 @@ context, answers: {text: [...], answer_start: [...]}} (the hub's layout; an empt
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import base_suffix, iter_records, open_text
+from albert.data.reader import base_suffix, expect, field_of, iter_records, read_json
 from albert.errors import DataError
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer
@@ -45,9 +44,11 @@ def _check_answers(texts: list[Any], starts: list[Any], context: str, where: str
     if len(texts) != len(starts):
         raise DataError(f"{where}: answers have {len(texts)} texts but {len(starts)} answer_start values")
     fixed = []
-    for text, start in zip(texts, starts):
-        if not isinstance(text, str) or not isinstance(start, int):
-            raise DataError(f"{where}: an answer needs text and an integer answer_start")
+    for k, (text, start) in enumerate(zip(texts, starts)):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: answer {k + 1}'s text must be a non-empty string, got {text!r}")
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise DataError(f"{where}: answer {k + 1}'s answer_start must be an integer >= 0, got {start!r}")
         if context[start:start + len(text)] != text:
             # tolerate the off-by-one or two starts some datasets carry; otherwise the row is wrong
             near = [s for s in range(max(0, start - 2), start + 3) if context[s:s + len(text)] == text]
@@ -55,44 +56,63 @@ def _check_answers(texts: list[Any], starts: list[Any], context: str, where: str
                 raise DataError(f"{where}: answer {text!r} is not in its context at {start}")
             start = near[0]
         fixed.append(start)
-    return [str(t) for t in texts], fixed
+    return list(texts), fixed
 
 
 def read_qa(path: str | Path, need_answers: bool = True) -> list[QAExample]:
+    """SQuAD JSON or JSONL/Parquet rows; every field's type is checked, errors name the file and JSON path."""
     path = Path(path)
-    out: list[QAExample] = []
     if base_suffix(path) == ".json":
-        with open_text(path) as f:
-            try:
-                doc = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: invalid JSON ({e.msg})") from None
-        if not isinstance(doc, dict) or "data" not in doc:
-            raise DataError(f"{path}: not a SQuAD file (no 'data')")
-        for a, article in enumerate(doc["data"]):
-            for p, para in enumerate(article.get("paragraphs", [])):
-                context = para["context"]
-                for qa in para.get("qas", []):
-                    where = f"{path}:data[{a}].paragraphs[{p}] question {qa.get('id')}"
-                    answers = [] if qa.get("is_impossible") else qa.get("answers", [])
-                    texts, starts = _check_answers([x.get("text") for x in answers],
-                                                   [x.get("answer_start") for x in answers], context, where)
-                    out.append(QAExample(str(qa["id"]), qa["question"], context, texts, starts, where))
-        return out
+        return _read_squad(path, need_answers)
+    out: list[QAExample] = []
     for n, row in iter_records(path):
         where = f"{path}:{n}"
-        if not all(isinstance(row.get(k), str) for k in ("question", "context")):
-            raise DataError(f"{where}: 'question' and 'context' must be text")
-        answers = row.get("answers")
+        question, context = field_of(row, "question", str, where), field_of(row, "context", str, where)
+        answers = field_of(row, "answers", dict, where, default=None)
         if answers is None:
             if need_answers:
                 raise DataError(f"{where}: no 'answers'")
             answers = {"text": [], "answer_start": []}
-        if not isinstance(answers, dict):
-            raise DataError(f"{where}: 'answers' must be {{text: [...], answer_start: [...]}}")
-        texts, starts = _check_answers(list(answers.get("text", [])), list(answers.get("answer_start", [])),
-                                       row["context"], where)
-        out.append(QAExample(str(row.get("id", n)), row["question"], row["context"], texts, starts, where))
+        texts = field_of(answers, "text", list, f"{where}: answers", default=[])
+        starts = field_of(answers, "answer_start", list, f"{where}: answers", default=[])
+        texts, starts = _check_answers(texts, starts, context, where)
+        qid = row.get("id", n)
+        if not isinstance(qid, (str, int)) or isinstance(qid, bool):
+            raise DataError(f"{where}: 'id' must be a string or an integer, got {type(qid).__name__}")
+        out.append(QAExample(str(qid), question, context, texts, starts, where))
+    return out
+
+
+def _read_squad(path: Path, need_answers: bool) -> list[QAExample]:
+    doc = read_json(path)
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise DataError(f"{path}: not a SQuAD file (expected an object with 'data')")
+    out: list[QAExample] = []
+    for a, article in enumerate(expect(doc["data"], list, f"{path}: data")):
+        here = f"{path}: data[{a}]"
+        expect(article, dict, here)
+        for p, para in enumerate(field_of(article, "paragraphs", list, here)):
+            at = f"{here}.paragraphs[{p}]"
+            expect(para, dict, at)
+            context = field_of(para, "context", str, at)
+            for q, qa in enumerate(field_of(para, "qas", list, at)):
+                where = f"{at}.qas[{q}]"
+                expect(qa, dict, where)
+                qid = qa.get("id")
+                if not isinstance(qid, (str, int)) or isinstance(qid, bool):
+                    raise DataError(f"{where}: 'id' must be a string or an integer")
+                question = field_of(qa, "question", str, where)
+                impossible = field_of(qa, "is_impossible", bool, where, default=False)
+                answers = [] if impossible else field_of(qa, "answers", list, where, default=None)
+                if answers is None:
+                    if need_answers:
+                        raise DataError(f"{where}: no 'answers'")
+                    answers = []
+                for k, x in enumerate(answers):
+                    expect(x, dict, f"{where}.answers[{k}]")
+                texts, starts = _check_answers([x.get("text") for x in answers],
+                                               [x.get("answer_start") for x in answers], context, where)
+                out.append(QAExample(str(qid), question, context, texts, starts, where))
     return out
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from albert.errors import DataError
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer
-from albert.tasks.readers import read_rows
+from albert.tasks.readers import listed_labels, read_rows
 from albert.tokenizer import AlbertTokenizer
 
 TEXT_FIELDS = [("text", "text_pair"), ("sentence1", "sentence2"), ("sentence", None), ("question", "sentence"),
@@ -95,25 +95,35 @@ def _parse_label(value: Any, kind: str, labels: list[str] | None, where: str) ->
 
 def label_set(path: str | Path, kind: str, label_field: str = "label", tsv_layout: str | None = None) -> list[str]:
     """Label names: from a meta.json beside the file if it lists them, else sorted from the training rows."""
-    meta = Path(path).parent / "meta.json"
-    if meta.is_file():
-        import json
-
-        listed = json.loads(meta.read_text()).get("labels")
-        if isinstance(listed, list) and listed:
-            return [str(x) for x in listed]
+    listed = listed_labels(path)
+    if listed:
+        return listed
     seen: set[Any] = set()
-    for _, row in read_rows(path, tsv_layout):
+    for n, row in read_rows(path, tsv_layout):
         v = row.get(label_field)
-        if kind == "multi-label" and isinstance(v, list):
-            seen.update(v)
-        elif v is not None:
-            seen.add(v)
+        values = v if kind == "multi-label" and isinstance(v, list) else [] if v is None else [v]
+        for x in values:
+            # a class is a name or an index; a float, list or object as a label is a mistake, not a new class
+            if isinstance(x, bool) or not isinstance(x, (str, int, np.integer)):
+                what = "a list of labels" if kind == "multi-label" else "a label name or index"
+                raise DataError(f"{path}:{n}: {label_field!r} must be {what}, got {_shown(x)}")
+        seen.update(values)
     if not seen:
         raise DataError(f"{path}: no {label_field!r} values to learn labels from")
     if all(isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.isdigit()) for v in seen):
-        return [str(i) for i in range(max(int(v) for v in seen) + 1)]
+        low, top = min(int(v) for v in seen), max(int(v) for v in seen)
+        if top >= MAX_CLASSES or low < 0:
+            raise DataError(f"{path}: class indices must be in 0..{MAX_CLASSES - 1}, got {low}..{top}")
+        return [str(i) for i in range(top + 1)]
     return sorted(str(v) for v in seen)
+
+
+MAX_CLASSES = 65536
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:30] + "..."
 
 
 class SequenceFeatures(Featurizer):

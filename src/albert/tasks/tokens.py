@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import base_suffix, iter_records, open_text
+from albert.data.reader import base_suffix, iter_records, iter_text_lines
 from albert.errors import DataError
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer
+from albert.tasks.readers import listed_labels
 from albert.tokenizer import AlbertTokenizer
 
 
@@ -47,28 +48,34 @@ def read_tagged(path: str | Path, need_tags: bool = True, label_names: list[str]
             else:
                 if not isinstance(row_tags, list) or len(row_tags) != len(row_words):
                     raise DataError(f"{where}: 'tags' must be a list as long as 'tokens' ({len(row_words)})")
-                if row_tags and isinstance(row_tags[0], int):  # hub exports store tag ids
-                    if not label_names:
+                if row_tags and all(isinstance(t, int) and not isinstance(t, bool) for t in row_tags):
+                    if not label_names:  # hub exports store tag ids
                         raise DataError(f"{where}: integer tags need the label names (a meta.json beside the file)")
+                    bad = [t for t in row_tags if not 0 <= t < len(label_names)]
+                    if bad:
+                        raise DataError(f"{where}: tag id {bad[0]} is not in 0..{len(label_names) - 1}")
                     row_tags = [label_names[t] for t in row_tags]
+                elif not all(isinstance(t, str) for t in row_tags):
+                    raise DataError(f"{where}: 'tags' must be all strings or all tag ids")
             out.append(Tagged(row_words, row_tags, where))
         return out
     words: list[str] = []
     tags: list[str] = []
     start = 1
-    with open_text(path) as f:
-        for n, line in enumerate([*f, ""], 1):
-            cells = line.split()
-            if not cells or cells[0] == "-DOCSTART-":
-                if words:
-                    out.append(Tagged(words, tags if need_tags or tags else None, f"{path}:{start}"))
-                words, tags, start = [], [], n + 1
-                continue
-            if need_tags and len(cells) < 2:
-                raise DataError(f"{path}:{n}: expected 'word ... tag' columns, got {line.strip()!r}")
-            words.append(cells[0])
-            if len(cells) >= 2:
-                tags.append(cells[-1])
+    lines = list(iter_text_lines(path))
+    for n, line in [*lines, (len(lines) + 1, "")]:
+        # one CoNLL line: word ... tag, or a blank line / -DOCSTART- between sentences
+        cells = line.split()
+        if not cells or cells[0] == "-DOCSTART-":
+            if words:
+                out.append(Tagged(words, tags if need_tags or tags else None, f"{path}:{start}"))
+            words, tags, start = [], [], n + 1
+            continue
+        if need_tags and len(cells) < 2:
+            raise DataError(f"{path}:{n}: expected 'word ... tag' columns, got {line.strip()!r}")
+        words.append(cells[0])
+        if len(cells) >= 2:
+            tags.append(cells[-1])
     return out
 
 
@@ -156,13 +163,9 @@ class TokenFeatures(Featurizer):
 
 
 def tag_set(path: str | Path) -> list[str]:
-    meta = Path(path).parent / "meta.json"
-    if meta.is_file():
-        import json
-
-        listed = json.loads(meta.read_text()).get("labels")
-        if isinstance(listed, list) and listed:
-            return [str(x) for x in listed]
+    listed = listed_labels(path)
+    if listed:
+        return listed
     tags = sorted({t for s in read_tagged(path) for t in (s.tags or [])})
     if "O" in tags:
         tags.remove("O")

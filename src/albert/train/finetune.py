@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME
+from albert.checkpoint import CONFIG_NAME
 from albert.errors import ConfigError, DataError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
-from albert.outputs import check_new_output
+from albert.outputs import check_new_output, claim_output
 from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer
 from albert.tasks.choice import ChoiceFeatures, read_questions
@@ -74,6 +74,7 @@ class FinetuneSettings(TrainSettings):
     batch_size: int = 32
     max_steps: int = 0
     warmup_fraction: float = 0.1
+    run_dir: str = ""  # training state (checkpoints, metrics): "" is --out's name + "-run", beside it
     eval_every: int = 0  # 0: once per epoch
     save_every: int = 0  # 0: once per epoch
     keep_checkpoints: int = 1
@@ -203,10 +204,25 @@ class FinetuneData:
         return {f"eval_{k}": v for k, v in self.features.score_examples(model, self.dev, device, dtype).items()}
 
 
+def run_dir_of(settings: FinetuneSettings) -> Path:
+    """Where a fine-tuning run keeps its training state: its own directory, so that --out holds only the model."""
+    out = Path(settings.out)
+    return Path(settings.run_dir) if settings.run_dir else out.with_name(out.name + "-run")
+
+
 def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
-    if not resume:  # --out == --model would replace the pretrained weights
-        check_new_output(settings.out, [CONFIG_NAME, SAFE_WEIGHTS_NAME])
+    """Train the task's head through the one loop; --out gets the model, its tokenizer, dev_results.json and a
+    model card (README.md), written only at the end; checkpoints and metrics live in the run directory."""
+    out = Path(settings.out)
+    check_new_output(out, "finetune")  # before reading data or loading the model; --out == --model is refused
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
+    from albert.checkpoint import resolve_model_dir
+    from albert.config import AlbertConfig
+
+    positions = AlbertConfig.from_json_file(resolve_model_dir(settings.model) / CONFIG_NAME,
+                                            strict=False).max_position_embeddings
+    if settings.max_seq_length > positions:
+        raise ConfigError(f"max_seq_length {settings.max_seq_length} exceeds the model's {positions} positions")
     layout = settings.tsv_layout or None
     spec = TaskSpec(settings.task, settings.max_seq_length, label_field=settings.label_field,
                     doc_stride=settings.doc_stride, max_answer_length=settings.max_answer_length,
@@ -229,7 +245,7 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         max_steps=settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch)),
         eval_every=settings.eval_every or steps_per_epoch,
         save_every=settings.save_every or steps_per_epoch,
-        run_dir=str(Path(settings.out) / "run"),
+        run_dir=str(run_dir_of(settings)),
     )
     overrides: dict[str, Any] = {"albert_task": dataclasses.asdict(spec)}
     kind = get_kind(settings.task)
@@ -243,25 +259,90 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     model = model_class(spec).from_pretrained(settings.model, **overrides)
     model.train()
     train(resolved, model, task, resume=resume)
-    out = Path(settings.out)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    scores: dict[str, float] | None = None
     if dev_rows:
         scores = _final_eval(Path(resolved.run_dir) / "metrics.jsonl", resolved.max_steps)
         if scores is None:
             run = resolve_runtime(resolved.device, resolved.precision)
             scores = task.features.score_examples(model, dev_rows, run.device, run.autocast_dtype)
-        (out / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
         logger.info("dev: %s", scores)
+    with claim_output(out, "finetune"):
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        if scores is not None:
+            (out / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
+        write_model_card(out, resolved, labels, scores, len(train_rows), len(dev_rows or []))
     return out
+
+
+def write_model_card(out: Path, settings: FinetuneSettings, labels: list[str], scores: dict[str, float] | None,
+                     n_train: int, n_dev: int) -> None:
+    """README.md: what the model is for, its labels, data, dev scores, the command that rebuilds it, the code."""
+    from albert.train.loop import code_commit
+    from albert.version import __version__
+
+    kind = get_kind(settings.task)
+    given = {"task": settings.task, "train": settings.train, "dev": settings.dev or None, "model": settings.model,
+             "out": settings.out}
+    defaults = build_settings(FinetuneSettings, {k: v for k, v in given.items() if v is not None})
+    changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(FinetuneSettings)
+               if f.name not in given and f.name not in ("run_dir", "progress", "max_steps", "eval_every",
+                                                         "save_every")
+               and getattr(settings, f.name) != getattr(defaults, f.name)}
+    command = " ".join(["albert finetune", *(f"--{k} {v}" for k, v in given.items() if v),
+                        *(f"--{k} {json.dumps(v) if not isinstance(v, str) else v}" for k, v in changed.items())])
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in (scores or {}).items())
+    card = f"""---
+library_name: albert
+pipeline_tag: {kind.task}
+base_model: {settings.model}
+tags: [albert, {settings.task}]
+---
+
+# {out.name}
+
+ALBERT fine-tuned for **{settings.task}** ({kind.help}) from `{settings.model}`; it answers the `{kind.task}`
+task (`albert {_command_of(kind.task)} --model {out.name}`, or `albert.pipeline("{kind.task}", model=...)`), and
+transformers loads it as `{model_class(TaskSpec(settings.task, settings.max_seq_length,
+answerability_head=settings.answerability_head)).__name__}`.
+
+| | |
+|---|---|
+| labels | {", ".join(labels) if labels else "—"} |
+| training data | `{settings.train}` ({n_train:,} examples) |
+| dev data | {f"`{settings.dev}` ({n_dev:,} examples)" if settings.dev else "—"} |
+| steps | {settings.max_steps:,} × batch {settings.batch_size}, learning rate {settings.learning_rate:g} |
+| max sequence length | {settings.max_seq_length} |
+| code | albert {__version__}, commit {code_commit() or "unknown (not run from a checkout)"} |
+
+## Dev scores
+
+{f"| metric | value |{chr(10)}|---|---|{chr(10)}{rows}" if rows else "No dev set was given."}
+
+## Command
+
+```bash
+{command}
+```
+
+Training state (checkpoints, metrics.jsonl, the resolved settings.yaml) is in `{settings.run_dir}`.
+"""
+    (out / "README.md").write_text(card, encoding="utf-8")
+
+
+def _command_of(task_name: str) -> str:
+    from albert.tasks.registry import TASKS
+
+    return TASKS[task_name].command
 
 
 def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
     """The dev scores the loop already measured at the last step (the loop evaluates there), if any."""
     if not metrics.is_file():
         return None
-    for line in reversed(metrics.read_text(encoding="utf-8").splitlines()):
-        record = json.loads(line) if line.strip() else {}
+    from albert.train.plot import read_records
+
+    for record in reversed(read_records(metrics)):
         if record.get("kind") == "eval" and record.get("step") == step:
             return {k.removeprefix("eval_"): v for k, v in record.items() if k.startswith("eval_")}
     return None

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import shutil
 import time
 from contextlib import nullcontext
@@ -86,6 +87,10 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
 
 def setup_distributed(device_type: str) -> Dist:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: then join the group (gloo on CPU, nccl on GPU)."""
@@ -104,6 +109,30 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and
                   not p.name.endswith(".tmp") and (p / "trainer.pt").is_file())
+
+
+def tidy_checkpoints(run_dir: Path) -> None:
+    """Before a resume: what a kill while saving or while removing old checkpoints left behind goes. A complete
+    step_N.tmp whose step_N is gone (killed between the two renames) is put in place; incomplete ones go."""
+    root = run_dir / CHECKPOINTS
+    if not root.is_dir():
+        return
+    complete = {"model.safetensors", "trainer.pt"}
+    for p in sorted(root.iterdir()):
+        if not p.is_dir() or not p.name.startswith("step_"):
+            continue
+        holds = {f.name for f in p.iterdir()}
+        if p.name.endswith(".tmp"):
+            final = root / p.name.removesuffix(".tmp")
+            if holds >= complete and not (final / "trainer.pt").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(p, final)
+                logger.warning("%s: completed the interrupted save of %s", run_dir, final.name)
+                continue
+        elif holds >= complete:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        logger.warning("%s: removed %s, left incomplete by an interrupted run", run_dir, p.name)
 
 
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -146,10 +175,16 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     try:
         weights = load_file(str(path / "model.safetensors"))
         trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused it: it holds objects, which could run code when loaded
+        raise TrainingError(f"checkpoint {path / 'trainer.pt'} holds objects other than tensors and numbers; albert "
+                            "does not load such files (it was not written by albert)") from None
     except (OSError, RuntimeError, EOFError, SafetensorError) as e:
         earlier = [c for c in checkpoint_dirs(path.parent.parent) if c.name < path.name]
         hint = f"; move it away to resume from {earlier[-1].name}" if earlier else ""
         raise TrainingError(f"checkpoint {path} is unreadable ({str(e).splitlines()[0][:120]}){hint}") from None
+    if not isinstance(trainer, dict) or not {"step", "optimizer", "scheduler", "data"} <= set(trainer) \
+            or not isinstance(trainer["step"], int):
+        raise TrainingError(f"checkpoint {path / 'trainer.pt'} is not a training state written by albert")
     target = _unwrap(model)
     missing, unexpected = target.load_state_dict(weights, strict=False)
     tied = set(getattr(target, "tied_keys", ()))
@@ -262,6 +297,9 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         optimizer, lr_lambda(settings.total_warmup, settings.max_steps, settings.decay, settings.decay_power))
     start = 0
     if resume:
+        if d.main:
+            tidy_checkpoints(run_dir)
+        d.barrier()
         checkpoints = checkpoint_dirs(run_dir)
         if not checkpoints:
             raise TrainingError(f"nothing to resume: no checkpoint in {run_dir / CHECKPOINTS}")
@@ -375,10 +413,11 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop records past the checkpoint so the curve has each step once."""
+    """On resume, drop records past the checkpoint (and a torn last line) so the curve has each step once."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    from albert.train.plot import read_records
+
+    keep = [r for r in read_records(path) if r["step"] <= step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
 

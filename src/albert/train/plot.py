@@ -3,32 +3,50 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from albert.errors import DataError
 
+logger = logging.getLogger(__name__)
+
 
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(training records, eval records) of a run directory's metrics.jsonl."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise DataError(f"{run_dir}: no metrics.jsonl (is it a run directory?)")
     train: list[dict] = []
     evals: list[dict] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for record in read_records(path):
+        (evals if record.get("kind") == "eval" else train).append(record)
+    if not train:
+        raise DataError(f"{path} holds no training steps yet")
+    return train, evals
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A torn last line (the run was killed while writing it) is dropped with a
+    warning; any other bad line is a DataError naming it."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
+            if n == len(lines):
+                logger.warning("%s:%d: dropped a torn last record (the run was interrupted while writing it)", path,
+                               n)
+                continue
             raise DataError(f"{path}:{n}: invalid JSON") from None
         numbers = isinstance(record, dict) and all(isinstance(v, (int, float)) for k, v in record.items()
                                                    if k != "kind")
-        if not numbers or not isinstance(record.get("step"), int):
+        if not numbers or not isinstance(record.get("step"), int) or isinstance(record.get("step"), bool):
             raise DataError(f"{path}:{n}: not a metrics record (an integer 'step' and numbers)")
-        (evals if record.get("kind") == "eval" else train).append(record)
-    if not train:
-        raise DataError(f"{path} holds no training steps yet")
-    return train, evals
+        records.append(record)
+    return records
 
 
 def run_stages(run_dir: Path) -> list[tuple[Path, int | None]]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.config import AlbertConfig
+from albert.config import AlbertConfig, check_fits_memory
 from albert.data.pretraining import ExampleSettings, Masker, PretrainingStream, SegmentPair, collate
 from albert.data.shards import Corpus, read_meta
 from albert.errors import DataError
@@ -247,6 +247,7 @@ def build_config(settings: PretrainSettings, vocab_size: int) -> AlbertConfig:
     config = dataclasses.replace(config, **overrides)
     if config.vocab_size != vocab_size:
         raise DataError(f"the tokenizer has {vocab_size} pieces but the model's vocab_size is {config.vocab_size}")
+    check_fits_memory(config)
     if settings.max_seq_length > config.max_position_embeddings:
         raise DataError(f"max_seq_length {settings.max_seq_length} exceeds the model's max_position_embeddings "
                         f"({config.max_position_embeddings})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.stop_after < 0:
             raise ConfigError("stop_after must be >= 0")
         for name in ("batch_size", "max_steps"):
@@ -86,10 +88,26 @@ class PretrainSettings(TrainSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from albert.data.pretraining import ExampleSettings
+
+        ExampleSettings(self.max_seq_length, self.short_seq_prob, self.masked_lm_prob, self.max_predictions_per_seq,
+                        self.max_ngram)  # its checks, before any data is read
         if not self.data:
             raise ConfigError("data is required: a directory made by `albert data prepare`")
         if self.data_workers < 0:
             raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
+
+
+def check_numbers(settings: Any) -> None:
+    """Every count is >= 0 and every number finite: a negative or NaN setting is an error, not a silent loop."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
+        if value < 0:
+            raise ConfigError(f"{f.name} must be >= 0, got {value}")
 
 
 def _coerce(value: Any, tp: Any, name: str) -> Any:

@@ -1,0 +1,176 @@
+"""The server's model loop: one thread owns the pipeline; requests' inputs are batched by count and by tokens.
+
+Every request is a queue of inputs. Each model call takes inputs from the waiting requests in turn, one at a
+time round the requests (those with the same parameters as the oldest), until the batch holds `max_batch`
+inputs or `max_batch_tokens` tokens. So concurrent requests share forward passes, and a request of 10,000
+inputs is answered in many batches that take turns with the others: a one-sentence request sent meanwhile
+waits for about one batch, not for the whole big request. No request waits for a batch to fill.
+
+A batch that fails is re-run request by request, so one bad input fails only its own request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Request:
+    items: list[Any]
+    costs: list[int]  # tokens per input
+    parameters: dict[str, Any]
+    future: Future = field(default_factory=Future)
+    next: int = 0  # the first input not yet taken into a batch
+    results: list[Any] = field(default_factory=list)
+    failed: bool = False
+
+    @property
+    def key(self) -> str:
+        return json.dumps(self.parameters, sort_keys=True)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.items) - self.next
+
+
+@dataclass
+class BatchStats:
+    """What the loop has done, for /health and /metrics."""
+
+    batches: int = 0
+    requests: int = 0
+    inputs: int = 0
+    tokens: int = 0
+    on_batch: Callable[[int, int], None] | None = None  # (inputs, tokens) of each model call
+
+
+class Batcher:
+    """Runs `run(items, **parameters)` on one thread over the inputs of all waiting requests."""
+
+    def __init__(self, run: Callable[..., list[Any]], max_batch: int = 64, max_batch_tokens: int = 16384,
+                 stats: BatchStats | None = None) -> None:
+        self.run = run
+        self.max_batch = max_batch
+        self.max_batch_tokens = max_batch_tokens
+        self.stats = stats or BatchStats()
+        self._requests: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self.thread = threading.Thread(target=self._loop, name="albert-model", daemon=True)
+        self.thread.start()
+
+    # ----- callers -----
+    def submit(self, items: list[Any], parameters: dict[str, Any], costs: list[int] | None = None) -> Future:
+        """A future of the answers to `items` (in order); its exception is the pipeline's error."""
+        request = _Request(list(items), list(costs or [1] * len(items)), dict(parameters))
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the server is shutting down")
+            if not request.items:
+                request.future.set_result([])
+                return request.future
+            self._requests.append(request)
+            self._cond.notify()
+        return request.future
+
+    def __call__(self, items: list[Any], parameters: dict[str, Any]) -> list[Any]:
+        result: list[Any] = self.submit(items, parameters).result()
+        return result
+
+    @property
+    def queued_inputs(self) -> int:
+        """Inputs waiting for a model call (a request being run counts for what it has left)."""
+        with self._cond:
+            return sum(r.waiting for r in self._requests)
+
+    def close(self) -> None:
+        """Answer everything already submitted, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self.thread.join()
+
+    # ----- the model thread -----
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._requests and not self._closing:
+                    self._cond.wait()
+                if not self._requests:
+                    return
+                batch = self._take()
+            self._answer(batch)
+
+    def _take(self) -> list[tuple[_Request, int]]:
+        """(request, input index) pairs of the next model call, taken in turn round the waiting requests."""
+        key = self._requests[0].key
+        ring = [r for r in self._requests if r.key == key]
+        batch: list[tuple[_Request, int]] = []
+        tokens = 0
+        while len(batch) < self.max_batch:
+            took = False
+            for r in ring:
+                if r.waiting == 0 or len(batch) >= self.max_batch:
+                    continue
+                cost = r.costs[r.next]
+                if batch and tokens + cost > self.max_batch_tokens:
+                    continue
+                batch.append((r, r.next))
+                r.next += 1
+                tokens += cost
+                took = True
+            if not took:
+                break
+        # the requests served go to the back of the line (fully taken ones leave it): the next call starts with
+        # those that waited
+        served = {id(r) for r, _ in batch}
+        rest = [r for r in self._requests if id(r) not in served]
+        self._requests = deque(rest + [r for r in self._requests if id(r) in served and r.waiting])
+        return batch
+
+    def _answer(self, batch: list[tuple[_Request, int]]) -> None:
+        items = [r.items[i] for r, i in batch]
+        tokens = sum(r.costs[i] for r, i in batch)
+        try:
+            results = self._call(batch[0][0].parameters, items, tokens)
+        except Exception as e:  # noqa: BLE001 - handed to the waiting request(s), never lost
+            requests = list(dict.fromkeys(r for r, _ in batch))
+            if len(requests) > 1:  # find the request at fault: the others still get their answers
+                for request in requests:
+                    self._answer([(r, i) for r, i in batch if r is request])
+                return
+            self._fail(requests[0], e)
+            return
+        for (r, _), result in zip(batch, results):
+            if not r.failed:
+                r.results.append(result)
+        for r in dict.fromkeys(r for r, _ in batch):
+            if not r.failed and len(r.results) == len(r.items):
+                self.stats.requests += 1
+                r.future.set_result(r.results)
+
+    def _call(self, parameters: dict[str, Any], items: list[Any], tokens: int) -> list[Any]:
+        results = self.run(items, **parameters)
+        self.stats.batches += 1
+        self.stats.inputs += len(items)
+        self.stats.tokens += tokens
+        if self.stats.on_batch is not None:
+            self.stats.on_batch(len(items), tokens)
+        return results
+
+    def _fail(self, request: _Request, error: Exception) -> None:
+        request.failed = True
+        with self._cond:  # its other inputs are not run
+            if request in self._requests:
+                self._requests.remove(request)
+        if not request.future.done():
+            request.future.set_exception(error)

@@ -1,0 +1,316 @@
+"""Bad input of every kind gets one line `albert: error: ...` and exit 2 — never a traceback, a user's file
+replaced, or NaN printed. The malformed task files are tests/fixtures/malformed (made by make_malformed.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from albert.cli import main
+from albert.errors import AlbertError, CheckpointError, DataError, TrainingError
+
+BAD = Path(__file__).parent / "fixtures" / "malformed"
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """In-process `albert ARGS`: (exit code, stderr). An uncaught exception fails the test (a traceback)."""
+    capsys.readouterr()
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def one_line_error(code: int, err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("albert: error: ")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ----- task files -----
+TASK_OF_FIXTURE = {".squad.json": "qa-v2", ".race.json": "multiple-choice", ".qa.jsonl": "qa",
+                   ".cls.jsonl": "classification", ".cls.jsonl.gz": "classification",
+                   ".cls.jsonl.xz": "classification", ".tok.jsonl": "token-classification"}
+EXPECTED = {  # fixture → what the one line says (besides naming the file)
+    "squad_no_context": "no 'context'", "squad_no_id": "'id' must be", "squad_no_question": "no 'question'",
+    "squad_answers_object": "answers must be a list", "squad_data_object": "data must be a list",
+    "squad_paragraphs_string": "paragraphs must be a list", "squad_empty_answer": "non-empty string",
+    "squad_start_string": "answer_start must be an integer", "race_no_options": "no 'options'",
+    "race_fewer_options": "2 questions but 1 option lists", "race_list_top": "got a list",
+    "qa_answers_scalars": "answers.text must be a list", "qa_empty_answer": "non-empty string",
+    "qa_start_float": "answer_start must be an integer", "label_list": "must be a label name or index",
+    "label_dict": "must be a label name or index", "label_float": "must be a label name or index",
+    "label_nan": "NaN is not a JSON number", "label_huge_int": "more than 4,300 digits",
+    "deep_nesting": "nested too deep", "latin1": "not UTF-8 text (byte 0xe9", "truncated": "cannot read",
+    "corrupt": "cannot read", "tags_out_of_range": "tag id 7",
+}
+
+
+def _fixtures() -> list[Path]:
+    return sorted(p for p in BAD.iterdir() if p.is_file() and p.suffix != ".py" and not p.name.startswith("bom"))
+
+
+@pytest.mark.parametrize("path", _fixtures(), ids=lambda p: p.name)
+def test_malformed_task_file_is_one_line_naming_file_and_place(path: Path, tiny_model: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    task = next(t for suffix, t in TASK_OF_FIXTURE.items() if path.name.endswith(suffix))
+    if task == "token-classification":  # tag ids need names: a meta.json beside the file
+        shutil.copy(path, tmp_path / path.name)
+        (tmp_path / "meta.json").write_text(json.dumps({"labels": ["O", "B-ANIMAL"]}))
+        path = tmp_path / path.name
+    code, err = run_cli(["finetune", "--task", task, "--train", str(path), "--model", str(tiny_model),
+                         "--out", str(tmp_path / "out"), "--max_steps", "1", "--progress", "false"], capsys)
+    line = one_line_error(code, err)
+    assert str(path) in line and EXPECTED[path.name.split(".")[0]] in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_glue_row_with_a_stray_tab_is_an_error_not_a_class(tiny_model: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(["finetune", "--task", "classification", "--train", str(BAD / "sst-2" / "train.tsv"),
+                         "--model", str(tiny_model), "--out", str(tmp_path / "out")], capsys)
+    assert "train.tsv:3: 3 columns, but the header has 2" in one_line_error(code, err)
+
+
+def test_a_utf8_bom_is_accepted() -> None:
+    from albert.tasks.sequence import read_examples
+
+    rows, fields = read_examples(BAD / "bom.cls.jsonl", "classification", ["neg", "pos"])
+    assert [r.text for r in rows] == ["a fine day", "a bad day"] and fields == ("text", None)
+
+
+def test_json_readers_refuse_what_python_would_crash_on() -> None:
+    from albert.data.reader import parse_json
+
+    for text, says in (("[" * 100_000 + "]" * 100_000, "nested too deep"), ("1" * 5000, "4,300 digits"),
+                       ('{"a": Infinity}', "Infinity is not"), ('{"a": 1', "invalid JSON")):
+        with pytest.raises(DataError, match=says):
+            parse_json(text, "here")
+
+
+# ----- arguments and settings -----
+def test_bad_arguments_are_one_line(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    cases = [
+        (["pretrain", "--data", str(data), "--masked_lm_prob", "1.5"], "masked_lm_prob must be in (0, 1)"),
+        (["pretrain", "--data", str(data), "--masked_lm_prob", "0"], "masked_lm_prob must be in (0, 1)"),
+        (["pretrain", "--data", str(data), "--max_steps", "-3"], "max_steps must be >= 0"),
+        (["pretrain", "--data", str(data), "--eval_examples", "-1"], "eval_examples must be >= 0"),
+        (["pretrain", "--data", str(data), "--learning_rate", ".nan"], "learning_rate must be a finite number"),
+        (["finetune", "--task", "qa", "--train", str(BAD / "qa_empty_answer.qa.jsonl"), "--model", str(tiny_model),
+          "--out", str(tmp_path / "o"), "--max_seq_length", "100000"], "exceeds the model's"),
+        (["finetune", "--task", "classification", "--train", str(BAD / "bom.cls.jsonl"), "--model", str(tiny_model),
+          "--out", str(tmp_path / "o"), "--keep_checkpoints", "-2"], "keep_checkpoints must be >= 0"),
+        (["fill-mask", "--model", str(tiny_model), "--file", str(tmp_path)], "is a directory"),
+        (["embed", "--model", str(tiny_model), "--file", str(tmp_path / "in.docx")], "no such file"),
+        (["fill-mask", "--model", str(tiny_model), "--top-k", "1000000", "a [MASK]"], "at most 1000"),
+    ]
+    (tmp_path / "in.docx").unlink(missing_ok=True)
+    for args, says in cases:
+        code, err = run_cli(args, capsys)
+        assert says in one_line_error(code, err), (args, err)
+
+
+def test_text_that_is_not_utf8_on_the_command_line(tiny_model: Path) -> None:
+    """Bytes that are not UTF-8 in an argument reach Python as lone surrogates: refused, exit 2."""
+    out = subprocess.run([os.fsencode(sys.executable), b"-m", b"albert", b"embed", b"--model", os.fsencode(tiny_model),
+                          b"caf\xe9 [MASK]"], capture_output=True, timeout=120)
+    err = out.stderr.decode(errors="replace")
+    assert out.returncode == 2 and "argument 1 is not valid UTF-8 text" in err and "Traceback" not in err, err
+
+
+def test_fill_mask_on_a_terminal_prints_usage_instead_of_waiting(tiny_model: Path) -> None:
+    """With no text and a terminal on stdin it says how to call it (run under a pseudo-terminal)."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdin, stdout and stderr are the terminal
+        os.execv(sys.executable, [sys.executable, "-m", "albert", "fill-mask", "--model", str(tiny_model)])
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 2 and "usage: albert fill-mask" in text and "no input" in text, text
+
+
+def test_export_opset_and_missing_extra(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(["export", "onnx", "--model", str(tiny_model), "--out", str(tmp_path / "m.onnx"),
+                         "--opset", "9"], capsys)
+    assert "--opset 9 cannot be honoured" in one_line_error(code, err) and not (tmp_path / "m.onnx").exists()
+    assert not list(tmp_path.iterdir())  # no temporary file left behind
+    # without the onnx extra (a Python whose onnx cannot be imported)
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "onnxscript.py").write_text("raise ImportError('not installed')\n")
+    env = os.environ | {"PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    (blocker / "sitecustomize.py").write_text(
+        "import importlib.util, sys\n_real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n in ('onnx', 'onnxscript') else _real(n, *a)\n")
+    out = subprocess.run([sys.executable, "-m", "albert", "export", "onnx", "--model", str(tiny_model), "--out",
+                          str(tmp_path / "x.onnx")], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "pip install 'albert-lm[onnx]'" in out.stderr and "Traceback" not in out.stderr
+
+
+# ----- model directories -----
+def test_configs_that_cannot_be_allocated_are_refused_first(tiny_model: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    config = json.loads((tiny_model / "config.json").read_text())
+    for change, says in (({"vocab_size": 10**12}, "GiB available"), ({"num_hidden_layers": 10**6}, "passes")):
+        bad = tmp_path / f"m{len(says)}"
+        shutil.copytree(tiny_model, bad)
+        (bad / "config.json").write_text(json.dumps(config | change))
+        code, err = run_cli(["embed", "--model", str(bad), "hello"], capsys)
+        assert says in one_line_error(code, err)
+
+
+def test_non_finite_outputs_are_an_error_never_nan(tiny_model: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "nan"
+    shutil.copytree(tiny_model, bad)
+    state = load_file(str(bad / "model.safetensors"))
+    key = next(k for k in state if k.endswith("LayerNorm.weight"))
+    state[key] = torch.full_like(state[key], float("nan"))
+    save_file(state, str(bad / "model.safetensors"))
+    (bad / "model.onnx").unlink(missing_ok=True)
+    for args in (["fill-mask", "--model", str(bad), "--json", "the [MASK] sea"], ["embed", "--model", str(bad), "x"]):
+        code, err = run_cli(args, capsys)
+        assert "non-finite values" in one_line_error(code, err)
+
+
+def test_fill_mask_never_proposes_special_tokens(tiny_model: Path) -> None:
+    import albert
+
+    fm = albert.pipeline("fill-mask", model=tiny_model, precision="fp32")
+    special = set(fm.tokenizer.all_special_ids)
+    two, one = fm(["[MASK] [MASK]", "the [MASK] of [CLS]"], top_k=50)
+    for answers in [*two, one]:
+        assert len(answers) == 50 and not special & {a["token"] for a in answers}
+
+
+# ----- outputs never replace a user's file -----
+def test_no_command_writes_into_a_users_directory(tiny_model: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = Path(__file__).parent / "fixtures" / "public_domain.txt"
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "tokenizer_config.json").write_text("mine")
+    (users / "train").mkdir()
+    (users / "train" / "00000.tokens").write_text("mine too")
+    commands = [
+        ["tokenizer", "train", "--input", str(corpus), "--vocab-size", "200", "--out", str(users), "--quiet"],
+        ["data", "prepare", "--input", str(corpus), "--tokenizer", str(tiny_model), "--out", str(users), "--quiet"],
+        ["finetune", "--task", "classification", "--train", str(BAD / "bom.cls.jsonl"), "--model", str(tiny_model),
+         "--out", str(users)],
+        ["export", "onnx", "--model", str(tiny_model), "--out", str(users / "tokenizer_config.json")],
+    ]
+    for args in commands:
+        code, err = run_cli(args, capsys)
+        assert "users" in one_line_error(code, err)
+        assert (users / "tokenizer_config.json").read_text() == "mine"
+        assert (users / "train" / "00000.tokens").read_text() == "mine too"
+        assert sorted(p.name for p in users.iterdir()) == ["tokenizer_config.json", "train"]
+
+
+def test_an_interrupted_commands_own_leftovers_are_cleared(tiny_model: Path, tmp_path: Path) -> None:
+    """A killed `tokenizer train` leaves its marker; the rerun clears what it left and writes anew."""
+    from albert.outputs import MARKER, claim_output
+    from albert.tokenizer import train_tokenizer
+
+    out = tmp_path / "tok"
+    with pytest.raises(KeyboardInterrupt), claim_output(out, "tokenizer train"):
+        (out / "spiece.model").write_text("half-written")
+        raise KeyboardInterrupt
+    assert not out.exists()  # an interruption it saw: what it made is gone
+    out.mkdir()
+    (out / MARKER).write_text(json.dumps({"command": "tokenizer train"}))  # as a SIGKILL leaves it
+    (out / "spiece.model").write_text("half-written")
+    corpus = Path(__file__).parent / "fixtures" / "public_domain.txt"
+    tok = train_tokenizer([corpus], out, vocab_size=200, progress=False)
+    assert tok.vocab_size == 200 and not (out / MARKER).exists()
+    # another command's leftovers are not this one's to clear
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / MARKER).write_text(json.dumps({"command": "data prepare"}))
+    with pytest.raises(AlbertError, match="interrupted `albert data prepare`"):
+        train_tokenizer([corpus], other, vocab_size=200, progress=False)
+
+
+def test_finetune_keeps_training_state_apart_and_writes_a_model_card(tiny_model: Path, tmp_path: Path) -> None:
+    from albert.train.finetune import FinetuneSettings, finetune
+
+    rows = [{"text": f"{w} day", "label": lab} for w, lab in (("fine", "pos"), ("bad", "neg"))] * 8
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = finetune(FinetuneSettings(task="classification", train=str(train), dev=str(train), model=str(tiny_model),
+                                    out=str(tmp_path / "clf"), max_steps=2, progress=False, precision="fp32"))
+    held = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "spiece.model", "dev_results.json", "README.md"} <= held
+    assert not held & {"run", "checkpoints", "metrics.jsonl", ".albert-incomplete"}, held
+    assert (tmp_path / "clf-run" / "checkpoints").is_dir() and (tmp_path / "clf-run" / "metrics.jsonl").is_file()
+    card = (out / "README.md").read_text()
+    assert "classification" in card and "neg, pos" in card and "albert finetune --task classification" in card
+    assert "accuracy" in card and "commit" in card
+
+
+# ----- resume -----
+def _run(prepared_data: Path, run_dir: Path, **kw: object):  # noqa: ANN202
+    from albert.train.settings import PretrainSettings
+
+    values = dict(data=str(prepared_data), run_dir=str(run_dir), model="albert-tiny", max_seq_length=32,
+                  batch_size=4, max_steps=4, save_every=2, eval_every=100, eval_examples=8, learning_rate=1e-3,
+                  progress=False, precision="fp32", num_threads=1, log_every=1)
+    values.update(kw)
+    return PretrainSettings(**values)  # type: ignore[arg-type]
+
+
+def test_resume_survives_a_torn_metrics_line_and_a_killed_cleanup(prepared_data: Path, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from albert.train.pretrain import pretrain
+
+    run = tmp_path / "run"
+    pretrain(_run(prepared_data, run, stop_after=2))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss": 1.2')  # killed mid-write
+    (run / "checkpoints" / "step_00000001").mkdir()  # a checkpoint whose removal was killed
+    (run / "checkpoints" / "step_00000001" / "trainer.pt").write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        pretrain(_run(prepared_data, run), resume=True)
+    assert "torn last record" in caplog.text and "removed step_00000001" in caplog.text
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line).get("kind") != "eval"]
+    assert steps == sorted(set(steps)) and steps[-1] == 4
+
+
+def test_a_trainer_state_holding_objects_is_refused(prepared_data: Path, tmp_path: Path) -> None:
+    from albert.train.pretrain import pretrain
+
+    run = tmp_path / "run"
+    pretrain(_run(prepared_data, run, stop_after=2))
+    last = run / "checkpoints" / "step_00000002" / "trainer.pt"
+    last.write_bytes(pickle.dumps({"step": 2, "payload": Path("/")}))  # an object: weights_only refuses it
+    with pytest.raises(TrainingError, match="holds objects other than tensors") as raised:
+        pretrain(_run(prepared_data, run), resume=True)
+    assert "weights_only" not in str(raised.value)
+    torch.save({"step": "two"}, last)
+    with pytest.raises(TrainingError, match="not a training state"):
+        pretrain(_run(prepared_data, run), resume=True)
+
+
+def test_checkpoint_error_family() -> None:
+    assert issubclass(CheckpointError, AlbertError) and issubclass(DataError, ValueError)
