@@ -16,3 +16,10 @@ fi
 .venv/bin/ruff check src tests bench recipes
 .venv/bin/mypy src
 .venv/bin/python -m pytest "$@"
+# The tokenizer's exactness against transformers 4.57's SentencePiece AlbertTokenizer (gone in 5): 4.57 and the
+# tokenizers/hub releases it needs, in a folder of their own, ahead of the environment's transformers 5
+if [ ! -f .tf4/transformers/__init__.py ]; then
+  .venv/bin/python -m pip --disable-pip-version-check -q install --no-deps --target .tf4 \
+    "transformers==4.57.6" "tokenizers==0.22.1" "huggingface_hub==0.36.2" 2>&1 | grep -v "^WARNING: Location" || true
+fi
+PYTHONPATH=.tf4 .venv/bin/python -m pytest -m sentencepiece_reference tests/test_tokenizer.py

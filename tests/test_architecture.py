@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "albert"
 # never a sibling group of the same layer (train and inference do not know each other).
 LAYERS: list[dict[str, list[str]]] = [
     {"errors": ["errors"]},
-    {"base": ["version", "config", "hub", "outputs", "data.reader", "tasks.registry", "tasks.metrics",
+    {"base": ["version", "config", "hub", "outputs", "data.reader", "tasks.registry", "tasks.metrics", "tokenizer_json",
               "tasks.batching"]},
     {"model": ["model"]},
     {"checkpoint": ["checkpoint", "tokenizer"]},

@@ -24,21 +24,28 @@ EDGE_CASES = [
 
 @pytest.fixture(scope="module")
 def reference(tokenizer_dir: Path):
+    """transformers' SentencePiece ("slow") AlbertTokenizer: 4.57 is the last release that has it. The default
+    environment has transformers 5; scripts/test.sh runs these tests again with 4.57 on PYTHONPATH (.tf4)."""
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        pytest.skip("needs transformers 4.57's SentencePiece AlbertTokenizer (scripts/test.sh runs it in .tf4)")
     return transformers.AlbertTokenizer.from_pretrained(str(tokenizer_dir))
 
 
+@pytest.mark.sentencepiece_reference
 def test_ids_equal_transformers_on_every_fixture_line(tokenizer: AlbertTokenizer, reference, text_lines) -> None:
     ours = tokenizer(text_lines)["input_ids"]
     for line, got in zip(text_lines, ours):
         assert got == reference(line)["input_ids"], line
 
 
+@pytest.mark.sentencepiece_reference
 def test_edge_cases_equal_transformers(tokenizer: AlbertTokenizer, reference) -> None:
     for text in EDGE_CASES:
         assert tokenizer.encode(text) == reference.encode(text), repr(text)
         assert tokenizer.tokenize(text) == reference.tokenize(text), repr(text)
 
 
+@pytest.mark.sentencepiece_reference
 def test_pairs_truncation_and_padding_equal_transformers(tokenizer: AlbertTokenizer, reference, text_lines) -> None:
     a, b = text_lines[10:30], text_lines[40:60]
     questions = [line[:30] for line in a]
@@ -96,7 +103,8 @@ def test_decode_round_trip(tokenizer: AlbertTokenizer, text_lines) -> None:
         assert tokenizer.decode(ids, skip_special_tokens=True) == tokenizer.preprocess_text(line)
 
 
-def test_save_pretrained_loads_in_transformers(tokenizer: AlbertTokenizer, tmp_path: Path) -> None:
+@pytest.mark.sentencepiece_reference
+def test_save_pretrained_loads_in_transformers(tokenizer: AlbertTokenizer, reference, tmp_path: Path) -> None:
     tokenizer.save_pretrained(tmp_path)
     theirs = transformers.AlbertTokenizer.from_pretrained(str(tmp_path))
     assert theirs.encode("a [MASK] test, 1,000,") == tokenizer.encode("a [MASK] test, 1,000,")

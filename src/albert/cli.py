@@ -226,6 +226,12 @@ def _export_onnx(a: argparse.Namespace) -> None:
     print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB; outputs {', '.join(info['outputs'])})")
 
 
+def _export_sentence_transformers(a: argparse.Namespace) -> None:
+    from albert.export import export_sentence_transformers
+
+    print(f"wrote {export_sentence_transformers(a.model, a.out, a.pooling, a.normalize)}")
+
+
 def _convert(a: argparse.Namespace) -> None:
     from albert.tf_import import convert_tf_checkpoint
 
@@ -343,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "Bearer KEY); default: $ALBERT_API_KEY, else none")
     t.add_argument("--cors-origin", action="append", default=[], help="allow browsers on this origin (repeatable); "
                    "default: no CORS")
-    t.add_argument("--workers", type=int, default=1, help="processes, each with its own model (its memory: the "
-                   "model's size in RAM, ~150 MB for albert-small-en, once per worker)")
+    t.add_argument("--workers", type=int, default=1, help="processes, each with its own model (memory: "
+                   "torch and the model, ~290 MB resident per worker for albert-small-en)")
     t.add_argument("--grace", type=float, default=10.0, help="seconds a shutdown waits for requests in flight")
     _add_runtime_args(t)
     t.set_defaults(func=_serve)
@@ -360,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store no weights: read them from the model directory's model.safetensors (--out must be "
                         "in that directory; albert fill-mask then starts through ONNX Runtime, without torch)")
     t.set_defaults(func=_export_onnx)
+
+    t = ex.add_parser("sentence-transformers", help="a sentence-transformers directory (modules.json, pooling): "
+                      "SentenceTransformer(DIR) then gives albert embed's vectors")
+    t.add_argument("--model", required=True)
+    t.add_argument("--out", required=True, help="a new directory")
+    t.add_argument("--pooling", choices=["auto", "cls", "mean", "max", "mean_sqrt_len"], default="auto",
+                   help="auto: the model directory's own (sentence-transformers), else mean")
+    t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="add a Normalize module (default: as the directory says, else no)")
+    t.set_defaults(func=_export_sentence_transformers)
 
     t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed)")
     t.add_argument("--from-tf", required=True, help="checkpoint prefix (PREFIX.index + PREFIX.data-*)")
@@ -404,7 +420,9 @@ def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
     for p in task.parameters:
         if not p.cli:
             continue
-        if p.type is bool:
+        if p.type is bool and p.default is None:  # unset: the model directory decides
+            t.add_argument(p.cli_flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None, help=p.help)
+        elif p.type is bool:
             t.add_argument(p.cli_flag, dest=p.name, action="store_true", help=p.help)
         elif p.type is int:
             t.add_argument(p.cli_flag, dest=p.name, type=int, default=p.default, help=f"{p.help} (default {p.default})")

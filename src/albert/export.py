@@ -22,7 +22,7 @@ from torch import nn
 from albert.checkpoint import SAFE_WEIGHTS_NAME, resolve_model_dir, saved_architecture
 from albert.errors import ConfigError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
-from albert.outputs import check_new_file
+from albert.outputs import check_new_file, check_new_output
 from albert.tasks.registry import HEADS
 
 logger = logging.getLogger(__name__)
@@ -260,3 +260,17 @@ def export_model_onnx(name_or_path: str | Path, out: str | Path, architecture: s
         raise ConfigError(f"--share-weights needs {weights}")
     return export_onnx(load_for_export(name_or_path, architecture), out, opset=opset, quantize=quantize,
                        share_weights=weights)
+
+
+def export_sentence_transformers(name_or_path: str | Path, out: str | Path, pooling: str = "auto",
+                                 normalize: bool | None = None) -> Path:
+    """`albert export sentence-transformers`: the model as a sentence-transformers directory (modules.json, its
+    pooling and normalisation), which `SentenceTransformer(out)` loads with the vectors `albert embed` gives."""
+    from albert.inference.pipelines import pipeline
+    from albert.outputs import claim_output
+
+    out = Path(out)
+    check_new_output(out, "export sentence-transformers")
+    pipe = pipeline("feature-extraction", model=name_or_path, device="cpu", precision="fp32")
+    with claim_output(out, "export sentence-transformers"):
+        return pipe.save_pretrained(out, pooling, normalize)

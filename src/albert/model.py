@@ -258,7 +258,9 @@ class AlbertTransformer(nn.Module):
                 x, probs = layer(x, mask, w, output_attentions, positions if final else None)
                 if probs is not None:
                     all_attn.append(probs)
-            all_hidden.append(x)
+                # one hidden state per inner layer, as the original TF code's all_layer_outputs and transformers 5
+                # give them (transformers 4 gave one per group pass; the same when inner_group_num is 1)
+                all_hidden.append(x)
         return EncoderOutput(
             last_hidden_state=x,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,

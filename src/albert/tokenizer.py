@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SPIECE_UNDERLINE = "▁"
 VOCAB_FILE = "spiece.model"
+TOKENIZER_JSON = "tokenizer.json"
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]",
                   "mask_token": "[MASK]"}
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS.values()) + ")")
@@ -78,24 +78,30 @@ class Encoded:
 class AlbertTokenizer:
     model_max_length = 512
 
-    def __init__(self, vocab_file: str | Path, do_lower_case: bool = True, remove_space: bool = True,
-                 keep_accents: bool = False) -> None:
-        self.vocab_file = Path(vocab_file)
+    def __init__(self, vocab_file: str | Path | None = None, do_lower_case: bool = True, remove_space: bool = True,
+                 keep_accents: bool = False, model_proto: bytes | None = None) -> None:
+        """From a spiece.model file, or from a serialized SentencePiece model (`model_proto`: a tokenizer.json's,
+        converted by albert.tokenizer_json)."""
+        self.vocab_file = Path(vocab_file) if vocab_file is not None else None
         self.do_lower_case = do_lower_case
         self.remove_space = remove_space
         self.keep_accents = keep_accents
-        if not self.vocab_file.is_file():
-            raise CheckpointError(f"SentencePiece model not found: {self.vocab_file}")
+        if model_proto is None:
+            if self.vocab_file is None or not self.vocab_file.is_file():
+                raise CheckpointError(f"SentencePiece model not found: {self.vocab_file}")
+            model_proto = self.vocab_file.read_bytes()
+        self.model_proto = model_proto
+        source = self.vocab_file or "the tokenizer.json's model"
         self.sp = spm.SentencePieceProcessor()
         try:
-            self.sp.Load(str(self.vocab_file))
+            self.sp.LoadFromSerializedProto(model_proto)
         except (OSError, RuntimeError) as e:
-            raise CheckpointError(f"{self.vocab_file} is not a valid SentencePiece model ({e})") from None
+            raise CheckpointError(f"{source} is not a valid SentencePiece model ({e})") from None
         for attr, token in SPECIAL_TOKENS.items():
             setattr(self, attr, token)
             token_id = self.sp.piece_to_id(token)
             if self.sp.id_to_piece(token_id) != token:
-                raise CheckpointError(f"{self.vocab_file} has no {token} piece; an ALBERT vocabulary needs "
+                raise CheckpointError(f"{source} has no {token} piece; an ALBERT vocabulary needs "
                                      f"{', '.join(SPECIAL_TOKENS.values())}")
             setattr(self, attr + "_id", token_id)
         self.pad_token_id: int
@@ -115,7 +121,8 @@ class AlbertTokenizer:
     # ----- loading and saving -----
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> AlbertTokenizer:
-        """A `.model` file, a directory with `spiece.model` (ours or transformers'), or a model name/hub id."""
+        """A `.model` file, a directory with `spiece.model` (ours or transformers') or only a `tokenizer.json`
+        (transformers 5 saves just that), or a model name/hub id."""
         path = Path(name_or_path).expanduser()
         if path.is_file():
             return cls(path, **kwargs)
@@ -123,22 +130,36 @@ class AlbertTokenizer:
             from albert.hub import resolve_model_dir
 
             path = resolve_model_dir(name_or_path)
-        vocab = path / VOCAB_FILE
-        if not vocab.is_file():
-            raise CheckpointError(f"no {VOCAB_FILE} in {path}")
         settings: dict[str, Any] = {}
+        vocab, fast = path / VOCAB_FILE, path / TOKENIZER_JSON
+        proto = None
+        if not vocab.is_file():
+            if not fast.is_file():
+                raise CheckpointError(f"no {VOCAB_FILE} or {TOKENIZER_JSON} in {path}")
+            from albert.data.reader import read_json
+            from albert.tokenizer_json import spm_from_tokenizer_json
+
+            proto, settings = spm_from_tokenizer_json(read_json(fast), str(fast))
         config_file = path / "tokenizer_config.json"
         if config_file.is_file():
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-            settings = {k: config[k] for k in ("do_lower_case", "remove_space", "keep_accents") if k in config}
-        return cls(vocab, **{**settings, **kwargs})
+            from albert.data.reader import read_json
+
+            config = read_json(config_file)
+            if isinstance(config, dict):
+                settings |= {k: config[k] for k in ("do_lower_case", "remove_space", "keep_accents")
+                             if isinstance(config.get(k), bool)}
+        return cls(vocab if proto is None else None, **{**settings, **kwargs}, model_proto=proto)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write spiece.model plus the files transformers' AlbertTokenizer.from_pretrained reads."""
+        """Write spiece.model and tokenizer.json (transformers 4 reads the first, 5 the second) and the configs."""
+        from albert.tokenizer_json import tokenizer_json_from_spm
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if self.vocab_file.resolve() != (directory / VOCAB_FILE).resolve():
-            shutil.copyfile(self.vocab_file, directory / VOCAB_FILE)
+        if self.vocab_file is None or self.vocab_file.resolve() != (directory / VOCAB_FILE).resolve():
+            (directory / VOCAB_FILE).write_bytes(self.model_proto)
+        fast = tokenizer_json_from_spm(self.model_proto, self.do_lower_case, self.keep_accents)
+        (directory / TOKENIZER_JSON).write_text(json.dumps(fast, ensure_ascii=False) + "\n", encoding="utf-8")
         mask = {"content": "[MASK]", "lstrip": True, "rstrip": False, "normalized": False, "single_word": False,
                 "special": True}
         config = {

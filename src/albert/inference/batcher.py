@@ -29,9 +29,15 @@ class _Request:
     costs: list[int]  # tokens per input
     parameters: dict[str, Any]
     future: Future = field(default_factory=Future)
-    next: int = 0  # the first input not yet taken into a batch
+    next: int = 0  # inputs taken into batches so far, in `order`
+    order: list[int] = field(default_factory=list)  # its inputs shortest first: a big request's batches pad little
     results: list[Any] = field(default_factory=list)
+    answered: int = 0
     failed: bool = False
+
+    def __post_init__(self) -> None:
+        self.order = sorted(range(len(self.items)), key=self.costs.__getitem__)
+        self.results = [None] * len(self.items)
 
     @property
     def key(self) -> str:
@@ -121,10 +127,11 @@ class Batcher:
             for r in ring:
                 if r.waiting == 0 or len(batch) >= self.max_batch:
                     continue
-                cost = r.costs[r.next]
+                index = r.order[r.next]
+                cost = r.costs[index]
                 if batch and tokens + cost > self.max_batch_tokens:
                     continue
-                batch.append((r, r.next))
+                batch.append((r, index))
                 r.next += 1
                 tokens += cost
                 took = True
@@ -150,11 +157,12 @@ class Batcher:
                 return
             self._fail(requests[0], e)
             return
-        for (r, _), result in zip(batch, results):
+        for (r, i), result in zip(batch, results):
             if not r.failed:
-                r.results.append(result)
+                r.results[i] = result
+                r.answered += 1
         for r in dict.fromkeys(r for r, _ in batch):
-            if not r.failed and len(r.results) == len(r.items):
+            if not r.failed and r.answered == len(r.items):
                 self.stats.requests += 1
                 r.future.set_result(r.results)
 

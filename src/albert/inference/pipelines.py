@@ -15,6 +15,7 @@ import torch
 
 from albert.errors import InputError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
 from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
@@ -94,23 +95,45 @@ def _as_list(inputs: Any) -> tuple[list[Any], bool]:
 
 
 class FeatureExtractionPipeline(_Batched):
-    """Sentence vectors: the [CLS] hidden state or the mean over real tokens, optionally L2-normalised."""
+    """Sentence vectors pooled from the last hidden states (mean over the text's tokens by default, as
+    sentence-transformers pools), optionally L2-normalised. A sentence-transformers directory's own pooling and
+    normalisation are its defaults."""
 
     task = TASKS["feature-extraction"]
-    unused = ("pooler.",)  # vectors are hidden states (CLS or mean), not the pooler's output
+    unused = ("pooler.",)  # vectors are hidden states, not the pooler's output
+    default_pooling = DEFAULT_POOLING
+    default_normalize = False
 
-    def __call__(self, inputs: str | list[str], pooling: str = "cls", normalize: bool = False) -> Any:
-        if pooling not in ("cls", "mean"):
-            raise InputError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    def __call__(self, inputs: str | list[str], pooling: str = "auto", normalize: bool | None = None) -> Any:
+        pooling = self.default_pooling if pooling == "auto" else pooling
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of auto, {', '.join(POOLINGS)}; got {pooling!r}")
+        normalize = self.default_normalize if normalize is None else normalize
         texts, single = _as_list(inputs)
         vectors = []
         for result, b, n in self._pad_forward(self._encode(texts)):
-            h = result.last_hidden_state[b, :n].float()  # (T, H)
-            v = h[0] if pooling == "cls" else h.mean(0)
+            h = result.last_hidden_state[b, :n].float()  # (T, H): the text's tokens, [CLS] and [SEP] included
+            if pooling == "cls":
+                v = h[0]
+            elif pooling == "max":
+                v = h.max(0).values
+            else:
+                v = h.sum(0) / (n if pooling == "mean" else n ** 0.5)
             if normalize:
                 v = torch.nn.functional.normalize(v, dim=0)
             vectors.append(v.cpu().tolist())
         return vectors[0] if single else vectors
+
+    def save_pretrained(self, directory: str | Path, pooling: str = "auto", normalize: bool | None = None) -> Path:
+        """A sentence-transformers directory of this model: SentenceTransformer(directory) gives these vectors."""
+        pooling = self.default_pooling if pooling == "auto" else pooling
+        normalize = self.default_normalize if normalize is None else normalize
+        directory = Path(directory)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        write_layout(directory, self.model.config.hidden_size, pooling, normalize,
+                     self.model.config.max_position_embeddings)
+        return directory
 
 
 class TextClassificationPipeline(_Batched):
@@ -265,15 +288,23 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODE
     name, directory or object."""
     cls = PIPELINES[get_task(task).name]
     runtime = resolve_runtime(device, precision)
+    layout = None
     if isinstance(model, AlbertPreTrainedModel):
         if tokenizer is None:
             raise InputError("pass tokenizer= with a model object")
         loaded = model
     else:
+        if cls is FeatureExtractionPipeline:  # a sentence-transformers directory: the model in it, its pooling
+            from albert.hub import resolve_model_dir
+
+            layout = read_layout(resolve_model_dir(model))
+            model = layout.model_dir if layout is not None else model
         loaded = cls.load_model(model)
         tokenizer = tokenizer if tokenizer is not None else model
     tok = tokenizer if isinstance(tokenizer, AlbertTokenizer) else AlbertTokenizer.from_pretrained(tokenizer)
     pipe = cls(loaded, tok, runtime)
+    if layout is not None and isinstance(pipe, FeatureExtractionPipeline):
+        pipe.default_pooling, pipe.default_normalize = layout.pooling, layout.normalize
     if compile:
         # dynamic shapes: batches differ in length; the first calls pay for compilation
         pipe.model.forward = torch.compile(pipe.model.forward, dynamic=True)  # type: ignore[method-assign]

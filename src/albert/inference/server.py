@@ -189,10 +189,13 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
         finally:
             metrics.queue.set(batcher.queued_inputs)
         if mode == "api" and task.name == "text-classification":
-            return [r if isinstance(r, list) else [r] for r in results]  # the API nests a list per input
-        if mode == "tei":
-            return results  # always a list of vectors
-        return results[0] if single else results
+            body: Any = [r if isinstance(r, list) else [r] for r in results]  # the API nests a list per input
+        elif mode == "tei":
+            body = results  # always a list of vectors
+        else:
+            body = results[0] if single else results
+        # plain JSON: the answers are lists, dicts, strings and floats (FastAPI's encoder would walk them again)
+        return Response(json.dumps(body, ensure_ascii=False, allow_nan=False).encode(), media_type="application/json")
 
     request_body = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{models['request']}"}}},
                     "required": True}
@@ -455,7 +458,7 @@ async def _reply(send: Callable[[dict[str, Any]], Awaitable[None]], status: int,
 # ----- OpenAPI models, from the registry -----
 def _schemas(task: Task) -> dict[str, Any]:
     """Pydantic models of the task's request and response bodies, as OpenAPI component schemas."""
-    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+    from pydantic import ConfigDict, Field, RootModel, TypeAdapter, create_model
 
     prefix = "".join(w.title() for w in task.name.split("-"))
 
@@ -469,7 +472,8 @@ def _schemas(task: Task) -> dict[str, Any]:
     one: Any = str | input_model if task.takes_text else input_model
     request = create_model(f"{prefix}Request", inputs=(one | list[one], Field(..., description="one input or a list")),
                            parameters=(parameter_model | None, None))
-    response = create_model(f"{prefix}Response", __base__=BaseModel, __config__=ConfigDict(extra="allow"))
+    one_answer = _answer_model(task.name, prefix)
+    response = create_model(f"{prefix}Response", __base__=RootModel[one_answer | list[one_answer]])  # type: ignore[valid-type]
     response.__doc__ = task.output
     models: list[Any] = [request, response]
     names = {"request": request.__name__, "response": response.__name__}
@@ -484,6 +488,30 @@ def _schemas(task: Task) -> dict[str, Any]:
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     return {**names, "schemas": schemas}
+
+
+def _answer_model(task: str, prefix: str) -> Any:
+    """One input's answer, as a model for the docs (the pipelines build the answers; these only describe them)."""
+    from pydantic import create_model
+
+    def model(name: str, **fields: Any) -> Any:
+        return create_model(prefix + name, **{k: (v, ...) for k, v in fields.items()})  # type: ignore[call-overload]
+
+    if task == "fill-mask":
+        filler = model("Filler", score=float, token=int, token_str=str, sequence=str)
+        return list[filler] | list[list[filler]]  # type: ignore[valid-type]  # one [MASK]; several: one list each
+    if task == "feature-extraction":
+        return list[float]
+    if task == "text-classification":
+        label = model("Label", label=str, score=float)
+        return label | list[label]  # type: ignore[valid-type]
+    if task == "token-classification":
+        return list[model("Entity", entity_group=str, score=float, word=str, start=int, end=int)]  # type: ignore[misc]
+    if task == "question-answering":
+        return model("Answer", answer=str, score=float, start=int, end=int, no_answer_score=float)
+    if task == "multiple-choice":
+        return model("Choice", label=int, scores=list[float])
+    return model("Order", label=str, score=float)
 
 
 def _parameter_type(p: Parameter) -> Any:

@@ -121,8 +121,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          (Parameter("top_k", int, 5, "fillers per [MASK]", maximum=TOP_K_LIMIT),), also_for=("AlbertForPreTraining",),
          output="per [MASK], its top_k fillers [{score, token, token_str, sequence}] (one mask: a flat list)"),
     Task("feature-extraction", "embed", "sentence vectors, one JSON list per input", ("AlbertModel",), (_TEXT,),
-         (Parameter("pooling", ("cls", "mean"), "cls", "the [CLS] hidden state, or the mean over the text's tokens"),
-          Parameter("normalize", bool, False, "L2-normalise the vectors")),
+         (Parameter("pooling", ("auto", "cls", "mean", "max", "mean_sqrt_len"), "auto",
+                    "auto: a sentence-transformers directory's own pooling, else mean over the text's tokens (as "
+                    "sentence-transformers pools); cls: the [CLS] hidden state"),
+          Parameter("normalize", bool, None, "L2-normalise the vectors (default: as the directory says, else no)")),
          output="the text's vector [float, ...]"),
     Task("text-classification", "classify", "labels of texts (a fine-tuned classifier)",
          ("AlbertForSequenceClassification",),
@@ -256,7 +258,7 @@ def check_parameter(p: Parameter, value: Any) -> Any:
         if p.maximum is not None and value > p.maximum:
             raise InputError(f"parameter {p.name!r} must be at most {p.maximum}, got {_short(value)}")
     elif p.type is bool:
-        if not isinstance(value, bool):
+        if not isinstance(value, bool) and not (value is None and p.default is None):
             raise InputError(f"parameter {p.name!r} must be true or false, got {_short(value)}")
     elif isinstance(p.type, tuple) and value not in p.type:
         raise InputError(f"parameter {p.name!r} must be one of {', '.join(p.type)}, got {_short(value)}")

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from albert.errors import TrainingError
 from albert.runtime import resolve_device, resolve_precision
+from albert.train.loggers import MetricsLog
 from albert.train.optim import build_optimizer, lr_lambda
 from albert.train.settings import TrainSettings, save_settings
 
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 # Settings that may change between an interrupted run and its resumption without changing its results.
 # (precision may change too, with a warning: see run_precision.)
-RESUMABLE_CHANGES = {"log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
+RESUMABLE_CHANGES = {"logger", "log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
                      "run_dir", "stop_after", "precision"}
 
 
@@ -324,7 +325,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    metrics_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if d.main else None
+    metrics_file = MetricsLog(run_dir, settings.logger, start) if d.main else None
     bar = tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
                dynamic_ncols=True)
     last_time = time.perf_counter()
@@ -377,8 +378,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
             if "tokens" in summary:
                 record["tokens_per_s"] = round(summary["tokens"] / max(elapsed, 1e-9), 1)
             if metrics_file is not None:
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
+                metrics_file.write(record)
             if d.main and (step + 1) % max(1, settings.log_every) == 0:
                 bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "mlm_acc", "sop_acc", "acc", "tokens_per_s")
                                  if k in record}, refresh=False)
@@ -389,8 +389,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                     scores = task.evaluate(_unwrap(model), device, amp_dtype)
                     result = {"step": step + 1, "kind": "eval", **{k: round(v, 6) for k, v in scores.items()}}
                     if metrics_file is not None:
-                        metrics_file.write(json.dumps(result) + "\n")
-                        metrics_file.flush()
+                        metrics_file.write(result)
                     logger.info("eval at step %d: %s", step + 1, result)
                 if d.world > 1:
                     dist.barrier()

@@ -43,6 +43,7 @@ class TrainSettings:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the device has bf16 matrix units
     device: str = "auto"
     num_threads: int = 0  # 0: torch's default
+    logger: Literal["jsonl", "tensorboard"] = "jsonl"  # metrics.jsonl always; tensorboard adds event files
     log_every: int = 10
     eval_every: int = 500
     save_every: int = 500
@@ -237,7 +238,8 @@ HELP: dict[str, str] = {
     "precision": "auto: bf16 where the device has bf16 matrix units (GPUs, AMX/AVX512-BF16 CPUs), else fp32",
     "device": "auto, cpu, cuda or cuda:N",
     "num_threads": "CPU threads for torch; 0: torch's default",
-    "log_every": "steps between training-metric records",
+    "logger": "jsonl: metrics.jsonl only; tensorboard: also TensorBoard event files in RUN_DIR/tensorboard",
+    "log_every": "steps between progress-bar updates (every step is recorded in metrics.jsonl)",
     "eval_every": "steps between evaluations",
     "save_every": "steps between checkpoints",
     "keep_checkpoints": "checkpoints kept (older ones are removed)",
