@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import resource
+import statistics
+import time
 from pathlib import Path
+from typing import Any
+
+import torch
 
 
 def peak_rss_mb() -> int:
@@ -17,3 +22,35 @@ def peak_rss_mb() -> int:
     except OSError:
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def model_gflop(config: Any, B: int, T: int) -> float:
+    """Forward GFLOP of the encoder for B×T tokens: 2 FLOPs per multiply-add; every layer pass's Q/K/V/output
+    projections and FFN, attention scores and mixing, and the embedding projection."""
+    H, E, inner, L = config.hidden_size, config.embedding_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * (4 * H * H + 2 * H * inner) * L + 2 * 2 * T * H * L + 2 * E * H
+    return B * T * per_token / 1e9
+
+
+def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False) -> dict[str, float]:
+    """This CPU's GFLOP/s on the model's largest matmul, (tokens × H) @ (H × inner), in fp32, in dynamic int8
+    (torch's quantized linear, as ours and transformers' int8 run) and, with `bf16`, in bf16; medians."""
+    x, w = torch.randn(tokens, H), torch.randn(inner, H)
+    flops = 2 * tokens * H * inner
+    q = torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(inner, dtype=torch.long), 0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(q, None)
+    xb, wb = x.bfloat16(), w.bfloat16()
+    kernels = [("fp32", lambda: torch.nn.functional.linear(x, w)),
+               ("int8", lambda: torch.ops.quantized.linear_dynamic(x, packed, False))]
+    if bf16:
+        kernels.append(("bf16", lambda: torch.nn.functional.linear(xb, wb)))
+    out = {}
+    for name, fn in kernels:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        out[f"gemm_{name}_gflops"] = round(flops / statistics.median(times) / 1e9, 1)
+    return out

@@ -1,5 +1,8 @@
-"""Inference throughput and latency on this CPU: ours (bf16 / fp32 / int8) vs transformers (fp32 / bf16 / int8)
-vs ONNX Runtime (fp32, our export), all on the same random albert-base-v2 weights.
+"""Inference throughput and latency on this CPU: ours (bf16 / fp32 / int8) vs transformers (fp32 / bf16 / int8, and
+fp32 under torch.compile) vs ONNX Runtime (our export in fp32; transformers' export fused by
+onnxruntime.transformers.optimizer, in fp32 and dynamic int8), all on the same random albert-base-v2 weights.
+Every contender's achieved GFLOP/s is reported beside this CPU's fp32 and int8 GEMM rates, measured in the
+same run (2 threads, the matmul shapes of the model).
 
     python bench/inference_speed.py [--sizes base] [--repeats 7] [--out bench/results/inference_speed.json]
 
@@ -29,7 +32,7 @@ import torch
 
 import albert
 from albert.runtime import cpu_description, cpu_has_bf16
-from common import peak_rss_mb
+from common import gemm_rates, model_gflop, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +48,43 @@ def ratios(med: dict[str, float]) -> dict[str, float]:
             if ref in med:
                 out[f"{ours}_vs_{ref}"] = round(med[ref] / med[ours], 2)
     return out
+
+
+def fused_onnxruntime(theirs: torch.nn.Module, directory: Path, config: albert.AlbertConfig) -> dict[str, object]:
+    """transformers' own export (TorchScript exporter, the graph ORT's fusions match) through
+    onnxruntime.transformers.optimizer (model_type bert), and that fused graph with dynamic int8 weights."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    plain = directory / "transformers.onnx"
+    shape = (1, 16)
+    example = (torch.ones(shape, dtype=torch.long), torch.ones(shape, dtype=torch.long),
+               torch.zeros(shape, dtype=torch.long))
+    axes = {0: "batch", 1: "sequence"}
+    torch.onnx.export(theirs, example, str(plain), input_names=["input_ids", "attention_mask", "token_type_ids"],
+                      output_names=["last_hidden_state"], dynamic_axes={k: axes for k in
+                                                                        ("input_ids", "attention_mask",
+                                                                         "token_type_ids", "last_hidden_state")},
+                      opset_version=17, dynamo=False)
+    fused = optimize_model(str(plain), model_type="bert", num_heads=config.num_attention_heads,
+                           hidden_size=config.hidden_size)
+    fused_path = directory / "fused.onnx"
+    fused.save_model_to_file(str(fused_path))
+    int8_path = directory / "fused_int8.onnx"
+    quantize_dynamic(str(fused_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    sessions = {}
+    for name, path in (("onnxruntime_fused_fp32", fused_path), ("onnxruntime_fused_int8", int8_path)):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    ops: dict[str, int] = {}
+    for node in fused.model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    sessions["fused_ops"] = {k: v for k, v in ops.items() if k in ("Attention", "SkipLayerNormalization", "FastGelu",
+                                                                      "BiasGelu", "LayerNormalization", "Gelu")}
+    return sessions
 
 
 def one_contender(size: str, contender: str, repeats: int) -> dict:
@@ -97,6 +137,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--large-repeats", type=int, default=3, help="repeats for large/xlarge/xxlarge")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="leave out transformers under torch.compile")
     ap.add_argument("--all", action="store_true", help="bf16 contenders even on a CPU without bf16 units")
     ap.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference_speed.json"))
@@ -125,13 +166,16 @@ def main() -> None:
         theirs_int8 = transformers.AlbertModel(hf_cfg).eval()
         theirs_int8.load_state_dict(theirs.state_dict())
         theirs_int8 = torch.ao.quantization.quantize_dynamic(theirs_int8, {torch.nn.Linear}, dtype=torch.qint8)
+        compiled = None if a.no_compile else torch.compile(theirs)
         with tempfile.TemporaryDirectory() as d:
             theirs.save_pretrained(d)
             ours32 = albert.AlbertModel.from_pretrained(d).eval()
             ours16 = albert.AlbertModel.from_pretrained(d, dtype=torch.bfloat16).eval()
             ours8 = quantize_int8(albert.AlbertModel.from_pretrained(d))
             session = None
+            fused: dict[str, object] = {}
             if not a.no_onnx and size == "base":
+                fused = fused_onnxruntime(theirs, Path(d), albert.AlbertConfig.from_preset(name))
                 import onnxruntime as ort
 
                 from albert.export import export_onnx
@@ -159,6 +203,11 @@ def main() -> None:
                 contenders = {k: v for k, v in contenders.items() if not k.endswith("bf16")}
             if session is not None:
                 contenders["onnxruntime_fp32"] = partial(session.run, None, feeds)
+            for key in ("onnxruntime_fused_fp32", "onnxruntime_fused_int8"):
+                if key in fused:
+                    contenders[key] = partial(fused[key].run, None, feeds)  # type: ignore[attr-defined]
+            if not a.no_compile:
+                contenders["transformers_fp32_compile"] = partial(compiled, ids, mask, types)
             times: dict[str, list[float]] = {k: [] for k in contenders}
             with torch.inference_mode():
                 for fn in contenders.values():
@@ -169,9 +218,12 @@ def main() -> None:
                         fn()
                         times[k].append(time.perf_counter() - t)
             med = {k: statistics.median(v) for k, v in times.items()}
-            row = {"model": name, "batch": B, "seq": T,
+            gflop = model_gflop(albert.AlbertConfig.from_preset(name), B, T)
+            row = {"model": name, "batch": B, "seq": T, "model_gflop": round(gflop, 2),
                    "tokens_per_s": {k: round(B * T / v, 1) for k, v in med.items()},
-                   "ms": {k: round(v * 1000, 1) for k, v in med.items()}, **ratios(med)}
+                   "ms": {k: round(v * 1000, 1) for k, v in med.items()},
+                   "gflops": {k: round(gflop / v, 1) for k, v in med.items()},
+                   **gemm_rates(768, 3072, B * T, max(3, a.repeats)), **ratios(med)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     out = Path(a.out)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+import albert
 from albert.runtime import cpu_description, cpu_has_bf16
-from common import peak_rss_mb
+from common import gemm_rates, model_gflop, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ["ours-fp32", "ours-bf16", "transformers-fp32", "transformers-bf16"]
@@ -120,10 +121,21 @@ def main() -> None:
     base = rows["transformers-fp32"]["tokens_per_s"]
     import transformers
 
+    # model FLOPs of a training step: forward + backward ≈ 3 × the encoder's forward (the MLM head, at the masked
+    # positions only, is left out: < 1% here), against this CPU's GEMM rate on the model's largest matmul
+    config = albert.AlbertConfig.from_preset(a.model)
+    step_gflop = 3 * model_gflop(config, a.batch, a.seq)
+    for row in rows.values():
+        row["achieved_gflops"] = round(step_gflop / row["step_s"], 1)
+    gemm = gemm_rates(config.hidden_size, config.intermediate_size, a.batch * a.seq, 5, bf16=cpu_has_bf16())
+    for row in rows.values():
+        rate = gemm["gemm_bf16_gflops" if row["contender"].endswith("bf16") else "gemm_fp32_gflops"]
+        row["fraction_of_gemm_rate"] = round(row["achieved_gflops"] / rate, 3)
+
     result = {"benchmark": "pretrain_speed", "model": a.model, "batch": a.batch, "seq": a.seq, "steps": a.steps,
               "threads": torch.get_num_threads(), "torch": torch.__version__,
               "transformers": transformers.__version__, "machine": cpu_description(), "cpu_bf16": cpu_has_bf16(),
-              "rows": rows,
+              "step_gflop": round(step_gflop, 1), **gemm, "rows": rows,
               "ratio_vs_transformers_fp32": {k: round(v["tokens_per_s"] / base, 3) for k, v in rows.items()}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")

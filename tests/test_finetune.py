@@ -190,6 +190,12 @@ def test_token_classification(tiny_model: Path, tmp_path: Path) -> None:
     rows = [json.loads(x) for x in dev.read_text().splitlines()]
     assert [p["tokens"] for p in preds] == [r["tokens"] for r in rows]
     assert all(len(p["tags"]) == len(p["tokens"]) for p in preds)
+    for p in preds:  # and the entities in `albert tag`'s shape, over the words joined by spaces
+        text = " ".join(p["tokens"])
+        for e in p["entities"]:
+            assert set(e) == {"entity_group", "score", "word", "start", "end"}
+            assert text[e["start"]:e["end"]] == e["word"] and 0 < e["score"] <= 1
+        assert bool(p["entities"]) == any(t != "O" for t in p["tags"])
     transformers = pytest.importorskip("transformers")
     assert transformers.AlbertForTokenClassification.from_pretrained(out).config.id2label[0] == "O"
     conll = tmp_path / "dev.conll"  # the same sentences as CoNLL columns score the same

@@ -140,3 +140,10 @@ def test_arbitrary_unicode(tokenizer: AlbertTokenizer, text: str) -> None:
         # the full normalisation: ALBERT's preprocessing, then SentencePiece's own (NFKC, no control chars)
         expected = tokenizer.sp.normalize(tokenizer.preprocess_text(text)).replace("▁", " ").strip()
         assert tokenizer.decode(ids) == expected
+
+
+@pytest.mark.sentencepiece_reference
+def test_an_empty_second_text_is_still_a_pair(tokenizer: AlbertTokenizer, reference) -> None:
+    for text, pair in (("call me ishmael.", ""), ("", ""), ("a", " "), ("a b", "\t\n")):
+        assert tokenizer(text, pair) == reference(text, pair), (text, pair)
+    assert tokenizer(["a", "b"], ["", "c"])["input_ids"] == reference(["a", "b"], ["", "c"])["input_ids"]

@@ -441,14 +441,16 @@ class AlbertTokenizer:
         for n, a in enumerate(first):
             b = second[n] if second is not None else None
             for wa, wb in _windows(a, b, strategy, max_length, stride, add_special_tokens, return_overflowing_tokens):
+                # an empty second text is still a pair: [CLS] A [SEP] [SEP], the last [SEP] in segment 1 (as
+                # transformers encodes it); `wb` is None only without a pair
                 if add_special_tokens:
-                    ids, types, special = self.build_inputs(wa.ids, wb.ids if wb else None)
-                    offs = [(0, 0), *wa.offsets, (0, 0)] + ([*wb.offsets, (0, 0)] if wb else [])
+                    ids, types, special = self.build_inputs(wa.ids, wb.ids if wb is not None else None)
+                    offs = [(0, 0), *wa.offsets, (0, 0)] + ([*wb.offsets, (0, 0)] if wb is not None else [])
                 else:
-                    ids = wa.ids + (wb.ids if wb else [])
-                    types = [0] * len(wa.ids) + [1] * (len(wb.ids) if wb else 0)
+                    ids = wa.ids + (wb.ids if wb is not None else [])
+                    types = [0] * len(wa.ids) + [1] * (len(wb.ids) if wb is not None else 0)
                     special = [0] * len(ids)
-                    offs = wa.offsets + (wb.offsets if wb else [])
+                    offs = wa.offsets + (wb.offsets if wb is not None else [])
                 row: dict[str, list[Any]] = {"input_ids": ids}
                 if return_token_type_ids:
                     row["token_type_ids"] = types

@@ -23,6 +23,7 @@ from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
 from albert.tasks.registry import TASKS, Task, get_task
 from albert.tasks.sequence import classification_output, kind_of, label_names
+from albert.tasks.tokens import group_entities
 from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class _Batched(Pipeline):
                 out[i] = (result, b, len(rows[i]["input_ids"]))
         return out
 
-    def _encode(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, list[int]]]:
+    def _encode(self, texts: list[str], pairs: list[Any] | None = None) -> list[dict[str, list[int]]]:
         enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.model.config.max_position_embeddings)
         return [{"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i]}
                 for i in range(len(texts))]
@@ -144,12 +145,19 @@ class TextClassificationPipeline(_Batched):
     def __call__(self, inputs: Any, top_k: int | None = 1) -> Any:
         items, single = _as_list(inputs)
         texts = [x["text"] if isinstance(x, dict) else x for x in items]
-        pairs = [x.get("text_pair", "") for x in items] if isinstance(items[0], dict) and "text_pair" in items[0] \
-            else None
+        pairs = [x.get("text_pair") if isinstance(x, dict) else None for x in items]
+        # texts with a pair and texts without are encoded apart: a missing pair is not an empty one
+        rows: list[dict[str, list[int]]] = [{} for _ in items]
+        for paired in (False, True):
+            idx = [i for i, p in enumerate(pairs) if (p is not None) == paired]
+            if idx:
+                encoded = self._encode([texts[i] for i in idx], [pairs[i] for i in idx] if paired else None)
+                for i, row in zip(idx, encoded):
+                    rows[i] = row
         cfg = self.model.config
         labels, kind = label_names(cfg), kind_of(cfg)
         out = [classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
-               for result, b, _ in self._pad_forward(self._encode(texts, pairs))]
+               for result, b, _ in self._pad_forward(rows)]
         return out[0] if single else out
 
 
@@ -193,30 +201,8 @@ class TokenClassificationPipeline(_Batched):
                 if tag != "O" and e > s:
                     tokens.append({"entity": tag, "score": score_i, "index": i + 1, "start": s, "end": e,
                                    "word": text[s:e]})
-            out.append(tokens if aggregation_strategy == "none" else _group_entities(tokens, text))
+            out.append(tokens if aggregation_strategy == "none" else group_entities(tokens, text))
         return out[0] if single else out
-
-
-def _group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = []
-    for tok in tokens:
-        prefix, _, kind = tok["entity"].partition("-")
-        kind = kind or prefix
-        last = groups[-1] if groups else None
-        joins = (last is not None and last["entity_group"] == kind and prefix != "B"
-                 and tok["index"] == last["_last"] + 1)
-        # a continuation piece of the same word (no space before it) also joins
-        if last is not None and last["entity_group"] == kind and tok["index"] == last["_last"] + 1 \
-                and tok["start"] == last["end"]:
-            joins = True
-        if joins and last is not None:
-            last["end"], last["_last"] = tok["end"], tok["index"]
-            last["_scores"].append(tok["score"])
-        else:
-            groups.append({"entity_group": kind, "start": tok["start"], "end": tok["end"], "_last": tok["index"],
-                           "_scores": [tok["score"]]})
-    return [{"entity_group": g["entity_group"], "score": sum(g["_scores"]) / len(g["_scores"]),
-             "word": text[g["start"]:g["end"]], "start": g["start"], "end": g["end"]} for g in groups]
 
 
 class QuestionAnsweringPipeline(Pipeline):

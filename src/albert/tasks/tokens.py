@@ -135,14 +135,20 @@ class TokenFeatures(Featurizer):
 
     def predict_tags(self, model: nn.Module, sentences: list[Tagged], device: torch.device,
                      dtype: torch.dtype | None = None) -> list[list[str]]:
+        return [tags for tags, _ in self.predict_scored(model, sentences, device, dtype)]
+
+    def predict_scored(self, model: nn.Module, sentences: list[Tagged], device: torch.device,
+                       dtype: torch.dtype | None = None) -> list[tuple[list[str], list[float]]]:
+        """Per sentence: each word's tag and its probability (words cut off by the length limit: "O", 0)."""
         feats = self.featurize(sentences)
-        out: list[list[str]] = [[] for _ in feats]
+        out: list[tuple[list[str], list[float]]] = [([], []) for _ in feats]
         for idx, output in self.batched_outputs(model, feats, device, dtype):
-            for row, i in zip(output.logits.argmax(-1).cpu().numpy(), idx):
-                tags = ["O"] * feats[i]["n_words"]
+            probs, best = output.logits.float().softmax(-1).max(-1)
+            for row, p, i in zip(best.cpu().numpy(), probs.cpu().numpy(), idx):
+                tags, scores = ["O"] * feats[i]["n_words"], [0.0] * feats[i]["n_words"]
                 for word, pos in feats[i]["first"]:
-                    tags[word] = self.labels[int(row[pos])]
-                out[i] = tags
+                    tags[word], scores[word] = self.labels[int(row[pos])], float(p[pos])
+                out[i] = (tags, scores)
         return out
 
     def score_tags(self, predicted: list[list[str]], sentences: list[Tagged]) -> dict[str, float]:
@@ -158,8 +164,42 @@ class TokenFeatures(Featurizer):
 
     def predict_rows(self, model: nn.Module, examples: list[Tagged], device: torch.device,
                      dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
-        tags = self.predict_tags(model, examples, device, dtype)
-        return [{"tokens": s.words, "tags": t} for s, t in zip(examples, tags)]
+        """Per sentence its words' tags and, in `albert tag`'s shape, its entities over the words joined by spaces."""
+        rows = []
+        for s, (tags, scores) in zip(examples, self.predict_scored(model, examples, device, dtype)):
+            text = " ".join(s.words)
+            starts = [0]
+            for w in s.words[:-1]:
+                starts.append(starts[-1] + len(w) + 1)
+            pieces = [{"entity": tag, "score": score, "index": i + 1, "start": starts[i],
+                       "end": starts[i] + len(s.words[i]), "word": s.words[i]}
+                      for i, (tag, score) in enumerate(zip(tags, scores)) if tag != "O"]
+            rows.append({"tokens": s.words, "tags": tags, "entities": group_entities(pieces, text)})
+        return rows
+
+
+def group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """Tagged pieces (or words) → entities, as transformers' "simple" aggregation: a B-/I- run of one kind is one
+    entity (a piece continuing a word joins it too), scored by the mean of its pieces' scores."""
+    groups: list[dict[str, Any]] = []
+    for tok in tokens:
+        prefix, _, kind = tok["entity"].partition("-")
+        kind = kind or prefix
+        last = groups[-1] if groups else None
+        joins = (last is not None and last["entity_group"] == kind and prefix != "B"
+                 and tok["index"] == last["_last"] + 1)
+        # a continuation piece of the same word (no space before it) also joins
+        if last is not None and last["entity_group"] == kind and tok["index"] == last["_last"] + 1 \
+                and tok["start"] == last["end"]:
+            joins = True
+        if joins and last is not None:
+            last["end"], last["_last"] = tok["end"], tok["index"]
+            last["_scores"].append(tok["score"])
+        else:
+            groups.append({"entity_group": kind, "start": tok["start"], "end": tok["end"], "_last": tok["index"],
+                           "_scores": [tok["score"]]})
+    return [{"entity_group": g["entity_group"], "score": sum(g["_scores"]) / len(g["_scores"]),
+             "word": text[g["start"]:g["end"]], "start": g["start"], "end": g["end"]} for g in groups]
 
 
 def tag_set(path: str | Path) -> list[str]:
