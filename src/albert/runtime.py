@@ -141,7 +141,7 @@ def prepare_for_inference(model: AlbertPreTrainedModel, runtime: Runtime) -> Alb
     elif runtime.precision == "int8":
         quantize_int8(model)
     else:
-        model.float().eval()
+        freeze_fp32(model)
     if not getattr(model, "_albert_finite_hook", False):
         model.register_forward_hook(_check_finite)
         model._albert_finite_hook = True  # type: ignore[assignment]
@@ -172,6 +172,17 @@ def _fp32_heads(model: nn.Module) -> None:
             head.register_forward_pre_hook(lambda _m, args: tuple(a.float() if torch.is_tensor(a) else a
                                                                   for a in args))
             head._albert_fp32_hook = True
+
+
+def freeze_fp32(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
+    """Encoder weights prepared once (Q/K/V concatenated) instead of at every forward."""
+    model.float().eval()
+    with torch.no_grad():
+        for enc in _encoders(model):
+            enc.frozen = [[layer.prepare(torch.float32) for layer in group.albert_layers]  # type: ignore[union-attr]
+                          for group in enc.albert_layer_groups]
+            enc.inference_dtype = torch.float32
+    return model
 
 
 def freeze_bf16(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:

@@ -638,6 +638,16 @@ def serve_model(settings: ServeSettings) -> None:
 
 
 def _announce(task: str, host: str, port: int, settings: ServeSettings) -> None:
+    import ipaddress
+    import sys
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not settings.api_key:
+        print(f"albert serve: warning: listening on {host} without an API key: anyone who reaches this port can "
+              "use the model (--api-key or $ALBERT_API_KEY)", file=sys.stderr, flush=True)
     shown = f"[{host}]" if ":" in host else host
     key = "; API key required" if settings.api_key else ""
     print(f"albert serve: {task} on http://{shown}:{port}{TASKS[task].route} (page /, docs /docs, GET /health, "
