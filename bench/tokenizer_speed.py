@@ -1,10 +1,12 @@
-"""Tokenizer throughput: ours vs transformers' slow (sentencepiece) and fast (Rust) AlbertTokenizer.
+"""Tokenizer throughput: ours vs transformers' fast (Rust) and slow (sentencepiece) AlbertTokenizer, on two text
+shapes: short lines (the corpus's lines, batches of 1000) and long texts (≥ 2,000 characters: consecutive corpus
+lines joined, batches of 256).
 
-    python bench/tokenizer_speed.py [--mb 10] [--tokenizer DIR] [--out bench/results/tokenizer_speed.json]
+    PYTHONPATH=.tf4 python bench/tokenizer_speed.py [--mb 10] [--tokenizer DIR] [--out ...]
 
-Encodes about `--mb` MB of the corpus in batches of 1000 lines (input_ids, token types, attention
-mask; no padding), alternating the tokenizers, and reports MB/s medians. It also counts lines whose
-ids differ from the slow tokenizer (the reference semantics).
+Run it with transformers 4.57 (`.tf4`, which scripts/test.sh makes): its slow tokenizer is the reference
+semantics (SentencePiece), and the ids of ours and of the fast one are compared with it. Encodes about `--mb` MB
+per shape (input_ids, token types, attention mask; no padding), alternating the tokenizers; MB/s medians.
 """
 
 from __future__ import annotations
@@ -47,17 +49,29 @@ def load_lines(mb: float) -> tuple[list[str], str]:
     return lines, source
 
 
+def long_texts(lines: list[str], at_least: int = 2000) -> list[str]:
+    """Consecutive lines joined into texts of at least `at_least` characters (e-mail and article lengths)."""
+    out, current = [], ""
+    for line in lines:
+        current = f"{current} {line}" if current else line
+        if len(current) >= at_least:
+            out.append(current)
+            current = ""
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=float, default=10.0)
+    ap.add_argument("--mb", type=float, default=10.0, help="MB of text per shape")
     ap.add_argument("--tokenizer", default=None, help="a tokenizer dir (default: the embedded model's)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tokenizer_speed.json"))
     a = ap.parse_args()
     import transformers
 
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        raise SystemExit("run with transformers 4.57 for the SentencePiece reference: PYTHONPATH=.tf4 python ...")
     lines, source = load_lines(a.mb)
-    size_mb = sum(len(x.encode()) for x in lines) / 1e6
     tok_dir = Path(a.tokenizer) if a.tokenizer else ROOT / "src" / "albert" / "models" / "albert-small-en"
     if not (tok_dir / "spiece.model").is_file():
         tok_dir = Path("/tmp/bench_tokenizer")
@@ -66,35 +80,38 @@ def main() -> None:
     ours = AlbertTokenizer.from_pretrained(tok_dir)
     slow = transformers.AlbertTokenizer.from_pretrained(str(tok_dir))
     fast = transformers.AlbertTokenizerFast.from_pretrained(str(tok_dir))
-    batches = [lines[i:i + 1000] for i in range(0, len(lines), 1000)]
     contenders = {"ours": ours, "transformers_fast": fast, "transformers_slow": slow}
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    outputs: dict[str, list[list[int]]] = {}
-    for r in range(a.repeats):
-        for name, tok in contenders.items():
-            if name == "transformers_slow" and r > 0:
-                continue  # ~40 s per pass; one is enough
-            t = time.perf_counter()
-            ids = [row for b in batches for row in tok(b)["input_ids"]]
-            times[name].append(time.perf_counter() - t)
-            outputs[name] = ids
-    mbs = {k: size_mb / statistics.median(v) for k, v in times.items()}
-    mismatches = {k: sum(x != y for x, y in zip(outputs[k], outputs["transformers_slow"]))
-                  for k in ("ours", "transformers_fast")}
-    result = {
-        "benchmark": "tokenizer_speed", "source": source, "mb": round(size_mb, 2), "lines": len(lines),
-        "batch_lines": 1000, "tokenizer": str(tok_dir), "threads": torch.get_num_threads(),
-        "machine": cpu_description(),
-        "mb_per_s": {k: round(v, 3) for k, v in mbs.items()},
-        "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
-        "ratio_ours_vs_fast": round(mbs["ours"] / mbs["transformers_fast"], 2),
-        "ratio_ours_vs_slow": round(mbs["ours"] / mbs["transformers_slow"], 2),
-        "lines_differing_from_slow": mismatches,
-        "transformers_version": transformers.__version__,
-    }
+    shapes = {"short_lines": (lines, 1000), "long_texts": (long_texts(lines), 256)}
+    result: dict = {"benchmark": "tokenizer_speed", "source": source, "tokenizer": str(tok_dir),
+                    "threads": torch.get_num_threads(), "machine": cpu_description(),
+                    "transformers_version": transformers.__version__, "shapes": {}}
+    for shape, (texts, batch) in shapes.items():
+        size_mb = sum(len(x.encode()) for x in texts) / 1e6
+        batches = [texts[i:i + batch] for i in range(0, len(texts), batch)]
+        times: dict[str, list[float]] = {k: [] for k in contenders}
+        outputs: dict[str, list[list[int]]] = {}
+        for r in range(a.repeats):
+            for name, tok in contenders.items():
+                if name == "transformers_slow" and r > 0:
+                    continue  # ~40 s per pass; one is enough
+                t = time.perf_counter()
+                ids = [row for b in batches for row in tok(b)["input_ids"]]
+                times[name].append(time.perf_counter() - t)
+                outputs[name] = ids
+        mbs = {k: size_mb / statistics.median(v) for k, v in times.items()}
+        result["shapes"][shape] = {
+            "mb": round(size_mb, 2), "texts": len(texts), "batch": batch,
+            "mean_chars": round(sum(map(len, texts)) / len(texts)),
+            "mb_per_s": {k: round(v, 3) for k, v in mbs.items()},
+            "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+            "ratio_ours_vs_fast": round(mbs["ours"] / mbs["transformers_fast"], 2),
+            "ratio_ours_vs_slow": round(mbs["ours"] / mbs["transformers_slow"], 2),
+            "texts_differing_from_slow": {k: sum(x != y for x, y in zip(outputs[k], outputs["transformers_slow"]))
+                                          for k in ("ours", "transformers_fast")},
+        }
+        print(shape, json.dumps({k: v for k, v in result["shapes"][shape].items() if k != "seconds"}), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
