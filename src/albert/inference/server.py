@@ -602,12 +602,12 @@ def running(app: Any, settings: ServeSettings | None = None, port: int = 0) -> I
 
 def serve_model(settings: ServeSettings) -> None:
     """`albert serve`: serve until SIGINT or SIGTERM; requests in flight are answered first (within --grace s)."""
-    import uvicorn
-
     settings.check()
     missing = [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
     if missing:
         raise InputError(f"albert serve needs {', '.join(missing)}: pip install 'albert-lm[serve]'")
+    import uvicorn
+
     if settings.api_key is None and os.environ.get(API_KEY_ENV):
         settings = dataclasses.replace(settings, api_key=os.environ[API_KEY_ENV])
     sock = bind(settings.host, settings.port)
