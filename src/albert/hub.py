@@ -44,7 +44,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        tried.append("hub download unavailable: huggingface_hub is not installed (pip install 'albert[hub]')")
+        tried.append("hub download unavailable: huggingface_hub is not installed (pip install 'albert-lm[hub]')")
     else:
         try:
             return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))

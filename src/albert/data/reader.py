@@ -125,7 +125,7 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise DataError(f"{path}: reading parquet needs pyarrow (pip install 'albert[data]')") from None
+            raise DataError(f"{path}: reading parquet needs pyarrow (pip install 'albert-lm[data]')") from None
         try:
             pf = pq.ParquetFile(path)
             n = 0

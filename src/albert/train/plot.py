@@ -117,7 +117,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None, max_step: int |
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise DataError("plotting needs matplotlib (pip install 'albert[plot]')") from None
+        raise DataError("plotting needs matplotlib (pip install 'albert-lm[plot]')") from None
     run_dir = Path(run_dir)
     train, evals, starts = read_history(run_dir, max_step)
     out_path = Path(out) if out else run_dir / "curves.png"
