@@ -286,9 +286,8 @@ def write_model_card(out: Path, settings: FinetuneSettings, labels: list[str], s
              "out": settings.out}
     defaults = build_settings(FinetuneSettings, {k: v for k, v in given.items() if v is not None})
     changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(FinetuneSettings)
-               if f.name not in given and f.name not in ("run_dir", "progress", "max_steps", "eval_every",
-                                                         "save_every")
-               and getattr(settings, f.name) != getattr(defaults, f.name)}
+               if f.name not in given and f.name not in ("run_dir", "progress", "epochs", "eval_every", "save_every")
+               and (f.name == "max_steps" or getattr(settings, f.name) != getattr(defaults, f.name))}
     command = " ".join(["albert finetune", *(f"--{k} {v}" for k, v in given.items() if v),
                         *(f"--{k} {json.dumps(v) if not isinstance(v, str) else v}" for k, v in changed.items())])
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in (scores or {}).items())
