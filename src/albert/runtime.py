@@ -174,25 +174,25 @@ def _fp32_heads(model: nn.Module) -> None:
             head._albert_fp32_hook = True
 
 
-def freeze_fp32(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
-    """Encoder weights prepared once (Q/K/V concatenated) instead of at every forward."""
+def _freeze(model: AlbertPreTrainedModel, dtype: torch.dtype) -> AlbertPreTrainedModel:
+    """The encoder's weights prepared once in `dtype` (Q/K/V concatenated, cast), instead of at every forward."""
     model.float().eval()
     with torch.no_grad():
         for enc in _encoders(model):
-            enc.frozen = [[layer.prepare(torch.float32) for layer in group.albert_layers]  # type: ignore[union-attr]
+            enc.frozen = [[layer.prepare(dtype) for layer in group.albert_layers]  # type: ignore[union-attr]
                           for group in enc.albert_layer_groups]
-            enc.inference_dtype = torch.float32
+            enc.inference_dtype = dtype
     return model
+
+
+def freeze_fp32(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
+    """Encoder weights prepared once (Q/K/V concatenated) instead of at every forward."""
+    return _freeze(model, torch.float32)
 
 
 def freeze_bf16(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
     """Encoder in bf16 (weights cast once, here), parameters and heads in fp32."""
-    model.float().eval()
-    with torch.no_grad():
-        for enc in _encoders(model):
-            enc.frozen = [[layer.prepare(torch.bfloat16) for layer in group.albert_layers]  # type: ignore[union-attr]
-                          for group in enc.albert_layer_groups]
-            enc.inference_dtype = torch.bfloat16
+    _freeze(model, torch.bfloat16)
     _fp32_heads(model)
     return model
 
