@@ -297,9 +297,11 @@ class AlbertBackbone(nn.Module):
             raise ValueError("output_positions cannot be combined with output_hidden_states or output_attentions")
         emb = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, E)
         dtype = self.encoder.inference_dtype or compute_dtype(emb)
-        # no mask where no position is padding: attention then takes its unmasked kernel (the same result)
-        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-        padded = attention_mask is not None and (tracing or not bool(attention_mask.all()))
+        # no mask where no position is padding: attention then takes its unmasked kernel (the same result). Only
+        # on the CPU, where reading the mask costs nothing; on a GPU it would stall every step for a host sync
+        padded = attention_mask is not None and (
+            attention_mask.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
+            or torch.compiler.is_exporting() or not bool(attention_mask.all()))
         mask = extended_attention_mask(attention_mask, dtype) if padded else None  # type: ignore[arg-type]
         keep = output_positions
         if keep is not None and self.pooler is not None:

@@ -53,26 +53,24 @@ def check_new_output(directory: str | Path, command: str, hint: str = "choose a 
 
 
 @contextmanager
-def claim_output(directory: str | Path, command: str, keep_leftovers: bool = False) -> Iterator[Path]:
+def claim_output(directory: str | Path, command: str) -> Iterator[Path]:
     """Write a command's output into `directory`: checked as check_new_output, marked while being written, the
     marker removed on success. On failure (an error, Ctrl-C) what was written is removed — the directory
-    itself too where this call made it. A kill leaves the marker, so a rerun clears the leftovers (or,
-    with `keep_leftovers`, continues from them: finetune --resume)."""
+    itself too where this call made it. A kill leaves the marker, so a rerun clears the leftovers."""
     directory = Path(directory)
     leftovers = check_new_output(directory, command)
     made = not directory.exists()
-    if leftovers and not keep_leftovers:
+    if leftovers:
         _clear(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).write_text(json.dumps({"command": command}) + "\n", encoding="utf-8")
     try:
         yield directory
     except BaseException:
-        if not keep_leftovers:
-            if made:
-                shutil.rmtree(directory, ignore_errors=True)
-            else:
-                _clear(directory)
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            _clear(directory)
         raise
     (directory / MARKER).unlink(missing_ok=True)
 

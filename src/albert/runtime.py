@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32", "int8")
-TRAINING_PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
 
 # ----- devices -----
@@ -120,11 +119,6 @@ class Runtime:
     def autocast_dtype(self) -> torch.dtype | None:
         """The dtype to autocast to while training in this precision (None: no autocast)."""
         return torch.bfloat16 if self.precision == "bf16" else None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype activations are computed in (int8 computes in fp32 around int8 matrices)."""
-        return torch.bfloat16 if self.precision == "bf16" else torch.float32
 
 
 def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:

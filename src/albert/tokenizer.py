@@ -135,20 +135,19 @@ class AlbertTokenizer:
             from albert.hub import resolve_model_dir
 
             path = resolve_model_dir(name_or_path)
+        from albert.data.reader import read_json
+
         settings: dict[str, Any] = {}
         vocab, fast = path / VOCAB_FILE, path / TOKENIZER_JSON
         proto = None
         if not vocab.is_file():
             if not fast.is_file():
                 raise CheckpointError(f"no {VOCAB_FILE} or {TOKENIZER_JSON} in {path}")
-            from albert.data.reader import read_json
             from albert.tokenizer_json import spm_from_tokenizer_json
 
             proto, settings = spm_from_tokenizer_json(read_json(fast), str(fast))
         config_file = path / "tokenizer_config.json"
         if config_file.is_file():
-            from albert.data.reader import read_json
-
             config = read_json(config_file)
             if isinstance(config, dict):
                 settings |= {k: config[k] for k in ("do_lower_case", "remove_space", "keep_accents")

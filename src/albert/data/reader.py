@@ -23,9 +23,13 @@ from albert.errors import DataError
 _ARCHIVE_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _require_file(path: Path) -> None:
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.is_dir() else f"{path} is a directory; expected a file")
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    _require_file(path)
     suffix = path.suffix.lower()
     if suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
@@ -36,12 +40,17 @@ def _open_binary(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
 
+def _not_utf8(path: Path, line: int, byte: int, column: int | None = None) -> DataError:
+    at = "" if column is None else f" at column {column}"
+    return DataError(f"{path}:{line}: not UTF-8 text (byte 0x{byte:02x}{at}); convert the file to UTF-8 (e.g. iconv "
+                     "-f latin1 -t utf-8)")
+
+
 def _decode(raw: bytes, path: Path, n: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                        "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise _not_utf8(path, n, raw[e.start], e.start + 1) from None
 
 
 def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -57,11 +66,6 @@ def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: cannot read ({_reason(e)})") from None
 
 
-def open_text(path: str | Path) -> Iterator[str]:
-    """The lines of a text file (with their line breaks), as a file object yields them; strict UTF-8."""
-    return (line + "\n" for _, line in iter_text_lines(path))
-
-
 def read_text(path: str | Path) -> str:
     """A whole text file, strict UTF-8 (the error names the line of the first bad byte)."""
     path = Path(path)
@@ -74,9 +78,7 @@ def read_text(path: str | Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); convert the file to UTF-8 "
-                        "(e.g. iconv -f latin1 -t utf-8)") from None
+        raise _not_utf8(path, raw.count(b"\n", 0, e.start) + 1, raw[e.start]) from None
 
 
 def _reason(e: BaseException) -> str:
@@ -190,8 +192,7 @@ def iter_inputs(path: str | Path) -> Iterator[tuple[str, Any]]:
     import csv
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.is_dir() else f"{path} is a directory; expected a file")
+    _require_file(path)  # before parquet, which pyarrow opens itself
     kind = base_suffix(path)
     if kind == ".txt":
         for n, line in iter_text_lines(path):

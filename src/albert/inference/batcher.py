@@ -88,10 +88,6 @@ class Batcher:
             self._cond.notify()
         return request.future
 
-    def __call__(self, items: list[Any], parameters: dict[str, Any]) -> list[Any]:
-        result: list[Any] = self.submit(items, parameters).result()
-        return result
-
     @property
     def queued_inputs(self) -> int:
         """Inputs waiting for a model call (a request being run counts for what it has left)."""

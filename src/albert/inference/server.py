@@ -155,7 +155,6 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
 
     app = FastAPI(title=f"albert: {task.name}", version=_version(), description=_description(task, settings),
                   docs_url="/docs", redoc_url=None)
-    app.state.batcher = batcher
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -205,27 +204,24 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
         400: {"description": "a malformed request: {\"error\": \"one line\"}"},
         401: {"description": "no or a wrong API key"}, 413: {"description": "the body, or an input, is too large"}}
 
+    # feature-extraction's route is /embed, which also takes text-embeddings-inference's body
+    tei = task.name == "feature-extraction"
+
     async def task_route(request: Request) -> Any:
-        return await answer(request, "pipeline")
+        return await answer(request, "embed" if tei else "pipeline")
 
     async def api_route(request: Request) -> Any:
         return await answer(request, "api")
 
-    app.add_api_route(task.route, task_route, methods=["POST"], summary=f"{task.name}: {task.help}",
-                      openapi_extra={"requestBody": request_body}, responses=responses)
+    summary = (f"{task.name}: {task.help}; text-embeddings-inference's body ({{inputs, normalize, truncate}}) or the "
+               "pipeline's ({inputs, parameters})" if tei else f"{task.name}: {task.help}")
+    body_model = models["tei"] if tei else models["request"]
+    app.add_api_route(task.route, task_route, methods=["POST"], summary=summary, responses=responses,
+                      openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+                          "$ref": f"#/components/schemas/{body_model}"}}}, "required": True}})
     app.add_api_route("/", api_route, methods=["POST"], summary=f"{task.name} in the Hugging Face inference API's "
                       "shapes (for huggingface_hub.InferenceClient)",
                       openapi_extra={"requestBody": request_body}, responses=responses)
-    if task.name == "feature-extraction":
-        async def tei_route(request: Request) -> Any:
-            return await answer(request, "embed")
-
-        app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != "/embed"]
-        app.add_api_route("/embed", tei_route, methods=["POST"], summary="sentence vectors; text-embeddings-"
-                          "inference's body ({inputs, normalize, truncate}) or the pipeline's ({inputs, parameters})",
-                          openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
-                              "$ref": f"#/components/schemas/{models['tei']}"}}}, "required": True}},
-                          responses=responses)
 
     @app.get("/health", summary="liveness: the model, and how much batching it has done")
     async def health() -> dict[str, Any]:

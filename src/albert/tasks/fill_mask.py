@@ -16,7 +16,6 @@ from albert.tasks.batching import buckets, pad_batch
 if TYPE_CHECKING:
     from albert.tokenizer import AlbertTokenizer
 
-BATCH_SIZE = 32  # texts per forward
 # (encoded, padded batch; each row's [MASK] positions, padded with 0) → (B, P, V) logits at those positions
 Logits = Callable[[dict[str, list[list[int]]], list[list[int]]], np.ndarray]
 BATCH_SIZE = 32  # texts per forward

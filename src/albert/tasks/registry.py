@@ -21,8 +21,19 @@ from typing import Any, Literal
 from albert.errors import ConfigError, InputError
 
 
+class _Flagged:
+    """A field or parameter's command-line flag: its own `flag`, else --name-with-dashes."""
+
+    name: str
+    flag: str
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
 @dataclass(frozen=True)
-class Field:
+class Field(_Flagged):
     """One field of a task's input. `text`: a string; `options`: a list of at least two strings."""
 
     name: str
@@ -31,13 +42,9 @@ class Field:
     help: str = ""
     flag: str = ""  # the CLI flag, when not --name-with-dashes
 
-    @property
-    def cli_flag(self) -> str:
-        return self.flag or "--" + self.name.replace("_", "-")
-
 
 @dataclass(frozen=True)
-class Parameter:
+class Parameter(_Flagged):
     """A keyword argument of a task's pipeline, as callers pass it (CLI flag, request `parameters`)."""
 
     name: str
@@ -47,10 +54,6 @@ class Parameter:
     flag: str = ""  # the CLI flag, when not --name-with-dashes
     cli: bool = True  # offered on the command line
     maximum: int | None = None  # for int parameters: the largest value a caller may ask for
-
-    @property
-    def cli_flag(self) -> str:
-        return self.flag or "--" + self.name.replace("_", "-")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer
 from albert.tasks.choice import ChoiceFeatures, read_questions
 from albert.tasks.qa import QAFeatures, read_qa
-from albert.tasks.registry import get_kind
+from albert.tasks.registry import TASKS, get_kind
 from albert.tasks.sequence import SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
@@ -301,7 +301,7 @@ tags: [albert, {settings.task}]
 # {out.name}
 
 ALBERT fine-tuned for **{settings.task}** ({kind.help}) from `{settings.model}`; it answers the `{kind.task}`
-task (`albert {_command_of(kind.task)} --model {out.name}`, or `albert.pipeline("{kind.task}", model=...)`), and
+task (`albert {TASKS[kind.task].command} --model {out.name}`, or `albert.pipeline("{kind.task}", model=...)`), and
 transformers loads it as `{model_class(TaskSpec(settings.task, settings.max_seq_length,
 answerability_head=settings.answerability_head)).__name__}`.
 
@@ -327,12 +327,6 @@ answerability_head=settings.answerability_head)).__name__}`.
 Training state (checkpoints, metrics.jsonl, the resolved settings.yaml) is in `{settings.run_dir}`.
 """
     (out / "README.md").write_text(card, encoding="utf-8")
-
-
-def _command_of(task_name: str) -> str:
-    from albert.tasks.registry import TASKS
-
-    return TASKS[task_name].command
 
 
 def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
