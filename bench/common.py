@@ -25,11 +25,10 @@ def peak_rss_mb() -> int:
 
 
 def model_gflop(config: Any, B: int, T: int) -> float:
-    """Forward GFLOP of the encoder for B×T tokens: 2 FLOPs per multiply-add; every layer pass's Q/K/V/output
-    projections and FFN, attention scores and mixing, and the embedding projection."""
-    H, E, inner, L = config.hidden_size, config.embedding_size, config.intermediate_size, config.num_hidden_layers
-    per_token = 2 * (4 * H * H + 2 * H * inner) * L + 2 * 2 * T * H * L + 2 * E * H
-    return B * T * per_token / 1e9
+    """Forward GFLOP of the encoder for B×T tokens (albert.config.forward_flops, without an MLM head)."""
+    from albert.config import forward_flops
+
+    return forward_flops(config, B, T) / 1e9
 
 
 def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False) -> dict[str, float]:

@@ -159,10 +159,13 @@ def test_formats_and_corrupt_shard(tokenizer_dir: Path, tmp_path: Path, text_lin
         Corpus.open(tmp_path / "out_0", "train")
 
 
-def test_data_workers_build_the_same_batches(prepared_data: Path) -> None:
-    """Batches built ahead in worker processes equal the one-process ones, across a pool boundary and a resume."""
+@pytest.mark.parametrize("extra", [{}, {"packing": True, "batch_ramp_steps": 6}], ids=["padded", "packed-ramp"])
+def test_data_workers_build_the_same_batches(prepared_data: Path, extra: dict) -> None:
+    """Batches built ahead in worker processes equal the one-process ones, across a pool boundary and a resume
+    (padded, and packed rows with a batch ramp, whose steps straddle pool batches)."""
     import torch
 
+    from albert.config import AlbertConfig
     from albert.tokenizer import AlbertTokenizer
     from albert.train.pretrain import PretrainTask
     from albert.train.settings import PretrainSettings
@@ -170,11 +173,13 @@ def test_data_workers_build_the_same_batches(prepared_data: Path) -> None:
     tokenizer = AlbertTokenizer.from_pretrained(prepared_data / "tokenizer")
 
     def steps(workers: int, n: int, resume_at: int = 0) -> list[list[dict[str, torch.Tensor]]]:
-        settings = PretrainSettings(data=str(prepared_data), batch_size=8, max_seq_length=64, data_workers=workers)
-        task = PretrainTask(settings, tokenizer)
+        settings = PretrainSettings(data=str(prepared_data), batch_size=8, max_seq_length=64, data_workers=workers,
+                                    **extra)
+        config = AlbertConfig.from_preset("albert-tiny", vocab_size=tokenizer.vocab_size)
+        task = PretrainTask(settings, tokenizer, config)
         try:
             if resume_at:
-                first = PretrainTask(settings, tokenizer)
+                first = PretrainTask(settings, tokenizer, config)
                 for step in range(resume_at):
                     first.step_batches(step, 0, 1, 4)
                 task.load_data_state(first.data_state())
@@ -185,7 +190,8 @@ def test_data_workers_build_the_same_batches(prepared_data: Path) -> None:
 
     n = PretrainTask.POOL_STEPS + 3
     plain, ahead, resumed = steps(0, n), steps(2, n), steps(2, n, resume_at=PretrainTask.POOL_STEPS - 2)
-    assert len(plain[0]) == 2  # two micro-batches of 4 per step
+    assert len(plain[0]) == (1 if extra else 2)  # two micro-batches of 4 per step; one on the ramp's first
+    assert len(plain[-1]) == 2
     for a, b in zip(plain, ahead):
         assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
     for a, b in zip(plain[PretrainTask.POOL_STEPS - 2:], resumed):

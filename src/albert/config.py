@@ -220,6 +220,17 @@ class AlbertConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def forward_flops(config: AlbertConfig, batch: int, seq: int, predictions: int = 0) -> float:
+    """Model FLOPs of one forward pass over batch × seq positions (2 per multiply-add): the embedding projection,
+    every layer pass's Q/K/V/output projections, FFN, attention scores and mixing, and the MLM head at
+    `predictions` positions in all. A training step is 3× this (backward ≈ 2× forward), the usual convention for
+    model FLOPs utilisation; pretraining's last pass computes only the masked rows, so the hardware does a little
+    less than this counts (about 1/num_hidden_layers of the encoder)."""
+    H, E, inner, L = config.hidden_size, config.embedding_size, config.intermediate_size, config.num_hidden_layers
+    per_position = 2 * E * H + (2 * (4 * H * H + 2 * H * inner) + 2 * 2 * seq * H) * L
+    return float(batch * seq * per_position + 2 * (H * E + E * config.vocab_size) * predictions)
+
+
 def _official(hidden: int, layers: int, heads: int, act: str, dropout: float) -> dict[str, Any]:
     return dict(
         vocab_size=30000, embedding_size=128, hidden_size=hidden, num_hidden_layers=layers,

@@ -178,14 +178,15 @@ class _MaskedLMMixin(AlbertPreTrainedModel):
 
     def _encode_for_mlm(self, input_ids: Tensor | None, attention_mask: Tensor | None, token_type_ids: Tensor | None,
                         position_ids: Tensor | None, inputs_embeds: Tensor | None, mlm_positions: Tensor | None,
-                        output_hidden_states: bool, output_attentions: bool) -> tuple[BaseModelOutputWithPooling,
-                                                                                      Tensor]:
+                        output_hidden_states: bool, output_attentions: bool, example_ids: Tensor | None = None,
+                        pool_positions: Tensor | None = None) -> tuple[BaseModelOutputWithPooling, Tensor]:
         """The backbone's output and the hidden states the MLM head reads: [B, P, H] at `mlm_positions` [B, P],
         else [B, T, H]. With positions, the last layer computes only those positions (and [CLS] where there is a
         pooler), unless every layer's states or attentions are asked for."""
         only = mlm_positions if not (output_hidden_states or output_attentions) else None
         out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                          output_hidden_states, output_attentions, output_positions=only)
+                          output_hidden_states, output_attentions, output_positions=only, example_ids=example_ids,
+                          pool_positions=pool_positions)
         hidden = out.last_hidden_state
         if mlm_positions is not None and only is None:
             hidden = torch.gather(hidden, 1, mlm_positions[..., None].expand(-1, -1, hidden.shape[-1]))
@@ -212,11 +213,16 @@ class AlbertForPreTraining(_MaskedLMMixin):
         mlm_positions: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        example_ids: Tensor | None = None,
+        sop_positions: Tensor | None = None,
     ) -> AlbertForPreTrainingOutput:
         """`mlm_positions` [B, P] runs the MLM head on those positions only (as the original does in
-        training); `prediction_logits` is then [B, P, V] and `labels` [B, P] (-100 for padding)."""
+        training); `prediction_logits` is then [B, P, V] and `labels` [B, P] (-100 for padding).
+        Packed rows (see albert.data.pretraining.collate_packed): `example_ids` [B, T] and the examples' [CLS]
+        positions `sop_positions` [B, S]; `sop_logits` is then [B, S, 2] and `sentence_order_label` [B, S]."""
         out, hidden = self._encode_for_mlm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                           mlm_positions, output_hidden_states, output_attentions)
+                                           mlm_positions, output_hidden_states, output_attentions, example_ids,
+                                           sop_positions)
         logits = self.predictions(hidden)
         assert out.pooler_output is not None
         sop_logits = self.sop_classifier(out.pooler_output)

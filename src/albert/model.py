@@ -79,6 +79,14 @@ def extended_attention_mask(attention_mask: Tensor, dtype: torch.dtype) -> Tenso
     return (1.0 - mask) * torch.finfo(dtype).min
 
 
+def packed_attention_mask(example_ids: Tensor, dtype: torch.dtype) -> Tensor:
+    """[B, T] example numbers of packed rows → additive block-diagonal [B, 1, T, T]: a position sees only its own
+    example. Padding (0) sees padding, so no row of the softmax is empty (its outputs are never read)."""
+    same = example_ids[:, :, None] == example_ids[:, None, :]
+    zero = torch.zeros((), dtype=dtype, device=example_ids.device)
+    return torch.where(same, zero, torch.finfo(dtype).min)[:, None]
+
+
 class AlbertEmbeddings(nn.Module):
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
@@ -189,6 +197,8 @@ class AlbertLayer(nn.Module):
         if positions is not None:  # the rows kept from here on: queries and residual at K positions
             q = torch.gather(q, 2, positions[:, None, :, None].expand(-1, nh, -1, hs))  # (B, nh, K, hs)
             x = torch.gather(x, 1, positions[..., None].expand(-1, -1, H))  # (B, K, H)
+            if mask is not None and mask.shape[2] > 1:  # a mask per query (packed rows): its rows at K positions
+                mask = torch.gather(mask, 2, positions[:, None, :, None].expand(-1, mask.shape[1], -1, T))
         p_attn = self.attention.attention_dropout if self.training else 0.0
         probs: Tensor | None = None
         if output_attentions:
@@ -288,9 +298,14 @@ class AlbertBackbone(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         output_positions: Tensor | None = None,
+        example_ids: Tensor | None = None,
+        pool_positions: Tensor | None = None,
     ) -> BaseModelOutputWithPooling:
         """`output_positions` [B, K]: `last_hidden_state` is [B, K, H] at those positions, and the last layer
-        computes nothing else (the pooler's [CLS] row is added for it). Not with hidden states or attentions."""
+        computes nothing else (the pooler's [CLS] row is added for it). Not with hidden states or attentions.
+
+        Packed rows (training): `example_ids` [B, T] numbers the examples of a row (0: padding) and attention stays
+        inside each; `pool_positions` [B, S] are their [CLS] positions, and `pooler_output` is then [B, S, H]."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if output_positions is not None and (output_hidden_states or output_attentions):
@@ -302,19 +317,28 @@ class AlbertBackbone(nn.Module):
         padded = attention_mask is not None and (
             attention_mask.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
             or torch.compiler.is_exporting() or not bool(attention_mask.all()))
-        mask = extended_attention_mask(attention_mask, dtype) if padded else None  # type: ignore[arg-type]
+        if example_ids is not None:
+            mask = packed_attention_mask(example_ids, dtype)
+        else:
+            mask = extended_attention_mask(attention_mask, dtype) if padded else None  # type: ignore[arg-type]
+        pool_at = pool_positions if pool_positions is not None else torch.zeros_like(emb[:, :1, 0], dtype=torch.long)
         keep = output_positions
         if keep is not None and self.pooler is not None:
-            keep = torch.cat([torch.zeros_like(keep[:, :1]), keep], dim=1)  # [CLS] first, for the pooler
+            keep = torch.cat([pool_at, keep], dim=1)  # the [CLS] rows first, for the pooler
         with torch.autocast(emb.device.type, enabled=False):
             enc = self.encoder(emb, mask, dtype, output_hidden_states, output_attentions, keep)
             hidden = enc.last_hidden_state
             pooled = None
             if self.pooler is not None:
+                S = pool_at.shape[1]
+                cls = hidden[:, :S] if output_positions is not None else \
+                    torch.gather(hidden, 1, pool_at[..., None].expand(-1, -1, hidden.shape[-1]))
                 p = self.pooler
-                pooled = torch.tanh(F.linear(hidden[:, 0], p.weight.to(dtype), p.bias.to(dtype)))
+                pooled = torch.tanh(F.linear(cls, p.weight.to(dtype), p.bias.to(dtype)))  # (B, S, H)
+                if pool_positions is None:
+                    pooled = pooled[:, 0]
                 if output_positions is not None:
-                    hidden = hidden[:, 1:]
+                    hidden = hidden[:, S:]
         return BaseModelOutputWithPooling(
             last_hidden_state=hidden,
             pooler_output=pooled,

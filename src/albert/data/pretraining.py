@@ -306,3 +306,65 @@ def collate(examples: list[MaskedExample], pad_id: int, max_predictions: int) ->
     sop = torch.tensor([e.sop_label for e in examples], dtype=torch.long)
     return {"input_ids": input_ids, "token_type_ids": types, "attention_mask": mask, "mlm_positions": positions,
             "labels": labels, "sentence_order_label": sop}
+
+
+# ----- packing: several short examples in one row -----
+def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Indices grouped into rows whose lengths sum to at most `capacity`: best fit, longest first.
+
+    Rooms are bucketed by size, so each placement looks at most `capacity` buckets (not every open row)."""
+    rooms: list[list[int]] = [[] for _ in range(capacity + 1)]  # rooms[r]: rows with exactly r positions free
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        n = lengths[i]
+        if n > capacity:
+            raise ValueError(f"an example of {n} tokens does not fit a row of {capacity}")
+        r = next((r for r in range(n, capacity + 1) if rooms[r]), -1)
+        if r < 0:
+            row = len(rows)
+            rows.append([])
+            free.append(capacity)
+        else:
+            row = rooms[r].pop()
+        rows[row].append(i)
+        free[row] -= n
+        rooms[free[row]].append(row)
+    return rows
+
+
+def collate_packed(rows: list[list[MaskedExample]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of several examples each, as one batch: every example keeps its own [CLS] A [SEP] B [SEP], its
+    positions restart at 0 and `example_ids` (1, 2, …; 0 for padding) lets attention see only its own example,
+    so each example's outputs are the ones it would have alone in a padded batch. The SOP head reads every
+    example's [CLS] (`sop_positions`); labels and positions are padded with -100 / 0."""
+    B = len(rows)
+    T = max(sum(len(e.input_ids) for e in row) for row in rows)
+    P = max(1, max(sum(len(e.mlm_positions) for e in row) for row in rows))
+    S = max(len(row) for row in rows)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    types = torch.zeros((B, T), dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    position_ids = torch.zeros((B, T), dtype=torch.long)
+    example_ids = torch.zeros((B, T), dtype=torch.long)
+    mlm_positions = torch.zeros((B, P), dtype=torch.long)
+    labels = torch.full((B, P), -100, dtype=torch.long)
+    sop_positions = torch.zeros((B, S), dtype=torch.long)
+    sop = torch.full((B, S), -100, dtype=torch.long)
+    for i, row in enumerate(rows):
+        start = p = 0
+        for j, e in enumerate(row):
+            n, m = len(e.input_ids), len(e.mlm_positions)
+            input_ids[i, start:start + n] = torch.from_numpy(e.input_ids)
+            types[i, start:start + n] = torch.from_numpy(e.token_type_ids)
+            mask[i, start:start + n] = 1
+            position_ids[i, start:start + n] = torch.arange(n)
+            example_ids[i, start:start + n] = j + 1
+            mlm_positions[i, p:p + m] = torch.from_numpy(e.mlm_positions) + start
+            labels[i, p:p + m] = torch.from_numpy(e.mlm_labels)
+            sop_positions[i, j] = start
+            sop[i, j] = e.sop_label
+            start, p = start + n, p + m
+    return {"input_ids": input_ids, "token_type_ids": types, "attention_mask": mask, "position_ids": position_ids,
+            "example_ids": example_ids, "mlm_positions": mlm_positions, "labels": labels,
+            "sop_positions": sop_positions, "sentence_order_label": sop}

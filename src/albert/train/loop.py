@@ -42,7 +42,7 @@ CHECKPOINTS = "checkpoints"
 # Settings that may change between an interrupted run and its resumption without changing its results.
 # (precision may change too, with a warning: see run_precision.)
 RESUMABLE_CHANGES = {"logger", "log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
-                     "run_dir", "stop_after", "precision"}
+                     "run_dir", "stop_after", "precision", "compile"}
 
 
 # Tests slow the loop down to interrupt it at a chosen point (SIGKILL between checkpoints).
@@ -324,6 +324,11 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
     if d.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if settings.compile:
+        # forward and backward compiled (the optimizer step stays eager: LAMB is already a few foreach kernels).
+        # Shapes that vary from batch to batch (padding to each batch's longest) make it dynamic after one
+        # recompile; packed batches keep one shape. Evaluation and checkpoints use the eager module: same weights.
+        wrapped = torch.compile(wrapped)  # type: ignore[assignment]
 
     metrics_file = MetricsLog(run_dir, settings.logger, start) if d.main else None
     bar = tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
@@ -336,8 +341,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
             wrapped.train()
             torch.manual_seed(hash((settings.seed, step, d.rank)) & 0x7FFF_FFFF)  # dropout: exact on resume
             batches = task.step_batches(step, d.rank, d.world, micro)
-            if len(batches) != accumulation:
-                raise TrainingError(f"task gave {len(batches)} micro-batches, expected {accumulation}")
+            if not 1 <= len(batches) <= accumulation:  # fewer: a batch ramp's early steps
+                raise TrainingError(f"task gave {len(batches)} micro-batches, expected 1 to {accumulation}")
             batches = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
             norm = task.normalizers(batches).to(device=device, dtype=torch.float64)
             if d.world > 1:
@@ -377,6 +382,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                       "grad_norm": round(float(grad_norm), 6), "seconds": round(elapsed, 4)}
             if "tokens" in summary:
                 record["tokens_per_s"] = round(summary["tokens"] / max(elapsed, 1e-9), 1)
+            if "gflop" in summary:  # model FLOPs per second, for utilisation against the device's peak
+                record["gflops"] = round(summary["gflop"] / max(elapsed, 1e-9), 1)
             if metrics_file is not None:
                 metrics_file.write(record)
             if d.main and (step + 1) % max(1, settings.log_every) == 0:

@@ -63,14 +63,12 @@ class Lamb(torch.optim.Optimizer):
             updates = torch._foreach_div(m, denom)
             if group["weight_decay"]:
                 torch._foreach_add_(updates, params, alpha=group["weight_decay"])
-            if group["adapt"]:
-                w_norm = torch._foreach_norm(params)
-                u_norm = torch._foreach_norm(updates)
-                for p, u, wn, un in zip(params, updates, w_norm, u_norm):
-                    ratio = torch.where((wn > 0) & (un > 0), wn / un, torch.ones_like(wn))
-                    p.add_(u * ratio, alpha=-group["lr"])
-            else:
-                torch._foreach_add_(params, updates, alpha=-group["lr"])
+            if group["adapt"]:  # every tensor's trust ratio at once: a handful of kernels, not a few per tensor
+                w_norm = torch.stack(torch._foreach_norm(params))
+                u_norm = torch.stack(torch._foreach_norm(updates))
+                ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                torch._foreach_mul_(updates, list(ratio.unbind()))
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
         return loss
 
 
@@ -92,7 +90,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
 
 
 def lr_lambda(warmup_steps: int, total_steps: int, decay: str, power: float = 1.0) -> Callable[[int], float]:
-    """Multiplier of the peak rate at a step: linear warmup, then linear / polynomial / cosine / no decay.
+    """Multiplier of the peak rate at a step: linear warmup, then linear / polynomial / cosine / one-cycle / no decay.
 
     As in the original, the decay runs over all `total_steps` from step 0 (warmup overrides its start)."""
 
@@ -101,6 +99,8 @@ def lr_lambda(warmup_steps: int, total_steps: int, decay: str, power: float = 1.
             return (step + 1) / warmup_steps
         if decay == "constant":
             return 1.0
+        if decay == "one_cycle":  # up during warm-up (above), then straight down from the peak to 0 at the end
+            return max(0.0, 1.0 - (step - warmup_steps) / max(1, total_steps - warmup_steps))
         progress = min(1.0, step / max(1, total_steps))
         if decay == "linear":
             return 1.0 - progress

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -16,8 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.config import AlbertConfig, check_fits_memory
-from albert.data.pretraining import ExampleSettings, Masker, PretrainingStream, SegmentPair, collate
+from albert.config import AlbertConfig, check_fits_memory, forward_flops
+from albert.data.pretraining import (
+    ExampleSettings,
+    Masker,
+    PretrainingStream,
+    SegmentPair,
+    collate,
+    collate_packed,
+    pack_rows,
+)
 from albert.data.shards import Corpus, read_meta
 from albert.errors import DataError
 from albert.heads import AlbertForPreTraining
@@ -27,16 +36,23 @@ from albert.train.settings import PretrainSettings
 
 logger = logging.getLogger(__name__)
 
+EVAL_MASKING = 0.15  # held-out MLM is scored on 15% single-token masks, whatever the run's own masking
+
 
 class PretrainTask:
     stat_names = ["loss_sum", "mlm_loss_sum", "mlm_correct", "mlm_count", "sop_loss_sum", "sop_correct",
-                  "sop_count", "tokens"]
+                  "sop_count", "tokens", "positions", "flops"]
 
-    def __init__(self, settings: PretrainSettings, tokenizer: AlbertTokenizer) -> None:
+    def __init__(self, settings: PretrainSettings, tokenizer: AlbertTokenizer, config: AlbertConfig) -> None:
         self.settings = settings
+        self.config = config
         self.examples = ExampleSettings(settings.max_seq_length, settings.short_seq_prob, settings.masked_lm_prob,
                                         settings.max_predictions_per_seq, settings.max_ngram)
         self.masker = Masker(tokenizer, self.examples)
+        # Held-out scores use one masking whatever the recipe (15%, single tokens), so that recipes compare
+        self.eval_masker = Masker(tokenizer, ExampleSettings(
+            settings.max_seq_length, settings.short_seq_prob, EVAL_MASKING, math.ceil(EVAL_MASKING *
+                                                                                      settings.max_seq_length), 1))
         self.pad_id = tokenizer.pad_token_id
         train_corpus = Corpus.open(settings.data, "train")
         if train_corpus.num_tokens == 0:
@@ -44,16 +60,18 @@ class PretrainTask:
         self.stream = PretrainingStream(train_corpus, self.masker, self.examples, settings.seed,
                                         settings.document_order)
         self.eval_corpus = Corpus.open(settings.data, "eval")
-        self.epoch, self.pool_start, self.pool_taken = 0, 0, 0
-        self._pool: list[list[tuple[int, SegmentPair]]] = []
+        self.epoch, self.pool_start, self.units_taken = 0, 0, 0
+        self._legacy_taken: int | None = None  # a checkpoint of an earlier version counted whole batches
+        self._pool: list[list[Row]] = []  # batches of rows
         self._iter: Iterator[tuple[int, SegmentPair]] | None = None
         self._iter_pos = (-1, -1)
         self._eval_batches: list[dict[str, Tensor]] | None = None
         self._workers: ProcessPoolExecutor | None = None
-        self._ahead: dict[int, list[Future]] | None = None  # pool index -> its micro-batches being built
+        self._ahead: dict[int, Future] | None = None  # unit index -> its micro-batch being built
         self._reader: ThreadPoolExecutor | None = None
         self._next_pairs: tuple[tuple[int, int, int], Future] | None = None
-        self._batch_state = (self.masker, self.pad_id, self.examples.max_predictions_per_seq)  # see _build_batch
+        self._batch_state = (self.masker, self.pad_id, self.examples.max_predictions_per_seq,
+                             settings.packing)  # see _build_batch
         if settings.data_workers:
             self._reader = ThreadPoolExecutor(1)
             global _WORKER_STATE
@@ -65,7 +83,10 @@ class PretrainTask:
     # --- data ---
     # Sequences of a corpus of short documents (a dictionary, say) are far shorter than max_seq_length;
     # padding each batch to its longest would waste most of the compute. So a pool of POOL_STEPS steps'
-    # worth of pairs is sorted by length and cut into batches, whose order is then shuffled (seeded).
+    # worth of pairs is sorted by length and cut into batches, whose order is then shuffled (seeded). With
+    # `packing`, the pool's pairs are first packed into rows of up to max_seq_length tokens.
+    # A step takes micro-batch *units* from the pool in order: batch_size / micro-batch of them, fewer while the
+    # batch ramps up; without a ramp a step's units are exactly one batch of the pool.
     POOL_STEPS = 16
 
     def _fill_pool(self) -> None:
@@ -73,20 +94,28 @@ class PretrainTask:
         G = self.settings.batch_size
         for _ in range(2):
             pairs = self._take_pairs(self.epoch, self.pool_start, G * self.POOL_STEPS)
-            if len(pairs) >= G:
+            rows = self._rows(pairs)
+            if len(rows) >= G:
                 break
             self.epoch, self.pool_start = self.epoch + 1, 0  # too few left: the next epoch reshuffles and remasks
         else:
             raise DataError(f"{self.settings.data}: fewer training sequences than one batch ({G})")
         self._pool_size = len(pairs)
-        pairs.sort(key=lambda kp: len(kp[1].a) + len(kp[1].b))
-        batches = [pairs[i:i + G] for i in range(0, len(pairs) - G + 1, G)]  # a remainder < G is dropped
+        batches = [rows[i:i + G] for i in range(0, len(rows) - G + 1, G)]  # a remainder < G is dropped
         order = np.random.default_rng([self.settings.seed, self.epoch, self.pool_start, 3]).permutation(len(batches))
         self._pool = [batches[i] for i in order]
         self._ahead = None
         if self._reader is not None:  # the next pool's pairs, read in a thread while this pool trains
             key = (self.epoch, self.pool_start + self._pool_size, G * self.POOL_STEPS)
             self._next_pairs = (key, self._reader.submit(self._pairs_from, *key))
+
+    def _rows(self, pairs: list[tuple[int, SegmentPair]]) -> list[Row]:
+        """The pool's rows sorted by length: one pair each, or (packing) as many as fit max_seq_length."""
+        length = [len(p.a) + len(p.b) + 3 for _, p in pairs]  # [CLS] A [SEP] B [SEP]
+        if not self.settings.packing:
+            return [[pairs[i]] for i in sorted(range(len(pairs)), key=lambda i: length[i])]
+        rows = [[pairs[i] for i in row] for row in pack_rows(length, self.settings.max_seq_length)]
+        return sorted(rows, key=lambda row: sum(len(p.a) + len(p.b) + 3 for _, p in row))
 
     def _take_pairs(self, epoch: int, start: int, n: int) -> list[tuple[int, SegmentPair]]:
         if self._next_pairs is not None:
@@ -104,28 +133,42 @@ class PretrainTask:
         self._iter_pos = (epoch, start + len(out))
         return out
 
-    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
-        if self.pool_taken >= len(self._pool):
-            if self._pool:
-                self.pool_start += self._pool_size
-            self.pool_taken = 0
-            self._fill_pool()
-        i = self.pool_taken
-        self.pool_taken += 1
-        if self._workers is None:
-            return [_to_tensors(_build_batch(part, self.settings.seed, self.epoch, self._batch_state))
-                    for part in self._micro_batches(self._pool[i], rank, world, micro_batch)]
-        if self._ahead is None:  # the rest of this pool, built in the workers while the model trains
-            self._ahead = {j: [self._workers.submit(_build_batch, part, self.settings.seed, self.epoch)
-                               for part in self._micro_batches(self._pool[j], rank, world, micro_batch)]
-                           for j in range(i, len(self._pool))}
-        return [_to_tensors(f.result()) for f in self._ahead.pop(i)]
+    def units_at(self, step: int, units_per_batch: int) -> int:
+        """Micro-batch units of step `step`: all of a batch, or fewer on the batch ramp (rounded up)."""
+        s = self.settings
+        if step >= s.batch_ramp_steps:
+            return units_per_batch
+        fraction = s.batch_ramp_from + (1 - s.batch_ramp_from) * step / s.batch_ramp_steps
+        return max(1, min(units_per_batch, math.ceil(fraction * units_per_batch - 1e-9)))
 
-    def _micro_batches(self, pairs: list[tuple[int, SegmentPair]], rank: int, world: int,
-                       micro_batch: int) -> list[list[tuple[int, SegmentPair]]]:
-        # micro-batch m of rank r: global slice [(m*world + r)*b, +b) — the same examples whatever the layout
-        return [pairs[(m * world + rank) * micro_batch:(m * world + rank + 1) * micro_batch]
-                for m in range(self.settings.batch_size // (micro_batch * world))]
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        A = self.settings.batch_size // (micro_batch * world)  # units per pool batch
+        if self._legacy_taken is not None:
+            self.units_taken, self._legacy_taken = self._legacy_taken * A, None
+        out = []
+        for _ in range(self.units_at(step, A)):
+            if self.units_taken >= len(self._pool) * A:
+                if self._pool:
+                    self.pool_start += self._pool_size
+                self.units_taken = 0
+                self._fill_pool()
+            u = self.units_taken
+            self.units_taken += 1
+            if self._workers is None:
+                out.append(_to_tensors(_build_batch(self._unit(u, A, rank, world, micro_batch), self.settings.seed,
+                                                    self.epoch, self._batch_state)))
+                continue
+            if self._ahead is None:  # the rest of this pool, built in the workers while the model trains
+                self._ahead = {j: self._workers.submit(_build_batch, self._unit(j, A, rank, world, micro_batch),
+                                                       self.settings.seed, self.epoch)
+                               for j in range(u, len(self._pool) * A)}
+            out.append(_to_tensors(self._ahead.pop(u).result()))
+        return out
+
+    def _unit(self, u: int, units_per_batch: int, rank: int, world: int, micro_batch: int) -> list[Row]:
+        # unit m of a batch, rank r's share: rows [(m*world + r)*b, +b) — the same examples whatever the layout
+        batch, m = self._pool[u // units_per_batch], u % units_per_batch
+        return batch[(m * world + rank) * micro_batch:(m * world + rank + 1) * micro_batch]
 
     def close(self) -> None:
         if self._reader is not None:
@@ -136,53 +179,63 @@ class PretrainTask:
             self._workers = None
 
     def data_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "pool_start": self.pool_start, "pool_taken": self.pool_taken}
+        return {"epoch": self.epoch, "pool_start": self.pool_start, "units_taken": self.units_taken}
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         self.epoch, self.pool_start = int(state["epoch"]), int(state["pool_start"])
         self._fill_pool()
-        self.pool_taken = int(state["pool_taken"])
+        if "units_taken" in state:
+            self.units_taken = int(state["units_taken"])
+        else:  # written before steps took units: whole batches, converted on the first step
+            self._legacy_taken = int(state["pool_taken"])
 
     # --- loss ---
     def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
         mlm = sum(int((b["labels"] != -100).sum()) for b in batches)
-        seqs = sum(len(b["input_ids"]) for b in batches)
-        return torch.tensor([max(mlm, 1), max(seqs, 1)], dtype=torch.float64)
+        examples = sum(int((b["sentence_order_label"] != -100).sum()) for b in batches)
+        return torch.tensor([max(mlm, 1), max(examples, 1)], dtype=torch.float64)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        packed = {k: batch[k] for k in ("position_ids", "example_ids", "sop_positions") if k in batch}
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    token_type_ids=batch["token_type_ids"], mlm_positions=batch["mlm_positions"])
+                    token_type_ids=batch["token_type_ids"], mlm_positions=batch["mlm_positions"], **packed)
         logits = out.prediction_logits.float()  # (B, P, V)
         labels = batch["labels"]
         mlm_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                   reduction="sum")
-        sop_logits = out.sop_logits.float()
-        sop_sum = F.cross_entropy(sop_logits, batch["sentence_order_label"], reduction="sum")
-        loss = mlm_sum / norm[0] + sop_sum / norm[1]
+        sop_logits = out.sop_logits.float().reshape(-1, 2)  # (examples, 2); packed rows hold several
+        sop_labels = batch["sentence_order_label"].reshape(-1)
+        sop_sum = F.cross_entropy(sop_logits, sop_labels, ignore_index=-100, reduction="sum")
+        loss = mlm_sum / norm[0] + self.settings.sop_weight * sop_sum / norm[1]
         with torch.no_grad():
             valid = labels != -100
+            sop_valid = sop_labels != -100
             mlm_correct = ((logits.argmax(-1) == labels) & valid).sum()
-            sop_correct = (sop_logits.argmax(-1) == batch["sentence_order_label"]).sum()
-            stats = torch.stack([
-                (mlm_sum / norm[0] + sop_sum / norm[1]).double() * 0,  # filled by summarize
-                mlm_sum.double(), mlm_correct.double(), valid.sum().double(), sop_sum.double(),
-                sop_correct.double(), torch.tensor(float(len(labels)), dtype=torch.float64, device=labels.device),
-                batch["attention_mask"].sum().double(),
+            sop_correct = ((sop_logits.argmax(-1) == sop_labels) & sop_valid).sum()
+            stats = torch.cat([
+                torch.stack([loss.detach().double() * 0,  # filled by summarize
+                             mlm_sum.double(), mlm_correct.double(), valid.sum().double(), sop_sum.double(),
+                             sop_correct.double(), sop_valid.sum().double(), batch["attention_mask"].sum().double()]),
+                torch.tensor([float(batch["input_ids"].numel()),  # model FLOPs of forward + backward:
+                              3 * forward_flops(self.config, *batch["input_ids"].shape, labels.numel())],
+                             dtype=torch.float64, device=labels.device),
             ])
         return loss.to(torch.float32), stats
 
     def summarize(self, s: dict[str, float]) -> dict[str, float]:
         mlm_loss = s["mlm_loss_sum"] / max(s["mlm_count"], 1)
         sop_loss = s["sop_loss_sum"] / max(s["sop_count"], 1)
-        return {"loss": mlm_loss + sop_loss, "mlm_loss": mlm_loss, "sop_loss": sop_loss,
+        return {"loss": mlm_loss + self.settings.sop_weight * sop_loss, "mlm_loss": mlm_loss, "sop_loss": sop_loss,
                 "mlm_acc": s["mlm_correct"] / max(s["mlm_count"], 1),
                 "sop_acc": s["sop_correct"] / max(s["sop_count"], 1),
-                "tokens": s["tokens"]}
+                # tokens: real ones; positions: what the step computed on (tokens + padding)
+                "tokens": s["tokens"], "positions": s["positions"], "sequences": s["sop_count"],
+                "gflop": s["flops"] / 1e9}
 
     # --- evaluation on held-out documents ---
     def eval_batches(self) -> list[dict[str, Tensor]]:
         if self._eval_batches is None:
-            stream = PretrainingStream(self.eval_corpus, self.masker, self.examples, seed=12345)
+            stream = PretrainingStream(self.eval_corpus, self.eval_masker, self.examples, seed=12345)
             examples = []
             for _, ex in stream.examples(0, 0):
                 examples.append(ex)
@@ -190,7 +243,8 @@ class PretrainTask:
                     break
             size = 32
             examples.sort(key=lambda e: len(e.input_ids))
-            self._eval_batches = [collate(examples[i:i + size], self.pad_id, self.examples.max_predictions_per_seq)
+            self._eval_batches = [collate(examples[i:i + size], self.pad_id,
+                                          self.eval_masker.settings.max_predictions_per_seq)
                                   for i in range(0, len(examples), size)]
         return self._eval_batches
 
@@ -218,16 +272,19 @@ def _example_rng(seed: int, epoch: int, k: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, k, 2])
 
 
-_WORKER_STATE: tuple[Masker, int, int] | None = None  # (masker, pad id, max predictions), set before forking
+Row = list[tuple[int, SegmentPair]]  # the (index in epoch, pair)s of one row of a batch: one, or several packed
+_WORKER_STATE: tuple[Masker, int, int, bool] | None = None  # (masker, pad id, max predictions, packing), pre-fork
 
 
-def _build_batch(pairs: list[tuple[int, SegmentPair]], seed: int, epoch: int,
-                 state: tuple[Masker, int, int] | None = None) -> dict[str, np.ndarray]:
+def _build_batch(rows: list[Row], seed: int, epoch: int,
+                 state: tuple[Masker, int, int, bool] | None = None) -> dict[str, np.ndarray]:
     """Mask and collate one micro-batch. Each example's randomness comes from its own key, so the batch is the
     same whichever process builds it. Arrays, not tensors, cross the process boundary (plain pickling)."""
-    masker, pad_id, max_predictions = state or _WORKER_STATE  # type: ignore[misc]
-    examples = [masker.build(pair, _example_rng(seed, epoch, k)) for k, pair in pairs]
-    return {k: v.numpy() for k, v in collate(examples, pad_id, max_predictions).items()}
+    masker, pad_id, max_predictions, packing = state or _WORKER_STATE  # type: ignore[misc]
+    examples = [[masker.build(pair, _example_rng(seed, epoch, k)) for k, pair in row] for row in rows]
+    batch = collate_packed(examples, pad_id) if packing else collate([e for (e,) in examples], pad_id,
+                                                                       max_predictions)
+    return {k: v.numpy() for k, v in batch.items()}
 
 
 def _to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, Tensor]:
@@ -263,7 +320,7 @@ def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
         raise DataError(f"{data}: tokenizer has {tokenizer.vocab_size} pieces, the shards were made with "
                         f"{meta['vocab_size']}")
     config = build_config(settings, tokenizer.vocab_size)
-    task = PretrainTask(settings, tokenizer)
+    task = PretrainTask(settings, tokenizer, config)
     torch.manual_seed(settings.seed)
     if settings.init_from and not (resume and checkpoint_dirs(Path(settings.run_dir))):
         # (a resumed run takes its weights from its own checkpoint: init_from need not exist any more)

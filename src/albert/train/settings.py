@@ -33,7 +33,7 @@ class TrainSettings:
     learning_rate: float = 0.00176
     warmup_steps: int = 0
     warmup_fraction: float = 0.0  # used when warmup_steps is 0
-    decay: Literal["linear", "polynomial", "cosine", "constant"] = "linear"
+    decay: Literal["linear", "polynomial", "cosine", "constant", "one_cycle"] = "linear"
     decay_power: float = 1.0
     weight_decay: float = 0.01
     beta1: float = 0.9
@@ -50,6 +50,7 @@ class TrainSettings:
     keep_checkpoints: int = 3
     on_nonfinite: Literal["stop", "skip"] = "stop"
     progress: bool = True
+    compile: bool = False  # the training step's forward and backward under torch.compile
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -87,6 +88,10 @@ class PretrainSettings(TrainSettings):
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     max_ngram: int = 3
+    sop_weight: float = 1.0  # the sentence-order loss's weight beside MLM's (0: MLM only; SOP is still scored)
+    packing: bool = False  # several short examples per row of max_seq_length, attention kept within each
+    batch_ramp_steps: int = 0  # the batch grows linearly over these first steps, from batch_ramp_from × batch_size
+    batch_ramp_from: float = 0.25
     document_order: Literal["shuffled", "sequential"] = "shuffled"  # see albert.data.pretraining.PretrainingStream
     eval_examples: int = 2000
     # Processes that mask and collate the coming steps' batches while the model trains (Linux: forked). On a
@@ -103,6 +108,8 @@ class PretrainSettings(TrainSettings):
             raise ConfigError("data is required: a directory made by `albert data prepare`")
         if self.data_workers < 0:
             raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
+        if not 0 < self.batch_ramp_from <= 1:
+            raise ConfigError(f"batch_ramp_from must be in (0, 1], got {self.batch_ramp_from}")
 
 
 def check_numbers(settings: Any) -> None:
@@ -234,7 +241,8 @@ HELP: dict[str, str] = {
     "learning_rate": "peak learning rate, reached after warm-up",
     "warmup_steps": "steps of linear warm-up from 0",
     "warmup_fraction": "warm-up as a fraction of max_steps, used when warmup_steps is 0",
-    "decay": "learning-rate decay after warm-up",
+    "decay": "learning-rate decay after warm-up (one_cycle: from the peak at the warm-up's end down to 0 at the "
+             "last step)",
     "decay_power": "exponent of the polynomial decay",
     "weight_decay": "decoupled weight decay (not on biases and LayerNorm weights)",
     "beta1": "the optimizer's first-moment decay",
@@ -251,6 +259,7 @@ HELP: dict[str, str] = {
     "keep_checkpoints": "checkpoints kept (older ones are removed)",
     "on_nonfinite": "a non-finite loss: stop the run, or skip that step",
     "progress": "show a progress bar",
+    "compile": "run the step's forward and backward under torch.compile (compiles once; the same loss)",
     # pretraining (PretrainSettings)
     "data": "a directory made by `albert data prepare`",
     "model": "the model to start from: a preset name or config.json (pretrain), a model directory or name (finetune)",
@@ -263,6 +272,10 @@ HELP: dict[str, str] = {
     "max_ngram": "longest n-gram masked as one unit (the paper's 3)",
     "document_order": "shuffled: documents in a seeded random order; sequential: in corpus order",
     "eval_examples": "held-out examples in each evaluation",
+    "sop_weight": "weight of the sentence-order loss beside the MLM loss (0: MLM only, SOP still scored)",
+    "packing": "pack several short examples into each row (attention and positions per example) instead of padding",
+    "batch_ramp_steps": "grow the batch linearly over these first steps (in micro-batches); 0: no ramp",
+    "batch_ramp_from": "the ramp's first batch, as a fraction of batch_size",
     "data_workers": "processes that mask and collate the coming batches while the model trains (same batches)",
     # fine-tuning (albert.train.finetune.FinetuneSettings)
     "task": "the fine-tuning task (see --task's choices)",
