@@ -29,7 +29,6 @@ import yaml
 
 from albert.runtime import cpu_description
 
-
 # The study's base recipe: the paper's choices (15% n-gram masking up to 3, SOP weight 1, LAMB, linear decay
 # after a 10% warm-up) on a model small enough for two CPU cores.
 BASE: dict[str, Any] = {
@@ -186,7 +185,8 @@ def main() -> None:
         print(f"  {r['steps']} steps, {r['spent_tflop']} TFLOP, {r['seconds']} s: held-out MLM "
               f"{r['eval_mlm_acc']:.4f} (loss {r['eval_mlm_loss']:.3f}), SOP {r['eval_sop_acc']:.3f}", flush=True)
         doc = {"what": "recipe study at equal compute (model FLOPs), bench/recipe_study.py",
-               "machine": cpu_description(), "torch": torch.__version__, "budget_tflop": a.budget_tflop, "base": BASE, "data": a.data,
+               "machine": cpu_description(), "torch": torch.__version__, "budget_tflop": a.budget_tflop,
+               "base": BASE, "data": a.data,
                "evaluation": "held-out split of the data, 15% single-token masking, MLM loss/accuracy, SOP accuracy",
                "variants": list(done.values())}
         out.parent.mkdir(parents=True, exist_ok=True)
