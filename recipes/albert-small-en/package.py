@@ -31,7 +31,7 @@ from albert.train.settings import PretrainSettings, build_settings
 def measure(settings: PretrainSettings, model: AlbertForPreTraining, tokenizer: AlbertTokenizer) -> dict:
     settings.eval_examples = 10**9  # all held-out sequences
     settings.data_workers = 0
-    task = PretrainTask(settings, tokenizer)
+    task = PretrainTask(settings, tokenizer, model.config)
     # bf16 where this CPU has bf16 units (as the run evaluated), fp32 elsewhere: bf16 without them is ~80x slower
     bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16" and settings.precision == "bf16"
     return task.evaluate(model, torch.device("cpu"), torch.bfloat16 if bf16 else None)
