@@ -146,3 +146,22 @@ def test_settings_refuse_a_ramp_from_nothing() -> None:
     with pytest.raises(ConfigError, match="batch_ramp_from"):
         PretrainSettings(data="x", batch_ramp_from=0.0)
     assert dataclasses.fields(PretrainSettings)  # (the settings help test covers the new fields' lines)
+
+
+def test_time_budget_ends_the_run_evaluated_and_saved_with_the_schedule_run_through(prepared_data: Path,
+                                                                                       tmp_path: Path) -> None:
+    import json
+
+    from albert.train.pretrain import pretrain
+
+    settings = PretrainSettings(data=str(prepared_data), run_dir=str(tmp_path / "run"), model="albert-tiny",
+                                max_seq_length=64, batch_size=8, max_steps=100_000, learning_rate=1e-3,
+                                warmup_fraction=0.0, time_budget_minutes=0.05, eval_every=100_000,
+                                save_every=100_000, precision="fp32", progress=False, num_threads=1, packing=True)
+    final = pretrain(settings)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r.get("kind") != "eval"]
+    assert 1 < len(steps) < 100_000 and records[-1]["kind"] == "eval"  # stopped by time, then evaluated
+    assert steps[-1]["lr"] < 0.2 * steps[0]["lr"]  # the linear decay followed the time used, not the steps
+    assert (final / "model.safetensors").is_file()
+    assert list((tmp_path / "run" / "checkpoints").iterdir())  # and saved

@@ -317,10 +317,11 @@ class AlbertBackbone(nn.Module):
         padded = attention_mask is not None and (
             attention_mask.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
             or torch.compiler.is_exporting() or not bool(attention_mask.all()))
+        mask: Tensor | None = None
         if example_ids is not None:
             mask = packed_attention_mask(example_ids, dtype)
-        else:
-            mask = extended_attention_mask(attention_mask, dtype) if padded else None  # type: ignore[arg-type]
+        elif padded:
+            mask = extended_attention_mask(attention_mask, dtype)  # type: ignore[arg-type]
         pool_at = pool_positions if pool_positions is not None else torch.zeros_like(emb[:, :1, 0], dtype=torch.long)
         keep = output_positions
         if keep is not None and self.pooler is not None:

@@ -333,14 +333,18 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     return rows
 
 
-def collate_packed(rows: list[list[MaskedExample]], pad_id: int) -> dict[str, torch.Tensor]:
+def collate_packed(rows: list[list[MaskedExample]], pad_id: int, length: int = 0,
+                   predictions_multiple: int = 1) -> dict[str, torch.Tensor]:
     """Rows of several examples each, as one batch: every example keeps its own [CLS] A [SEP] B [SEP], its
     positions restart at 0 and `example_ids` (1, 2, …; 0 for padding) lets attention see only its own example,
     so each example's outputs are the ones it would have alone in a padded batch. The SOP head reads every
-    example's [CLS] (`sop_positions`); labels and positions are padded with -100 / 0."""
+    example's [CLS] (`sop_positions`); labels and positions are padded with -100 / 0.
+    `length` pads every row to that length, and `predictions_multiple` rounds the prediction slots up: fewer
+    distinct shapes, so a compiled step is not recompiled for each batch."""
     B = len(rows)
-    T = max(sum(len(e.input_ids) for e in row) for row in rows)
+    T = max(length, max(sum(len(e.input_ids) for e in row) for row in rows))
     P = max(1, max(sum(len(e.mlm_positions) for e in row) for row in rows))
+    P = -(-P // predictions_multiple) * predictions_multiple
     S = max(len(row) for row in rows)
     input_ids = torch.full((B, T), pad_id, dtype=torch.long)
     types = torch.zeros((B, T), dtype=torch.long)

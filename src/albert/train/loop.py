@@ -42,7 +42,8 @@ CHECKPOINTS = "checkpoints"
 # Settings that may change between an interrupted run and its resumption without changing its results.
 # (precision may change too, with a warning: see run_precision.)
 RESUMABLE_CHANGES = {"logger", "log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
-                     "run_dir", "stop_after", "precision", "compile"}
+                     "run_dir", "stop_after", "precision", "compile",
+                     "time_budget_minutes"}
 
 
 # Tests slow the loop down to interrupt it at a chosen point (SIGKILL between checkpoints).
@@ -333,7 +334,9 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
     metrics_file = MetricsLog(run_dir, settings.logger, start) if d.main else None
     bar = tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
                dynamic_ncols=True)
-    last_time = time.perf_counter()
+    last_time = started = time.perf_counter()
+    budget = settings.time_budget_minutes * 60
+    schedule = lr_lambda(settings.total_warmup, settings.max_steps, settings.decay, settings.decay_power)
     skipped = 0
     try:
         end = min(settings.max_steps, settings.stop_after or settings.max_steps)
@@ -372,7 +375,14 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 continue
-            lr = scheduler.get_last_lr()[0]
+            out_of_time = False
+            if budget:  # the schedule at whichever is further along, steps or time; the rate set for this step
+                used = time.perf_counter() - started
+                out_of_time = used >= budget
+                at = min(settings.max_steps, max(step, int(used / budget * settings.max_steps)))
+                for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+                    group["lr"] = base * schedule(at)
+            lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -390,7 +400,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                 bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "mlm_acc", "sop_acc", "acc", "tokens_per_s")
                                  if k in record}, refresh=False)
             bar.update(1)
-            last = step + 1 == end
+            last = step + 1 == end or out_of_time
             if settings.eval_every and ((step + 1) % settings.eval_every == 0 or last):
                 if d.main:
                     scores = task.evaluate(_unwrap(model), device, amp_dtype)
@@ -411,6 +421,9 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
             if _STEP_DELAY:
                 time.sleep(_STEP_DELAY)
             last_time = time.perf_counter()
+            if out_of_time:
+                logger.info("time budget of %s minutes spent at step %d", settings.time_budget_minutes, step + 1)
+                break
     finally:
         bar.close()
         if metrics_file is not None:

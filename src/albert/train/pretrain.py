@@ -208,6 +208,7 @@ class PretrainTask:
         sop_sum = F.cross_entropy(sop_logits, sop_labels, ignore_index=-100, reduction="sum")
         loss = mlm_sum / norm[0] + self.settings.sop_weight * sop_sum / norm[1]
         with torch.no_grad():
+            rows, length = batch["input_ids"].shape
             valid = labels != -100
             sop_valid = sop_labels != -100
             mlm_correct = ((logits.argmax(-1) == labels) & valid).sum()
@@ -217,7 +218,7 @@ class PretrainTask:
                              mlm_sum.double(), mlm_correct.double(), valid.sum().double(), sop_sum.double(),
                              sop_correct.double(), sop_valid.sum().double(), batch["attention_mask"].sum().double()]),
                 torch.tensor([float(batch["input_ids"].numel()),  # model FLOPs of forward + backward:
-                              3 * forward_flops(self.config, *batch["input_ids"].shape, labels.numel())],
+                              3 * forward_flops(self.config, rows, length, labels.numel())],
                              dtype=torch.float64, device=labels.device),
             ])
         return loss.to(torch.float32), stats
@@ -282,8 +283,10 @@ def _build_batch(rows: list[Row], seed: int, epoch: int,
     same whichever process builds it. Arrays, not tensors, cross the process boundary (plain pickling)."""
     masker, pad_id, max_predictions, packing = state or _WORKER_STATE  # type: ignore[misc]
     examples = [[masker.build(pair, _example_rng(seed, epoch, k)) for k, pair in row] for row in rows]
-    batch = collate_packed(examples, pad_id) if packing else collate([e for (e,) in examples], pad_id,
-                                                                       max_predictions)
+    if packing:  # rows of max_seq_length and prediction slots in 16s: a handful of shapes for torch.compile
+        batch = collate_packed(examples, pad_id, masker.settings.max_seq_length, predictions_multiple=16)
+    else:
+        batch = collate([e for (e,) in examples], pad_id, max_predictions)
     return {k: v.numpy() for k, v in batch.items()}
 
 

@@ -51,6 +51,9 @@ class TrainSettings:
     on_nonfinite: Literal["stop", "skip"] = "stop"
     progress: bool = True
     compile: bool = False  # the training step's forward and backward under torch.compile
+    # A wall-clock budget (Cramming's): the schedule runs on max(step / max_steps, time used / budget) and the run
+    # ends, evaluated and saved, when the budget is spent. 0: steps only (and exact resume).
+    time_budget_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -260,6 +263,8 @@ HELP: dict[str, str] = {
     "on_nonfinite": "a non-finite loss: stop the run, or skip that step",
     "progress": "show a progress bar",
     "compile": "run the step's forward and backward under torch.compile (compiles once; the same loss)",
+    "time_budget_minutes": "end the run when this much wall time is spent, the schedule following whichever of steps "
+                           "and time is further along (0: steps only)",
     # pretraining (PretrainSettings)
     "data": "a directory made by `albert data prepare`",
     "model": "the model to start from: a preset name or config.json (pretrain), a model directory or name (finetune)",
