@@ -13,7 +13,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "test: chromium/chromedriver missing and not root; the page test will be skipped" >&2
   fi
 fi
-.venv/bin/ruff check src tests bench recipes
+.venv/bin/ruff check src tests bench recipes corpus
 .venv/bin/mypy src
 .venv/bin/python -m pytest "$@"
 # The tokenizer's exactness against transformers 4.57's SentencePiece AlbertTokenizer (gone in 5): 4.57 and the

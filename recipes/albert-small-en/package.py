@@ -142,9 +142,27 @@ def main() -> None:
     weak = "" if h.get("eval_mlm_acc", 0.0) >= 0.35 else (
         "\n\n**Below the project's MLM target** (held-out MLM accuracy ≥ 35%; SOP ≥ 75% is met). The held-out "
         "accuracy was still rising when the GPU time ran out (see the curve): more tokens is what it lacks.")
+    sessions = [json.loads(line) for path, _ in stages if (path / SESSIONS).is_file()
+                for line in (path / SESSIONS).read_text().splitlines() if line.strip()]
+    devices = sorted({row.get("device", "?") for row in sessions})
+    device = " and ".join(f"one {d}" if d != "cpu" else "CPUs" for d in devices) or "an unrecorded device"
+    rates = sorted(r["tokens_per_s"] for r in train if "tokens_per_s" in r)
+    flops = sorted(r["gflops"] for r in train if "gflops" in r)
+    rate = (f"median {rates[len(rates) // 2] / 1e6:.2f} M tokens/s" if rates else "rate unrecorded") + (
+        f", {flops[len(flops) // 2] / 1e3:.1f} model TFLOP/s" if flops else "")
+    packed = ", short examples packed into rows" if settings.packing else ""
+    corpus_file = Path(__file__).resolve().parents[2] / "corpus" / "README.md"
+    corpus_text = (
+        f"{meta['tokens']['train']:,} training tokens. The corpus `bash corpus/build.sh` builds is "
+        "`../shared/data/corpus.txt.xz` (novels, "
+        "speeches, bibles and a commentary, dictionaries, manuals) plus prose from pinned Debian packages "
+        "(a commentary on the Psalms, reference notes, the Free On-line Dictionary of Computing, and software "
+        "manuals); every source's licence is listed in `corpus/README.md` (public domain, MIT, BSD, Apache, MPL, "
+        "GPL, GFDL, CC-BY-SA). Most of it is dictionary entries and technical documentation: the model knows "
+        "definitions, scripture and manuals better than news or conversation.") if corpus_file.is_file() else ""
     card = f"""# {out.name}
 
-A small English ALBERT, pretrained from scratch for this project's default model, on one NVIDIA H100 GPU
+A small English ALBERT, pretrained from scratch for this project's default model, on {device}
 ({facts['train_seconds'] / 60:.0f} minutes of training steps). It is the model `albert fill-mask` uses when no `--model` is given.
 
 | | |
@@ -162,7 +180,8 @@ A small English ALBERT, pretrained from scratch for this project's default model
 
 Held-out = the 1% of whole documents that `albert data prepare --eval-fraction 0.01` set aside
 (seed 0); the model never trained on them. Accuracies are over masked positions (MLM: 15% of
-tokens, 1–3-gram whole-word spans, 80/10/10) and over sequences (SOP: 50% swapped).{also_text}
+tokens, single-token masks, 80/10/10: the held-out masking every recipe is scored with, whatever it trained
+with) and over sequences (SOP: 50% swapped).{also_text}
 
 ![curves](curves.png)
 
@@ -171,28 +190,16 @@ tokens, 1–3-gram whole-word spans, 80/10/10) and over sequences (SOP: 50% swap
 |---|---|---|---|---|
 {stage_rows}
 
-Both stages: batch 512 × 128 tokens, bf16 autocast, LAMB, 12 data worker processes, ~1.0 M tokens/s
-(0.083–0.092 s a step) on the H100. There are two stages only because the GPU was lent in pieces of
-under 10 minutes: stage 2 continues stage 1's final weights with a fresh LAMB state and new masks and
-document order (seed 1). A first attempt at one 9,600-step schedule reached 30.8% held-out MLM
-accuracy at step 4,000 and was lost with its machine (its log: `recipes/albert-small-en/experiments/
-gpu-first-attempt/`). The model this replaced was trained on 2-core CPUs for 1,200 steps of 128
-sequences (15 M tokens, ~3 h): held-out MLM 13.7%, SOP 72.1%; its recipe is `pretrain.yaml` and
-`pretrain-stage2.yaml` in `recipes/albert-small-en/`, for machines without a GPU.
+Training: batch {settings.batch_size} × {settings.max_seq_length} tokens{packed}, {settings.precision}, LAMB, {settings.data_workers} data
+worker processes, {rate}. Earlier models of this name and their recipes: `recipes/albert-small-en/README.md`.
 
 ## Corpus and licenses
-`../shared/data/corpus.txt.xz` of the project: 84 MB of English — Moby-Dick, State of the Union
-addresses 1790–2021, Jane Austen's novels, the King James and World English Bibles, Matthew Henry's
-commentary, the GCIDE dictionary (WordNet-derived entries removed), the Devil's Dictionary, the
-Jargon File, fortunes, and the Python, Perl, PostgreSQL, Linux kernel, Debian Reference and GNU
-coding-standards documentation. Licenses: public domain, MIT, BSD-style, PSF, GPL, GFDL. The
-corpus is ~78% dictionary entries and technical documentation by document count, so the model
-knows definitions, scripture and manuals better than news or conversation.
+{corpus_text}
 
 ## Recipe
 Exactly the `pretrain*.yaml` files in this directory (the resolved `recipes/albert-small-en/pretrain-gpu*.yaml`), run
 {commit_text}; `bash recipes/albert-small-en/reproduce.sh` rebuilds the vocabulary,
-the shards, both stages and this directory (on a CUDA GPU; `reproduce.sh cpu` runs the CPU recipe). Weight decay {settings.weight_decay}, clipping
+the shards, the run and this directory (`reproduce.sh gpu` on a CUDA GPU; `reproduce.sh cpu` runs the CPU recipe). Weight decay {settings.weight_decay}, clipping
 {settings.max_grad_norm}, bf16 autocast, dynamic masking, length-sorted batch pools.
 
 ## Limits
