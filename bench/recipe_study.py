@@ -155,13 +155,27 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as a markdown table, best held-out MLM accuracy first, with the difference to the base."""
+    base = next((r for r in results if r["name"] == "base"), results[0])
+    lines = ["| variant | change | steps | TFLOP | tokens (M) | held-out MLM acc | Δ base | MLM loss | SOP acc |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: -r["eval_mlm_acc"]):
+        change = ", ".join(f"{k} {v}" for k, v in r["changes"].items()) or "—"
+        delta = (r["eval_mlm_acc"] - base["eval_mlm_acc"]) * 100
+        lines.append(f"| {r['name']} | {change} | {r['steps']} | {r['spent_tflop']:.1f} "
+                     f"| {r['train_tokens'] / 1e6:.2f} | {r['eval_mlm_acc']:.1%} | {delta:+.1f} "
+                     f"| {r['eval_mlm_loss']:.3f} | {r['eval_sop_acc']:.1%} |")
+    return "\n".join(lines)
+
+
 def _smooth(values: list[float], k: int = 10) -> list[float]:
     return [sum(values[max(0, i - k + 1):i + 1]) / len(values[max(0, i - k + 1):i + 1]) for i in range(len(values))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default="")
     ap.add_argument("--budget-tflop", type=float, default=30.0)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=JSON",
@@ -169,11 +183,17 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/recipe-study")
     ap.add_argument("--out", default="bench/results/recipe_study.json")
     ap.add_argument("--again", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the results in --out as a markdown table")
     a = ap.parse_args()
+    if a.table:
+        print(table(json.loads(Path(a.out).read_text())["variants"]))
+        return
     for item in a.set:
         name, _, spec = item.partition("=")
         VARIANTS[name] = json.loads(spec)
         a.variants.append(name)
+    if not a.data:
+        ap.error("--data is required")
     out = Path(a.out)
     doc = json.loads(out.read_text()) if out.is_file() else {}
     done = {r["name"]: r for r in doc.get("variants", [])}
