@@ -83,6 +83,10 @@ def main() -> None:
     else:
         model = AlbertForPreTraining.from_pretrained(run / "final")
         step = min(settings.max_steps, settings.stop_after or settings.max_steps)
+        if settings.time_budget_minutes:  # the budget, not max_steps, may have ended it: the last step logged
+            from albert.train.plot import read_records
+
+            step = max(r["step"] for r in read_records(run / "metrics.jsonl") if r.get("kind") != "eval")
     model.eval()
     heldout = measure(settings, model, tokenizer)
     also = {name: measure(dataclasses.replace(settings, data=data), model, tokenizer)

@@ -24,7 +24,7 @@ start=$(date +%s)
 say() { echo "reproduce.sh [$(( $(date +%s) - start )) s] $*"; }
 rm -rf runs/albert-small-en-tokenizer runs/albert-small-en-data  # a rebuild starts from the corpus
 say "vocabulary from $CORPUS"
-$ALBERT tokenizer train --input "$CORPUS" --vocab-size 16000 --max-sentences 400000 --out runs/albert-small-en-tokenizer --quiet
+$ALBERT tokenizer train --input "$CORPUS" --vocab-size "${VOCAB_SIZE:-16000}" --max-sentences 400000 --out runs/albert-small-en-tokenizer --quiet
 say "shards"
 $ALBERT data prepare --input "$CORPUS" --tokenizer runs/albert-small-en-tokenizer --out runs/albert-small-en-data \
   --eval-fraction 0.01 --workers "$(nproc)" --quiet

@@ -377,6 +377,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                 continue
             out_of_time = False
             if budget:  # the schedule at whichever is further along, steps or time; the rate set for this step
+                if step == start:  # the clock starts after the first step (torch.compile's compilation)
+                    started = time.perf_counter()
                 used = time.perf_counter() - started
                 out_of_time = used >= budget
                 at = min(settings.max_steps, max(step, int(used / budget * settings.max_steps)))
