@@ -69,7 +69,7 @@ class PretrainTask:
         self._workers: ProcessPoolExecutor | None = None
         self._ahead: dict[int, Future] | None = None  # unit index -> its micro-batch being built
         self._reader: ThreadPoolExecutor | None = None
-        self._next_pairs: tuple[tuple[int, int, int], Future] | None = None
+        self._next_pairs: tuple[tuple[int, int, int], Future] | None = None  # the next pool's (pairs, rows)
         self._batch_state = (self.masker, self.pad_id, self.examples.max_predictions_per_seq,
                              settings.packing)  # see _build_batch
         if settings.data_workers:
@@ -93,8 +93,7 @@ class PretrainTask:
         """Build the pool that starts at example `pool_start` of `epoch` (the next epoch once this one is used up)."""
         G = self.settings.batch_size
         for _ in range(2):
-            pairs = self._take_pairs(self.epoch, self.pool_start, G * self.POOL_STEPS)
-            rows = self._rows(pairs)
+            pairs, rows = self._take_pairs(self.epoch, self.pool_start, G * self.POOL_STEPS)
             if len(rows) >= G:
                 break
             self.epoch, self.pool_start = self.epoch + 1, 0  # too few left: the next epoch reshuffles and remasks
@@ -107,7 +106,7 @@ class PretrainTask:
         self._ahead = None
         if self._reader is not None:  # the next pool's pairs, read in a thread while this pool trains
             key = (self.epoch, self.pool_start + self._pool_size, G * self.POOL_STEPS)
-            self._next_pairs = (key, self._reader.submit(self._pairs_from, *key))
+            self._next_pairs = (key, self._reader.submit(self._pairs_and_rows, *key))
 
     def _rows(self, pairs: list[tuple[int, SegmentPair]]) -> list[Row]:
         """The pool's rows sorted by length: one pair each, or (packing) as many as fit max_seq_length."""
@@ -117,14 +116,19 @@ class PretrainTask:
         rows = [[pairs[i] for i in row] for row in pack_rows(length, self.settings.max_seq_length)]
         return sorted(rows, key=lambda row: sum(len(p.a) + len(p.b) + 3 for _, p in row))
 
-    def _take_pairs(self, epoch: int, start: int, n: int) -> list[tuple[int, SegmentPair]]:
+    def _take_pairs(self, epoch: int, start: int, n: int) -> tuple[list[tuple[int, SegmentPair]], list[Row]]:
         if self._next_pairs is not None:
             key, future = self._next_pairs
             self._next_pairs = None
-            pairs = future.result()
+            pairs_rows = future.result()
             if key == (epoch, start, n):
-                return pairs
-        return self._pairs_from(epoch, start, n)  # (a mismatch, after a resume: _pairs_from starts afresh)
+                return pairs_rows
+        return self._pairs_and_rows(epoch, start, n)  # (a mismatch, after a resume: _pairs_from starts afresh)
+
+    def _pairs_and_rows(self, epoch: int, start: int, n: int) -> tuple[list[tuple[int, SegmentPair]], list[Row]]:
+        """A pool's pairs and its rows (sorting and packing run in the reader thread, off the training loop)."""
+        pairs = self._pairs_from(epoch, start, n)
+        return pairs, self._rows(pairs)
 
     def _pairs_from(self, epoch: int, start: int, n: int) -> list[tuple[int, SegmentPair]]:
         if self._iter is None or self._iter_pos != (epoch, start):  # only after a resume or a new epoch
