@@ -233,16 +233,26 @@ def gemm_bf16_tflops() -> float:
     return 2 * 8192**3 / timed(lambda: a @ b, 10) / 1e12
 
 
+def embedded_shape() -> albert.AlbertConfig:
+    """The shape recipes/albert-small-en/pretrain-gpu.yaml trains the embedded model in."""
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "recipes" / "albert-small-en" / "pretrain-gpu.yaml").read_text())
+    return albert.AlbertConfig.from_preset(recipe["model"], **recipe.get("model_overrides", {}))
+
+
 def training(size: str, B: int, T: int, repeats: int, peak: float | None, gemm: float) -> dict:
-    cfg = albert.AlbertConfig.from_preset(size if size.startswith("albert-") else f"albert-{size}-v2")
-    row: dict[str, Any] = {"model": cfg_name(size), "batch": B, "seq": T, "tokens_per_s": {}, "peak_mb": {},
+    cfg = embedded_shape() if size == "embedded" else albert.AlbertConfig.from_preset(cfg_name(size))
+    name = (f"embedded shape (H {cfg.hidden_size} × {cfg.num_hidden_layers} passes)" if size == "embedded"
+            else cfg_name(size))
+    row: dict[str, Any] = {"model": name, "batch": B, "seq": T, "tokens_per_s": {}, "peak_mb": {},
                            "model_tflops": {}, "mfu": {}, "fraction_of_measured_gemm": {}}
-    for name in TRAINING:
-        tps, mb, rate = training_one(cfg, name, B, T, repeats)
-        row["tokens_per_s"][name], row["peak_mb"][name] = tps, mb
-        row["model_tflops"][name] = round(rate, 1)
-        row["mfu"][name] = round(rate / peak, 3) if peak else None
-        row["fraction_of_measured_gemm"][name] = round(rate / gemm, 3)
+    for contender in TRAINING:
+        tps, mb, rate = training_one(cfg, contender, B, T, repeats)
+        row["tokens_per_s"][contender], row["peak_mb"][contender] = tps, mb
+        row["model_tflops"][contender] = round(rate, 1)
+        row["mfu"][contender] = round(rate / peak, 3) if peak else None
+        row["fraction_of_measured_gemm"][contender] = round(rate / gemm, 3)
     row["ours_vs_transformers_bf16"] = round(row["tokens_per_s"]["ours_bf16_packed_compiled"]
                                              / row["tokens_per_s"]["transformers_bf16"], 2)
     return row
@@ -256,8 +266,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["base", "large", "xxlarge"])
     ap.add_argument("--batch", type=int, default=32, help="inference batch")
-    ap.add_argument("--train-sizes", nargs="+", default=["base", "albert-small"],
-                    help="training-step MFU: albert-base-v2 and the embedded model's shape (albert-small)")
+    ap.add_argument("--train-sizes", nargs="+", default=["base", "embedded"],
+                    help="training-step MFU: albert-base-v2 and the embedded model's shape (its GPU recipe's)")
     ap.add_argument("--train-batch", type=int, default=256, help="training micro-batch (sequences of 128)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak, for MFU")
     ap.add_argument("--repeats", type=int, default=10)
@@ -272,7 +282,7 @@ def main() -> None:
     peak = a.peak_tflops or peak_bf16_tflops(result["device"])
     result["peak_bf16_tflops"] = peak
     result["measured_gemm_bf16_tflops"] = round(gemm_bf16_tflops(), 1)
-    result["targets"] = {"albert-base-v2 mfu": 0.35, "albert-small mfu": 0.20}
+    result["targets"] = {"albert-base-v2 mfu": 0.35, "embedded mfu": 0.20}
     result["correctness"] = correctness()
     print(json.dumps(result["correctness"]), flush=True)
     result["training"] = []

@@ -143,11 +143,12 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     except ImportError:
         return
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 5))
-    for r in results:
-        spent = r["spent_tflop"] / r["steps"]
-        a.plot([s * spent for s in r["curve"]["step"]], _smooth(r["curve"]["mlm_loss"]), label=r["name"], lw=1)
+    for i, r in enumerate(results):
+        spent, color = r["spent_tflop"] / r["steps"], plt.get_cmap("tab20")(i % 20)
+        a.plot([s * spent for s in r["curve"]["step"]], _smooth(r["curve"]["mlm_loss"]), label=r["name"], lw=1,
+               color=color)
         b.plot([e["step"] * spent for e in r["eval_curve"]], [e["eval_mlm_acc"] for e in r["eval_curve"]], marker="o",
-               label=r["name"], lw=1)
+               label=r["name"], lw=1, color=color, ls="-" if i < 10 else "--")
     a.set(xlabel="TFLOP spent", ylabel="training MLM loss (own masking, smoothed)", ylim=(None, 9))
     b.set(xlabel="TFLOP spent", ylabel="held-out MLM accuracy (15% single tokens)")
     b.legend(fontsize=7, ncol=2)

@@ -15,7 +15,7 @@ OUT=${OUT:-runs/device-out}
 mkdir -p "$OUT"
 case "${1:-}" in
   mfu)
-    python3 bench/gpu_check.py --sizes base --train-sizes base albert-small --repeats 5 --out "$OUT/gpu_check.json"
+    python3 bench/gpu_check.py --sizes base --train-sizes base embedded --repeats 5 --out "$OUT/gpu_check.json"
     ;;
   train)
     CORPUS=.corpus/corpus.txt.xz TRAIN_MINUTES=${TRAIN_MINUTES:-5} \
