@@ -165,3 +165,18 @@ def test_time_budget_ends_the_run_evaluated_and_saved_with_the_schedule_run_thro
     assert steps[-1]["lr"] < 0.2 * steps[0]["lr"]  # the linear decay followed the time used, not the steps
     assert (final / "model.safetensors").is_file()
     assert list((tmp_path / "run" / "checkpoints").iterdir())  # and saved
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("pretrain*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_recipe_file_is_valid_settings(path: Path) -> None:
+    import yaml
+
+    from albert.config import AlbertConfig
+    from albert.train.settings import build_settings
+
+    raw = yaml.safe_load(path.read_text())
+    settings = build_settings(PretrainSettings, {**raw, "data": "x"})
+    config = AlbertConfig.from_preset(settings.model, **settings.model_overrides)
+    assert config.hidden_size % config.num_attention_heads == 0
+    assert settings.batch_size % (settings.micro_batch_size or settings.batch_size) == 0
