@@ -279,7 +279,8 @@ HELP: dict[str, str] = {
     "eval_examples": "held-out examples in each evaluation",
     "sop_weight": "weight of the sentence-order loss beside the MLM loss (0: MLM only, SOP still scored)",
     "packing": "pack several short examples into each row (attention and positions per example) instead of padding",
-    "batch_ramp_steps": "grow the batch linearly over these first steps (in micro-batches); 0: no ramp",
+    "batch_ramp_steps": "grow the batch linearly over these first steps, each step's share rounded up to whole "
+                        "micro-batches; 0: no ramp",
     "batch_ramp_from": "the ramp's first batch, as a fraction of batch_size",
     "data_workers": "processes that mask and collate the coming batches while the model trains (same batches)",
     # fine-tuning (albert.train.finetune.FinetuneSettings)
