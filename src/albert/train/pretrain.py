@@ -36,6 +36,7 @@ from albert.train.settings import PretrainSettings
 
 logger = logging.getLogger(__name__)
 
+Row = list[tuple[int, SegmentPair]]  # the (index in epoch, pair)s of one row of a batch: one, or several packed
 EVAL_MASKING = 0.15  # held-out MLM is scored on 15% single-token masks, whatever the run's own masking
 
 
@@ -277,7 +278,6 @@ def _example_rng(seed: int, epoch: int, k: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, k, 2])
 
 
-Row = list[tuple[int, SegmentPair]]  # the (index in epoch, pair)s of one row of a batch: one, or several packed
 _WORKER_STATE: tuple[Masker, int, int, bool] | None = None  # (masker, pad id, max predictions, packing), pre-fork
 
 
