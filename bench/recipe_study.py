@@ -77,7 +77,6 @@ def settings_of(name: str, extra: dict[str, Any], data: str, run_dir: Path) -> d
 
 def step_flops(raw: dict[str, Any], probe_steps: int) -> list[float]:
     """Model FLOPs of the first `probe_steps` training steps of this recipe, from its own data pipeline."""
-    from albert.config import forward_flops
     from albert.tokenizer import AlbertTokenizer
     from albert.train.pretrain import PretrainTask, build_config
     from albert.train.settings import PretrainSettings
@@ -88,8 +87,7 @@ def step_flops(raw: dict[str, Any], probe_steps: int) -> list[float]:
     task = PretrainTask(settings, tokenizer, config)
     micro = settings.micro_batch_size or settings.batch_size
     try:
-        return [sum(3 * forward_flops(config, *b["input_ids"].shape, b["labels"].numel())
-                    for b in task.step_batches(step, 0, 1, micro)) for step in range(probe_steps)]
+        return [sum(task.batch_flops(b) for b in task.step_batches(step, 0, 1, micro)) for step in range(probe_steps)]
     finally:
         task.close()
 
@@ -118,7 +116,9 @@ def run_variant(name: str, raw: dict[str, Any], budget: float) -> dict[str, Any]
     subprocess.run([sys.executable, "-m", "albert", "pretrain", "--config", str(config_file)], check=True,
                    stdout=subprocess.DEVNULL)
     seconds = time.time() - t
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    from albert.train.plot import read_records
+
+    records = read_records(run_dir / "metrics.jsonl")
     train = [r for r in records if r.get("kind") != "eval"]
     evals = [r for r in records if r.get("kind") == "eval"]
     final = evals[-1]

@@ -19,10 +19,18 @@ from albert.errors import ConfigError
 LOGGERS = ("jsonl", "tensorboard")
 
 
+def check_logger(logger: str) -> None:
+    """A ConfigError for an unknown logger, or for tensorboard without its package (said when the settings are
+    read, before any data is)."""
+    if logger not in LOGGERS:
+        raise ConfigError(f"unknown logger {logger!r} ({', '.join(LOGGERS)})")
+    if logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logger tensorboard needs the tensorboard package: pip install 'albert-lm[tensorboard]'")
+
+
 class MetricsLog:
     def __init__(self, run_dir: Path, logger: str = "jsonl", start: int = 0) -> None:
-        if logger not in LOGGERS:
-            raise ConfigError(f"unknown logger {logger!r} ({', '.join(LOGGERS)})")
+        check_logger(logger)
         self.file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
         self.tensorboard: Any = None
         if logger == "tensorboard":
@@ -52,8 +60,6 @@ class MetricsLog:
 
 
 def open_tensorboard(log_dir: Path, start: int) -> Any:
-    if importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("logger tensorboard needs the tensorboard package: pip install 'albert-lm[tensorboard]'")
     from torch.utils.tensorboard import SummaryWriter
 
     # purge_step: events at steps after `start` (written before an interruption) are dropped on resume

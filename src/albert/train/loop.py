@@ -336,7 +336,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                dynamic_ncols=True)
     last_time = started = time.perf_counter()
     budget = settings.time_budget_minutes * 60
-    schedule = lr_lambda(settings.total_warmup, settings.max_steps, settings.decay, settings.decay_power)
+    schedule = scheduler.lr_lambdas[0]  # (one function for every group: see lr_lambda above)
     skipped = 0
     try:
         end = min(settings.max_steps, settings.stop_after or settings.max_steps)

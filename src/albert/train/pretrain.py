@@ -112,10 +112,10 @@ class PretrainTask:
     def _rows(self, pairs: list[tuple[int, SegmentPair]]) -> list[Row]:
         """The pool's rows sorted by length: one pair each, or (packing) as many as fit max_seq_length."""
         length = [len(p.a) + len(p.b) + 3 for _, p in pairs]  # [CLS] A [SEP] B [SEP]
-        if not self.settings.packing:
-            return [[pairs[i]] for i in sorted(range(len(pairs)), key=lambda i: length[i])]
-        rows = [[pairs[i] for i in row] for row in pack_rows(length, self.settings.max_seq_length)]
-        return sorted(rows, key=lambda row: sum(len(p.a) + len(p.b) + 3 for _, p in row))
+        groups = pack_rows(length, self.settings.max_seq_length) if self.settings.packing else \
+            [[i] for i in range(len(pairs))]
+        groups.sort(key=lambda g: sum(length[i] for i in g))  # (stable: ties keep their order)
+        return [[pairs[i] for i in g] for g in groups]
 
     def _take_pairs(self, epoch: int, start: int, n: int) -> tuple[list[tuple[int, SegmentPair]], list[Row]]:
         if self._next_pairs is not None:
@@ -213,7 +213,6 @@ class PretrainTask:
         sop_sum = F.cross_entropy(sop_logits, sop_labels, ignore_index=-100, reduction="sum")
         loss = mlm_sum / norm[0] + self.settings.sop_weight * sop_sum / norm[1]
         with torch.no_grad():
-            rows, length = batch["input_ids"].shape
             valid = labels != -100
             sop_valid = sop_labels != -100
             mlm_correct = ((logits.argmax(-1) == labels) & valid).sum()
@@ -222,11 +221,15 @@ class PretrainTask:
                 torch.stack([loss.detach().double() * 0,  # filled by summarize
                              mlm_sum.double(), mlm_correct.double(), valid.sum().double(), sop_sum.double(),
                              sop_correct.double(), sop_valid.sum().double(), batch["attention_mask"].sum().double()]),
-                torch.tensor([float(batch["input_ids"].numel()),  # model FLOPs of forward + backward:
-                              3 * forward_flops(self.config, rows, length, labels.numel())],
-                             dtype=torch.float64, device=labels.device),
+                torch.tensor([float(batch["input_ids"].numel()), self.batch_flops(batch)], dtype=torch.float64,
+                             device=labels.device),
             ])
         return loss.to(torch.float32), stats
+
+    def batch_flops(self, batch: dict[str, Tensor]) -> float:
+        """Model FLOPs of forward + backward on this micro-batch, padding and prediction slots included."""
+        rows, length = batch["input_ids"].shape
+        return 3 * forward_flops(self.config, rows, length, batch["labels"].numel())
 
     def summarize(self, s: dict[str, float]) -> dict[str, float]:
         mlm_loss = s["mlm_loss_sum"] / max(s["mlm_count"], 1)

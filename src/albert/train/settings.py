@@ -57,12 +57,9 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         check_numbers(self)
-        if self.logger == "tensorboard":
-            import importlib.util
+        from albert.train.loggers import check_logger
 
-            if importlib.util.find_spec("tensorboard") is None:  # said before the data is read, not after
-                raise ConfigError("logger tensorboard needs the tensorboard package: "
-                                  "pip install 'albert-lm[tensorboard]'")
+        check_logger(self.logger)  # tensorboard missing: said before the data is read, not after
         if self.stop_after < 0:
             raise ConfigError("stop_after must be >= 0")
         for name in ("batch_size", "max_steps"):
