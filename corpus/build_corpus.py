@@ -25,7 +25,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,7 +45,7 @@ class Source:
     module: str = ""  # sword: module name and key range
     keys: str = ""
     what: str = ""
-    exclude: tuple[str, ...] = field(default_factory=tuple)  # path substrings skipped
+    exclude: tuple[str, ...] = ()  # path substrings skipped
 
 
 DOC = "usr/share/doc"
@@ -321,9 +321,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     writer = Writer(out / "corpus.txt")
     stats: dict[str, dict] = {}
-    base_words = sum(len(line.split()) for doc in base_documents(Path(a.base)) for line in doc)
-    stats["base"] = {"what": Path(a.base).name, "words_before_deduplication": base_words,
-                     **writer.write(base_documents(Path(a.base)), keep=lambda line: True)}
+    read = {"words": 0}
+
+    def counted(docs: Iterator[Document]) -> Iterator[Document]:  # the base's words before deduplication
+        for doc in docs:
+            read["words"] += sum(len(line.split()) for line in doc)
+            yield doc
+
+    written = writer.write(counted(base_documents(Path(a.base))), keep=lambda line: True)
+    base_words = read["words"]
+    stats["base"] = {"what": Path(a.base).name, "words_before_deduplication": base_words, **written}
     print(f"base: {stats['base']['words']:,} words", flush=True)
     for s in SOURCES:
         docs = READERS[s.read](Path(a.debs) / s.package, s)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html.parser
 import re
 import unicodedata
-from collections.abc import Iterator
 
 WS = re.compile(r"[ \t\n\r\f\v\u00a0\u2000-\u200b]+")
 
@@ -80,9 +79,3 @@ def html_paragraphs(text: str) -> list[str]:
     p.close()
     p._flush()
     return p.out
-
-
-def sentences_ok(blocks: list[str], min_words: int = 5) -> Iterator[str]:
-    for b in blocks:
-        if prose(b, min_words):
-            yield b
