@@ -140,9 +140,9 @@ def inference_one(cfg: albert.AlbertConfig, name: str, ids: torch.Tensor, repeat
 
 
 def inference(size: str, B: int, T: int, repeats: int) -> dict:
-    cfg = albert.AlbertConfig.from_preset(f"albert-{size}-v2")
+    cfg = albert.AlbertConfig.from_preset(cfg_name(size))
     ids = torch.randint(5, cfg.vocab_size, (B, T), device="cuda")
-    row: dict[str, Any] = {"model": f"albert-{size}-v2", "batch": B, "seq": T, "tokens_per_s": {}, "peak_mb": {}}
+    row: dict[str, Any] = {"model": cfg_name(size), "batch": B, "seq": T, "tokens_per_s": {}, "peak_mb": {}}
     for name in ("ours_bf16", "ours_fp32", "transformers_fp32", "transformers_bf16"):
         row["tokens_per_s"][name], row["peak_mb"][name] = inference_one(cfg, name, ids, repeats)
     tps = row["tokens_per_s"]
