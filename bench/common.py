@@ -32,15 +32,19 @@ def model_gflop(config: Any, B: int, T: int) -> float:
 
 
 def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False) -> dict[str, float]:
-    """This CPU's GFLOP/s on the model's largest matmul, (tokens × H) @ (H × inner), in fp32, in dynamic int8
-    (torch's quantized linear, as ours and transformers' int8 run) and, with `bf16`, in bf16; medians."""
+    """This CPU's GFLOP/s on the model's largest matmul, (tokens × H) @ (H × inner), in fp32 (torch's default
+    matmul and oneDNN on a packed matrix; `gemm_fp32_gflops` is the faster), in dynamic int8 (torch's quantized
+    linear, as ours and transformers' int8 run) and, with `bf16`, in bf16; medians."""
     x, w = torch.randn(tokens, H), torch.randn(inner, H)
     flops = 2 * tokens * H * inner
     q = torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(inner, dtype=torch.long), 0, torch.qint8)
     packed = torch.ops.quantized.linear_prepack(q, None)
     xb, wb = x.bfloat16(), w.bfloat16()
-    kernels = [("fp32", lambda: torch.nn.functional.linear(x, w)),
+    kernels = [("fp32_default", lambda: torch.nn.functional.linear(x, w)),
                ("int8", lambda: torch.ops.quantized.linear_dynamic(x, packed, False))]
+    if torch.backends.mkldnn.is_available():  # oneDNN on a matrix packed once (albert.runtime.PackedLinear)
+        onednn_w = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        kernels.append(("fp32_onednn", lambda: torch.ops.mkldnn._linear_pointwise(x, onednn_w, None, "none", [], "")))
     if bf16:
         kernels.append(("bf16", lambda: torch.nn.functional.linear(xb, wb)))
     out = {}
@@ -52,4 +56,6 @@ def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False
             fn()
             times.append(time.perf_counter() - t)
         out[f"gemm_{name}_gflops"] = round(flops / statistics.median(times) / 1e9, 1)
+    # the CPU's fp32 rate: the faster of torch's default matmul (MKL) and oneDNN's
+    out["gemm_fp32_gflops"] = max(v for k, v in out.items() if k.startswith("gemm_fp32_"))
     return out

@@ -188,7 +188,8 @@ def test_non_finite_outputs_are_an_error_never_nan(tiny_model: Path, tmp_path: P
     state[key] = torch.full_like(state[key], float("nan"))
     save_file(state, str(bad / "model.safetensors"))
     (bad / "model.onnx").unlink(missing_ok=True)
-    for args in (["fill-mask", "--model", str(bad), "--json", "the [MASK] sea"], ["embed", "--model", str(bad), "x"]):
+    for args in (["fill-mask", "--model", str(bad), "--json", "the [MASK] sea"], ["embed", "--model", str(bad), "x"],
+                 ["embed", "--model", str(bad), "--precision", "int8", "x"]):
         code, err = run_cli(args, capsys)
         assert "non-finite values" in one_line_error(code, err)
 

@@ -9,6 +9,8 @@ import torch
 
 import albert
 from albert import AlbertConfig
+from albert.model import AlbertTransformer
+from albert.runtime import PackedLinear, Runtime, onednn_available, prepare_for_inference
 
 transformers = pytest.importorskip("transformers")
 
@@ -98,6 +100,14 @@ def test_transformers_checkpoint_loads_and_matches(tmp_path: Path, variant: str,
         # the SDPA path (no attention weights) gives the same outputs
         got_sdpa = ours(**inputs)
         compare(got_sdpa, expected, [n for n in names if n not in ("hidden_states", "attentions")])
+        # and so does the model prepared for fp32 inference on the CPU (oneDNN-packed, activation and residual fused)
+        prepared = prepare_for_inference(getattr(albert, cls_name).from_pretrained(tmp_path / "hf"),
+                                         Runtime(torch.device("cpu"), "fp32"))
+        if onednn_available():
+            encoder = next(m for m in prepared.modules() if isinstance(m, AlbertTransformer))
+            assert isinstance(encoder.frozen[0][0].ffn_w, PackedLinear)
+        compare(prepared(**inputs, output_hidden_states=True), expected,
+                [n for n in names if n != "attentions"])
 
     # ours → transformers
     ours.save_pretrained(tmp_path / "ours")

@@ -34,8 +34,9 @@ DEFAULT_MODEL = "albert-small-en"
 class Pipeline:
     task: Task
 
-    def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, runtime: Runtime) -> None:
-        self.model = prepare_for_inference(model, runtime)
+    def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, runtime: Runtime,
+                 packed: bool = True) -> None:
+        self.model = prepare_for_inference(model, runtime, packed)
         self.tokenizer = tokenizer
         self.runtime = runtime
         self.device = runtime.device
@@ -288,13 +289,14 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODE
         loaded = cls.load_model(model)
         tokenizer = tokenizer if tokenizer is not None else model
     tok = tokenizer if isinstance(tokenizer, AlbertTokenizer) else AlbertTokenizer.from_pretrained(tokenizer)
-    pipe = cls(loaded, tok, runtime)
+    pipe = cls(loaded, tok, runtime, packed=not compile)  # inductor cannot trace oneDNN's packed matrices
     if layout is not None and isinstance(pipe, FeatureExtractionPipeline):
         pipe.default_pooling, pipe.default_normalize = layout.pooling, layout.normalize
     if compile:
         # dynamic shapes: batches differ in length; the first calls pay for compilation. freezing: the weights are
         # constants for inference, so inductor folds and prepacks them (oneDNN). Measured on a 2-core EPYC, fp32:
-        # 1.02-1.17x eager at 8x128 over two runs, no gain at 1x128 (bench/inference_speed.py, ours_fp32_compile)
+        # slower than the eager path's own oneDNN packing with fused GELU (bench/inference_speed.py,
+        # ours_fp32_compile); kept for GPUs and for other precisions
         pipe.model.forward = torch.compile(pipe.model.forward, dynamic=True,  # type: ignore[method-assign]
                                            options={"freezing": True})
     return pipe
