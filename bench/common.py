@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from albert.runtime import _onednn, onednn_available
+
 
 def peak_rss_mb() -> int:
     """This process's peak resident memory. VmHWM starts afresh at exec; ru_maxrss does not (Linux keeps the
@@ -42,9 +44,9 @@ def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False
     xb, wb = x.bfloat16(), w.bfloat16()
     kernels = [("fp32_default", lambda: torch.nn.functional.linear(x, w)),
                ("int8", lambda: torch.ops.quantized.linear_dynamic(x, packed, False))]
-    if torch.backends.mkldnn.is_available():  # oneDNN on a matrix packed once (albert.runtime.PackedLinear)
-        onednn_w = torch.ops.mkldnn._reorder_linear_weight(w, None)
-        kernels.append(("fp32_onednn", lambda: torch.ops.mkldnn._linear_pointwise(x, onednn_w, None, "none", [], "")))
+    if onednn_available():  # oneDNN on a matrix packed once, the kernel our fp32 inference runs
+        onednn = _onednn(w, None)
+        kernels.append(("fp32_onednn", lambda: onednn(x)))
     if bf16:
         kernels.append(("bf16", lambda: torch.nn.functional.linear(xb, wb)))
     out = {}

@@ -14,7 +14,6 @@ from albert.runtime import (
     Int8ActivatedLinear,
     _onednn,
     _pack,
-    _pack_activated,
     keep_freed_memory,
     onednn_available,
 )
@@ -49,7 +48,7 @@ def test_int8_with_fused_activation_equals_int8_then_activation(name: str) -> No
     w, b = weights(96, 64, seed=1)
     x = torch.randn(2, 9, 64) * 3 + 0.5  # not centred: the zero point is not the middle
     with torch.inference_mode():
-        fused = _pack_activated(w, b, ONEDNN_ACTIVATIONS[name])
+        fused = _pack(w, b, ONEDNN_ACTIVATIONS[name])
         assert isinstance(fused, Int8ActivatedLinear)
         got = fused(x)
         want = activation_fn(name)(_pack(w, b)(x))

@@ -123,8 +123,8 @@ class AlbertEmbeddings(nn.Module):
 class LayerWeights(NamedTuple):
     """One shared layer's weights in the compute dtype, Q/K/V packed: prepared once per forward.
 
-    For inference a matrix may instead be a prepared one (a callable of albert.runtime: packed for oneDNN in fp32,
-    or int8), which holds its bias and adds a residual inside its kernel; `ffn_activated`: the FFN's matrix also
+    For inference a matrix may instead be a prepared one (a callable of albert.runtime: packed for oneDNN in fp32 or
+    bf16, or int8), which holds its bias and adds a residual inside its kernel; `ffn_activated`: the FFN's matrix also
     applies the activation."""
 
     qkv_w: Any

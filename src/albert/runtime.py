@@ -19,9 +19,10 @@ import logging
 import math
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -229,28 +230,39 @@ class PackedLinear:
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.activation[0], [], self.activation[1])
 
 
-def _freeze(model: AlbertPreTrainedModel, dtype: torch.dtype, packed: bool = False) -> AlbertPreTrainedModel:
-    """The encoder's weights prepared once in `dtype` (Q/K/V concatenated, cast), instead of at every forward;
-    `packed`: its matrices in oneDNN's layout (PackedLinear), on the CPU."""
-    model.float().eval()
-    packed = packed and onednn_available() and next(model.parameters()).device.type == "cpu"
+# a matrix and its bias → a prepared matrix (albert.model.LayerWeights); with an activation (a post-op of
+# ONEDNN_ACTIVATIONS) the prepared matrix applies it too
+Pack = Callable[..., Any]
+
+
+def _prepare_encoders(model: AlbertPreTrainedModel, dtype: torch.dtype, pack: Pack | None = None,
+                      fuses_activation: bool = False) -> None:
+    """Every encoder's shared-layer weights prepared once in `dtype` (Q/K/V concatenated, cast) instead of at every
+    forward; `pack`: its four matrices replaced by prepared ones, the FFN's with its activation where
+    `fuses_activation` and oneDNN knows the config's activation."""
     with torch.no_grad():
         for enc in _encoders(model):
-            act = ONEDNN_ACTIVATIONS.get(enc.config.hidden_act)
-            frozen = []
-            for group in enc.albert_layer_groups:
-                row = []
-                for layer in group.albert_layers:  # type: ignore[union-attr]
-                    w = layer.prepare(dtype)
-                    if packed:
-                        w = LayerWeights(
-                            _onednn(w.qkv_w, w.qkv_b), None, _onednn(w.out_w, w.out_b), None, w.ln1_w, w.ln1_b,
-                            _onednn(w.ffn_w, w.ffn_b, act), None, _onednn(w.ffn_out_w, w.ffn_out_b), None,
-                            w.ln2_w, w.ln2_b, ffn_activated=act is not None)
-                    row.append(w)
-                frozen.append(row)
-            enc.frozen = frozen
+            act = ONEDNN_ACTIVATIONS.get(enc.config.hidden_act) if fuses_activation else None
+            enc.frozen = [[_packed(layer.prepare(dtype), pack, act)  # type: ignore[operator]
+                           for layer in group.albert_layers]  # type: ignore[union-attr]
+                          for group in enc.albert_layer_groups]
             enc.inference_dtype = dtype
+
+
+def _packed(w: LayerWeights, pack: Pack | None, act: tuple[str, str] | None) -> LayerWeights:
+    if pack is None:
+        return w
+    ffn = pack(w.ffn_w, w.ffn_b) if act is None else pack(w.ffn_w, w.ffn_b, act)
+    return LayerWeights(pack(w.qkv_w, w.qkv_b), None, pack(w.out_w, w.out_b), None, w.ln1_w, w.ln1_b,
+                        ffn, None, pack(w.ffn_out_w, w.ffn_out_b), None, w.ln2_w, w.ln2_b,
+                        ffn_activated=act is not None)
+
+
+def _freeze(model: AlbertPreTrainedModel, dtype: torch.dtype, packed: bool) -> AlbertPreTrainedModel:
+    """The encoder in `dtype`; `packed`: its matrices in oneDNN's layout (PackedLinear), on the CPU."""
+    model.float().eval()
+    packed = packed and onednn_available() and next(model.parameters()).device.type == "cpu"
+    _prepare_encoders(model, dtype, _onednn if packed else None, fuses_activation=True)
     return model
 
 
@@ -328,17 +340,15 @@ def _quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
     return torch.quantize_per_channel(w, scales, torch.zeros_like(scales, dtype=torch.long), 0, torch.qint8), scales
 
 
-def _pack(weight: Tensor, bias: Tensor | None) -> Int8Linear:
-    q, _ = _quantize_weight(weight)
-    packed = torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float())
-    return Int8Linear(packed, reduce_range=not cpu_has_vnni())
-
-
-def _pack_activated(weight: Tensor, bias: Tensor | None, activation: tuple[str, str]) -> Int8ActivatedLinear:
+def _pack(weight: Tensor, bias: Tensor | None, activation: tuple[str, str] | None = None
+          ) -> Int8Linear | Int8ActivatedLinear:
+    """torch's dynamic int8 matrix; with an activation, oneDNN's int8 kernel applying it (Int8ActivatedLinear)."""
     q, scales = _quantize_weight(weight)
+    bias = None if bias is None else bias.detach().float()
+    if activation is None:
+        return Int8Linear(torch.ops.quantized.linear_prepack(q, bias), reduce_range=not cpu_has_vnni())
     packed = torch.ops.onednn.qlinear_prepack(q.int_repr(), None)
-    return Int8ActivatedLinear(packed, scales, torch.zeros_like(scales, dtype=torch.long),
-                               None if bias is None else bias.detach().float(), activation,
+    return Int8ActivatedLinear(packed, scales, torch.zeros_like(scales, dtype=torch.long), bias, activation,
                                255 if cpu_has_vnni() else 127)
 
 
@@ -354,22 +364,7 @@ def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
     if onednn:
         torch.backends.quantized.engine = "onednn"
     model.float().eval()
-    with torch.no_grad():
-        for enc in _encoders(model):
-            act = ONEDNN_ACTIVATIONS.get(enc.config.hidden_act) if onednn else None
-            frozen = []
-            for group in enc.albert_layer_groups:
-                row = []
-                for layer in group.albert_layers:  # type: ignore[union-attr]
-                    w = layer.prepare(torch.float32)
-                    ffn = _pack(w.ffn_w, w.ffn_b) if act is None else _pack_activated(w.ffn_w, w.ffn_b, act)
-                    row.append(LayerWeights(
-                        _pack(w.qkv_w, w.qkv_b), None, _pack(w.out_w, w.out_b), None, w.ln1_w, w.ln1_b,
-                        ffn, None, _pack(w.ffn_out_w, w.ffn_out_b), None, w.ln2_w, w.ln2_b,
-                        ffn_activated=act is not None))
-                frozen.append(row)
-            enc.frozen = frozen
-            enc.inference_dtype = torch.float32
+    _prepare_encoders(model, torch.float32, _pack, fuses_activation=onednn)
     return model
 
 
