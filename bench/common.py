@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from albert.runtime import _onednn, onednn_available
+from albert.runtime import _int8, _onednn, onednn_available, onednn_int8_available
 
 
 def peak_rss_mb() -> int:
@@ -35,18 +35,22 @@ def model_gflop(config: Any, B: int, T: int) -> float:
 
 def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False) -> dict[str, float]:
     """This CPU's GFLOP/s on the model's largest matmul, (tokens × H) @ (H × inner), in fp32 (torch's default
-    matmul and oneDNN on a packed matrix; `gemm_fp32_gflops` is the faster), in dynamic int8 (torch's quantized
-    linear, as ours and transformers' int8 run) and, with `bf16`, in bf16; medians."""
+    matmul and oneDNN on a packed matrix; `gemm_fp32_gflops` is the faster), in dynamic int8 (activations quantized
+    per call: torch's quantized linear, as transformers' int8 runs, and oneDNN's int8 kernel, as ours runs;
+    `gemm_int8_gflops` is the faster) and, with `bf16`, in bf16; medians."""
     x, w = torch.randn(tokens, H), torch.randn(inner, H)
     flops = 2 * tokens * H * inner
     q = torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(inner, dtype=torch.long), 0, torch.qint8)
     packed = torch.ops.quantized.linear_prepack(q, None)
     xb, wb = x.bfloat16(), w.bfloat16()
     kernels = [("fp32_default", lambda: torch.nn.functional.linear(x, w)),
-               ("int8", lambda: torch.ops.quantized.linear_dynamic(x, packed, False))]
+               ("int8_dynamic", lambda: torch.ops.quantized.linear_dynamic(x, packed, False))]
     if onednn_available():  # oneDNN on a matrix packed once, the kernel our fp32 inference runs
         onednn = _onednn(w, None)
         kernels.append(("fp32_onednn", lambda: onednn(x)))
+    if onednn_int8_available():  # and the one our int8 inference runs
+        int8 = _int8(w, None)
+        kernels.append(("int8_onednn", lambda: int8(x)))
     if bf16:
         kernels.append(("bf16", lambda: torch.nn.functional.linear(xb, wb)))
     out = {}
@@ -58,6 +62,6 @@ def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False
             fn()
             times.append(time.perf_counter() - t)
         out[f"gemm_{name}_gflops"] = round(flops / statistics.median(times) / 1e9, 1)
-    # the CPU's fp32 rate: the faster of torch's default matmul (MKL) and oneDNN's
-    out["gemm_fp32_gflops"] = max(v for k, v in out.items() if k.startswith("gemm_fp32_"))
+    for dtype in ("fp32", "int8"):  # the CPU's rate: the faster of its kernels
+        out[f"gemm_{dtype}_gflops"] = max(v for k, v in out.items() if k.startswith(f"gemm_{dtype}_"))
     return out

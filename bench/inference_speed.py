@@ -12,7 +12,9 @@ int8 is dynamic quantization of the encoder's matrices: ours through `--precisio
 contenders are left out (bf16 is emulated there and takes minutes); --all keeps them.
 
 Base: batch 8×128 for throughput and 1×128 for latency; contenders alternate so machine noise hits all
-alike; medians are reported. Large/xxlarge (`--sizes base large xxlarge`): 8×128 throughput and peak
+alike; medians are reported. In that shared process ONNX Runtime runs with spinning off; `latency_alone` measures
+1×128 again with ours and ONNX Runtime's fused graphs each alone in its own process (ONNX Runtime's defaults,
+spinning on), alternating processes. Large/xxlarge (`--sizes base large xxlarge`): 8×128 throughput and peak
 memory, each contender in its own process so that the peak resident memory is its own.
 """
 
@@ -137,6 +139,57 @@ def large_rows(size: str, repeats: int, contenders: list[str]) -> dict:
     return row
 
 
+ALONE = ["ours_fp32", "onnxruntime_fused_fp32", "ours_int8", "onnxruntime_fused_int8"]
+
+
+def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
+    """1×128 latency of one contender in this process: ours as the pipelines prepare it, ONNX Runtime's fused graph
+    with its default session settings (threads spinning between runs)."""
+    torch.manual_seed(0)
+    ids = torch.randint(5, 30000, (1, 128))
+    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+    if contender.startswith("onnxruntime"):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        name = "fused_int8.onnx" if contender.endswith("int8") else "fused.onnx"
+        session = ort.InferenceSession(str(directory / name), opts, providers=["CPUExecutionProvider"])
+        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+        fn = partial(session.run, None, feeds)
+    else:
+        from albert.runtime import Runtime, prepare_for_inference
+
+        model = prepare_for_inference(albert.AlbertModel.from_pretrained(directory),
+                                      Runtime(torch.device("cpu"), contender.removeprefix("ours_")))  # type: ignore[arg-type]
+        fn = partial(model, ids, mask, types)
+    times = []
+    with torch.inference_mode():
+        fn()  # warm-up
+        for _ in range(rounds):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return {"contender": contender, "ms": round(statistics.median(times) * 1000, 2)}
+
+
+def alone_latency(directory: Path, rounds: int, processes: int) -> dict:
+    """1×128 latency with every contender alone in its own process, `processes` times each, alternating; the
+    median of the processes' medians. Why: in one process ONNX Runtime must run with spinning off (its spinning
+    threads slow whoever runs next), which is not how a practitioner runs it; alone it keeps its default."""
+    ms: dict[str, list[float]] = {c: [] for c in ALONE}
+    for _ in range(processes):
+        for contender in ALONE:
+            cmd = [sys.executable, __file__, "--alone", contender, str(directory), "--latency-repeats", str(rounds)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            ms[contender].append(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
+    med = {c: statistics.median(v) for c, v in ms.items()}
+    row = {"batch": 1, "seq": 128, "rounds": rounds, "processes": processes, "ms": med, "ms_per_process": ms,
+           **ratios(med)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["base"])
@@ -147,11 +200,17 @@ def main() -> None:
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="leave out transformers under torch.compile")
     ap.add_argument("--all", action="store_true", help="bf16 contenders even on a CPU without bf16 units")
+    ap.add_argument("--alone-processes", type=int, default=3,
+                    help="1×128 latency again with each contender alone in its own process, this many times (0: not)")
     ap.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--alone", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference_speed.json"))
     a = ap.parse_args()
     if a.one:
         print(json.dumps(one_contender(*a.one, a.repeats)))
+        return
+    if a.alone:
+        print(json.dumps(alone_contender(a.alone[0], Path(a.alone[1]), a.latency_repeats)))
         return
     import transformers
 
@@ -159,6 +218,7 @@ def main() -> None:
 
     bf16 = a.all or cpu_has_bf16()
     rows = []
+    alone: dict | None = None
     for size in a.sizes:
         if size != "base":
             rows.append(large_rows(size, a.large_repeats, [c for c in CONTENDERS if bf16 or not c.endswith("bf16")]))
@@ -202,6 +262,8 @@ def main() -> None:
                 # ~9% faster: this setting favours us on latency (README)
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 session = ort.InferenceSession(str(Path(d) / "m.onnx"), opts)
+                if a.alone_processes:
+                    alone = alone_latency(Path(d), a.latency_repeats, a.alone_processes)
         for B, T in ((8, 128), (1, 128)):
             ids = torch.randint(5, 30000, (B, T))
             mask = torch.ones(B, T, dtype=torch.long)
@@ -250,10 +312,12 @@ def main() -> None:
         fresh = {(r["model"], r["batch"], r["seq"]) for r in rows}
         earlier = json.loads(out.read_text())
         base_peak = base_peak or earlier.get("peak_rss_mb_base_all_contenders")
+        alone = alone or earlier.get("latency_alone")
         rows = [r for r in earlier["rows"] if (r["model"], r["batch"], r["seq"]) not in fresh] + rows
     result = {"benchmark": "inference_speed", "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
               "torch": torch.__version__, "transformers": transformers.__version__, "machine": cpu_description(),
-              "repeats": a.repeats, "peak_rss_mb_base_all_contenders": base_peak, "rows": rows}
+              "repeats": a.repeats, "peak_rss_mb_base_all_contenders": base_peak, "rows": rows,
+              "latency_alone": alone}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -285,13 +285,60 @@ def freeze_bf16(model: AlbertPreTrainedModel, packed: bool = True) -> AlbertPreT
     return model
 
 
+def onednn_int8_available() -> bool:
+    return "onednn" in torch.backends.quantized.supported_engines and hasattr(torch.ops.onednn, "qlinear_pointwise")
+
+
 @dataclass(frozen=True)
 class Int8Linear:
-    """A prepacked int8 matrix (per output channel) applied to fp32 activations quantized per batch.
+    """An int8 matrix (symmetric per output channel, packed once for oneDNN) applied to fp32 activations quantized
+    here per batch (asymmetric, zero exact), with its bias and, in the same kernel, the activation after it or the
+    residual added to it; fp32 out.
 
-    On CPUs without VNNI the int8 kernels multiply-add u8 × s8 pairs into int16, which saturates with
-    8-bit activations; 7-bit activations (reduce_range) avoid it. On an AVX2-only EPYC that took top-1
-    fill-mask agreement with fp32 from 98.7% to 99.3% (300 masks); with VNNI the full range is kept."""
+    Why not torch's quantized.linear_dynamic, which quantizes inside: it cannot fuse the FFN's tanh-GELU (a separate
+    pass over the largest activation, ~10% of an int8 forward) nor the residual add, and oneDNN's kernel on our own
+    quantization was as fast or faster for every matrix of albert-base at 128 rows on a 2-core AVX-512 EPYC
+    (0.71 against 0.84 ms for 3072 → 768). The whole forward gained 0-8% over linear_dynamic for three matrices
+    and this kernel for the FFN's, within that host's noise.
+    On CPUs without VNNI the int8 kernels multiply-add u8 × s8 pairs into int16, which saturates with 8-bit
+    activations; 7-bit activations (127 levels) avoid it. On an AVX2-only EPYC that took top-1 fill-mask
+    agreement with fp32 from 98.7% to 99.3% (300 masks); with VNNI the full 255 levels are kept."""
+
+    weight: Tensor  # oneDNN-packed int8
+    scales: Tensor
+    zero_points: Tensor
+    bias: Tensor | None
+    activation: tuple[str, str]  # ("none", "") or a post-op of ONEDNN_ACTIVATIONS
+    levels: int  # 255, or 127 without VNNI
+
+    def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        lo, hi = (float(v) for v in torch.aminmax(x))
+        if not math.isfinite(hi - lo):
+            raise CheckpointError(f"the int8 encoder {NON_FINITE}")
+        lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero stays exact (padding, ReLU)
+        scale = (hi - lo) / self.levels or 1.0
+        zero = min(self.levels, max(0, round(-lo / scale)))
+        q = _uint8(torch.quantize_per_tensor(x, scale, zero, torch.quint8))
+        if residual is not None:
+            return torch.ops.onednn.qlinear_pointwise.binary(
+                q, scale, zero, self.weight, self.scales, self.zero_points, residual, self.bias, 1.0, 0,
+                torch.float32, 1.0, 0, "add", 1.0, "none", [], "")
+        return torch.ops.onednn.qlinear_pointwise(q, scale, zero, self.weight, self.scales, self.zero_points, self.bias,
+                                                  1.0, 0, torch.float32, self.activation[0], [], self.activation[1])
+
+
+def _uint8(q: Tensor) -> Tensor:
+    """A quint8 tensor's bytes as a uint8 tensor on the same storage. Why: int_repr() copies them in one thread
+    (0.11 ms for 128×3072 values, five times the quantization itself), and q.view(torch.uint8) does not keep the
+    storage alive (a use after free in torch 2.13)."""
+    return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(), q.shape, q.stride())
+
+
+@dataclass(frozen=True)
+class DynamicInt8Linear:
+    """torch's own dynamic int8 matrix (quantized.linear_dynamic), where torch has no oneDNN int8 kernels (builds
+    for other CPUs than x86): activations quantized per batch inside torch, 7 bits without VNNI as in Int8Linear;
+    the activation after it is a separate pass."""
 
     packed: object
     reduce_range: bool
@@ -306,33 +353,6 @@ class Int8Linear:
         return y if residual is None else y.add_(residual)
 
 
-@dataclass(frozen=True)
-class Int8ActivatedLinear:
-    """An int8 matrix with the activation after it applied inside oneDNN's kernel: the activations are quantized
-    here, as Int8Linear's are inside torch (per batch, asymmetric, 7 bits without VNNI), then one oneDNN call
-    multiplies, adds the bias and applies the activation. The FFN's tanh-GELU was otherwise a separate pass over
-    the largest activation, ~10% of an int8 forward on a 2-core EPYC."""
-
-    weight: Tensor  # oneDNN-packed int8
-    scales: Tensor
-    zero_points: Tensor
-    bias: Tensor | None
-    activation: tuple[str, str]
-    levels: int  # 255, or 127 without VNNI
-
-    def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        lo, hi = (float(v) for v in torch.aminmax(x))
-        if not math.isfinite(hi - lo):
-            raise CheckpointError(f"the int8 encoder {NON_FINITE}")
-        lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero stays exact (padding, ReLU)
-        scale = (hi - lo) / self.levels or 1.0
-        zero = min(self.levels, max(0, round(-lo / scale)))
-        q = torch.quantize_per_tensor(x, scale, zero, torch.quint8).int_repr()
-        y = torch.ops.onednn.qlinear_pointwise(q, scale, zero, self.weight, self.scales, self.zero_points, self.bias,
-                                               1.0, 0, torch.float32, self.activation[0], [], self.activation[1])
-        return y if residual is None else y.add_(residual)
-
-
 def _quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
     """Symmetric int8 per output channel: the quantized matrix and its scales."""
     w = weight.detach().float()
@@ -340,35 +360,36 @@ def _quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
     return torch.quantize_per_channel(w, scales, torch.zeros_like(scales, dtype=torch.long), 0, torch.qint8), scales
 
 
-def _pack(weight: Tensor, bias: Tensor | None, activation: tuple[str, str] | None = None
-          ) -> Int8Linear | Int8ActivatedLinear:
-    """torch's dynamic int8 matrix; with an activation, oneDNN's int8 kernel applying it (Int8ActivatedLinear)."""
+def _int8(weight: Tensor, bias: Tensor | None, activation: tuple[str, str] | None = None) -> Int8Linear:
     q, scales = _quantize_weight(weight)
+    return Int8Linear(torch.ops.onednn.qlinear_prepack(q.int_repr(), None), scales,
+                      torch.zeros_like(scales, dtype=torch.long), None if bias is None else bias.detach().float(),
+                      activation or ("none", ""), 255 if cpu_has_vnni() else 127)
+
+
+def _dynamic_int8(weight: Tensor, bias: Tensor | None) -> DynamicInt8Linear:
+    q, _ = _quantize_weight(weight)
     bias = None if bias is None else bias.detach().float()
-    if activation is None:
-        return Int8Linear(torch.ops.quantized.linear_prepack(q, bias), reduce_range=not cpu_has_vnni())
-    packed = torch.ops.onednn.qlinear_prepack(q.int_repr(), None)
-    return Int8ActivatedLinear(packed, scales, torch.zeros_like(scales, dtype=torch.long), bias, activation,
-                               255 if cpu_has_vnni() else 127)
+    return DynamicInt8Linear(torch.ops.quantized.linear_prepack(q, bias), reduce_range=not cpu_has_vnni())
 
 
 def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
-    """Encoder matrices in int8 (activations quantized per batch), everything else in fp32.
+    """Encoder matrices in int8 (activations quantized per batch), everything else in fp32: oneDNN's int8 kernels
+    with the FFN's activation fused (Int8Linear) where torch has them, else torch's dynamic int8 matrices.
 
-    Uses torch's oneDNN quantized engine where available (it sets the process-wide engine): on a
-    near-tied test set it kept 99.3% of fp32's top-1 fill-mask answers, against 98.7% for fbgemm. There the FFN's
-    activation is fused into its matrix (Int8ActivatedLinear)."""
+    oneDNN also chose the weights' engine: on a near-tied test set it kept 99.3% of fp32's top-1 fill-mask answers,
+    against 98.7% for fbgemm."""
     if next(model.parameters()).device.type != "cpu":
         raise InputError("int8 dynamic quantization runs on the CPU only")
-    onednn = "onednn" in torch.backends.quantized.supported_engines
-    if onednn:
-        torch.backends.quantized.engine = "onednn"
     model.float().eval()
-    _prepare_encoders(model, torch.float32, _pack, fuses_activation=onednn)
+    if onednn_int8_available():
+        _prepare_encoders(model, torch.float32, _int8, fuses_activation=True)
+    else:
+        _prepare_encoders(model, torch.float32, _dynamic_int8)
     return model
 
 
 def is_int8(model: nn.Module) -> bool:
     """Whether the model's encoder runs on int8 matrices (quantize_int8 was applied)."""
-    return any(isinstance(w.qkv_w, Int8Linear) for enc in _encoders(model) for row in (enc.frozen or [])
-               for w in row)
+    return any(isinstance(w.qkv_w, (Int8Linear, DynamicInt8Linear)) for enc in _encoders(model)
+               for row in (enc.frozen or []) for w in row)
