@@ -64,6 +64,31 @@ def test_int8_equals_torch_dynamic_int8(name: str) -> None:
         assert torch.equal(residual, kept)  # added into the output, not into the residual (a hidden state)
 
 
+@pytest.mark.skipif(not onednn_int8_available(), reason="no oneDNN int8 kernels")
+def test_int8_without_onednn_kernels_falls_back_to_torch_dynamic_int8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where torch has no oneDNN int8 kernels (builds for other CPUs) int8 runs torch's dynamic int8 matrices, the
+    activation a separate pass, and gives what the oneDNN path gives up to the kernels' rounding."""
+    import albert
+    from albert import runtime
+
+    torch.manual_seed(0)
+    config = albert.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+    model = albert.AlbertModel(config).eval()
+    ids = torch.randint(5, 100, (2, 9))
+    with torch.inference_mode():
+        exact = model(ids).last_hidden_state
+        onednn = runtime.quantize_int8(model)
+        want = onednn(ids).last_hidden_state
+        monkeypatch.setattr(runtime, "onednn_int8_available", lambda: False)
+        fallback = runtime.quantize_int8(model)
+        w = fallback.encoder.frozen[0][0]
+        assert isinstance(w.ffn_w, runtime.DynamicInt8Linear) and not w.ffn_activated and runtime.is_int8(fallback)
+        got = fallback(ids).last_hidden_state
+    torch.testing.assert_close(got, want, atol=0.02, rtol=0)
+    assert (got - exact).abs().max() < 0.1
+
+
 def test_keep_freed_memory_is_harmless() -> None:
     keep_freed_memory()
     keep_freed_memory()  # once per process (cached); allocation still works
