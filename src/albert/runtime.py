@@ -304,9 +304,9 @@ class Int8Linear:
 
     Why not torch's quantized.linear_dynamic, which quantizes inside: it cannot fuse the FFN's tanh-GELU (a separate
     pass over the largest activation, ~10% of an int8 forward), and using this kernel for the three other matrices
-    too gained 0-8% of a whole forward (within the host's noise) on a 2-core AVX-512 EPYC, where per matrix
-    oneDNN's kernel on our quantization ran 0.71 ms against linear_dynamic's 0.84 (3072 → 768, 128 rows). The fused
-    residual add measured the same as a separate add_ there.
+    too gained 0-8% of a whole forward (within the host's noise) on a 2-core AVX-512 EPYC; per matrix the two were
+    within ~13% either way in shuffled micro-benchmarks, and mixing them was slower. The fused residual add measured
+    the same as a separate add_ there.
     On CPUs without VNNI the int8 kernels multiply-add u8 × s8 pairs into int16, which saturates with 8-bit
     activations; 7-bit activations (127 levels) avoid it. On an AVX2-only EPYC that took top-1 fill-mask
     agreement with fp32 from 98.7% to 99.3% (300 masks); with VNNI the full 255 levels are kept."""
