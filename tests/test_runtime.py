@@ -89,6 +89,35 @@ def test_int8_without_onednn_kernels_falls_back_to_torch_dynamic_int8(monkeypatc
     assert (got - exact).abs().max() < 0.1
 
 
+@pytest.mark.parametrize("kind", ["fp32", "int8", "dynamic_int8"])
+def test_prepared_matrices_take_strided_residuals_and_empty_batches(kind: str) -> None:
+    """A residual that is not dense rows is added as it is (oneDNN's int8 kernel read one as garbage), and a batch
+    of no rows gives no rows (int8's quantizer refused it)."""
+    if kind == "int8" and not onednn_int8_available():
+        pytest.skip("no oneDNN int8 kernels")
+    w, b = weights(96, 64, seed=2)
+    matrix = {"fp32": _onednn, "int8": _int8, "dynamic_int8": _dynamic_int8}[kind](w, b)
+    x = torch.randn(5, 3, 64)
+    residual = torch.randn(3, 5, 96).transpose(0, 1)  # (5, 3, 96), strided
+    with torch.inference_mode():
+        torch.testing.assert_close(matrix(x, residual), matrix(x) + residual, atol=1e-5, rtol=1e-5)
+        assert matrix(torch.randn(0, 7, 64)).shape == (0, 7, 96)
+        assert matrix(torch.randn(0, 7, 64), torch.randn(0, 7, 96)).shape == (0, 7, 96)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
+def test_a_batch_of_no_rows_gives_no_rows(precision: str) -> None:
+    import albert
+    from albert.runtime import Runtime, prepare_for_inference
+
+    config = albert.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+    model = prepare_for_inference(albert.AlbertModel(config).eval(), Runtime(torch.device("cpu"), precision))
+    with torch.inference_mode():
+        out = model(torch.zeros(0, 8, dtype=torch.long), torch.zeros(0, 8, dtype=torch.long))
+    assert out.last_hidden_state.shape == (0, 8, 32) and out.pooler_output.shape == (0, 32)
+
+
 def test_keep_freed_memory_is_harmless() -> None:
     keep_freed_memory()
     keep_freed_memory()  # once per process (cached); allocation still works

@@ -221,7 +221,7 @@ class AlbertLayer(nn.Module):
             probs = probs if output_attentions else None
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn)
-        ctx = ctx.transpose(1, 2).reshape(B, -1, H)  # (B, T or K, H)
+        ctx = ctx.transpose(1, 2).reshape(B, q.shape[2], H)  # (B, T or K, H)
         x = F.layer_norm(self._residual(x, ctx, w.out_w, w.out_b), (H,), w.ln1_w, w.ln1_b, self.eps)
         h = linear(x, w.ffn_w, w.ffn_b)  # (B, T, I)
         if not w.ffn_activated:

@@ -319,6 +319,8 @@ class Int8Linear:
     levels: int  # 255, or 127 without VNNI
 
     def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        if x.numel() == 0:  # no rows: nothing to quantize (aminmax refuses) and nothing to multiply
+            return x.new_empty(*x.shape[:-1], self.scales.numel())
         lo, hi = (float(v) for v in torch.aminmax(x))
         if not math.isfinite(hi - lo):
             raise CheckpointError(f"the int8 encoder {NON_FINITE}")
@@ -328,7 +330,8 @@ class Int8Linear:
         q = _uint8(torch.quantize_per_tensor(x, scale, zero, torch.quint8))
         if residual is not None:
             return torch.ops.onednn.qlinear_pointwise.binary(
-                q, scale, zero, self.weight, self.scales, self.zero_points, residual, self.bias, 1.0, 0,
+                # oneDNN reads the residual as dense rows: a strided one gave garbage, not an error
+                q, scale, zero, self.weight, self.scales, self.zero_points, residual.contiguous(), self.bias, 1.0, 0,
                 torch.float32, 1.0, 0, "add", 1.0, "none", [], "")
         return torch.ops.onednn.qlinear_pointwise(q, scale, zero, self.weight, self.scales, self.zero_points, self.bias,
                                                   1.0, 0, torch.float32, self.activation[0], [], self.activation[1])
@@ -349,8 +352,11 @@ class DynamicInt8Linear:
 
     packed: object
     reduce_range: bool
+    out_features: int
 
     def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        if x.numel() == 0:  # torch's kernel drops the middle dimensions of a batch of no rows
+            return x.new_empty(*x.shape[:-1], self.out_features)
         try:
             y = torch.ops.quantized.linear_dynamic(x, self.packed, self.reduce_range)
         except RuntimeError:  # torch's quantizer refuses NaN ("min should be less than or equal to max")
@@ -377,7 +383,7 @@ def _int8(weight: Tensor, bias: Tensor | None, activation: tuple[str, str] | Non
 def _dynamic_int8(weight: Tensor, bias: Tensor | None) -> DynamicInt8Linear:
     q, _ = _quantize_weight(weight)
     bias = None if bias is None else bias.detach().float()
-    return DynamicInt8Linear(torch.ops.quantized.linear_prepack(q, bias), reduce_range=not cpu_has_vnni())
+    return DynamicInt8Linear(torch.ops.quantized.linear_prepack(q, bias), not cpu_has_vnni(), weight.shape[0])
 
 
 def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
