@@ -258,8 +258,8 @@ def main() -> None:
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = torch.get_num_threads()
                 # ORT's threads spin after each run and would steal the cores from the next contender (ours took
-                # 88 instead of 46 ms right after it). Alone, back to back, spinning made ORT's own int8 1×128 runs
-                # ~9% faster: this setting favours us on latency (README)
+                # 88 instead of 46 ms right after it). Spinning can make ORT's own 1×128 runs faster, so
+                # latency_alone measures 1×128 again with ORT alone and on its defaults
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 session = ort.InferenceSession(str(Path(d) / "m.onnx"), opts)
                 if a.alone_processes:
