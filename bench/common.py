@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from albert.runtime import _int8, _onednn, onednn_available, onednn_int8_available
+from albert.runtime import _dynamic_int8, _int8, _onednn, onednn_available, onednn_int8_available
 
 
 def peak_rss_mb() -> int:
@@ -40,11 +40,10 @@ def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False
     `gemm_int8_gflops` is the faster) and, with `bf16`, in bf16; medians."""
     x, w = torch.randn(tokens, H), torch.randn(inner, H)
     flops = 2 * tokens * H * inner
-    q = torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(inner, dtype=torch.long), 0, torch.qint8)
-    packed = torch.ops.quantized.linear_prepack(q, None)
+    dynamic = _dynamic_int8(w, None)
     xb, wb = x.bfloat16(), w.bfloat16()
     kernels = [("fp32_default", lambda: torch.nn.functional.linear(x, w)),
-               ("int8_dynamic", lambda: torch.ops.quantized.linear_dynamic(x, packed, False))]
+               ("int8_dynamic", lambda: dynamic(x))]
     if onednn_available():  # oneDNN on a matrix packed once, the kernel our fp32 inference runs
         onednn = _onednn(w, None)
         kernels.append(("fp32_onednn", lambda: onednn(x)))

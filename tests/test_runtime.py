@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import albert
 from albert.model import activation_fn
 from albert.runtime import (
     ONEDNN_ACTIVATIONS,
@@ -21,6 +22,11 @@ from albert.runtime import (
 )
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
+
+
+def tiny_config() -> albert.AlbertConfig:
+    return albert.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
 
 
 def weights(rows: int, cols: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,13 +74,10 @@ def test_int8_equals_torch_dynamic_int8(name: str) -> None:
 def test_int8_without_onednn_kernels_falls_back_to_torch_dynamic_int8(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where torch has no oneDNN int8 kernels (builds for other CPUs) int8 runs torch's dynamic int8 matrices, the
     activation a separate pass, and gives what the oneDNN path gives up to the kernels' rounding."""
-    import albert
     from albert import runtime
 
     torch.manual_seed(0)
-    config = albert.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
-    model = albert.AlbertModel(config).eval()
+    model = albert.AlbertModel(tiny_config()).eval()
     ids = torch.randint(5, 100, (2, 9))
     with torch.inference_mode():
         exact = model(ids).last_hidden_state
@@ -107,12 +110,9 @@ def test_prepared_matrices_take_strided_residuals_and_empty_batches(kind: str) -
 
 @pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 def test_a_batch_of_no_rows_gives_no_rows(precision: str) -> None:
-    import albert
     from albert.runtime import Runtime, prepare_for_inference
 
-    config = albert.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
-    model = prepare_for_inference(albert.AlbertModel(config).eval(), Runtime(torch.device("cpu"), precision))
+    model = prepare_for_inference(albert.AlbertModel(tiny_config()).eval(), Runtime(torch.device("cpu"), precision))
     with torch.inference_mode():
         out = model(torch.zeros(0, 8, dtype=torch.long), torch.zeros(0, 8, dtype=torch.long))
     assert out.last_hidden_state.shape == (0, 8, 32) and out.pooler_output.shape == (0, 32)
