@@ -140,6 +140,7 @@ class LayerWeights(NamedTuple):
     ln2_w: Tensor
     ln2_b: Tensor
     ffn_activated: bool = False
+    queries_scaled: bool = False  # the query rows of qkv_w/qkv_b are multiplied by the attention's 1/sqrt(head_dim)
 
 
 def linear(x: Tensor, w: Any, b: Tensor | None, residual: Tensor | None = None) -> Tensor:
@@ -184,14 +185,21 @@ class AlbertLayer(nn.Module):
         self.hidden_dropout = config.hidden_dropout_prob
         self.eps = config.layer_norm_eps
 
-    def prepare(self, dtype: torch.dtype) -> LayerWeights:
+    def prepare(self, dtype: torch.dtype, scale_queries: bool = False) -> LayerWeights:
+        """`scale_queries` (inference, where the weights are prepared once): the attention's 1/sqrt(head_dim)
+        multiplied into the query rows once, instead of dividing every score. Exact when it is a power of two
+        (head_dim 64 in every ALBERT); it saved a pass over the scores, ~2% of an int8 forward at 1×128 tokens."""
         a = self.attention
-        qkv_w = torch.cat([a.query.weight, a.key.weight, a.value.weight])  # (3H, H)
-        qkv_b = torch.cat([a.query.bias, a.key.bias, a.value.bias])
+        q_w: Tensor = a.query.weight
+        q_b: Tensor = a.query.bias
+        if scale_queries:
+            q_w, q_b = q_w / math.sqrt(a.head_dim), q_b / math.sqrt(a.head_dim)
+        qkv_w = torch.cat([q_w, a.key.weight, a.value.weight])  # (3H, H)
+        qkv_b = torch.cat([q_b, a.key.bias, a.value.bias])
         tensors = (qkv_w, qkv_b, a.dense.weight, a.dense.bias, a.LayerNorm.weight, a.LayerNorm.bias,
                    self.ffn.weight, self.ffn.bias, self.ffn_output.weight, self.ffn_output.bias,
                    self.full_layer_layer_norm.weight, self.full_layer_layer_norm.bias)
-        return LayerWeights(*(t.to(dtype) for t in tensors))  # type: ignore[arg-type]  # 12 tensors, not the flag
+        return LayerWeights(*(t.to(dtype) for t in tensors), queries_scaled=scale_queries)  # type: ignore[arg-type, misc]
 
     def forward(
         self, x: Tensor, mask: Tensor | None, w: LayerWeights, output_attentions: bool = False,
@@ -213,14 +221,17 @@ class AlbertLayer(nn.Module):
         probs: Tensor | None = None
         if output_attentions or (q.shape[0] * q.shape[2] <= SMALL_ATTENTION and not self.training
                                  and x.device.type == "cpu"):
-            scores = q @ k.transpose(-1, -2) / math.sqrt(hs)  # (B, nh, T, T)
+            scores = q @ k.transpose(-1, -2)  # (B, nh, T, T)
+            if not w.queries_scaled:
+                scores = scores / math.sqrt(hs)
             if mask is not None:
                 scores = scores + mask
             probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-            ctx = F.dropout(probs, p_attn, self.training) @ v
+            ctx = (F.dropout(probs, p_attn, True) if p_attn > 0 else probs) @ v
             probs = probs if output_attentions else None
         else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn,
+                                                 scale=1.0 if w.queries_scaled else None)
         ctx = ctx.transpose(1, 2).reshape(B, q.shape[2], H)  # (B, T or K, H)
         x = F.layer_norm(self._residual(x, ctx, w.out_w, w.out_b), (H,), w.ln1_w, w.ln1_b, self.eps)
         h = linear(x, w.ffn_w, w.ffn_b)  # (B, T, I)
