@@ -124,26 +124,6 @@ def test_keep_freed_memory_is_harmless() -> None:
     assert torch.ones(1 << 22).sum().item() == 1 << 22
 
 
-@pytest.mark.parametrize("heads", [2, 3])  # head_dim 24 or 16
-@pytest.mark.parametrize("rows", [(1, 8), (9, 20)])  # the two-matmul attention and SDPA's (more than 128 rows)
-def test_queries_scaled_once_give_the_attention_of_scores_divided(heads: int, rows: tuple[int, int]) -> None:
-    config = tiny_config()
-    config.hidden_size, config.num_attention_heads = 48, heads  # head_dim 24 or 16
-    layer = albert.model.AlbertLayer(config).eval()
-    x = torch.randn(*rows, 48)
-    with torch.inference_mode():
-        plain, _ = layer(x, None, layer.prepare(torch.float32))
-        scaled, _ = layer(x, None, layer.prepare(torch.float32, scale_queries=True))
-        probs, _ = layer(x[:1, :8], None, layer.prepare(torch.float32), output_attentions=True)
-        probs_scaled, _ = layer(x[:1, :8], None, layer.prepare(torch.float32, scale_queries=True),
-                                output_attentions=True)
-    if heads == 3:  # 1/sqrt(16) is a power of two: multiplying the queries by it is exact
-        assert torch.equal(plain, scaled) and torch.equal(probs, probs_scaled)
-    else:  # 1/sqrt(24) is not: the same within fp32 rounding
-        torch.testing.assert_close(scaled, plain, atol=1e-6, rtol=1e-6)
-        torch.testing.assert_close(probs_scaled, probs, atol=1e-6, rtol=1e-6)
-
-
 def test_finite_check_finds_any_nan_or_infinity() -> None:
     from albert.runtime import _finite
 

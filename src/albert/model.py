@@ -140,7 +140,6 @@ class LayerWeights(NamedTuple):
     ln2_w: Tensor
     ln2_b: Tensor
     ffn_activated: bool = False
-    queries_scaled: bool = False  # the query rows of qkv_w/qkv_b are multiplied by the attention's 1/sqrt(head_dim)
 
 
 def linear(x: Tensor, w: Any, b: Tensor | None, residual: Tensor | None = None) -> Tensor:
@@ -166,12 +165,6 @@ class AlbertAttention(nn.Module):
         self.output_dropout = config.hidden_dropout_prob
 
 
-# On the CPU, attention over at most this many query rows in all (batch × queries) runs faster as two matmuls and
-# a softmax than in SDPA's flash kernel: 0.50 against 0.59 ms for 1×128 tokens and 12 heads on a 2-core EPYC,
-# but 1.26 against 1.18 ms for 2×128 and 10.1 against 7.3 ms for 1×512 (the same results within fp32 rounding)
-SMALL_ATTENTION = 128
-
-
 class AlbertLayer(nn.Module):
     """Post-LN transformer layer. `forward` takes weights from `prepare` so a shared layer casts them once."""
 
@@ -185,21 +178,14 @@ class AlbertLayer(nn.Module):
         self.hidden_dropout = config.hidden_dropout_prob
         self.eps = config.layer_norm_eps
 
-    def prepare(self, dtype: torch.dtype, scale_queries: bool = False) -> LayerWeights:
-        """`scale_queries` (inference, where the weights are prepared once): the attention's 1/sqrt(head_dim)
-        multiplied into the query rows once, instead of dividing every score. Exact when it is a power of two
-        (head_dim 64 in every ALBERT); it saved a pass over the scores, ~2% of an int8 forward at 1×128 tokens."""
+    def prepare(self, dtype: torch.dtype) -> LayerWeights:
         a = self.attention
-        q_w: Tensor = a.query.weight
-        q_b: Tensor = a.query.bias
-        if scale_queries:
-            q_w, q_b = q_w / math.sqrt(a.head_dim), q_b / math.sqrt(a.head_dim)
-        qkv_w = torch.cat([q_w, a.key.weight, a.value.weight])  # (3H, H)
-        qkv_b = torch.cat([q_b, a.key.bias, a.value.bias])
+        qkv_w = torch.cat([a.query.weight, a.key.weight, a.value.weight])  # (3H, H)
+        qkv_b = torch.cat([a.query.bias, a.key.bias, a.value.bias])
         tensors = (qkv_w, qkv_b, a.dense.weight, a.dense.bias, a.LayerNorm.weight, a.LayerNorm.bias,
                    self.ffn.weight, self.ffn.bias, self.ffn_output.weight, self.ffn_output.bias,
                    self.full_layer_layer_norm.weight, self.full_layer_layer_norm.bias)
-        return LayerWeights(*(t.to(dtype) for t in tensors), queries_scaled=scale_queries)  # type: ignore[arg-type, misc]
+        return LayerWeights(*(t.to(dtype) for t in tensors))  # type: ignore[arg-type]  # 12 tensors, not the flag
 
     def forward(
         self, x: Tensor, mask: Tensor | None, w: LayerWeights, output_attentions: bool = False,
@@ -219,19 +205,16 @@ class AlbertLayer(nn.Module):
                 mask = torch.gather(mask, 2, positions[:, None, :, None].expand(-1, mask.shape[1], -1, T))
         p_attn = self.attention.attention_dropout if self.training else 0.0
         probs: Tensor | None = None
-        if output_attentions or (q.shape[0] * q.shape[2] <= SMALL_ATTENTION and not self.training
-                                 and x.device.type == "cpu"):
-            scores = q @ k.transpose(-1, -2)  # (B, nh, T, T)
-            if not w.queries_scaled:
-                scores = scores / math.sqrt(hs)
+        if output_attentions:  # SDPA does not return the probabilities
+            scores = q @ k.transpose(-1, -2) / math.sqrt(hs)  # (B, nh, T, T)
             if mask is not None:
                 scores = scores + mask
             probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-            ctx = (F.dropout(probs, p_attn, True) if p_attn > 0 else probs) @ v
-            probs = probs if output_attentions else None
+            ctx = F.dropout(probs, p_attn, self.training) @ v
         else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn,
-                                                 scale=1.0 if w.queries_scaled else None)
+            # also at 1×128 tokens on the CPU, where two matmuls and a softmax had looked faster on their own (0.50
+            # against 0.59 ms): inside the model SDPA's kernel was 3-7% faster for a whole int8 forward (2-core EPYC)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn)
         ctx = ctx.transpose(1, 2).reshape(B, q.shape[2], H)  # (B, T or K, H)
         x = F.layer_norm(self._residual(x, ctx, w.out_w, w.out_b), (H,), w.ln1_w, w.ln1_b, self.eps)
         h = linear(x, w.ffn_w, w.ffn_b)  # (B, T, I)

@@ -254,13 +254,13 @@ Pack = Callable[..., Any]
 
 def _prepare_encoders(model: AlbertPreTrainedModel, dtype: torch.dtype, pack: Pack | None = None,
                       fuses_activation: bool = False) -> None:
-    """Every encoder's shared-layer weights prepared once in `dtype` (Q/K/V concatenated, the queries scaled, cast)
-    instead of at every forward; `pack`: its four matrices replaced by prepared ones, the FFN's with its activation
-    where `fuses_activation` and oneDNN knows the config's activation."""
+    """Every encoder's shared-layer weights prepared once in `dtype` (Q/K/V concatenated, cast) instead of at every
+    forward; `pack`: its four matrices replaced by prepared ones, the FFN's with its activation where
+    `fuses_activation` and oneDNN knows the config's activation."""
     with torch.no_grad():
         for enc in _encoders(model):
             act = ONEDNN_ACTIVATIONS.get(enc.config.hidden_act) if fuses_activation else None
-            enc.frozen = [[_packed(layer.prepare(dtype, scale_queries=True), pack, act)  # type: ignore[operator]
+            enc.frozen = [[_packed(layer.prepare(dtype), pack, act)  # type: ignore[operator]
                            for layer in group.albert_layers]  # type: ignore[union-attr]
                           for group in enc.albert_layer_groups]
             enc.inference_dtype = dtype
@@ -272,7 +272,7 @@ def _packed(w: LayerWeights, pack: Pack | None, act: tuple[str, str] | None) -> 
     ffn = pack(w.ffn_w, w.ffn_b) if act is None else pack(w.ffn_w, w.ffn_b, act)
     return LayerWeights(pack(w.qkv_w, w.qkv_b), None, pack(w.out_w, w.out_b), None, w.ln1_w, w.ln1_b,
                         ffn, None, pack(w.ffn_out_w, w.ffn_out_b), None, w.ln2_w, w.ln2_b,
-                        ffn_activated=act is not None, queries_scaled=w.queries_scaled)
+                        ffn_activated=act is not None)
 
 
 def _freeze(model: AlbertPreTrainedModel, dtype: torch.dtype, packed: bool) -> AlbertPreTrainedModel:
