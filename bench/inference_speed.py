@@ -12,10 +12,10 @@ int8 is dynamic quantization of the encoder's matrices: ours through `--precisio
 contenders are left out (bf16 is emulated there and takes minutes); --all keeps them.
 
 Base: batch 8×128 for throughput and 1×128 for latency; contenders alternate so machine noise hits all
-alike; medians are reported. In that shared process ONNX Runtime runs with spinning off; `latency_alone` measures
-1×128 again with ours and ONNX Runtime's fused graphs each alone in its own process (ONNX Runtime's defaults,
-spinning on), alternating processes. Large/xxlarge (`--sizes base large xxlarge`): 8×128 throughput and peak
-memory, each contender in its own process so that the peak resident memory is its own.
+alike; medians are reported. ONNX Runtime keeps its default session settings (its threads spin between runs), and
+every contender starts on idle cores (SETTLE_S). `latency_alone` measures 1×128 again with ours and ONNX Runtime's
+fused graphs each alone in its own process, alternating processes. Large/xxlarge (`--sizes base large xxlarge`):
+8×128 throughput and peak memory, each contender in its own process so that the peak resident memory is its own.
 """
 
 from __future__ import annotations
@@ -85,7 +85,6 @@ def fused_onnxruntime(theirs: torch.nn.Module, directory: Path, config: albert.A
     for name, path in (("onnxruntime_fused_fp32", fused_path), ("onnxruntime_fused_int8", int8_path)):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     ops: dict[str, int] = {}
     for node in fused.model.graph.node:
@@ -140,6 +139,7 @@ def large_rows(size: str, repeats: int, contenders: list[str]) -> dict:
 
 
 ALONE = ["ours_fp32", "onnxruntime_fused_fp32", "ours_int8", "onnxruntime_fused_int8"]
+SETTLE_S = 0.05  # idle time before each contender: longer than ORT's and libgomp's spinning
 
 
 def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
@@ -175,8 +175,8 @@ def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
 
 def alone_latency(directory: Path, rounds: int, processes: int) -> dict:
     """1×128 latency with every contender alone in its own process, `processes` times each, alternating; the
-    median of the processes' medians. Why: in one process ONNX Runtime must run with spinning off (its spinning
-    threads slow whoever runs next), which is not how a practitioner runs it; alone it keeps its default."""
+    median of the processes' medians. Why: how a practitioner runs one engine, with nothing else in the process
+    (no other engine's threads, allocator or caches)."""
     ms: dict[str, list[float]] = {c: [] for c in ALONE}
     for _ in range(processes):
         for contender in ALONE:
@@ -257,10 +257,6 @@ def main() -> None:
                 export_onnx(albert.AlbertModel.from_pretrained(d), Path(d) / "m.onnx")
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = torch.get_num_threads()
-                # ORT's threads spin after each run and would steal the cores from the next contender (ours took
-                # 88 instead of 46 ms right after it). Spinning can make ORT's own 1×128 runs faster, so
-                # latency_alone measures 1×128 again with ORT alone and on its defaults
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 session = ort.InferenceSession(str(Path(d) / "m.onnx"), opts)
                 if a.alone_processes:
                     alone = alone_latency(Path(d), a.latency_repeats, a.alone_processes)
@@ -294,6 +290,10 @@ def main() -> None:
                     fn()  # warm-up
                 for _ in range(rounds):
                     for k, fn in contenders.items():
+                        # ONNX Runtime's threads (and torch's OpenMP ones, for a few ms) spin after a run and take
+                        # the cores from whoever runs next: ours int8 at 1 × 128 took 97 ms right after a spinning
+                        # ORT and 49 after 50 ms idle; ORT took 59 right after ours and 52 after idle
+                        time.sleep(SETTLE_S)
                         t = time.perf_counter()
                         fn()
                         times[k].append(time.perf_counter() - t)

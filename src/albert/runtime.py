@@ -331,8 +331,7 @@ class Int8Linear:
     def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         if x.numel() == 0:  # no rows: nothing to quantize (aminmax refuses) and nothing to multiply
             return x.new_empty(*x.shape[:-1], self.scales.numel())
-        lo_t, hi_t = torch.aminmax(x)
-        lo, hi = lo_t.item(), hi_t.item()
+        lo, hi = (float(v) for v in torch.aminmax(x))
         if not math.isfinite(hi - lo):
             raise CheckpointError(f"the int8 encoder {NON_FINITE}")
         lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero stays exact (padding, ReLU)
