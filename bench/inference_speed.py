@@ -29,6 +29,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,10 +54,19 @@ def ratios(med: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def ort_session(path: Path) -> Any:
+    """An ONNX Runtime CPU session as every ORT contender here runs: its default settings (threads spinning between
+    runs), on as many threads as torch's contenders."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def fused_onnxruntime(theirs: torch.nn.Module, directory: Path, config: albert.AlbertConfig) -> dict[str, object]:
     """transformers' own export (TorchScript exporter, the graph ORT's fusions match) through
     onnxruntime.transformers.optimizer (model_type bert), and that fused graph with dynamic int8 weights."""
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -83,9 +93,7 @@ def fused_onnxruntime(theirs: torch.nn.Module, directory: Path, config: albert.A
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     sessions = {}
     for name, path in (("onnxruntime_fused_fp32", fused_path), ("onnxruntime_fused_int8", int8_path)):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sessions[name] = ort_session(path)
     ops: dict[str, int] = {}
     for node in fused.model.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
@@ -149,12 +157,7 @@ def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
     ids = torch.randint(5, 30000, (1, 128))
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
     if contender.startswith("onnxruntime"):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        name = "fused_int8.onnx" if contender.endswith("int8") else "fused.onnx"
-        session = ort.InferenceSession(str(directory / name), opts, providers=["CPUExecutionProvider"])
+        session = ort_session(directory / ("fused_int8.onnx" if contender.endswith("int8") else "fused.onnx"))
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
         fn = partial(session.run, None, feeds)
     else:
@@ -250,14 +253,10 @@ def main() -> None:
             fused: dict[str, object] = {}
             if not a.no_onnx and size == "base":
                 fused = fused_onnxruntime(theirs, Path(d), albert.AlbertConfig.from_preset(name))
-                import onnxruntime as ort
-
                 from albert.export import export_onnx
 
                 export_onnx(albert.AlbertModel.from_pretrained(d), Path(d) / "m.onnx")
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = torch.get_num_threads()
-                session = ort.InferenceSession(str(Path(d) / "m.onnx"), opts)
+                session = ort_session(Path(d) / "m.onnx")
                 if a.alone_processes:
                     alone = alone_latency(Path(d), a.latency_repeats, a.alone_processes)
         for B, T in ((8, 128), (1, 128)):

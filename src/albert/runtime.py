@@ -370,7 +370,7 @@ class DynamicInt8Linear:
         try:
             y = torch.ops.quantized.linear_dynamic(x, self.packed, self.reduce_range)
         except RuntimeError:  # torch's quantizer refuses NaN ("min should be less than or equal to max")
-            if not bool(torch.isfinite(x).all()):
+            if not _finite(x):
                 raise CheckpointError(f"the int8 encoder {NON_FINITE}") from None
             raise
         return y if residual is None else y.add_(residual)
