@@ -146,13 +146,14 @@ def large_rows(size: str, repeats: int, contenders: list[str]) -> dict:
     return row
 
 
-ALONE = ["ours_fp32", "onnxruntime_fused_fp32", "ours_int8", "onnxruntime_fused_int8"]
+ALONE = ["ours_fp32", "onnxruntime_fused_fp32", "ours_int8", "ours_int8_compile", "onnxruntime_fused_int8"]
 SETTLE_S = 0.05  # idle time before each contender: longer than ORT's and libgomp's spinning
 
 
 def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
-    """1×128 latency of one contender in this process: ours as the pipelines prepare it, ONNX Runtime's fused graph
-    with its default session settings (threads spinning between runs)."""
+    """1×128 latency of one contender in this process: ours as the pipelines prepare it (`_compile`: and compile it,
+    as `--compile` does), ONNX Runtime's fused graph with its default session settings (threads spinning between
+    runs)."""
     torch.manual_seed(0)
     ids = torch.randint(5, 30000, (1, 128))
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
@@ -161,10 +162,12 @@ def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
         fn = partial(session.run, None, feeds)
     else:
-        from albert.runtime import Runtime, prepare_for_inference
+        from albert.runtime import Runtime, compile_for_inference, prepare_for_inference
 
-        model = prepare_for_inference(albert.AlbertModel.from_pretrained(directory),
-                                      Runtime(torch.device("cpu"), contender.removeprefix("ours_")))  # type: ignore[arg-type]
+        runtime = Runtime(torch.device("cpu"), contender.removeprefix("ours_").removesuffix("_compile"))  # type: ignore[arg-type]
+        model = prepare_for_inference(albert.AlbertModel.from_pretrained(directory), runtime)
+        if contender.endswith("_compile"):
+            compile_for_inference(model, runtime)
         fn = partial(model, ids, mask, types)
     times = []
     with torch.inference_mode():
@@ -176,13 +179,13 @@ def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
     return {"contender": contender, "ms": round(statistics.median(times) * 1000, 2)}
 
 
-def alone_latency(directory: Path, rounds: int, processes: int) -> dict:
+def alone_latency(directory: Path, rounds: int, processes: int, contenders: list[str]) -> dict:
     """1×128 latency with every contender alone in its own process, `processes` times each, alternating; the
     median of the processes' medians. Why: how a practitioner runs one engine, with nothing else in the process
     (no other engine's threads, allocator or caches)."""
-    ms: dict[str, list[float]] = {c: [] for c in ALONE}
+    ms: dict[str, list[float]] = {c: [] for c in contenders}
     for _ in range(processes):
-        for contender in ALONE:
+        for contender in contenders:
             cmd = [sys.executable, __file__, "--alone", contender, str(directory), "--latency-repeats", str(rounds)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             ms[contender].append(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
@@ -217,7 +220,7 @@ def main() -> None:
         return
     import transformers
 
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime import Runtime, compile_for_inference, prepare_for_inference
 
     bf16 = a.all or cpu_has_bf16()
     rows = []
@@ -245,10 +248,14 @@ def main() -> None:
             ours32 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "fp32"))
             ours16 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "bf16"))
             ours8 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "int8"))
-            # `--compile`: inductor with the weights frozen (folded and prepacked), as the pipelines compile
-            ours_compiled = None if a.no_compile else torch.compile(
-                prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "fp32"), packed=False),
-                options={"freezing": True})
+            # `--compile`, as the pipelines compile: inductor with the weights frozen (folded and prepacked), fp32
+            # on plain matrices
+            ours_compiled = ours8_compiled = None
+            if not a.no_compile:
+                ours_compiled = compile_for_inference(prepare_for_inference(
+                    albert.AlbertModel.from_pretrained(d), Runtime(cpu, "fp32"), packed=False), Runtime(cpu, "fp32"))
+                ours8_compiled = compile_for_inference(prepare_for_inference(
+                    albert.AlbertModel.from_pretrained(d), Runtime(cpu, "int8")), Runtime(cpu, "int8"))
             session = None
             fused: dict[str, object] = {}
             if not a.no_onnx and size == "base":
@@ -258,7 +265,8 @@ def main() -> None:
                 export_onnx(albert.AlbertModel.from_pretrained(d), Path(d) / "m.onnx")
                 session = ort_session(Path(d) / "m.onnx")
                 if a.alone_processes:
-                    alone = alone_latency(Path(d), a.latency_repeats, a.alone_processes)
+                    alone = alone_latency(Path(d), a.latency_repeats, a.alone_processes,
+                                          [c for c in ALONE if not (a.no_compile and c.endswith("_compile"))])
         for B, T in ((8, 128), (1, 128)):
             ids = torch.randint(5, 30000, (B, T))
             mask = torch.ones(B, T, dtype=torch.long)
@@ -282,6 +290,7 @@ def main() -> None:
             if not a.no_compile:
                 contenders["transformers_fp32_compile"] = partial(compiled, ids, mask, types)
                 contenders["ours_fp32_compile"] = partial(ours_compiled, ids, mask, types)
+                contenders["ours_int8_compile"] = partial(ours8_compiled, ids, mask, types)
             times: dict[str, list[float]] = {k: [] for k in contenders}
             rounds = a.repeats if B > 1 else a.latency_repeats
             with torch.inference_mode():

@@ -4,9 +4,10 @@
 
 One whole word is masked per sentence of the committed public-domain fixture (seeded choice). Each
 contender's top-1 prediction at the mask is compared with PyTorch fp32's: PyTorch bf16 (`freeze_bf16`),
-PyTorch dynamic int8 (`quantize_int8`, `--quantize int8` in the CLI), and ONNX Runtime on our export in
-fp32 and in dynamic int8 (`albert export onnx --quantize int8`). Also recorded: how often each top-1 is the
-masked word's first piece, the ONNX files' sizes and the largest logit difference from fp32.
+PyTorch dynamic int8 (`quantize_int8`, `--precision int8` in the CLI; and compiled, `--compile`), and ONNX
+Runtime on our export in fp32 and in dynamic int8 (`albert export onnx --quantize int8`). Also recorded: how
+often each top-1 is the masked word's first piece, the ONNX files' sizes and the largest logit difference from
+fp32.
 Results: bench/results/quantized_accuracy.json.
 """
 
@@ -25,7 +26,14 @@ import torch
 
 import albert
 from albert.export import export_onnx
-from albert.runtime import cpu_description, freeze_bf16, quantize_int8
+from albert.runtime import (
+    Runtime,
+    compile_for_inference,
+    cpu_description,
+    freeze_bf16,
+    prepare_for_inference,
+    quantize_int8,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "fixtures" / "public_domain.txt"
@@ -87,6 +95,7 @@ def main() -> None:
     def load() -> albert.AlbertForMaskedLM:
         return albert.AlbertForMaskedLM.from_pretrained(a.model).float().eval()
 
+    int8 = Runtime(torch.device("cpu"), "int8")
     with tempfile.TemporaryDirectory() as d:
         onnx32 = export_onnx(load(), Path(d) / "fp32.onnx")
         onnx8 = export_onnx(load(), Path(d) / "int8.onnx", quantize="int8")
@@ -94,6 +103,7 @@ def main() -> None:
             "torch_fp32": torch_runner(load()),
             "torch_bf16": torch_runner(freeze_bf16(load())),
             "torch_int8": torch_runner(quantize_int8(load())),
+            "torch_int8_compile": torch_runner(compile_for_inference(prepare_for_inference(load(), int8), int8)),
             "onnxruntime_fp32": onnx_runner(Path(onnx32["path"])),
             "onnxruntime_int8": onnx_runner(Path(onnx8["path"])),
         }

@@ -16,7 +16,7 @@ import torch
 from albert.errors import InputError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
-from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
+from albert.runtime import Runtime, compile_for_inference, prepare_for_inference, resolve_runtime
 from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
@@ -293,10 +293,5 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODE
     if layout is not None and isinstance(pipe, FeatureExtractionPipeline):
         pipe.default_pooling, pipe.default_normalize = layout.pooling, layout.normalize
     if compile:
-        # dynamic shapes: batches differ in length; the first calls pay for compilation. freezing: the weights are
-        # constants for inference, so inductor folds and prepacks them (oneDNN). Measured on a 2-core EPYC, fp32:
-        # slower than the eager path's own oneDNN packing with fused GELU (bench/inference_speed.py,
-        # ours_fp32_compile); kept for GPUs and for other precisions
-        pipe.model.forward = torch.compile(pipe.model.forward, dynamic=True,  # type: ignore[method-assign]
-                                           options={"freezing": True})
+        compile_for_inference(pipe.model, runtime)
     return pipe
