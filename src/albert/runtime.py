@@ -10,6 +10,8 @@ and export.
   kernels (PackedLinear); parameters and task heads stay fp32 (the heads are cheap, and fp32 there keeps
   near-tied top predictions from flipping).
   Training is not possible afterwards; reload the model for that.
+- `compile_for_inference` (`--compile`) then runs a prepared model's forward under torch.compile: int8 quantizes
+  inside the graph, where inductor fuses it with the LayerNorm before it.
 """
 
 from __future__ import annotations
