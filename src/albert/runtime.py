@@ -44,6 +44,11 @@ logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other "
                         r"quantized tensor creation functions", category=UserWarning)
 
+# inductor's own int8 lowering (under --compile) copies a tensor with torch.tensor(t) and torch warns about it on
+# every compile: nothing the user did, nothing they can change
+warnings.filterwarnings("ignore", message=r"To copy construct from a tensor", category=UserWarning,
+                        module=r"torch\._inductor\.")
+
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32", "int8")
 
