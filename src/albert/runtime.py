@@ -369,24 +369,29 @@ class Int8Linear:
     def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         if x.numel() == 0:  # no rows: nothing to quantize (aminmax refuses) and nothing to multiply
             return x.new_empty(*x.shape[:-1], self.scales.numel())
-        if torch.compiler.is_compiling():
-            return self._in_graph(x, residual)
+        compiling = torch.compiler.is_compiling()
+        q, scale, zero = self._quantize_in_graph(x) if compiling else self._quantize(x)
+        op = torch.ops.onednn.qlinear_pointwise
+        if residual is not None:
+            return (op.binary_tensor if compiling else op.binary)(
+                # oneDNN reads the residual as dense rows: a strided one gave garbage, not an error
+                q, scale, zero, self.weight, self.scales, self.zero_points, residual.contiguous(), self.bias, 1.0, 0,
+                torch.float32, 1.0, 0, "add", 1.0, "none", [], "")
+        return (op.tensor if compiling else op.default)(q, scale, zero, self.weight, self.scales, self.zero_points,
+                                                        self.bias, 1.0, 0, torch.float32, self.activation[0], [],
+                                                        self.activation[1])
+
+    def _quantize(self, x: Tensor) -> tuple[Tensor, float, int]:
+        """x as uint8 with its scale and zero point, as Python numbers."""
         lo, hi = (float(v) for v in torch.aminmax(x))
         if not math.isfinite(hi - lo):
             raise CheckpointError(f"the int8 encoder {NON_FINITE}")
         lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero stays exact (padding, ReLU)
         scale = (hi - lo) / self.levels or 1.0
         zero = min(self.levels, max(0, round(-lo / scale)))
-        q = _uint8(torch.quantize_per_tensor(x, scale, zero, torch.quint8))
-        if residual is not None:
-            return torch.ops.onednn.qlinear_pointwise.binary(
-                # oneDNN reads the residual as dense rows: a strided one gave garbage, not an error
-                q, scale, zero, self.weight, self.scales, self.zero_points, residual.contiguous(), self.bias, 1.0, 0,
-                torch.float32, 1.0, 0, "add", 1.0, "none", [], "")
-        return torch.ops.onednn.qlinear_pointwise(q, scale, zero, self.weight, self.scales, self.zero_points, self.bias,
-                                                  1.0, 0, torch.float32, self.activation[0], [], self.activation[1])
+        return _uint8(torch.quantize_per_tensor(x, scale, zero, torch.quint8)), scale, zero
 
-    def _in_graph(self, x: Tensor, residual: Tensor | None) -> Tensor:
+    def _quantize_in_graph(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The same quantization in tensors, for torch.compile: Python numbers would break the graph at every matrix,
         and as tensors inductor fuses the range, the rounding and the LayerNorm before them into one pass. The input
         is scaled by the reciprocal, as torch's quantizer does. No error can be raised inside a graph: a NaN or
@@ -398,14 +403,7 @@ class Int8Linear:
         scale = torch.where(scale == 0, 1.0, scale)
         zero = torch.clamp(torch.round(-lo / scale), 0, self.levels)
         q = torch.clamp(torch.round(x * (1.0 / scale)) + zero, 0, 255).to(torch.uint8)
-        zero_i = zero.to(torch.int32)
-        if residual is not None:
-            return torch.ops.onednn.qlinear_pointwise.binary_tensor(
-                q, scale, zero_i, self.weight, self.scales, self.zero_points, residual.contiguous(), self.bias, 1.0, 0,
-                torch.float32, 1.0, 0, "add", 1.0, "none", [], "")
-        return torch.ops.onednn.qlinear_pointwise.tensor(q, scale, zero_i, self.weight, self.scales, self.zero_points,
-                                                         self.bias, 1.0, 0, torch.float32, self.activation[0], [],
-                                                         self.activation[1])
+        return q, scale, zero.to(torch.int32)
 
 
 def _uint8(q: Tensor) -> Tensor:
