@@ -162,12 +162,11 @@ def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
         fn = partial(session.run, None, feeds)
     else:
-        from albert.runtime import Runtime, compile_for_inference, prepare_for_inference
+        from albert.runtime import Runtime, prepare_for_inference
 
         runtime = Runtime(torch.device("cpu"), contender.removeprefix("ours_").removesuffix("_compile"))  # type: ignore[arg-type]
-        model = prepare_for_inference(albert.AlbertModel.from_pretrained(directory), runtime)
-        if contender.endswith("_compile"):
-            compile_for_inference(model, runtime)
+        model = prepare_for_inference(albert.AlbertModel.from_pretrained(directory), runtime,
+                                      compile=contender.endswith("_compile"))
         fn = partial(model, ids, mask, types)
     times = []
     with torch.inference_mode():
@@ -220,7 +219,7 @@ def main() -> None:
         return
     import transformers
 
-    from albert.runtime import Runtime, compile_for_inference, prepare_for_inference
+    from albert.runtime import Runtime, prepare_for_inference
 
     bf16 = a.all or cpu_has_bf16()
     rows = []
@@ -252,10 +251,10 @@ def main() -> None:
             # on plain matrices
             ours_compiled = ours8_compiled = None
             if not a.no_compile:
-                ours_compiled = compile_for_inference(prepare_for_inference(
-                    albert.AlbertModel.from_pretrained(d), Runtime(cpu, "fp32"), packed=False), Runtime(cpu, "fp32"))
-                ours8_compiled = compile_for_inference(prepare_for_inference(
-                    albert.AlbertModel.from_pretrained(d), Runtime(cpu, "int8")), Runtime(cpu, "int8"))
+                ours_compiled = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "fp32"),
+                                                      compile=True)
+                ours8_compiled = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "int8"),
+                                                       compile=True)
             session = None
             fused: dict[str, object] = {}
             if not a.no_onnx and size == "base":

@@ -28,7 +28,6 @@ import albert
 from albert.export import export_onnx
 from albert.runtime import (
     Runtime,
-    compile_for_inference,
     cpu_description,
     freeze_bf16,
     prepare_for_inference,
@@ -103,7 +102,7 @@ def main() -> None:
             "torch_fp32": torch_runner(load()),
             "torch_bf16": torch_runner(freeze_bf16(load())),
             "torch_int8": torch_runner(quantize_int8(load())),
-            "torch_int8_compile": torch_runner(compile_for_inference(prepare_for_inference(load(), int8), int8)),
+            "torch_int8_compile": torch_runner(prepare_for_inference(load(), int8, compile=True)),
             "onnxruntime_fp32": onnx_runner(Path(onnx32["path"])),
             "onnxruntime_int8": onnx_runner(Path(onnx8["path"])),
         }

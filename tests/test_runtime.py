@@ -138,11 +138,12 @@ def test_finite_check_finds_any_nan_or_infinity() -> None:
 
 @pytest.mark.skipif(not onednn_int8_available(), reason="no oneDNN int8 kernels")
 def test_compiled_int8_and_fp32_give_the_eager_outputs() -> None:
-    """`--compile` (compile_for_inference): int8 quantizes inside the graph as the eager path does (equal up to the
-    rounding of a scale computed in fp32 rather than fp64), fp32 gives the eager outputs within fp32 rounding; a new
-    length and padding run without error, and broken weights still give the finite check's error, not NaN."""
+    """`--compile` (prepare_for_inference(compile=True)): int8 quantizes inside the graph as the eager path does
+    (equal up to the rounding of a scale computed in fp32 rather than fp64), fp32 gives the eager outputs within fp32
+    rounding; a new length and padding run without error, and broken weights still give the finite check's error,
+    not NaN."""
     from albert.errors import CheckpointError
-    from albert.runtime import Runtime, compile_for_inference, prepare_for_inference
+    from albert.runtime import Runtime, prepare_for_inference
 
     cpu = torch.device("cpu")
     torch.manual_seed(0)
@@ -153,12 +154,12 @@ def test_compiled_int8_and_fp32_give_the_eager_outputs() -> None:
     for precision, atol in (("int8", 0.05), ("fp32", 1e-5)):
         runtime = Runtime(cpu, precision)  # type: ignore[arg-type]
 
-        def prepared(runtime: Runtime = runtime) -> albert.AlbertModel:
+        def prepared(compile: bool, runtime: Runtime = runtime) -> albert.AlbertModel:
             model = albert.AlbertModel(tiny_config()).eval()
             model.load_state_dict(base.state_dict())
-            return prepare_for_inference(model, runtime, packed=False)
+            return prepare_for_inference(model, runtime, compile)
 
-        eager, compiled = prepared(), compile_for_inference(prepared(), runtime)
+        eager, compiled = prepared(False), prepared(True)
         with torch.inference_mode():
             for x, mask in ((ids, None), (ids, padded), (ids[:1, :5], None)):
                 want, got = eager(x, mask), compiled(x, mask)

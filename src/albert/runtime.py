@@ -10,8 +10,8 @@ and export.
   kernels (PackedLinear); parameters and task heads stay fp32 (the heads are cheap, and fp32 there keeps
   near-tied top predictions from flipping).
   Training is not possible afterwards; reload the model for that.
-- `compile_for_inference` (`--compile`) then runs a prepared model's forward under torch.compile: int8 quantizes
-  inside the graph, where inductor fuses it with the LayerNorm before it.
+- With `compile` (`--compile`) the prepared model's forward runs under torch.compile: int8 quantizes inside the
+  graph, where inductor fuses it with the LayerNorm before it.
 """
 
 from __future__ import annotations
@@ -144,11 +144,13 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(dev, resolve_precision(precision, dev))
 
 
-def prepare_for_inference(model: AlbertPreTrainedModel, runtime: Runtime, packed: bool = True
+def prepare_for_inference(model: AlbertPreTrainedModel, runtime: Runtime, compile: bool = False
                           ) -> AlbertPreTrainedModel:
     """The model on the runtime's device, in eval mode, with its encoder in the runtime's precision; its outputs
-    are checked to be finite (broken weights give an error, never NaN in an answer). `packed=False` keeps fp32
-    and bf16 weights as plain tensors (for torch.compile, which folds and packs them itself)."""
+    are checked to be finite (broken weights give an error, never NaN in an answer). `compile` (`--compile`): its
+    forward then runs under torch.compile (_compile), and fp32 and bf16 weights stay plain tensors, which inductor
+    folds and packs itself (it cannot trace oneDNN's packed ones)."""
+    packed = not compile
     model.to(device=runtime.device)
     if runtime.device.type == "cpu":
         keep_freed_memory()
@@ -161,18 +163,18 @@ def prepare_for_inference(model: AlbertPreTrainedModel, runtime: Runtime, packed
     if not getattr(model, "_albert_finite_hook", False):
         model.register_forward_hook(_check_finite)
         model._albert_finite_hook = True  # type: ignore[assignment]
-    return model
+    return _compile(model, runtime) if compile else model
 
 
-# inductor's settings for a compiled model, in force around each of its calls (compile_for_inference)
+# inductor's settings for a compiled model, in force around each of its calls (_compile)
 INDUCTOR_SETTINGS: dict[str, object] = {"freezing": True}
 INDUCTOR_CPU_SETTINGS: dict[str, object] = {"cpp_wrapper": True}
 
 
-def compile_for_inference(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrainedModel:
-    """`model.forward` under torch.compile (inductor), for a model from prepare_for_inference: int8, or fp32/bf16
-    with plain matrices (`packed=False`; inductor cannot trace oneDNN's packed fp32 ones). The first call compiles
-    (20-50 s for albert-base on 2 cores); shapes are dynamic, so other lengths and batch sizes reuse it.
+def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrainedModel:
+    """`model.forward` under torch.compile (inductor), for prepare_for_inference: int8, or fp32/bf16 with plain
+    matrices. The first call compiles (20-50 s for albert-base on 2 cores); shapes are dynamic, so other lengths and
+    batch sizes reuse it.
 
     - freezing: the weights are constants, which inductor folds and prepacks for oneDNN.
     - cpp_wrapper, on the CPU: generated C++ calls the graph's kernels, not Python. With it int8 at 1×128 tokens
@@ -181,13 +183,13 @@ def compile_for_inference(model: AlbertPreTrainedModel, runtime: Runtime) -> Alb
       torch 2.13 did not freeze (the int8 weights stayed graph inputs, which inductor then refused). Compilation
       happens lazily, at a call, so the patch is in force when it does.
     The model's forward hooks (the check that outputs are finite) run outside the compiled code."""
+    import torch._inductor.config as inductor_config
+
     settings = {**INDUCTOR_SETTINGS, **(INDUCTOR_CPU_SETTINGS if runtime.device.type == "cpu" else {})}
     compiled = torch.compile(model.forward, dynamic=True)
 
     @functools.wraps(model.forward)
     def forward(*args: Any, **kwargs: Any) -> Any:
-        import torch._inductor.config as inductor_config
-
         with inductor_config.patch(settings):
             return compiled(*args, **kwargs)
 

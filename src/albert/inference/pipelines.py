@@ -16,7 +16,7 @@ import torch
 from albert.errors import InputError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
-from albert.runtime import Runtime, compile_for_inference, prepare_for_inference, resolve_runtime
+from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
@@ -35,8 +35,8 @@ class Pipeline:
     task: Task
 
     def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, runtime: Runtime,
-                 packed: bool = True) -> None:
-        self.model = prepare_for_inference(model, runtime, packed)
+                 compile: bool = False) -> None:
+        self.model = prepare_for_inference(model, runtime, compile)
         self.tokenizer = tokenizer
         self.runtime = runtime
         self.device = runtime.device
@@ -289,9 +289,7 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODE
         loaded = cls.load_model(model)
         tokenizer = tokenizer if tokenizer is not None else model
     tok = tokenizer if isinstance(tokenizer, AlbertTokenizer) else AlbertTokenizer.from_pretrained(tokenizer)
-    pipe = cls(loaded, tok, runtime, packed=not compile)  # inductor cannot trace oneDNN's packed matrices
+    pipe = cls(loaded, tok, runtime, compile)
     if layout is not None and isinstance(pipe, FeatureExtractionPipeline):
         pipe.default_pooling, pipe.default_normalize = layout.pooling, layout.normalize
-    if compile:
-        compile_for_inference(pipe.model, runtime)
     return pipe
