@@ -219,6 +219,7 @@ def test_health_info_docs_openapi_metrics_and_page(server: str) -> None:
     status, info, _ = request(f"{server}/info")
     assert info["max_input_length"] == 128 and info["max_client_batch_size"] == 300  # the tiny model's 128 positions
     assert [f["name"] for f in info["fields"]] == ["text"] and info["parameters"][0]["name"] == "top_k"
+    assert info["example"] == {"text": "The whale swam through the [MASK] sea."}  # the page starts from it
     status, docs, _ = request(f"{server}/docs")
     assert status == 200 and "swagger" in docs.lower()
     status, spec, _ = request(f"{server}/openapi.json")
@@ -271,6 +272,7 @@ def test_api_key(fill_mask: Any) -> None:
 def test_every_task_serves_what_its_pipeline_answers(with_head, task: str, path: str, inputs: Any,
                                                      parameters: dict[str, Any]) -> None:
     pipe = albert.pipeline(task, model=with_head(task), precision="fp32")
+    pipe.warm_up()  # the task's example is an input it takes (`serve --compile` runs it)
     app, batcher = build_app(pipe, task, ServeSettings())
     with running(app) as url:
         status, got = post(url + path, {"inputs": inputs, "parameters": parameters})
@@ -330,6 +332,27 @@ def test_text_embeddings_inference_body(with_head) -> None:
         status, info, _ = request(f"{url}/info")
         assert info["max_input_length"] == pipe.model.config.max_position_embeddings and "model_id" in info
     batcher.close()
+
+
+def test_compiled_server_compiles_before_its_first_request_and_never_again(tiny_model: Path) -> None:
+    """`serve --compile` warms up on every kind of batch at start (one row or more, one [MASK] or more): no request
+    waits for a compilation, and the answers are the eager pipeline's."""
+    from torch._dynamo.utils import counters
+
+    from albert.inference.server import load_app
+
+    settings = ServeSettings(model=str(tiny_model), precision="fp32", compile=True)
+    before = counters["stats"]["unique_graphs"]
+    app, batcher, task = load_app(settings)
+    compiled = counters["stats"]["unique_graphs"]
+    assert task == "fill-mask" and compiled - before == 4  # one row or more, times one [MASK] or more
+    eager = albert.pipeline("fill-mask", model=tiny_model, precision="fp32")
+    with running(app, settings) as url:
+        for inputs in (TEXTS[0], TEXTS[2], TEXTS, TEXTS[2:4], [TEXTS[2] + " " + TEXTS[2]]):
+            status, got = post(f"{url}/fill-mask", {"inputs": inputs})
+            assert status == 200 and same(got, eager(inputs)), inputs
+    batcher.close()
+    assert counters["stats"]["unique_graphs"] == compiled
 
 
 def test_task_auto_follows_the_saved_architecture(tiny_model: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ evaluation (albert.tasks): `albert predict` and these pipelines give one output 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
-from albert.tasks.registry import TASKS, Task, get_task
+from albert.tasks.registry import TASKS, Task, check_input, get_task
 from albert.tasks.sequence import classification_output, kind_of, label_names
 from albert.tasks.tokens import group_entities
 from albert.tokenizer import AlbertTokenizer
@@ -33,6 +34,7 @@ DEFAULT_MODEL = "albert-small-en"
 
 class Pipeline:
     task: Task
+    __call__: Callable[..., Any]  # each task's own signature: (inputs, **its parameters)
 
     def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, runtime: Runtime,
                  compile: bool = False) -> None:
@@ -57,12 +59,28 @@ class Pipeline:
     def is_unused(cls, key: str) -> bool:
         return any(key.startswith(u) for u in cls.unused)
 
+    def warm_up(self) -> None:
+        """Compile a `--compile` model for every kind of batch it meets, on the task's example. Why: torch.compile
+        compiles apart for a size of 1 (a batch of one row, one [MASK]) and for larger ones, so a model compiled on
+        one request compiles again, for up to a minute, on the first of the other kind."""
+        for inputs in self.warm_up_inputs():
+            self(inputs)
+
+    def warm_up_inputs(self) -> list[Any]:
+        item = check_input(self.task, self.task.example, 1)
+        return [[item], [item, item]]  # lists, as the server's batcher calls it
+
 
 class FillMaskPipeline(Pipeline):
     task = TASKS["fill-mask"]
 
     def __call__(self, inputs: str | list[str], top_k: int = 5) -> Any:
         return fill_mask(self.tokenizer, inputs, top_k, self.model.config.max_position_embeddings, self._logits)
+
+    def warm_up_inputs(self) -> list[Any]:
+        one = self.task.example["text"]
+        two = f"{one} {one}"  # two masks: the count of [MASK] positions is a size too
+        return [[one], [one, one], [two], [two, two]]
 
     def _logits(self, enc: dict[str, list[list[int]]], positions: list[list[int]]) -> Any:
         inputs = {k: torch.as_tensor(v, device=self.device) for k, v in enc.items()}

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -235,7 +236,8 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
                           "max_client_batch_size": settings.max_inputs, "max_concurrent_requests": None,
                           "max_batch_requests": settings.max_batch, "version": _version(),
                           "fields": [dataclasses.asdict(f) for f in task.fields],
-                          "parameters": [_parameter_info(p) for p in task.parameters], "output": task.output}
+                          "parameters": [_parameter_info(p) for p in task.parameters], "output": task.output,
+                          "example": task.example}
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
@@ -541,6 +543,12 @@ def load_app(settings: ServeSettings) -> tuple[Any, Batcher, str]:
     task = task_for(settings.model) if settings.task == "auto" else get_task(settings.task).name
     pipe = pipeline(task, model=settings.model, device=settings.device, precision=settings.precision,
                     compile=settings.compile)
+    if settings.compile:
+        # before the first request, not on it: each compilation takes up to a minute, and the model's thread
+        # would answer nothing meanwhile
+        print("albert serve: compiling the model for each kind of batch (--compile: 2 to 4 compilations, up to a "
+              "minute each)", file=sys.stderr, flush=True)
+        pipe.warm_up()
     info = {"model": str(settings.model), "device": str(pipe.device), "precision": pipe.runtime.precision}
     app, batcher = build_app(pipe, task, settings, info)
     return app, batcher, task
@@ -635,7 +643,6 @@ def serve_model(settings: ServeSettings) -> None:
 
 def _announce(task: str, host: str, port: int, settings: ServeSettings) -> None:
     import ipaddress
-    import sys
 
     try:
         loopback = ipaddress.ip_address(host).is_loopback

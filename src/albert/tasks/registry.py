@@ -15,7 +15,7 @@ This module imports neither torch nor the model code: the CLI builds its parser 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from albert.errors import ConfigError, InputError
@@ -76,6 +76,8 @@ class Task:
     output: str = ""  # the shape of one input's answer
     windows: bool = False  # reads texts longer than the model in overlapping windows (else truncates)
     also_for: tuple[str, ...] = ()  # other saved architectures whose directories it answers (`--task auto`)
+    # one input, by field: the server's page starts from it, and `serve --compile` warms up on it
+    example: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def route(self) -> str:
@@ -122,25 +124,28 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("fill-mask", "fill-mask", "predict the [MASK] tokens of texts",
          ("AlbertForMaskedLM",), (Field("text", help="a text with [MASK]"),),
          (Parameter("top_k", int, 5, "fillers per [MASK]", maximum=TOP_K_LIMIT),), also_for=("AlbertForPreTraining",),
-         output="per [MASK], its top_k fillers [{score, token, token_str, sequence}] (one mask: a flat list)"),
+         output="per [MASK], its top_k fillers [{score, token, token_str, sequence}] (one mask: a flat list)",
+         example={"text": "The whale swam through the [MASK] sea."}),
     Task("feature-extraction", "embed", "sentence vectors, one JSON list per input", ("AlbertModel",), (_TEXT,),
          (Parameter("pooling", ("auto", "cls", "mean", "max", "mean_sqrt_len"), "auto",
                     "auto: a sentence-transformers directory's own pooling, else mean over the text's tokens (as "
                     "sentence-transformers pools); cls: the [CLS] hidden state"),
           Parameter("normalize", bool, None, "L2-normalise the vectors (default: as the directory says, else no)")),
-         output="the text's vector [float, ...]"),
+         output="the text's vector [float, ...]", example={"text": "Call me Ishmael."}),
     Task("text-classification", "classify", "labels of texts (a fine-tuned classifier)",
          ("AlbertForSequenceClassification",),
          (_TEXT, Field("text_pair", required=False, help="a second text, for pair tasks", flag="--pair")),
          (Parameter("top_k", int, 1, "labels per text (ranked)", maximum=TOP_K_LIMIT),),
          aliases=("sentiment-analysis",),
-         output="{label, score} (top_k 1), else [{label, score}, ...] ranked"),
+         output="{label, score} (top_k 1), else [{label, score}, ...] ranked",
+         example={"text": "The food was wonderful and the staff were kind."}),
     Task("token-classification", "tag", "entities in texts (a fine-tuned token classifier)",
          ("AlbertForTokenClassification",), (_TEXT,),
          (Parameter("aggregation_strategy", ("simple", "none"), "simple",
                     "simple: a B-/I- run is one entity; none: one entry per piece", flag="--aggregation"),),
          aliases=("ner",), windows=True,
-         output="[{entity_group, score, word, start, end}, ...] (none: {entity, score, index, word, start, end})"),
+         output="[{entity_group, score, word, start, end}, ...] (none: {entity, score, index, word, start, end})",
+         example={"text": "Ishmael sailed from Nantucket on the Pequod."}),
     Task("question-answering", "answer", "extractive answers (a fine-tuned QA model)",
          ("AlbertForQuestionAnswering", "AlbertForQuestionAnsweringWithAnswerability"),
          (Field("question", help="the question"), Field("context", help="the text that holds the answer")),
@@ -148,17 +153,20 @@ TASKS: dict[str, Task] = {t.name: t for t in (
           Parameter("max_answer_length", int, 30, "the longest answer, in tokens"),
           Parameter("handle_impossible_answer", bool, False, 'answer "" where the model prefers no answer '
                     "(SQuAD 2.0 models)", flag="--allow-no-answer")),
-         windows=True, output="{answer, score, start, end, no_answer_score}"),
+         windows=True, output="{answer, score, start, end, no_answer_score}",
+         example={"question": "Where did the whale swim?", "context": "The whale swam through the cold northern sea."}),
     Task("multiple-choice", "choose", "pick an option (a fine-tuned multiple-choice model)",
          ("AlbertForMultipleChoice",),
          (Field("question", help="the question (a '_' in it is filled by each option)"),
           Field("options", "options", help="the options (two or more)"),
           Field("article", required=False, help="the passage the question is about")),
-         output="{label: the best option's index, scores: [probability per option]}"),
+         output="{label: the best option's index, scores: [probability per option]}",
+         example={"question": "The whale swam in the _.", "options": ["sea", "sky", "desert"]}),
     Task("sentence-order", "sentence-order", "is the second text the continuation of the first? (pretraining's "
          "SOP head)", ("AlbertForPreTraining",),
          (Field("first", help="the first text"), Field("second", help="the text that may follow it")),
-         output="{label: in_order | swapped, score}"),
+         output="{label: in_order | swapped, score}",
+         example={"first": "The ship left the harbour.", "second": "By noon it was far out at sea."}),
 )}
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
