@@ -11,9 +11,9 @@ int8 is dynamic quantization of the encoder's matrices: ours through `--precisio
 (torch.ao.quantization.quantize_dynamic on its nn.Linear layers). On a CPU without bf16 units the bf16
 contenders are left out (bf16 is emulated there and takes minutes); --all keeps them.
 
-Base: batch 8×128 for throughput and 1×128 for latency; contenders alternate so machine noise hits all
-alike; medians are reported. ONNX Runtime keeps its default session settings (its threads spin between runs), and
-every contender starts on idle cores (SETTLE_S). `latency_alone` measures 1×128 again with ours and ONNX Runtime's
+Base: batch 8×128 for throughput, 1×128 for latency and 1×16 for a short query's (--shapes for others); contenders
+alternate so machine noise hits all alike; medians are reported. ONNX Runtime keeps its default session settings
+(its threads spin between runs), and every contender starts on idle cores (SETTLE_S). `latency_alone` measures 1×128 again with ours and ONNX Runtime's
 fused graphs each alone in its own process, alternating processes. Large/xxlarge (`--sizes base large xxlarge`):
 8×128 throughput and peak memory, each contender in its own process so that the peak resident memory is its own.
 """
@@ -195,10 +195,24 @@ def alone_latency(directory: Path, rounds: int, processes: int, contenders: list
     return row
 
 
+def shape(text: str) -> tuple[int, int]:
+    """'8x128' → (8, 128)."""
+    try:
+        batch, tokens = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BATCHxTOKENS such as 8x128, got {text!r}") from None
+    if batch < 1 or not 2 <= tokens <= 512:
+        raise argparse.ArgumentTypeError(f"batch must be >= 1 and tokens 2-512, got {text!r}")
+    return batch, tokens
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["base"])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--shapes", nargs="+", type=shape, default=[(8, 128), (1, 128), (1, 16)], metavar="BxT",
+                    help="batch × tokens to time albert-base at (default 8x128 1x128 1x16: throughput, latency, and "
+                         "a short query's latency, where fixed costs weigh most)")
     ap.add_argument("--latency-repeats", type=int, default=31,
                     help="rounds for 1×128: cheap, and the noise of a shared machine weighs more on short runs")
     ap.add_argument("--large-repeats", type=int, default=3, help="repeats for large/xlarge/xxlarge")
@@ -266,7 +280,7 @@ def main() -> None:
                 if a.alone_processes:
                     alone = alone_latency(Path(d), a.latency_repeats, a.alone_processes,
                                           [c for c in ALONE if not (a.no_compile and c.endswith("_compile"))])
-        for B, T in ((8, 128), (1, 128)):
+        for B, T in a.shapes:
             ids = torch.randint(5, 30000, (B, T))
             mask = torch.ones(B, T, dtype=torch.long)
             types = torch.zeros(B, T, dtype=torch.long)
