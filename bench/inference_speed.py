@@ -13,9 +13,10 @@ contenders are left out (bf16 is emulated there and takes minutes); --all keeps 
 
 Base: batch 8×128 for throughput, 1×128 for latency and 1×16 for a short query's (--shapes for others); contenders
 alternate so machine noise hits all alike; medians are reported. ONNX Runtime keeps its default session settings
-(its threads spin between runs), and every contender starts on idle cores (SETTLE_S). `latency_alone` measures 1×128 again with ours and ONNX Runtime's
-fused graphs each alone in its own process, alternating processes. Large/xxlarge (`--sizes base large xxlarge`):
-8×128 throughput and peak memory, each contender in its own process so that the peak resident memory is its own.
+(its threads spin between runs), and every contender starts on idle cores (SETTLE_S). `latency_alone` measures
+1×128 again with ours and ONNX Runtime's fused graphs each alone in its own process, alternating processes.
+Large/xxlarge (`--sizes base large xxlarge`): 8×128 throughput and peak memory, each contender in its own process
+so that the peak resident memory is its own.
 """
 
 from __future__ import annotations
