@@ -215,7 +215,8 @@ def main() -> None:
                     help="batch × tokens to time albert-base at (default 8x128 1x128 1x16: throughput, latency, and "
                          "a short query's latency, where fixed costs weigh most)")
     ap.add_argument("--latency-repeats", type=int, default=31,
-                    help="rounds for 1×128: cheap, and the noise of a shared machine weighs more on short runs")
+                    help="rounds for a batch of one (1×128, 1×16): cheap, and the noise of a shared machine weighs "
+                         "more on short runs")
     ap.add_argument("--large-repeats", type=int, default=3, help="repeats for large/xlarge/xxlarge")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="leave out transformers under torch.compile")

@@ -174,7 +174,8 @@ INDUCTOR_CPU_SETTINGS: dict[str, object] = {"cpp_wrapper": True}
 def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrainedModel:
     """`model.forward` under torch.compile (inductor), for prepare_for_inference: int8, or fp32/bf16 with plain
     matrices. The first call compiles (20-50 s for albert-base on 2 cores); shapes are dynamic, so other lengths and
-    batch sizes reuse it.
+    batch sizes reuse it, except that a size of 1 (one row, one [MASK]) compiles apart from larger ones
+    (Pipeline.warm_up, which `albert serve --compile` runs at start).
 
     - freezing: the weights are constants, which inductor folds and prepacks for oneDNN.
     - cpp_wrapper, on the CPU: generated C++ calls the graph's kernels, not Python. With it int8 at 1×128 tokens

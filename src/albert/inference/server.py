@@ -546,7 +546,7 @@ def load_app(settings: ServeSettings) -> tuple[Any, Batcher, str]:
     if settings.compile:
         # before the first request, not on it: each compilation takes up to a minute, and the model's thread
         # would answer nothing meanwhile
-        print("albert serve: compiling the model for each kind of batch (--compile: 2 to 4 compilations, up to a "
+        print("albert serve: compiling the model for each kind of batch (--compile: up to 4 compilations, up to a "
               "minute each)", file=sys.stderr, flush=True)
         pipe.warm_up()
     info = {"model": str(settings.model), "device": str(pipe.device), "precision": pipe.runtime.precision}
