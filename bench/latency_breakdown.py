@@ -2,7 +2,7 @@
 each through its own profiler, rounds alternating, on the same random albert-base-v2 weights as
 bench/inference_speed.py.
 
-    python bench/latency_breakdown.py [--shape 1x128] [--rounds 3] [--out bench/results/latency_breakdown.json]
+    python bench/latency_breakdown.py [--shape 1x128] [--rounds 5] [--out bench/results/latency_breakdown.json]
 
 Why: the two engines' int8 matrix kernels do the same work with the same CPU instructions (VNNI where there is
 VNNI), so how far ours can lead at 1 × 128 is set by everything else: attention, the LayerNorms, GELU, quantizing
@@ -96,7 +96,7 @@ def ours_round(model: torch.nn.Module, inputs: tuple, runs: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", type=shape, default=(1, 128), metavar="BxT")
-    ap.add_argument("--rounds", type=int, default=3, help="profiled rounds per engine, alternating")
+    ap.add_argument("--rounds", type=int, default=5, help="profiled rounds per engine, alternating")
     ap.add_argument("--runs", type=int, default=10, help="forwards per round")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latency_breakdown.json"))
     a = ap.parse_args()
