@@ -1,6 +1,6 @@
-"""Where a batch-of-one int8 forward spends its time: ours under `--compile` against ONNX Runtime's fused int8 graph,
-each through its own profiler, rounds alternating, on the same random albert-base-v2 weights as
-bench/inference_speed.py.
+"""Where an int8 forward (by default a batch of one, 1 × 128) spends its time: ours under `--compile` against ONNX
+Runtime's fused int8 graph, each through its own profiler, rounds alternating, on the same random albert-base-v2
+weights as bench/inference_speed.py.
 
     python bench/latency_breakdown.py [--shape 1x128] [--rounds 5] [--out bench/results/latency_breakdown.json]
 
