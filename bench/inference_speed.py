@@ -55,14 +55,28 @@ def ratios(med: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def ort_session(path: Path) -> Any:
+def ort_session(path: Path, profile_prefix: str | None = None) -> Any:
     """An ONNX Runtime CPU session as every ORT contender here runs: its default settings (threads spinning between
-    runs), on as many threads as torch's contenders."""
+    runs), on as many threads as torch's contenders; `profile_prefix`: with ORT's profiler on, writing there
+    (bench/latency_breakdown.py)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def transformers_config(name: str) -> Any:
+    """transformers' config for one of our presets, with SDPA attention, as every transformers contender here runs
+    (built after torch.manual_seed(0), its model has the weights every script here compares on)."""
+    import transformers
+
+    config = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
+    config._attn_implementation = "sdpa"
+    return config
 
 
 def fused_onnxruntime(theirs: torch.nn.Module, directory: Path, config: albert.AlbertConfig) -> dict[str, object]:
@@ -113,9 +127,7 @@ def one_contender(size: str, contender: str, repeats: int) -> dict:
     if contender.startswith("ours"):
         model: torch.nn.Module = albert.AlbertModel(albert.AlbertConfig.from_preset(name)).to(dtype).eval()
     else:
-        hf_cfg = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
-        hf_cfg._attn_implementation = "sdpa"
-        model = transformers.AlbertModel(hf_cfg).to(dtype).eval()
+        model = transformers.AlbertModel(transformers_config(name)).to(dtype).eval()
     B, T = 8, 128
     ids = torch.randint(5, 30000, (B, T))
     mask = torch.ones(B, T, dtype=torch.long)
@@ -246,8 +258,7 @@ def main() -> None:
             continue
         name = f"albert-{size}-v2"
         torch.manual_seed(0)
-        hf_cfg = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
-        hf_cfg._attn_implementation = "sdpa"
+        hf_cfg = transformers_config(name)
         theirs = transformers.AlbertModel(hf_cfg).eval()
         theirs_bf16 = transformers.AlbertModel(hf_cfg).eval()
         theirs_bf16.load_state_dict(theirs.state_dict())

@@ -26,7 +26,7 @@ import torch
 
 import albert
 from albert.runtime import cpu_description
-from inference_speed import ROOT, SETTLE_S, fused_onnxruntime, shape
+from inference_speed import ROOT, SETTLE_S, fused_onnxruntime, ort_session, shape, transformers_config
 
 # kinds of op, by the names each profiler gives them (a trailing * matches a prefix): the int8 matrix kernels with
 # the quantization of their inputs where the engine fuses it, attention, and the passes over activations (LayerNorm,
@@ -57,13 +57,7 @@ def kinds(per_op: dict[str, float], table: dict[str, tuple[str, ...]]) -> dict[s
 
 def onnxruntime_round(path: Path, feeds: dict, runs: int, prefix: str) -> dict:
     """One profiled session of ORT's fused int8 graph, default settings as in inference_speed.py."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    opts.enable_profiling = True
-    opts.profile_file_prefix = prefix
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = ort_session(path, profile_prefix=prefix)
     session.run(None, feeds)  # warm-up, left out below
     for _ in range(runs):
         time.sleep(SETTLE_S)
@@ -108,17 +102,14 @@ def main() -> None:
 
     B, T = a.shape
     torch.manual_seed(0)
-    config = albert.AlbertConfig.from_preset("albert-base-v2")
-    hf_cfg = transformers.AlbertConfig(**config.to_dict())
-    hf_cfg._attn_implementation = "sdpa"
-    theirs = transformers.AlbertModel(hf_cfg).eval()
+    theirs = transformers.AlbertModel(transformers_config("albert-base-v2")).eval()
     ids = torch.randint(5, 30000, (B, T))
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
     rounds: dict[str, list[dict]] = {"ours_int8_compile": [], "onnxruntime_fused_int8": []}
     with tempfile.TemporaryDirectory() as d:
         theirs.save_pretrained(d)
-        fused_onnxruntime(theirs, Path(d), config)
+        fused_onnxruntime(theirs, Path(d), albert.AlbertConfig.from_preset("albert-base-v2"))
         cpu_settings = dict(runtime.INDUCTOR_CPU_SETTINGS)
         runtime.INDUCTOR_CPU_SETTINGS.clear()  # no C++ wrapper: see the docstring
         try:
