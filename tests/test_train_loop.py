@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,7 +117,11 @@ def test_two_processes_match_one(prepared_data: Path, tmp_path: Path) -> None:
               "--eval_every", "0", "--save_every", "0", "--progress", "false", "--num_threads", "1",
               "--log_every", "1", "--model_overrides", '{"classifier_dropout_prob": 0.0}']
     two = tmp_path / "two"
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    # a free port, not a fixed one: another run's rendezvous on the same machine would take it (EADDRINUSE)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                           "-m", "albert.cli", "pretrain", *common, "--run_dir", str(two)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
