@@ -26,6 +26,16 @@ def peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def transformers_config(config: Any) -> Any:
+    """transformers' config equal to ours (an albert.AlbertConfig), with SDPA attention, as every transformers
+    contender in these benchmarks runs."""
+    import transformers
+
+    hf_config = transformers.AlbertConfig(**config.to_dict())
+    hf_config._attn_implementation = "sdpa"
+    return hf_config
+
+
 def model_gflop(config: Any, B: int, T: int) -> float:
     """Forward GFLOP of the encoder for B×T tokens (albert.config.forward_flops, without an MLM head)."""
     from albert.config import forward_flops

@@ -37,6 +37,7 @@ from albert.train.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from common import transformers_config  # noqa: E402
 from pretrain_speed import make_batch  # noqa: E402
 from quantized_accuracy import masked_sample  # noqa: E402
 
@@ -118,8 +119,7 @@ def build(cfg: albert.AlbertConfig, name: str, pretraining: bool) -> torch.nn.Mo
     torch.manual_seed(0)
     if name.startswith("ours"):
         return albert.AlbertForPreTraining(cfg) if pretraining else albert.AlbertModel(cfg)
-    hf_cfg = transformers.AlbertConfig(**cfg.to_dict())
-    hf_cfg._attn_implementation = "sdpa"
+    hf_cfg = transformers_config(cfg)
     return transformers.AlbertForPreTraining(hf_cfg) if pretraining else transformers.AlbertModel(hf_cfg)
 
 

@@ -36,7 +36,7 @@ import torch
 
 import albert
 from albert.runtime import cpu_description, cpu_has_bf16
-from common import gemm_rates, model_gflop, peak_rss_mb
+from common import gemm_rates, model_gflop, peak_rss_mb, transformers_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,16 +67,6 @@ def ort_session(path: Path, profile_prefix: str | None = None) -> Any:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def transformers_config(name: str) -> Any:
-    """transformers' config for one of our presets, with SDPA attention, as every transformers contender here runs
-    (built after torch.manual_seed(0), its model has the weights every script here compares on)."""
-    import transformers
-
-    config = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
-    config._attn_implementation = "sdpa"
-    return config
 
 
 def fused_onnxruntime(theirs: torch.nn.Module, directory: Path, config: albert.AlbertConfig) -> dict[str, object]:
@@ -127,7 +117,7 @@ def one_contender(size: str, contender: str, repeats: int) -> dict:
     if contender.startswith("ours"):
         model: torch.nn.Module = albert.AlbertModel(albert.AlbertConfig.from_preset(name)).to(dtype).eval()
     else:
-        model = transformers.AlbertModel(transformers_config(name)).to(dtype).eval()
+        model = transformers.AlbertModel(transformers_config(albert.AlbertConfig.from_preset(name))).to(dtype).eval()
     B, T = 8, 128
     ids = torch.randint(5, 30000, (B, T))
     mask = torch.ones(B, T, dtype=torch.long)
@@ -258,7 +248,7 @@ def main() -> None:
             continue
         name = f"albert-{size}-v2"
         torch.manual_seed(0)
-        hf_cfg = transformers_config(name)
+        hf_cfg = transformers_config(albert.AlbertConfig.from_preset(name))
         theirs = transformers.AlbertModel(hf_cfg).eval()
         theirs_bf16 = transformers.AlbertModel(hf_cfg).eval()
         theirs_bf16.load_state_dict(theirs.state_dict())

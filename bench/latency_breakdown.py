@@ -26,7 +26,8 @@ import torch
 
 import albert
 from albert.runtime import cpu_description
-from inference_speed import ROOT, SETTLE_S, fused_onnxruntime, ort_session, shape, transformers_config
+from common import transformers_config
+from inference_speed import ROOT, SETTLE_S, fused_onnxruntime, ort_session, shape
 
 # kinds of op, by the names each profiler gives them (a trailing * matches a prefix): the int8 matrix kernels with
 # the quantization of their inputs where the engine fuses it, attention, and the passes over activations (LayerNorm,
@@ -102,7 +103,7 @@ def main() -> None:
 
     B, T = a.shape
     torch.manual_seed(0)
-    theirs = transformers.AlbertModel(transformers_config("albert-base-v2")).eval()
+    theirs = transformers.AlbertModel(transformers_config(albert.AlbertConfig.from_preset("albert-base-v2"))).eval()
     ids = torch.randint(5, 30000, (B, T))
     mask, types = torch.ones_like(ids), torch.zeros_like(ids)
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}

@@ -20,6 +20,7 @@ import torch
 
 import albert
 from albert.runtime import cpu_description
+from common import transformers_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +44,7 @@ def main() -> None:
     rows = []
     for size in a.sizes:
         name = f"albert-{size}-v2"
-        hf_cfg = transformers.AlbertConfig(**albert.AlbertConfig.from_preset(name).to_dict())
-        hf_cfg._attn_implementation = "sdpa"
-        theirs = transformers.AlbertModel(hf_cfg).eval()
+        theirs = transformers.AlbertModel(transformers_config(albert.AlbertConfig.from_preset(name))).eval()
         with tempfile.TemporaryDirectory() as d:
             theirs.save_pretrained(d)
             ours = albert.AlbertModel.from_pretrained(d).eval()

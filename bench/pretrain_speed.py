@@ -23,7 +23,7 @@ import torch
 
 import albert
 from albert.runtime import cpu_description, cpu_has_bf16
-from common import gemm_rates, model_gflop, peak_rss_mb
+from common import gemm_rates, model_gflop, peak_rss_mb, transformers_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ["ours-fp32", "ours-bf16", "transformers-fp32", "transformers-bf16"]
@@ -67,9 +67,7 @@ def run_one(name: str, model_name: str, B: int, T: int, steps: int) -> dict:
     else:
         import transformers
 
-        hf_cfg = transformers.AlbertConfig(**cfg.to_dict())
-        hf_cfg._attn_implementation = "sdpa"
-        model = transformers.AlbertForPreTraining(hf_cfg).train()
+        model = transformers.AlbertForPreTraining(transformers_config(cfg)).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
 
         def step() -> None:
