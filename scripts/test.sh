@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Set up (with test extras), then lint, type-check and run the test suite. Extra arguments go to pytest
-# (e.g. `scripts/test.sh -m slow` for the long tests).
+# Set up the test environment at the exact versions of requirements/*.txt, then lint, type-check and run the test
+# suite, then the tokenizer-exactness tests against transformers 4.57 (in .tf4). Extra arguments go to pytest
+# (`scripts/test.sh -m slow` for the long tests).
+#   scripts/test.sh --latest   the same against the newest releases within pyproject.toml's ranges, in .venv-latest:
+#                              drift found on purpose, by us (scripts/lock.sh then refreshes the pins)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+VENV=.venv
+if [ "${1:-}" = --latest ]; then
+  shift
+  VENV=.venv-latest
+  bash scripts/setup.sh latest
+else
+  bash scripts/setup.sh test
+fi
 # the page test drives a real browser: Debian's chromium and its driver (CI runs as root and may install them)
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -13,17 +23,17 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "test: chromium/chromedriver missing and not root; the page test will be skipped" >&2
   fi
 fi
-.venv/bin/ruff check src tests bench recipes corpus
-.venv/bin/mypy src
-.venv/bin/python -m pytest "$@"
+"$VENV/bin/ruff" check src tests bench recipes corpus
+"$VENV/bin/mypy" src
+"$VENV/bin/python" -m pytest "$@"
 # The tokenizer's exactness against transformers 4.57's SentencePiece AlbertTokenizer (gone in 5): 4.57 and the
-# tokenizers/hub releases it needs, in a folder of their own, ahead of the environment's transformers 5
-if [ ! -f .tf4/transformers/__init__.py ] || [ ! -d .tf4/requests ]; then
-  # huggingface_hub 0.36 (what 4.57 needs) still talks through requests
-  .venv/bin/python -m pip --disable-pip-version-check -q install --no-deps --target .tf4 "transformers==4.57.6" \
-    "tokenizers==0.22.1" "huggingface_hub==0.36.2" "requests>=2.31" "urllib3>=2" "charset-normalizer>=3" "idna>=3" \
-    "certifi" 2>&1 | grep -v "^WARNING: Location" || true
+# releases it needs, at requirements/tf4.txt's versions, in a folder of their own ahead of transformers 5
+if ! cmp -s requirements/tf4.txt .tf4/.installed-from 2>/dev/null; then
+  rm -rf .tf4
+  "$VENV/bin/python" -m pip --disable-pip-version-check -q install --no-deps --require-hashes --target .tf4 \
+    -r requirements/tf4.txt 2>&1 | grep -v "^WARNING: Location" || true
+  cp requirements/tf4.txt .tf4/.installed-from
 fi
-PYTHONPATH=.tf4 .venv/bin/python -c "import transformers; assert transformers.__version__.startswith('4.57'), \
+PYTHONPATH=.tf4 "$VENV/bin/python" -c "import transformers; assert transformers.__version__.startswith('4.57'), \
 transformers.__version__" || { echo "test: transformers 4.57 in .tf4 does not import" >&2; exit 1; }
-PYTHONPATH=.tf4 .venv/bin/python -m pytest -m sentencepiece_reference tests/test_tokenizer.py
+PYTHONPATH=.tf4 "$VENV/bin/python" -m pytest -m sentencepiece_reference tests/test_tokenizer.py

@@ -91,11 +91,12 @@ def test_albert_writes_a_tokenizer_json_that_transformers5_reads(plain_vocabular
     assert written["model"]["type"] == "Unigram" and written["pre_tokenizer"]["type"] == "Metaspace"
 
 
-def test_albert_vocabularies_with_user_defined_pieces_and_where_transformers_differs(tmp_path: Path) -> None:
+def test_albert_vocabularies_with_user_defined_pieces(tmp_path: Path, record_property: Any) -> None:
     """albert's own vocabularies define user-defined pieces (( ) \" - . – £ €): the tokenizer.json albert writes
-    keeps SentencePiece's segmentation of them in transformers 5, special tokens in the text included. Where
-    transformers differs, as the README says: the tokenizer.json its own converter writes for such a vocabulary
-    makes them added tokens and splits the text at them. albert reads that file with SentencePiece's semantics."""
+    keeps SentencePiece's segmentation of them in transformers 5, special tokens in the text included. The
+    tokenizer.json transformers' own converter writes for such a vocabulary has varied by release (up to 5.24 it
+    made them added tokens and split the text at them); albert reads that file with SentencePiece's semantics
+    whatever it holds. transformers' own segmentation is recorded, not asserted: it is another project's."""
     transformers = transformers5()
     from albert.hub import packaged_models_dir
 
@@ -104,8 +105,10 @@ def test_albert_vocabularies_with_user_defined_pieces_and_where_transformers_dif
     ours.save_pretrained(tmp_path / "t")
     (tmp_path / "t" / "spiece.model").unlink()
     theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "t"))
+    checked = 0
     for text in lines():
         assert theirs(text)["input_ids"] == ours(text)["input_ids"], text
+        checked += 1
     # special tokens written in the text too
     rng = random.Random(0)
     for text in lines()[:400]:
@@ -114,12 +117,15 @@ def test_albert_vocabularies_with_user_defined_pieces_and_where_transformers_dif
             words.insert(rng.randrange(len(words) + 1), rng.choice(["[MASK]", "[SEP]", "[CLS]", "<unk>", "<pad>"]))
         mixed = rng.choice([" ", ""]).join(words)
         assert theirs(mixed)["input_ids"] == ours(mixed)["input_ids"], mixed
+        checked += 1
+    assert checked >= 400
+    assert ours.convert_ids_to_tokens(ours("(big)")["input_ids"])[1:4] == ["▁", "(", "big"]  # SentencePiece's
     transformers.AlbertTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(tmp_path / "theirs")
-    converted = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "theirs"))
-    assert converted.convert_ids_to_tokens(converted("(big)")["input_ids"])[1:3] == ["(", "▁big"]
-    assert ours.convert_ids_to_tokens(ours("(big)")["input_ids"])[1:4] == ["▁", "(", "big"]
-    # albert reads transformers' file with SentencePiece's semantics: the ids of the vocabulary itself
+    # albert reads transformers' converted file with SentencePiece's semantics: the ids of the vocabulary itself
     assert AlbertTokenizer.from_pretrained(tmp_path / "theirs")("(big)")["input_ids"] == ours("(big)")["input_ids"]
+    converted = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "theirs"))
+    differing = sum(converted(t)["input_ids"] != ours(t)["input_ids"] for t in lines()[:2000])
+    record_property(f"transformers_{transformers.__version__}_converter_differs_on", f"{differing} of 2000 lines")
 
 
 # ----- sentence-transformers -----

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from albert.config import AlbertConfig, check_fits_memory
 from albert.errors import CheckpointError
+from albert.model import HEAD_NAMES
 from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where users look)
     CONFIG_NAME,
     HUB_ALIASES,
@@ -42,9 +43,6 @@ M = TypeVar("M", bound="AlbertPreTrainedModel")
 
 # Buffers that some transformers versions stored; they hold no learned state.
 _IGNORED_KEYS = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
-
-
-_HEAD_MODULES = {"predictions", "sop_classifier", "classifier", "qa_outputs", "dropout"}
 
 
 def saved_architecture(name_or_path: str | Path) -> str | None:
@@ -148,7 +146,7 @@ def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]
     if missing:
         logger.warning("%s: newly initialised (not in the checkpoint): %s", type(model).__name__, ", ".join(missing))
     # Another ALBERT head's weights (a pretraining checkpoint loaded for fill-mask, say) are expected.
-    other_heads = [k for k in unexpected if k.split(".")[0] in _HEAD_MODULES]
+    other_heads = [k for k in unexpected if k.split(".")[0] in HEAD_NAMES]
     if other_heads:
         logger.info("%s: ignored weights of other heads: %s", type(model).__name__, ", ".join(other_heads))
     if len(other_heads) < len(unexpected):

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from albert.config import AlbertConfig
 from albert.model import (
+    HEAD_NAMES,
     AlbertBackbone,
     BaseModelOutputWithPooling,
     ModelOutput,
@@ -51,6 +52,10 @@ class AlbertPreTrainedModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    def head_modules(self) -> list[nn.Module]:
+        """The task head's modules with parameters: everything outside the backbone."""
+        return [m for name, m in self.named_children() if name in HEAD_NAMES and any(True for _ in m.parameters())]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # parameters() yields shared tensors once

@@ -21,6 +21,12 @@ from torch import Tensor, nn
 
 from albert.config import AlbertConfig
 
+# The names of every head's modules, across all heads (the backbone is `albert`): heads.py builds its modules under
+# these names, the runtime keeps them in fp32 whatever the encoder's precision, and a checkpoint's weights under them
+# belong to another head, not to junk. tests/test_heads.py checks every head class against this set.
+HEAD_NAMES = frozenset({"predictions", "sop_classifier", "classifier", "qa_outputs", "start_head", "end_head",
+                        "answer_head", "dropout"})
+
 
 class ModelOutput:
     """Attribute access like transformers' outputs, plus `out[0]` / `out["name"]` over the fields that are set."""

@@ -248,17 +248,13 @@ def keep_freed_memory() -> None:
 
 
 # ----- bf16, fp32 and int8 encoders -----
-HEAD_MODULES = ("predictions", "sop_classifier", "classifier", "qa_outputs")
-
-
 def _encoders(model: nn.Module) -> list[AlbertTransformer]:
     return [m for m in model.modules() if isinstance(m, AlbertTransformer)]
 
 
-def _fp32_heads(model: nn.Module) -> None:
-    for name in HEAD_MODULES:
-        head = getattr(model, name, None)
-        if head is not None and not getattr(head, "_albert_fp32_hook", False):
+def _fp32_heads(model: AlbertPreTrainedModel) -> None:
+    for head in model.head_modules():
+        if not getattr(head, "_albert_fp32_hook", False):
             head.register_forward_pre_hook(lambda _m, args: tuple(a.float() if torch.is_tensor(a) else a
                                                                   for a in args))
             head._albert_fp32_hook = True
