@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import toy_tasks as toy
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TEXT = FIXTURES / "public_domain.txt"
 
@@ -81,3 +83,36 @@ def with_head(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
         return made[task]
 
     return get
+
+
+# Each fine-tuning kind on its toy task (tests/toy_tasks.py): its rows, and a learning rate at which 300 steps learn
+# it (regression collapses to the mean at 2e-3)
+TOY_KINDS = {
+    "classification": (lambda rng: [dict(r, label="two or more" if r["label"] >= 2 else "under two")
+                                    for r in toy.regression(rng, 300)], 2e-3),
+    "regression": (lambda rng: toy.regression(rng, 300), 1e-3),
+    "token-classification": (lambda rng: toy.tagging(rng, 300), 2e-3),
+    "multiple-choice": (lambda rng: toy.multiple_choice(rng, 300), 2e-3),
+    "qa": (lambda rng: toy.qa(rng, 300), 2e-3),
+    "qa-v2": (lambda rng: toy.qa(rng, 300, unanswerable_share=0.3), 2e-3),  # with the original's answerability head
+}
+
+
+@pytest.fixture(scope="session")
+def toy_models(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """kind → (the tiny model fine-tuned 300 steps on the kind's toy task, its dev file of 60 rows)."""
+    import random
+
+    from albert.train.finetune import FinetuneSettings, finetune
+
+    made = {}
+    for kind, (rows, learning_rate) in TOY_KINDS.items():
+        directory = tmp_path_factory.mktemp(f"toy-{kind}")
+        train, dev = toy.write_split(rows(random.Random(0)), directory / "data", dev=60)
+        out = finetune(FinetuneSettings(task=kind, train=str(train), dev=str(dev), model=str(tiny_model),
+                                        out=str(directory / "model"), max_seq_length=64, max_steps=300,
+                                        batch_size=8 if kind == "multiple-choice" else 16, learning_rate=learning_rate,
+                                        answerability_head=kind == "qa-v2", precision="fp32", progress=False,
+                                        num_threads=1, seed=0))
+        made[kind] = (out, dev)
+    return made

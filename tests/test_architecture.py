@@ -22,7 +22,7 @@ LAYERS: list[dict[str, list[str]]] = [
     {"model": ["model"]},
     {"checkpoint": ["checkpoint", "tokenizer"]},
     {"heads": ["heads"]},
-    {"runtime": ["runtime", "tf_import"]},
+    {"runtime": ["runtime", "tf_import", "bert_import"]},
     {"data": ["data.shards", "data.pretraining"], "tasks": ["tasks.base", "tasks.readers", "tasks.sequence",
                                                             "tasks.tokens", "tasks.qa", "tasks.choice",
                                                             "tasks.fill_mask"]},

@@ -116,7 +116,8 @@ def test_tokenizer_train_and_data_prepare_cli(tmp_path: Path) -> None:
     assert albert.AlbertTokenizer.from_pretrained(tmp_path / "t").vocab_size == 500
     out = cli("data", "prepare", "--input", str(text), "--tokenizer", str(tmp_path / "t"), "--out",
               str(tmp_path / "d"), "--workers", "1", "--quiet")
-    assert out.returncode == 0, out.stderr and "train" in out.stdout
+    assert out.returncode == 0, out.stderr
+    assert "train" in out.stdout, out.stdout
 
 
 def test_outputs_are_never_overwritten_or_deleted(tmp_path: Path) -> None:

@@ -185,7 +185,9 @@ def test_token_classification(tiny_model: Path, tmp_path: Path) -> None:
                             learning_rate=2e-3))
     scores = json.loads((out / "dev_results.json").read_text())
     assert set(scores) == {"precision", "recall", "f1", "token_accuracy"}
-    assert scores["token_accuracy"] > 0.6  # most words are O; the head must at least learn that
+    # (40 steps on WordNet's supersenses teach a tiny model little: this test is the plumbing; that tagging learns
+    # is test_heads.py's, on a toy task a head that tags everything O fails)
+    assert evaluate_dir(out, dev, precision="fp32") == pytest.approx(scores)
     preds = predict_dir(out, dev, precision="fp32")
     rows = [json.loads(x) for x in dev.read_text().splitlines()]
     assert [p["tokens"] for p in preds] == [r["tokens"] for r in rows]
@@ -209,7 +211,7 @@ def test_multiple_choice(tiny_model: Path, tmp_path: Path) -> None:
     out = finetune(settings(tiny_model, train, dev, tmp_path / "mc", task="multiple-choice", max_steps=10,
                             batch_size=8))
     scores = json.loads((out / "dev_results.json").read_text())
-    assert 0.0 <= scores["accuracy"] <= 1.0
+    assert evaluate_dir(out, dev, precision="fp32") == pytest.approx(scores)  # (learning: test_heads.py)
     preds = predict_dir(out, dev, precision="fp32")
     assert len(preds) == 40 and all(len(p["scores"]) == 4 for p in preds)
     transformers = pytest.importorskip("transformers")

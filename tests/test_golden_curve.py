@@ -57,8 +57,11 @@ def test_the_default_recipe_follows_its_golden_curve(tmp_path: Path) -> None:
     golden = json.loads(GOLDEN.read_text())
     assert run["recipe"] == golden["recipe"], "the recipe changed: rewrite the golden curve (see the module's doc)"
     assert [r["tokens"] for r in run["train"]] == [r["tokens"] for r in golden["train"]]  # the same data, exactly
+    # every step and evaluation of the golden run, no fewer and no more
+    assert [r["step"] for r in run["train"]] == [r["step"] for r in golden["train"]] == list(range(1, STEPS + 1))
+    assert [r["step"] for r in run["eval"]] == [r["step"] for r in golden["eval"]] and len(golden["eval"]) >= 2
     # losses to 0.2%: fp32 on one thread, but CPUs' kernels (AVX2, AVX-512) round differently and 40 steps add up
-    for ours, theirs in zip(run["train"] + run["eval"], golden["train"] + golden["eval"]):
+    for ours, theirs in zip(run["train"] + run["eval"], golden["train"] + golden["eval"], strict=True):
         for k, v in theirs.items():
             assert ours[k] == pytest.approx(v, rel=2e-3, abs=1e-4), (ours["step"], k)
     first, last = run["train"][0]["mlm_loss"], run["train"][-1]["mlm_loss"]

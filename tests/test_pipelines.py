@@ -58,14 +58,17 @@ def test_question_answering_spans_point_into_context(tiny_model: Path, tmp_path:
     assert len(many) == 5 and all(m["answer"] == r["context"][m["start"]:m["end"]] for m, r in zip(many, rows))
 
 
-def test_token_classification_entities(tiny_model: Path, tmp_path: Path) -> None:
-    tag = albert.pipeline("token-classification",
-                          model=tuned(tiny_model, tmp_path, "token-classification", FIX / "wordnet_tagging.jsonl"),
-                          precision="fp32")
-    text = "the agency provided placement services"
-    for ent in tag(text):
-        assert ent["word"] == text[ent["start"]:ent["end"]] and "entity_group" in ent
-    for tok in tag(text, aggregation_strategy="none"):
+def test_token_classification_entities(toy_models: dict[str, tuple[Path, Path]]) -> None:
+    """The toy tagger (numbers are B-NUM): entities point into the text, grouped or per token; both loops run."""
+    tag = albert.pipeline("token-classification", model=toy_models["token-classification"][0], precision="fp32")
+    text = "the whale swam 42 miles and then 17 more"
+    entities = tag(text)
+    assert [e["word"] for e in entities] == ["42", "17"], entities
+    for ent in entities:
+        assert ent["word"] == text[ent["start"]:ent["end"]] and ent["entity_group"] == "NUM"
+    tokens = tag(text, aggregation_strategy="none")
+    assert tokens
+    for tok in tokens:
         assert tok["word"] == text[tok["start"]:tok["end"]]
 
 

@@ -60,3 +60,22 @@ def test_parquet_rows(tmp_path: Path) -> None:
                    tmp_path / "validation.parquet")
     ex, fields = read_examples(tmp_path / "validation.parquet", "classification", ["0", "1"])
     assert fields == ("sentence1", "sentence2") and [e.label for e in ex] == [1, 0]
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t", "\u3000", "\n"])
+def test_a_blank_token_is_named_by_file_line_and_index(tmp_path: Path, blank: str) -> None:
+    """A token with no character but whitespace makes no piece of its own: its label would be lost. Refused."""
+    import subprocess
+    import sys
+
+    from albert.tasks.tokens import read_tagged
+
+    path = tmp_path / "tags.jsonl"
+    path.write_text(json.dumps({"tokens": ["the", "whale"], "tags": ["O", "B-ANIMAL"]}) + "\n"
+                    + json.dumps({"tokens": ["a", blank, "sea"], "tags": ["O", "B-X", "O"]}) + "\n")
+    with pytest.raises(DataError, match=r"tags.jsonl:2: token 1 is .*every token must have a character other"):
+        read_tagged(path)
+    out = subprocess.run([sys.executable, "-m", "albert", "finetune", "--task", "token-classification", "--train",
+                          str(path), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "tags.jsonl:2: token 1" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()

@@ -161,8 +161,11 @@ def test_time_budget_ends_the_run_evaluated_and_saved_with_the_schedule_run_thro
     final = pretrain(settings)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r.get("kind") != "eval"]
-    assert 1 < len(steps) < 100_000 and records[-1]["kind"] == "eval"  # stopped by time, then evaluated
-    assert steps[-1]["lr"] < 0.2 * steps[0]["lr"]  # the linear decay followed the time used, not the steps
+    # The clock starts after the first step (compilation), and the step that finds the budget spent is the last:
+    # two steps at least on any machine, however slow, and far fewer than max_steps
+    assert 2 <= len(steps) < 100_000 and records[-1]["kind"] == "eval"  # stopped by time, then evaluated
+    # the step that found the budget spent ran at the schedule's end (the linear decay follows the time used)
+    assert steps[-1]["lr"] < 0.2 * steps[0]["lr"]
     assert (final / "model.safetensors").is_file()
     assert list((tmp_path / "run" / "checkpoints").iterdir())  # and saved
 

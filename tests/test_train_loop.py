@@ -48,6 +48,11 @@ def test_loss_decreases_and_final_model_loads(prepared_data: Path, tmp_path: Pat
     assert [e["step"] for e in evals] == [30, 60] and all(0 <= e["eval_sop_acc"] <= 1 for e in evals)
 
 
+def _state(pid: int) -> str:
+    """A process's state letter (R running, S sleeping, T stopped, ...), from /proc."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
 def test_sigkill_then_resume_matches_uninterrupted(prepared_data: Path, tmp_path: Path) -> None:
     ref = tmp_path / "ref"
     pretrain(tiny(prepared_data, ref, max_steps=16))
@@ -58,17 +63,15 @@ def test_sigkill_then_resume_matches_uninterrupted(prepared_data: Path, tmp_path
             "--max_seq_length", "64", "--batch_size", "8", "--max_steps", "16", "--learning_rate", "2e-3",
             "--warmup_steps", "2", "--precision", "fp32", "--eval_every", "0", "--save_every", "4",
             "--progress", "false", "--num_threads", "1", "--eval_examples", "32", "--log_every", "1"]
-    env = {**os.environ, "ALBERT_TEST_STEP_DELAY": "0.15"}
+    env = {**os.environ, "ALBERT_TEST_STOP_AT_STEP": "10"}  # the process stops itself after step 10
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (run / "metrics.jsonl").is_file() and len(losses(run)) >= 10:
-            break
-        time.sleep(0.02)
+    deadline = time.time() + 300  # a generous bound on a hang, not a timing
+    while _state(proc.pid) != "T":
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it stopped at step 10"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = len(losses(run))
-    assert 10 <= killed_at < 16, killed_at
+    assert len(losses(run)) == 10  # killed after step 10's record, two steps past the checkpoint at step 8
     out = subprocess.run([*args, "--resume"], capture_output=True, text=True, env=os.environ)
     assert out.returncode == 0, out.stderr
     assert losses(run) == expected  # step for step, bit for bit

@@ -22,7 +22,6 @@ from safetensors.torch import load_file, save_file
 
 from albert.config import AlbertConfig, check_fits_memory
 from albert.errors import CheckpointError
-from albert.model import HEAD_NAMES
 from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where users look)
     CONFIG_NAME,
     HUB_ALIASES,
@@ -34,6 +33,7 @@ from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where
     packaged_models_dir,
     resolve_model_dir,
 )
+from albert.model import HEAD_NAMES
 
 if TYPE_CHECKING:
     from albert.heads import AlbertPreTrainedModel

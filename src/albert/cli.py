@@ -178,13 +178,13 @@ def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
 def _evaluate(a: argparse.Namespace) -> None:
     from albert.train.finetune import evaluate_dir
 
-    print(json.dumps(evaluate_dir(a.model, a.data, a.device, a.precision), indent=2))
+    print(json.dumps(evaluate_dir(a.model, a.data, a.device, a.precision, a.compile), indent=2))
 
 
 def _predict(a: argparse.Namespace) -> None:
     from albert.train.finetune import predict_dir
 
-    for row in predict_dir(a.model, a.data, a.device, a.precision):
+    for row in predict_dir(a.model, a.data, a.device, a.precision, a.compile):
         print(json.dumps(row, ensure_ascii=False))
 
 
@@ -233,6 +233,20 @@ def _export_sentence_transformers(a: argparse.Namespace) -> None:
 
 
 def _convert(a: argparse.Namespace) -> None:
+    from albert.errors import InputError
+
+    if (a.from_tf is None) == (a.from_bert is None):
+        raise InputError("convert: give one of --from-tf PREFIX (with --config) or --from-bert DIR")
+    if a.from_bert is not None:
+        from albert.bert_import import convert_bert
+
+        layers = [int(x) for x in a.layers.split(",")] if a.layers else None
+        made = convert_bert(a.from_bert, a.out, a.tokenizer, layers)
+        print(f"wrote {a.out}: BERT layers {made['layers']} as unshared ALBERT groups, vocabulary of "
+              f"{made['vocab_size']:,}, {made['parameters']:,} parameters")
+        return
+    if a.config is None:
+        raise InputError("convert --from-tf needs --config (the original albert_config.json)")
     from albert.tf_import import convert_tf_checkpoint
 
     info = convert_tf_checkpoint(a.from_tf, a.config, a.out)
@@ -377,9 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add a Normalize module (default: as the directory says, else no)")
     t.set_defaults(func=_export_sentence_transformers)
 
-    t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed)")
-    t.add_argument("--from-tf", required=True, help="checkpoint prefix (PREFIX.index + PREFIX.data-*)")
-    t.add_argument("--config", required=True, help="the original albert_config.json")
+    t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed), or a "
+                       "BERT (a transformers/sentence-transformers directory) into an ALBERT with the same outputs")
+    t.add_argument("--from-tf", default=None, help="checkpoint prefix (PREFIX.index + PREFIX.data-*)")
+    t.add_argument("--config", default=None, help="the original albert_config.json (with --from-tf)")
+    t.add_argument("--from-bert", default=None, help="a BERT directory (config.json + model.safetensors): each layer "
+                   "becomes an unshared ALBERT group, exactly")
+    t.add_argument("--layers", default=None, help="with --from-bert: the BERT layers to keep, e.g. 0,2,4 (default all)")
+    t.add_argument("--tokenizer", default=None, help="with --from-bert: an ALBERT SentencePiece tokenizer directory to "
+                   "move the embeddings onto (each piece: the mean of its WordPiece tokens' embeddings)")
     t.add_argument("--out", required=True, help="a new directory (a model there is never overwritten)")
     t.set_defaults(func=_convert)
     return p

@@ -257,7 +257,7 @@ def _fp32_heads(model: AlbertPreTrainedModel) -> None:
         if not getattr(head, "_albert_fp32_hook", False):
             head.register_forward_pre_hook(lambda _m, args: tuple(a.float() if torch.is_tensor(a) else a
                                                                   for a in args))
-            head._albert_fp32_hook = True
+            head._albert_fp32_hook = True  # type: ignore[assignment]
 
 
 # the activations oneDNN applies inside a matmul's kernel (post-op name, algorithm), by the config's hidden_act;

@@ -24,7 +24,7 @@ from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
 from albert.tasks.registry import TASKS, Task, check_input, get_task
 from albert.tasks.sequence import classification_output, kind_of, label_names
-from albert.tasks.tokens import group_entities
+from albert.tasks.tokens import first_piece_words, group_entities
 from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -181,13 +181,15 @@ class TextClassificationPipeline(_Batched):
 
 
 class TokenClassificationPipeline(_Batched):
-    """Entities with character offsets; aggregation 'simple' merges a B-/I- run into one entity."""
+    """Entities with character offsets. Aggregation 'first' (the default) tags each word by its first piece, the only
+    piece fine-tuning labels (as transformers' "first"), and merges a B-/I- run of words into one entity; 'simple'
+    merges runs of pieces (transformers' default, for models trained with every piece labelled)."""
 
     task = TASKS["token-classification"]
 
-    def __call__(self, inputs: str | list[str], aggregation_strategy: str = "simple") -> Any:
-        if aggregation_strategy not in ("simple", "none"):
-            raise InputError("aggregation_strategy must be 'simple' or 'none'")
+    def __call__(self, inputs: str | list[str], aggregation_strategy: str = "first") -> Any:
+        if aggregation_strategy not in ("first", "simple", "none"):
+            raise InputError("aggregation_strategy must be 'first', 'simple' or 'none'")
         texts, single = _as_list(inputs)
         # A text longer than the model reads is tagged in the tokenizer's overlapping windows (half a window apart;
         # no entity past the limit is lost); each piece takes its tag from the window where it has the most context
@@ -214,13 +216,14 @@ class TokenClassificationPipeline(_Batched):
                     best[n][first + j] = (context, int(pred[j]), float(score[j]), enc["offset_mapping"][w][j + 1])
         out = []
         for n, text in enumerate(texts):
-            tokens = []
-            for i, (_, tag_id, score_i, (s, e)) in sorted(best[n].items()):
-                tag = labels.get(tag_id, str(tag_id))
-                if tag != "O" and e > s:
-                    tokens.append({"entity": tag, "score": score_i, "index": i + 1, "start": s, "end": e,
-                                   "word": text[s:e]})
-            out.append(tokens if aggregation_strategy == "none" else group_entities(tokens, text))
+            pieces: list[dict[str, Any]] = [
+                {"entity": labels.get(tag_id, str(tag_id)), "score": score_i, "index": i + 1, "start": s,
+                 "end": e} for i, (_, tag_id, score_i, (s, e)) in sorted(best[n].items())]
+            if aggregation_strategy == "first":
+                pieces = first_piece_words(pieces, text)
+            tagged = [dict(p, word=text[p["start"]:p["end"]]) for p in pieces
+                      if p["entity"] != "O" and p["end"] > p["start"]]
+            out.append(tagged if aggregation_strategy == "none" else group_entities(tagged, text))
         return out[0] if single else out
 
 

@@ -141,8 +141,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          example={"text": "The food was wonderful and the staff were kind."}),
     Task("token-classification", "tag", "entities in texts (a fine-tuned token classifier)",
          ("AlbertForTokenClassification",), (_TEXT,),
-         (Parameter("aggregation_strategy", ("simple", "none"), "simple",
-                    "simple: a B-/I- run is one entity; none: one entry per piece", flag="--aggregation"),),
+         (Parameter("aggregation_strategy", ("first", "simple", "none"), "first",
+                    "first: each word takes its first piece's tag (as fine-tuning taught it) and a B-/I- run of words "
+                    "is one entity; simple: the same over pieces; none: one entry per piece", flag="--aggregation"),),
          aliases=("ner",), windows=True,
          output="[{entity_group, score, word, start, end}, ...] (none: {entity, score, index, word, start, end})",
          example={"text": "Ishmael sailed from Nantucket on the Pequod."}),

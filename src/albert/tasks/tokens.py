@@ -42,6 +42,10 @@ def read_tagged(path: str | Path, need_tags: bool = True, label_names: list[str]
             row_tags = row.get("tags", row.get("ner_tags"))
             if not isinstance(row_words, list) or not all(isinstance(w, str) for w in row_words):
                 raise DataError(f"{where}: 'tokens' must be a list of strings")
+            blank = next((i for i, w in enumerate(row_words) if not w.strip()), None)
+            if blank is not None:  # it would make no pieces of its own: its label would have no token to sit on
+                raise DataError(f"{where}: token {blank} is {row_words[blank]!r}: every token must have a "
+                                "character other than whitespace")
             if row_tags is None:
                 if need_tags:
                     raise DataError(f"{where}: no 'tags'")
@@ -176,6 +180,32 @@ class TokenFeatures(Featurizer):
                       for i, (tag, score) in enumerate(zip(tags, scores)) if tag != "O"]
             rows.append({"tokens": s.words, "tags": tags, "entities": group_entities(pieces, text)})
         return rows
+
+
+def first_piece_words(pieces: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """Tagged pieces (in order, with character offsets) → words, each with its first piece's tag and score and the
+    span of its characters; `index` counts words from 1. A word starts after whitespace; a piece of whitespace alone
+    (SentencePiece's ▁ before a digit or a symbol) starts the next word and carries its tag, as in fine-tuning,
+    which labels each word's first piece."""
+    words: list[dict[str, Any]] = []
+    pending: dict[str, Any] | None = None  # a lone ▁: its tag waits for the word's characters
+    for p in pieces:
+        s, e = p["start"], p["end"]
+        if e <= s:
+            continue
+        if not text[s:e].strip():
+            pending = p
+            continue
+        last = words[-1] if words else None
+        if pending is None and last is not None and s == last["end"]:  # the same word, continued
+            last["end"] = e
+            continue
+        first = pending if pending is not None else p
+        start = s + (len(text[s:e]) - len(text[s:e].lstrip()))  # a leading ▁ may cover the space before the word
+        words.append({"entity": first["entity"], "score": first["score"], "index": len(words) + 1, "start": start,
+                      "end": e})
+        pending = None
+    return words
 
 
 def group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

@@ -341,9 +341,10 @@ def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
     return None
 
 
-def load_task_model(model_dir: str | Path, device: str = "auto", precision: str = "auto"
+def load_task_model(model_dir: str | Path, device: str = "auto", precision: str = "auto", compile: bool = False
                     ) -> tuple[AlbertPreTrainedModel, Featurizer, TaskSpec, Runtime]:
-    """A fine-tuned directory's model, prepared for inference in `precision`, and its task's featurizer."""
+    """A fine-tuned directory's model, prepared for inference in `precision` (and compiled with `compile`), and its
+    task's featurizer."""
     from albert.checkpoint import resolve_model_dir
     from albert.config import AlbertConfig
 
@@ -354,7 +355,7 @@ def load_task_model(model_dir: str | Path, device: str = "auto", precision: str 
                         "`albert finetune`?")
     spec = TaskSpec(**raw)
     runtime = resolve_runtime(device, precision)
-    model = prepare_for_inference(model_class(spec).from_pretrained(directory), runtime)
+    model = prepare_for_inference(model_class(spec).from_pretrained(directory), runtime, compile)
     tokenizer = AlbertTokenizer.from_pretrained(directory)
     return model, build_featurizer(spec, tokenizer, _labels(model)), spec, runtime
 
@@ -364,15 +365,15 @@ def _labels(model: AlbertPreTrainedModel) -> list[str]:
     return [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else []
 
 
-def evaluate_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto"
-                 ) -> dict[str, float]:
-    model, features, spec, runtime = load_task_model(model_dir, device, precision)
+def evaluate_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto",
+                 compile: bool = False) -> dict[str, float]:
+    model, features, spec, runtime = load_task_model(model_dir, device, precision, compile)
     rows, _ = read_task_rows(spec, data, _labels(model))
     return features.score_examples(model, rows, runtime.device)
 
 
-def predict_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto"
-                ) -> list[dict[str, Any]]:
-    model, features, spec, runtime = load_task_model(model_dir, device, precision)
+def predict_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto",
+                compile: bool = False) -> list[dict[str, Any]]:
+    model, features, spec, runtime = load_task_model(model_dir, device, precision, compile)
     rows, _ = read_task_rows(spec, data, _labels(model), need_labels=False)
     return features.predict_rows(model, rows, runtime.device)

@@ -17,6 +17,7 @@ import math
 import os
 import pickle
 import shutil
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -46,8 +47,9 @@ RESUMABLE_CHANGES = {"logger", "log_every", "eval_every", "save_every", "keep_ch
                      "time_budget_minutes"}
 
 
-# Tests slow the loop down to interrupt it at a chosen point (SIGKILL between checkpoints).
-_STEP_DELAY = float(os.environ.get("ALBERT_TEST_STEP_DELAY", "0") or 0)
+# Tests stop the process (SIGSTOP) after this step's record is written, to kill it at a known point between
+# checkpoints: an event to wait on instead of a race against the clock.
+_STOP_AT_STEP = int(os.environ.get("ALBERT_TEST_STOP_AT_STEP", "0") or 0)
 
 
 
@@ -420,8 +422,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                     dist.barrier()
             if on_step is not None:
                 on_step(step + 1)
-            if _STEP_DELAY:
-                time.sleep(_STEP_DELAY)
+            if step + 1 == _STOP_AT_STEP:
+                os.kill(os.getpid(), signal.SIGSTOP)
             last_time = time.perf_counter()
             if out_of_time:
                 logger.info("time budget of %s minutes spent at step %d", settings.time_budget_minutes, step + 1)

@@ -1,0 +1,177 @@
+"""BERT-family checkpoints (transformers' BertModel layout: a BERT, MiniLM, a sentence-transformers directory) →
+ALBERT directories that compute the same thing.
+
+ALBERT with one layer group per pass and the embedding size equal to the hidden size is BERT: each BERT layer
+becomes a group of its own (nothing shared), and the embedding-to-hidden mapping is the identity. The only
+difference in the forward is that mapping, which adds nothing. So a converted model's hidden states equal the
+BERT's (tests/test_bert_import.py), and distillation can start a student from the teacher's own weights, then
+share and narrow it.
+
+`layers` keeps some of the BERT's layers (a shallower start, each kept layer still its own group); `tokenizer`
+moves the model onto an ALBERT SentencePiece vocabulary: each piece's embedding is the mean of the BERT embeddings
+of the WordPiece tokens its text splits into (an approximation, which distillation then trains away). Without it
+the output keeps BERT's vocabulary and its tokenizer files, for transformers (albert's tokenizer is SentencePiece).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from albert.config import AlbertConfig, check_fits_memory
+from albert.errors import CheckpointError
+from albert.outputs import check_new_output, claim_output
+
+# (BERT name, our name); {l} is a BERT layer, {g} the group it becomes. Torch's Linear layout on both sides.
+_LAYER_BERT = "encoder.layer.{l}."
+_LAYER_OURS = "albert.encoder.albert_layer_groups.{g}.albert_layers.0."
+BERT_NAMES: list[tuple[str, str]] = [
+    ("embeddings.word_embeddings.weight", "albert.embeddings.word_embeddings.weight"),
+    ("embeddings.position_embeddings.weight", "albert.embeddings.position_embeddings.weight"),
+    ("embeddings.token_type_embeddings.weight", "albert.embeddings.token_type_embeddings.weight"),
+    ("embeddings.LayerNorm.weight", "albert.embeddings.LayerNorm.weight"),
+    ("embeddings.LayerNorm.bias", "albert.embeddings.LayerNorm.bias"),
+    *[(_LAYER_BERT + f"attention.self.{m}.{p}", _LAYER_OURS + f"attention.{m}.{p}")
+      for m in ("query", "key", "value") for p in ("weight", "bias")],
+    *[(_LAYER_BERT + f"attention.output.{a}.{p}", _LAYER_OURS + f"attention.{b}.{p}")
+      for a, b in (("dense", "dense"), ("LayerNorm", "LayerNorm")) for p in ("weight", "bias")],
+    *[(_LAYER_BERT + f"intermediate.dense.{p}", _LAYER_OURS + f"ffn.{p}") for p in ("weight", "bias")],
+    *[(_LAYER_BERT + f"output.dense.{p}", _LAYER_OURS + f"ffn_output.{p}") for p in ("weight", "bias")],
+    *[(_LAYER_BERT + f"output.LayerNorm.{p}", _LAYER_OURS + f"full_layer_layer_norm.{p}") for p in ("weight", "bias")],
+    ("pooler.dense.weight", "albert.pooler.weight"),
+    ("pooler.dense.bias", "albert.pooler.bias"),
+]
+_IGNORED = re.compile(r"(^|\.)embeddings\.position_ids$")
+_PATTERNS = [(re.compile("^" + re.escape(b).replace(r"\{l\}", r"(?P<l>\d+)") + "$"), ours) for b, ours in BERT_NAMES]
+# BERT's special tokens for ALBERT's, by role
+_SPECIALS = {"<pad>": "[PAD]", "<unk>": "[UNK]", "[CLS]": "[CLS]", "[SEP]": "[SEP]", "[MASK]": "[MASK]"}
+
+
+def albert_config_for_bert(bert: dict, layers: int, vocab_size: int) -> AlbertConfig:
+    """The ALBERT config that computes what `bert` (a BERT config.json) computes with `layers` of its layers."""
+    if bert.get("model_type") not in ("bert", None) or bert.get("position_embedding_type", "absolute") != "absolute":
+        raise CheckpointError(f"not a BERT with absolute positions (model_type {bert.get('model_type')!r})")
+    try:
+        return AlbertConfig(vocab_size=vocab_size, embedding_size=bert["hidden_size"], hidden_size=bert["hidden_size"],
+                            num_hidden_layers=layers, num_hidden_groups=layers, inner_group_num=1,
+                            num_attention_heads=bert["num_attention_heads"],
+                            intermediate_size=bert["intermediate_size"],
+                            hidden_act=bert.get("hidden_act", "gelu"), hidden_dropout_prob=0.0,
+                            attention_probs_dropout_prob=0.0, max_position_embeddings=bert["max_position_embeddings"],
+                            type_vocab_size=bert.get("type_vocab_size", 2),
+                            layer_norm_eps=bert.get("layer_norm_eps", 1e-12), pad_token_id=0)
+    except KeyError as e:
+        raise CheckpointError(f"the BERT config.json has no {e.args[0]!r}") from None
+
+
+def read_bert(source: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A BERT directory's config and weights (names without a `bert.` prefix)."""
+    try:
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        weights = load_file(str(source / "model.safetensors"))
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{source}: no {Path(str(e.filename)).name} (a BERT directory has config.json and "
+                              "model.safetensors)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
+        raise CheckpointError(f"{source}: unreadable ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{source / 'config.json'} is not a JSON object")
+    return config, {k.removeprefix("bert."): v for k, v in weights.items()}
+
+
+def bert_to_ours(weights: dict[str, torch.Tensor], layers: list[int]) -> dict[str, torch.Tensor]:
+    """Our state dict from BERT's: BERT layer `layers[g]` becomes group g; the mapping is the identity."""
+    group = {layer: g for g, layer in enumerate(layers)}
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in weights.items():
+        if _IGNORED.search(name) or name.startswith("cls."):  # buffers; pretraining heads a sentence model lacks
+            continue
+        for pattern, target in _PATTERNS:
+            m = pattern.match(name)
+            if m:
+                if "l" in m.groupdict():
+                    if int(m["l"]) not in group:
+                        break
+                    target = target.format(g=group[int(m["l"])])
+                state[target] = tensor.float()
+                break
+        else:
+            raise CheckpointError(f"unknown BERT weight {name!r}")
+    hidden = state["albert.embeddings.LayerNorm.weight"].shape[0]
+    state["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(hidden)
+    state["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(hidden)
+    return state
+
+
+def transfer_vocabulary(embeddings: torch.Tensor, bert_tokenizer: Path, pieces: list[str]) -> torch.Tensor:
+    """Embeddings for a SentencePiece vocabulary (`pieces`, ▁ marking a word's start) from a BERT's WordPiece
+    ones: each piece's is the mean of the embeddings of the WordPiece tokens its text splits into (a piece inside a
+    word as a continuation, ##...); special tokens take their BERT counterparts."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise CheckpointError("moving a BERT onto another vocabulary reads its tokenizer.json with the tokenizers "
+                              "library: pip install tokenizers") from None
+    path = bert_tokenizer / "tokenizer.json"
+    if not path.is_file():
+        raise CheckpointError(f"{bert_tokenizer}: no tokenizer.json (the BERT's WordPiece tokenizer)")
+    wordpiece = Tokenizer.from_file(str(path))
+    vocab = wordpiece.get_vocab()
+    unk = vocab.get("[UNK]", 0)
+    out = torch.empty(len(pieces), embeddings.shape[1])
+    for i, piece in enumerate(pieces):
+        if piece in _SPECIALS:
+            ids = [vocab.get(_SPECIALS[piece], unk)]
+        else:
+            text = piece.replace("▁", " ").strip()
+            if not text:  # the word boundary alone
+                ids = [unk]
+            elif piece.startswith("▁"):
+                ids = wordpiece.encode(text, add_special_tokens=False).ids
+            else:  # inside a word: the tokens after a first letter are its continuation (##) forms
+                ids = wordpiece.encode("a" + text, add_special_tokens=False).ids[1:]
+        out[i] = embeddings[ids or [unk]].mean(0)
+    return out
+
+
+def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | None = None,
+                 layers: list[int] | None = None) -> dict[str, object]:
+    """An AlbertModel directory from a BERT directory; see the module's doc. Returns what was made."""
+    from albert.heads import AlbertModel
+    from albert.tokenizer import AlbertTokenizer
+
+    source = Path(source)
+    check_new_output(out, "convert")
+    bert, weights = read_bert(source)
+    n_layers = int(bert.get("num_hidden_layers", 0))
+    kept = list(range(n_layers)) if layers is None else layers
+    if not kept or any(not 0 <= layer < n_layers for layer in kept):
+        raise CheckpointError(f"--layers must name layers of the BERT's 0..{n_layers - 1}, got {layers}")
+    state = bert_to_ours(weights, kept)
+    sp = AlbertTokenizer.from_pretrained(tokenizer) if tokenizer is not None else None
+    if sp is not None:
+        pieces = [sp.sp.id_to_piece(i) for i in range(sp.vocab_size)]
+        state["albert.embeddings.word_embeddings.weight"] = transfer_vocabulary(
+            state["albert.embeddings.word_embeddings.weight"], source, pieces)
+    config = albert_config_for_bert(bert, len(kept), state["albert.embeddings.word_embeddings.weight"].shape[0])
+    check_fits_memory(config)
+    model = AlbertModel(config)
+    # (AlbertModel is the backbone itself: its names lack the `albert.` that heads put before them)
+    missing, unexpected = model.load_state_dict({k.removeprefix("albert."): v for k, v in state.items()}, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"the BERT's weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    with claim_output(out, "convert"):
+        model.save_pretrained(out)
+        if sp is not None:
+            sp.save_pretrained(out)
+        else:  # BERT's own tokenizer files, for transformers
+            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+                if (source / name).is_file():
+                    shutil.copyfile(source / name, Path(out) / name)
+    return {"layers": kept, "vocab_size": config.vocab_size, "parameters": model.num_parameters()}

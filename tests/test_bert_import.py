@@ -1,0 +1,110 @@
+"""`albert convert --from-bert`: a BERT's layers as unshared ALBERT groups give the BERT's hidden states (checked
+against transformers' BertModel on a small random BERT it saved), a subset of layers gives that subset's, and
+moving onto a SentencePiece vocabulary gives each piece the mean of its WordPiece tokens' embeddings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import albert
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory, text_lines: list[str]) -> Path:
+    """A small random BERT with a WordPiece vocabulary trained on the fixture text, as transformers saves it."""
+    out = tmp_path_factory.mktemp("bert")
+    wordpiece = tokenizers.Tokenizer(tokenizers.models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+    trainer = tokenizers.trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                                                 "[MASK]"])
+    wordpiece.train_from_iterator(text_lines, trainer)
+    wordpiece.save(str(out / "tokenizer.json"))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=wordpiece.get_vocab_size(), hidden_size=48, num_hidden_layers=4,
+                                     num_attention_heads=4, intermediate_size=96, max_position_embeddings=64)
+    transformers.BertModel(config).eval().save_pretrained(out)
+    return out
+
+
+def _ids(B: int = 3, T: int = 20, V: int = 600) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[0, 12:] = 0
+    return {"input_ids": torch.randint(5, V, (B, T), generator=g), "attention_mask": mask,
+            "token_type_ids": (torch.arange(T) > 8).long().expand(B, T)}
+
+
+def test_all_layers_give_the_bert_s_hidden_states(bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "albert"
+    run = subprocess.run([sys.executable, "-m", "albert", "convert", "--from-bert", str(bert_dir), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_hidden_groups"] == config["num_hidden_layers"] == 4 and config["embedding_size"] == 48
+    bert = transformers.BertModel.from_pretrained(bert_dir).eval()
+    ours = albert.AlbertModel.from_pretrained(out).eval()
+    theirs_albert = transformers.AlbertModel.from_pretrained(out).eval()  # an ordinary ALBERT directory
+    batch = _ids()
+    with torch.no_grad():
+        want = bert(**batch)
+        got = ours(**batch)
+        torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got.pooler_output, want.pooler_output, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(theirs_albert(**batch).last_hidden_state, want.last_hidden_state, atol=1e-5,
+                                   rtol=1e-4)
+
+
+def test_a_subset_of_layers_is_that_shallower_bert(bert_dir: Path, tmp_path: Path) -> None:
+    from albert.bert_import import convert_bert
+
+    convert_bert(bert_dir, tmp_path / "two", layers=[0, 2])
+    bert = transformers.BertModel.from_pretrained(bert_dir).eval()
+    bert.encoder.layer = torch.nn.ModuleList([bert.encoder.layer[0], bert.encoder.layer[2]])
+    ours = albert.AlbertModel.from_pretrained(tmp_path / "two").eval()
+    batch = _ids()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).last_hidden_state, bert(**batch).last_hidden_state, atol=1e-5,
+                                   rtol=1e-4)
+
+
+def test_moving_onto_a_sentencepiece_vocabulary(bert_dir: Path, tokenizer_dir: Path, tmp_path: Path) -> None:
+    from albert.bert_import import convert_bert
+
+    convert_bert(bert_dir, tmp_path / "sp", tokenizer=tokenizer_dir)
+    sp = albert.AlbertTokenizer.from_pretrained(tmp_path / "sp")
+    ours = albert.AlbertModel.from_pretrained(tmp_path / "sp")
+    bert = transformers.BertModel.from_pretrained(bert_dir)
+    wordpiece = tokenizers.Tokenizer.from_file(str(bert_dir / "tokenizer.json"))
+    assert ours.config.vocab_size == sp.vocab_size
+    mine, theirs = ours.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight
+    checked = 0
+    for i in range(sp.vocab_size):
+        piece = sp.sp.id_to_piece(i)
+        if piece.startswith("▁") and len(piece) > 2 and piece[1:].isalpha():
+            ids = wordpiece.encode(piece[1:], add_special_tokens=False).ids
+            torch.testing.assert_close(mine[i], theirs[ids].mean(0))
+            checked += 1
+    assert checked > 100
+    torch.testing.assert_close(mine[sp.cls_token_id], theirs[wordpiece.token_to_id("[CLS]")])
+    with torch.no_grad():  # and it runs through albert's own pipeline, on albert's tokenizer
+        vectors = albert.pipeline("feature-extraction", model=tmp_path / "sp", precision="fp32")(["a whale"])
+    assert len(vectors[0]) == 48
+
+
+def test_refusals_are_one_line(bert_dir: Path, tmp_path: Path) -> None:
+    for args, says in ((["--from-bert", str(bert_dir), "--layers", "0,9"], "--layers must name layers"),
+                       (["--from-bert", str(tmp_path)], "no config.json"),
+                       ([], "give one of --from-tf")):
+        run = subprocess.run([sys.executable, "-m", "albert", "convert", *args, "--out", str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2 and says in run.stderr and run.stderr.count("\n") == 1, run.stderr
