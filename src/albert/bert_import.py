@@ -112,7 +112,7 @@ def bert_to_ours(weights: dict[str, torch.Tensor], layers: list[int]) -> dict[st
 def transfer_vocabulary(embeddings: torch.Tensor, bert_tokenizer: Path, pieces: list[str]) -> torch.Tensor:
     """Embeddings for a SentencePiece vocabulary (`pieces`, ▁ marking a word's start) from a BERT's WordPiece
     ones: each piece's is the mean of the embeddings of the WordPiece tokens its text splits into (a piece inside a
-    word as a continuation, ##...); special tokens take their BERT counterparts."""
+    word begins with a continuation, ##...); special tokens take their BERT counterparts."""
     try:
         from tokenizers import Tokenizer
     except ImportError:
@@ -122,6 +122,8 @@ def transfer_vocabulary(embeddings: torch.Tensor, bert_tokenizer: Path, pieces: 
     if not path.is_file():
         raise CheckpointError(f"{bert_tokenizer}: no tokenizer.json (the BERT's WordPiece tokenizer)")
     wordpiece = Tokenizer.from_file(str(path))
+    wordpiece.no_padding()  # (sentence-transformers' files pad every text to the model's length)
+    wordpiece.no_truncation()
     vocab = wordpiece.get_vocab()
     unk = vocab.get("[UNK]", 0)
     out = torch.empty(len(pieces), embeddings.shape[1])
@@ -132,10 +134,11 @@ def transfer_vocabulary(embeddings: torch.Tensor, bert_tokenizer: Path, pieces: 
             text = piece.replace("▁", " ").strip()
             if not text:  # the word boundary alone
                 ids = [unk]
-            elif piece.startswith("▁"):
-                ids = wordpiece.encode(text, add_special_tokens=False).ids
-            else:  # inside a word: the tokens after a first letter are its continuation (##) forms
-                ids = wordpiece.encode("a" + text, add_special_tokens=False).ids[1:]
+            else:
+                encoding = wordpiece.encode(text, add_special_tokens=False)
+                ids = encoding.ids
+                if ids and not piece.startswith("▁"):  # inside a word: its first token's continuation (##) form
+                    ids = [vocab.get("##" + encoding.tokens[0], ids[0])] + ids[1:]
         out[i] = embeddings[ids or [unk]].mean(0)
     return out
 

@@ -165,6 +165,18 @@ def _plot(a: argparse.Namespace) -> None:
     print(f"wrote {plot_run(a.run_dir, a.out)}")
 
 
+# ----- distillation -----
+def _distill(a: argparse.Namespace, extra: list[str]) -> None:
+    from albert.train.distill import DistillSettings, distill
+    from albert.train.settings import build_settings, parse_overrides, read_settings_file
+
+    given = {"kind": a.kind, "teacher": a.teacher, "student": a.student, "data": a.data, "out": a.out}
+    values = {**(read_settings_file(a.config) if a.config else {}),
+              **{k: v for k, v in given.items() if v is not None}, **parse_overrides(extra)}
+    out = distill(build_settings(DistillSettings, values), resume=a.resume)
+    print(f"distilled model: {out}")
+
+
 # ----- fine-tuning -----
 def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
     from albert.train.finetune import finetune, finetune_settings
@@ -308,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("run_dir")
     t.add_argument("--out", default=None)
     t.set_defaults(func=_plot)
+
+    t = sub.add_parser("distill", help="distil a teacher into an ALBERT student (more settings as --key value)")
+    t.add_argument("--kind", default=None, choices=["sentence-vectors"],
+                   help="sentence-vectors: the student's mean vector regresses onto the teacher's, across tokenizers")
+    t.add_argument("--teacher", default=None, help="a sentence-transformers directory or an albert model")
+    t.add_argument("--student", default=None, help="the albert model the student starts from")
+    t.add_argument("--data", nargs="+", default=None, help="text files: a paragraph per line, blank between docs")
+    t.add_argument("--out", default=None, help="a new directory (a model there is never overwritten)")
+    t.add_argument("--config", default=None, help="settings YAML, below the command line")
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=_distill, takes_extra=True)
+    _list_settings(t, "albert.train.distill", "DistillSettings")
 
     t = sub.add_parser("finetune", help="fine-tune on a labelled task (more settings as --key value)")
     t.add_argument("--task", required=True, choices=list(KINDS),

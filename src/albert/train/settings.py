@@ -295,6 +295,13 @@ HELP: dict[str, str] = {
 }
 
 
+def setting(default: Any, help: str) -> Any:
+    """A settings field with its one line of meaning beside it (`--help` shows it)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def settings_help(cls: type) -> str:
     """Every setting of `cls`: name, type, default and meaning — generated, so it cannot drift from the code."""
     hints = typing.get_type_hints(cls)
@@ -305,5 +312,6 @@ def settings_help(cls: type) -> str:
         tp = hints[f.name]
         kind = "|".join(map(str, typing.get_args(tp))) if typing.get_origin(tp) is Literal else getattr(
             tp, "__name__", str(tp))
-        lines.append(f"  --{f.name:<24} {kind} (default {default!r})\n      {HELP.get(f.name, '')}")
+        meaning = f.metadata.get("help") or HELP.get(f.name, "")
+        lines.append(f"  --{f.name:<24} {kind} (default {default!r})\n      {meaning}")
     return "\n".join(lines)

@@ -1,0 +1,348 @@
+"""Distillation through the one training loop: knowledge moved from a teacher that has it into an ALBERT student.
+
+Sentence vectors (Reimers & Gurevych 2020, across tokenizers): the student reads each text with its own tokenizer
+and its mean-pooled vector — what `albert embed` computes — regresses onto the teacher's vector of the same text
+(MSE), optionally with an in-batch similarity term (each student vector must be nearer its own teacher vector than
+the batch's other texts'). The teacher's vectors are computed once and cached on disk under the teacher's and the
+texts' SHA-256, so a resumed or repeated run reads them instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from albert.data.reader import iter_documents
+from albert.errors import ConfigError, DataError
+from albert.heads import AlbertModel
+from albert.outputs import check_new_output, claim_output
+from albert.tasks.batching import pad_batch
+from albert.tokenizer import AlbertTokenizer
+from albert.train.loop import train
+from albert.train.settings import TrainSettings, setting
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("sentence-vectors",)
+
+
+@dataclass
+class DistillSettings(TrainSettings):
+    kind: Literal["sentence-vectors"] = setting("sentence-vectors", "what moves from teacher to student")
+    teacher: str = setting("", "sentence-vectors: a sentence-transformers directory, or an albert model (its mean "
+                               "vectors)")
+    teacher_licence: str = setting("", "the teacher's licence, written into the student's model card")
+    student: str = setting("", "the albert model directory (or packaged name) the student starts from")
+    data: list[str] = setting([], "text files: a paragraph per line, a blank line between documents")
+    out: str = setting("", "the student's directory (new), written at the end")
+    max_texts: int = setting(200_000, "texts drawn from --data: paragraphs, and one sentence of some as short texts")
+    short_share: float = setting(0.5, "the share of paragraphs that also give one of their sentences as a short text")
+    eval_texts: int = setting(2000, "texts held out from training, for the evaluation's agreement with the teacher")
+    max_seq_length: int = setting(128, "tokens per text at most, for student and teacher")
+    similarity_weight: float = setting(0.0, "weight of the in-batch similarity term beside the MSE (0: MSE only)")
+    temperature: float = setting(0.05, "the in-batch similarity term's softmax temperature")
+    cache_dir: str = setting("", "where the teacher's vectors are kept (under teacher-vectors/); '' is $ALBERT_CACHE "
+                                 "or ~/.cache/albert")
+    # the loop's defaults, for distillation
+    optimizer: Literal["lamb", "adamw", "adamw_original"] = "adamw"  # type: ignore[assignment]
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    warmup_fraction: float = 0.05
+    run_dir: str = setting("", "training state (checkpoints, metrics); '' is --out's name + '-run', beside it")
+    eval_every: int = 1000
+    save_every: int = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        if not self.teacher or not self.student or not self.data or not self.out:
+            raise ConfigError("distill needs --teacher, --student, --data and --out")
+        if not 0 <= self.short_share <= 1:
+            raise ConfigError(f"short_share must be in [0, 1], got {self.short_share}")
+        if self.max_texts <= self.eval_texts:
+            raise ConfigError(f"max_texts ({self.max_texts}) must exceed eval_texts ({self.eval_texts})")
+        if self.temperature <= 0 or self.similarity_weight < 0:
+            raise ConfigError("temperature must be > 0 and similarity_weight >= 0")
+
+
+# ----- texts -----
+def _first_sentence(paragraph: str, rng: np.random.Generator) -> str:
+    """One sentence of a paragraph (split at '. ', '? ', '! '), chosen at random among those of 4 words or more."""
+    parts, start = [], 0
+    for i, ch in enumerate(paragraph[:-1]):
+        if ch in ".?!" and paragraph[i + 1] == " ":
+            parts.append(paragraph[start:i + 1].strip())
+            start = i + 2
+    parts.append(paragraph[start:].strip())
+    good = [p for p in parts if len(p.split()) >= 4]
+    return good[int(rng.integers(len(good)))] if good else ""
+
+
+def select_texts(paths: list[str], max_texts: int, short_share: float, seed: int) -> list[str]:
+    """Paragraphs of 8 words or more from the files' documents, and for `short_share` of them one sentence (queries
+    are short, documents long); `max_texts` of them, drawn with `seed` from all, in a seeded order."""
+    rng = np.random.default_rng([seed, 11])
+    texts: list[str] = []
+    for path in paths:
+        for doc in iter_documents(path):
+            for paragraph in doc:
+                if len(paragraph.split()) < 8:
+                    continue
+                texts.append(paragraph)
+                if rng.random() < short_share:
+                    sentence = _first_sentence(paragraph, rng)
+                    if sentence and sentence != paragraph:
+                        texts.append(sentence)
+    if len(texts) < 2:
+        raise DataError(f"{', '.join(paths)}: fewer than two paragraphs of 8 words or more")
+    chosen = rng.permutation(len(texts))[:max_texts]
+    return [texts[i] for i in chosen]
+
+
+# ----- the teacher's vectors -----
+def weights_sha256(path: Path) -> str:
+    """The SHA-256 of a model's weights: its model.safetensors (or pytorch_model.bin) as published, else of all its
+    weight files together (names and bytes), or of `path` itself when it is a file."""
+    if path.is_dir():
+        single = [path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
+        files = single[:1] or sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+    else:
+        files = [path]
+    if not files:
+        raise ConfigError(f"{path}: no weight files (.safetensors or .bin)")
+    h = hashlib.sha256()
+    for f in files:
+        if len(files) > 1:
+            h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def vector_teacher(teacher: str, max_seq_length: int) -> Any:
+    """texts → (n, d) float32 array: a sentence-transformers directory through sentence-transformers, else an albert
+    model through albert's feature-extraction pipeline (mean pooling)."""
+    if (Path(teacher) / "modules.json").is_file():
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ConfigError("a sentence-transformers teacher needs the package: pip install "
+                              "'albert-lm[sentence-transformers]'") from None
+        model = SentenceTransformer(teacher, device="cpu")
+        model.max_seq_length = max_seq_length
+        return lambda texts: model.encode(texts, convert_to_numpy=True, batch_size=64).astype(np.float32)
+    from albert.inference.pipelines import pipeline  # (inference is another room: only the teacher crosses)
+
+    pipe = pipeline("feature-extraction", model=teacher, precision="fp32")
+    return lambda texts: np.asarray(pipe(texts), dtype=np.float32)
+
+
+def teacher_vectors(settings: DistillSettings, texts: list[str]) -> np.ndarray:
+    """The teacher's vectors of `texts`, from the cache when the same teacher saw the same texts; computed in
+    chunks, each kept as it is finished, so a kill loses one chunk at most."""
+    teacher_hash = weights_sha256(Path(settings.teacher))
+    texts_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    root = Path(settings.cache_dir or os.environ.get("ALBERT_CACHE", "") or Path.home() / ".cache" / "albert")
+    cache = root / "teacher-vectors" / f"{teacher_hash[:16]}-{texts_hash[:16]}-{settings.max_seq_length}"
+    final = cache / "vectors.npy"
+    if final.is_file():
+        logger.info("teacher vectors from %s", final)
+        return np.load(final)
+    cache.mkdir(parents=True, exist_ok=True)
+    encode = vector_teacher(settings.teacher, settings.max_seq_length)
+    chunk = 4096
+    parts = []
+    for i, start in enumerate(range(0, len(texts), chunk)):
+        part = cache / f"part-{i:05d}.npy"
+        if not part.is_file():
+            began = time.perf_counter()
+            vectors = encode(texts[start:start + chunk])
+            np.save(cache / f"part-{i:05d}.tmp.npy", vectors)
+            os.replace(cache / f"part-{i:05d}.tmp.npy", part)
+            logger.info("teacher vectors %d/%d (%.0f texts/s)", min(start + chunk, len(texts)), len(texts),
+                        len(vectors) / (time.perf_counter() - began))
+        parts.append(np.load(part))
+    vectors = np.concatenate(parts)
+    np.save(cache / "vectors.tmp.npy", vectors)
+    os.replace(cache / "vectors.tmp.npy", final)
+    for i in range(len(parts)):
+        (cache / f"part-{i:05d}.npy").unlink()
+    (cache / "about.json").write_text(json.dumps({"teacher": settings.teacher, "teacher_sha256": teacher_hash,
+                                                  "texts_sha256": texts_hash, "texts": len(texts)}, indent=1) + "\n")
+    return vectors
+
+
+# ----- the task the loop runs -----
+def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
+    """The mean over each row's tokens ([CLS] and [SEP] included), as `albert embed` pools."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+class SentenceVectorTask:
+    """Texts (student token ids) with their teacher vectors, in seeded epoch order; MSE to the teacher's vector,
+    plus the in-batch similarity term when weighted; evaluated by agreement with the teacher on held-out texts."""
+
+    stat_names = ["loss", "mse", "cosine", "texts"]
+
+    def __init__(self, ids: list[list[int]], vectors: Tensor, eval_ids: list[list[int]], eval_vectors: Tensor,
+                 settings: DistillSettings, pad_id: int) -> None:
+        self.ids, self.vectors = ids, vectors
+        self.eval_ids, self.eval_vectors = eval_ids, eval_vectors
+        self.batch_size, self.seed, self.pad_id = settings.batch_size, settings.seed, pad_id
+        self.similarity_weight, self.temperature = settings.similarity_weight, settings.temperature
+        self.epoch, self.index = 0, 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 13]).permutation(len(self.ids))
+
+    def _collate(self, rows: list[int], ids: list[list[int]], vectors: Tensor) -> dict[str, Tensor]:
+        batch = pad_batch([ids[i] for i in rows], [[0] * len(ids[i]) for i in rows], self.pad_id)
+        out = {k: torch.tensor(v) for k, v in batch.items()}
+        out["teacher"] = vectors[rows]
+        return out
+
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        chosen: list[int] = []
+        while len(chosen) < self.batch_size:
+            if self.index >= len(self._order):
+                self.epoch, self.index = self.epoch + 1, 0
+                self._order = self._epoch_order(self.epoch)
+            take = min(self.batch_size - len(chosen), len(self._order) - self.index)
+            chosen.extend(self._order[self.index:self.index + take].tolist())
+            self.index += take
+        out = []
+        for m in range(self.batch_size // (micro_batch * world)):
+            lo = (m * world + rank) * micro_batch  # the same texts whatever the process layout
+            out.append(self._collate(chosen[lo:lo + micro_batch], self.ids, self.vectors))
+        return out
+
+    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        return torch.tensor([float(sum(len(b["teacher"]) for b in batches))], dtype=torch.float64)
+
+    def _vectors(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"])
+        return mean_pool(out.last_hidden_state, batch["attention_mask"]).float()
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        student, teacher = self._vectors(model, batch), batch["teacher"].float()
+        mse = ((student - teacher) ** 2).mean(-1)  # (B,)
+        loss = mse.sum()
+        if self.similarity_weight:
+            sims = F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T / self.temperature  # (B, B)
+            target = torch.arange(len(sims), device=sims.device)
+            loss = loss + self.similarity_weight * F.cross_entropy(sims, target, reduction="sum")
+        cosine = F.cosine_similarity(student, teacher, dim=-1)
+        stats = torch.stack([loss.detach(), mse.sum().detach(), cosine.sum().detach(),
+                             torch.tensor(float(len(mse)), device=mse.device)])
+        return loss / norm.to(loss.dtype), stats
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        n = max(1.0, s["texts"])
+        return {"loss": s["loss"] / n, "mse": s["mse"] / n, "cosine": s["cosine"] / n}
+
+    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        """Agreement with the teacher on the held-out texts: mean cosine, MSE, and how often a text's student vector
+        is nearest its own teacher vector among all held-out texts' (recall@1 of the teacher's)."""
+        was = model.training
+        model.eval()
+        vectors = []
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            for start in range(0, len(self.eval_ids), 64):
+                rows = list(range(start, min(start + 64, len(self.eval_ids))))
+                batch = {k: v.to(device) for k, v in self._collate(rows, self.eval_ids, self.eval_vectors).items()}
+                vectors.append(self._vectors(model, batch).cpu())
+        model.train(was)
+        student, teacher = torch.cat(vectors), self.eval_vectors.float()
+        nearest = (F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T).argmax(-1)
+        return {"eval_cosine": float(F.cosine_similarity(student, teacher, dim=-1).mean()),
+                "eval_mse": float(((student - teacher) ** 2).mean()),
+                "eval_teacher_recall@1": float((nearest == torch.arange(len(student))).float().mean())}
+
+    def data_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._order = self._epoch_order(self.epoch)
+
+
+# ----- the command -----
+def run_dir_of(settings: DistillSettings) -> Path:
+    out = Path(settings.out)
+    return Path(settings.run_dir) if settings.run_dir else out.with_name(out.name + "-run")
+
+
+def distill(settings: DistillSettings, resume: bool = False) -> Path:
+    """Distil the teacher into the student through the one loop; --out gets the student, its tokenizer and a model
+    card naming the teacher (path, SHA-256, licence), the data, the steps and the CPU hours."""
+    out = Path(settings.out)
+    check_new_output(out, "distill")
+    tokenizer = AlbertTokenizer.from_pretrained(settings.student)
+    texts = select_texts(settings.data, settings.max_texts, settings.short_share, settings.seed)
+    if len(texts) <= settings.eval_texts:
+        raise DataError(f"{len(texts)} texts in --data: more than eval_texts ({settings.eval_texts}) are needed")
+    vectors = torch.from_numpy(teacher_vectors(settings, texts))
+    ids = tokenizer(texts, truncation=True, max_length=settings.max_seq_length)["input_ids"]
+    held = settings.eval_texts
+    torch.manual_seed(settings.seed)
+    model = AlbertModel.from_pretrained(settings.student)
+    task = SentenceVectorTask(ids[held:], vectors[held:], ids[:held], vectors[:held], settings,
+                              tokenizer.pad_token_id)
+    resolved = dataclasses.replace(settings, run_dir=str(run_dir_of(settings)))
+    began = time.perf_counter()
+    train(resolved, model, task, resume=resume)
+    scores = task.evaluate(model, next(model.parameters()).device, None)
+    logger.info("held-out agreement with the teacher: %s", scores)
+    with claim_output(out, "distill"):
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / "distill_results.json").write_text(json.dumps(scores, indent=2) + "\n")
+        write_card(out, resolved, len(texts), scores, time.perf_counter() - began)
+    return out
+
+
+def cpu_hours(run_dir: Path) -> float:
+    """CPU hours the run's steps took, over all its sessions: each step's seconds × the threads it ran on."""
+    metrics = run_dir / "metrics.jsonl"
+    seconds = sum(r.get("seconds", 0.0) for r in map(json.loads, metrics.read_text().splitlines())
+                  if r.get("kind") != "eval") if metrics.is_file() else 0.0
+    return seconds * torch.get_num_threads() / 3600
+
+
+def write_card(out: Path, settings: DistillSettings, n_texts: int, scores: dict[str, float], seconds: float) -> None:
+    teacher_hash = weights_sha256(Path(settings.teacher))
+    hours = cpu_hours(Path(settings.run_dir))
+    lines = [
+        f"# {out.name}", "",
+        f"An ALBERT student distilled ({settings.kind}) from `{Path(settings.teacher).name}` by `albert distill`.", "",
+        "| | |", "|---|---|",
+        f"| teacher | `{settings.teacher}` (weights SHA-256 `{teacher_hash}`) |",
+        f"| teacher licence | {settings.teacher_licence or 'not given'} |",
+        f"| student start | `{settings.student}` |",
+        f"| data | {', '.join(f'`{d}`' for d in settings.data)}: {n_texts:,} texts ({settings.eval_texts:,} held out) |",
+        f"| steps | {settings.max_steps:,} × {settings.batch_size} texts, lr {settings.learning_rate}, "
+        f"similarity weight {settings.similarity_weight} |",
+        f"| compute | {hours:.2f} CPU hours of training steps ({seconds / 3600:.2f} h this session's wall clock) |",
+        f"| held-out agreement | cosine {scores['eval_cosine']:.4f}, teacher recall@1 "
+        f"{scores['eval_teacher_recall@1']:.4f} |", "",
+        "Vectors: the mean of the last hidden states over the text's tokens (`albert embed`'s default).", "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+

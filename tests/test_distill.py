@@ -1,0 +1,141 @@
+"""`albert distill` (sentence vectors) through the one loop: the student's vectors move toward the teacher's on
+held-out texts; the teacher's vectors are computed once and cached by the teacher's and the texts' hashes; a kill
+and --resume continue exactly; the card names the teacher's hash and licence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import albert
+from albert.train.distill import DistillSettings, distill, select_texts, weights_sha256
+
+TEXT = Path(__file__).parent / "fixtures" / "public_domain.txt"
+
+
+@pytest.fixture(scope="module")
+def st_teacher(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sentence-transformers directory (albert's export of the tiny model): the teacher, through
+    sentence-transformers."""
+    pytest.importorskip("sentence_transformers")
+    out = tmp_path_factory.mktemp("teacher") / "st"
+    run = subprocess.run([sys.executable, "-m", "albert", "export", "sentence-transformers", "--model",
+                          str(tiny_model), "--out", str(out), "--normalize"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+def student(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny model with a fresh encoder: far from the teacher, so distilling has something to do."""
+    import torch
+
+    torch.manual_seed(1)
+    config = albert.AlbertConfig.from_json_file(tiny_model / "config.json")
+    out = tmp_path / "student"
+    albert.AlbertModel(config).save_pretrained(out)
+    albert.AlbertTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+def args(teacher: Path, start: Path, out: Path, cache: Path, steps: int = 30) -> list[str]:
+    return ["distill", "--teacher", str(teacher), "--student", str(start), "--data", str(TEXT), "--out", str(out),
+            "--max_texts", "600", "--eval_texts", "100", "--max_seq_length", "48", "--max_steps", str(steps),
+            "--batch_size", "16", "--learning_rate", "2e-3", "--eval_every", str(steps), "--save_every", "5",
+            "--cache_dir", str(cache), "--precision", "fp32", "--num_threads", "1", "--progress", "false",
+            "--teacher_licence", "Apache-2.0"]
+
+
+def cli(*a: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "albert", *a], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_texts_are_paragraphs_and_sentences_always_the_same() -> None:
+    texts = select_texts([str(TEXT)], 500, 0.5, seed=0)
+    assert texts == select_texts([str(TEXT)], 500, 0.5, seed=0) and len(texts) == 500
+    assert all(len(t.split()) >= 4 for t in texts)
+    assert sum(len(t.split()) < 25 for t in texts) > 50  # short texts (queries) beside the paragraphs
+
+
+def test_student_moves_toward_the_teacher_and_the_vectors_are_cached(st_teacher: Path, tiny_model: Path,
+                                                                    tmp_path: Path) -> None:
+    start = student(tiny_model, tmp_path)
+    cache = tmp_path / "cache"
+    before = DistillSettings(teacher=str(st_teacher), student=str(start), data=[str(TEXT)], out=str(tmp_path / "x"),
+                             max_texts=600, eval_texts=100, max_seq_length=48, cache_dir=str(cache))
+    run = cli(*args(st_teacher, start, tmp_path / "a", cache))
+    assert run.returncode == 0, run.stderr
+    metrics = [json.loads(x) for x in (tmp_path / "a-run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in metrics if "loss" in r]
+    assert len(losses) == 30 and np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    result = json.loads((tmp_path / "a" / "distill_results.json").read_text())
+    # the untrained student's agreement, measured the same way
+    from albert.train.distill import SentenceVectorTask, teacher_vectors
+
+    texts = select_texts(before.data, 600, 0.5, 0)
+    vectors = teacher_vectors(before, texts)
+    tok = albert.AlbertTokenizer.from_pretrained(start)
+    ids = tok(texts[:100], truncation=True, max_length=48)["input_ids"]
+    import torch
+
+    task = SentenceVectorTask(ids, torch.from_numpy(vectors[:100]), ids, torch.from_numpy(vectors[:100]), before, 0)
+    untrained = task.evaluate(albert.AlbertModel.from_pretrained(start), torch.device("cpu"), None)
+    assert result["eval_cosine"] > untrained["eval_cosine"] + 0.1, (result, untrained)
+    # the teacher's vectors: cached once, keyed by teacher and texts, reused (not rewritten) by a second run
+    cached = list(cache.glob("teacher-vectors/*/vectors.npy"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    np.testing.assert_allclose(np.load(cached[0]), vectors)
+    again = cli(*args(st_teacher, start, tmp_path / "b", cache, steps=2))
+    assert again.returncode == 0, again.stderr
+    assert cached[0].stat().st_mtime_ns == stamp and len(list(cache.glob("teacher-vectors/*"))) == 1
+    # the card names the teacher by its weights' hash, and its licence
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert weights_sha256(st_teacher) in card and "Apache-2.0" in card
+    # the student is an ordinary ALBERT directory: transformers loads it, albert embeds with it
+    transformers = pytest.importorskip("transformers")
+    transformers.AlbertModel.from_pretrained(tmp_path / "a")
+    assert len(albert.pipeline("feature-extraction", model=tmp_path / "a", precision="fp32")("a whale")) == 64
+
+
+def test_a_kill_then_resume_continues_exactly(tiny_model: Path, tmp_path: Path) -> None:
+    """An albert teacher (its mean vectors), SIGKILL after step 7 (checkpoint at 5), --resume: the same losses."""
+    start = student(tiny_model, tmp_path)
+    cache = tmp_path / "cache"
+    whole = cli(*args(tiny_model, start, tmp_path / "whole", cache, steps=12))
+    assert whole.returncode == 0, whole.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "albert", *args(tiny_model, start, tmp_path / "killed", cache,
+                                                                   steps=12)],
+                            env={**os.environ, "ALBERT_TEST_STOP_AT_STEP": "7"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 300  # a bound on a hang, not a timing
+    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it stopped at step 7"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = cli(*args(tiny_model, start, tmp_path / "killed", cache, steps=12), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+
+    def losses(run: Path) -> list[float]:
+        return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+    assert len(losses(tmp_path / "killed-run")) == 12
+    assert losses(tmp_path / "killed-run") == losses(tmp_path / "whole-run")
+
+
+def test_refusals_are_one_line(tiny_model: Path, tmp_path: Path) -> None:
+    for extra, says in ((["--teacher", str(tiny_model), "--student", str(tiny_model), "--out", str(tmp_path / "o")],
+                         "distill needs --teacher, --student, --data and --out"),
+                        ([*args(tiny_model, tiny_model, tmp_path / "o", tmp_path / "c")[1:], "--max_texts", "50"],
+                         "max_texts (50) must exceed eval_texts (100)")):
+        run = cli("distill", *extra)
+        assert run.returncode == 2 and says in run.stderr and run.stderr.count("\n") == 1, run.stderr
