@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import albert
-from albert.train.distill import DistillSettings, distill, select_texts, weights_sha256
+from albert.train.distill import DistillSettings, select_texts, weights_sha256
 
 TEXT = Path(__file__).parent / "fixtures" / "public_domain.txt"
 

@@ -336,7 +336,8 @@ def write_card(out: Path, settings: DistillSettings, n_texts: int, scores: dict[
         f"| teacher | `{settings.teacher}` (weights SHA-256 `{teacher_hash}`) |",
         f"| teacher licence | {settings.teacher_licence or 'not given'} |",
         f"| student start | `{settings.student}` |",
-        f"| data | {', '.join(f'`{d}`' for d in settings.data)}: {n_texts:,} texts ({settings.eval_texts:,} held out) |",
+        f"| data | {', '.join(f'`{d}`' for d in settings.data)}: {n_texts:,} texts "
+        f"({settings.eval_texts:,} held out) |",
         f"| steps | {settings.max_steps:,} × {settings.batch_size} texts, lr {settings.learning_rate}, "
         f"similarity weight {settings.similarity_weight} |",
         f"| compute | {hours:.2f} CPU hours of training steps ({seconds / 3600:.2f} h this session's wall clock) |",
