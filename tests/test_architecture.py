@@ -148,17 +148,18 @@ def test_registry_matches_heads_pipelines_and_cli() -> None:
 
 
 def test_settings_help_lists_every_setting() -> None:
+    from albert.train.distill import DistillSettings
     from albert.train.finetune import FinetuneSettings
     from albert.train.settings import HELP, PretrainSettings, settings_help
 
-    for cls in (PretrainSettings, FinetuneSettings):
+    for cls in (PretrainSettings, FinetuneSettings, DistillSettings):
         text = settings_help(cls)
         for f in dataclasses.fields(cls):
-            assert f.name in HELP, f"{cls.__name__}.{f.name} has no line in albert.train.settings.HELP"
+            assert f.metadata.get("help") or f.name in HELP, f"{cls.__name__}.{f.name} has no line of help"
             assert f"--{f.name} " in text
 
 
-@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "distill"])
 def test_help_of_the_training_commands_lists_settings_with_defaults(command: str,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from albert.cli import main

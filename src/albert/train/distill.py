@@ -135,7 +135,7 @@ def weights_sha256(path: Path) -> str:
 
 def vector_teacher(teacher: str, max_seq_length: int) -> Any:
     """texts → (n, d) float32 array: a sentence-transformers directory through sentence-transformers, else an albert
-    model through albert's feature-extraction pipeline (mean pooling)."""
+    model's mean vectors (as `albert embed` pools them)."""
     if (Path(teacher) / "modules.json").is_file():
         try:
             from sentence_transformers import SentenceTransformer
@@ -145,10 +145,21 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
         model = SentenceTransformer(teacher, device="cpu")
         model.max_seq_length = max_seq_length
         return lambda texts: model.encode(texts, convert_to_numpy=True, batch_size=64).astype(np.float32)
-    from albert.inference.pipelines import pipeline  # (inference is another room: only the teacher crosses)
+    from albert.runtime import Runtime, prepare_for_inference
 
-    pipe = pipeline("feature-extraction", model=teacher, precision="fp32")
-    return lambda texts: np.asarray(pipe(texts), dtype=np.float32)
+    model = prepare_for_inference(AlbertModel.from_pretrained(teacher), Runtime(torch.device("cpu"), "fp32"))
+    tokenizer = AlbertTokenizer.from_pretrained(teacher)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), 64):
+            enc = tokenizer(texts[start:start + 64], truncation=True, max_length=max_seq_length, padding=True,
+                            return_tensors="pt")
+            with torch.inference_mode():
+                hidden = model(**enc).last_hidden_state
+            out.append(mean_pool(hidden, enc["attention_mask"]).float().numpy())
+        return np.concatenate(out)
+    return encode
 
 
 def teacher_vectors(settings: DistillSettings, texts: list[str]) -> np.ndarray:
