@@ -142,9 +142,9 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
         except ImportError:
             raise ConfigError("a sentence-transformers teacher needs the package: pip install "
                               "'albert-lm[sentence-transformers]'") from None
-        model = SentenceTransformer(teacher, device="cpu")
-        model.max_seq_length = max_seq_length
-        return lambda texts: model.encode(texts, convert_to_numpy=True, batch_size=64).astype(np.float32)
+        st = SentenceTransformer(teacher, device="cpu")
+        st.max_seq_length = max_seq_length
+        return lambda texts: st.encode(texts, convert_to_numpy=True, batch_size=64).astype(np.float32)
     from albert.runtime import Runtime, prepare_for_inference
 
     model = prepare_for_inference(AlbertModel.from_pretrained(teacher), Runtime(torch.device("cpu"), "fp32"))
