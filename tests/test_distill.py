@@ -139,3 +139,39 @@ def test_refusals_are_one_line(tiny_model: Path, tmp_path: Path) -> None:
                          "max_texts (50) must exceed eval_texts (100)")):
         run = cli("distill", *extra)
         assert run.returncode == 2 and says in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+@pytest.fixture(scope="module")
+def small_en_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture text prepared with the embedded model's vocabulary."""
+    from albert.data.shards import prepare_data
+    from albert.hub import packaged_models_dir
+
+    out = tmp_path_factory.mktemp("small-en") / "prepared"
+    prepare_data([TEXT], packaged_models_dir() / "albert-small-en", out, eval_fraction=0.1, workers=1,
+                 docs_per_shard=40, progress=False)
+    return out
+
+
+def test_masked_lm_soft_targets_vanish_for_the_teacher_itself_and_a_shallower_student_learns(
+        small_en_data: Path, tmp_path: Path) -> None:
+    """Masked LM, the embedded model as teacher: a student that is the teacher has nothing to learn (KL 0 at the
+    first step); one with half the passes, started as the teacher itself (the same shared weights, run 6 times
+    instead of 12), lowers its KL to the teacher."""
+
+    def run(out: Path, overrides: str, steps: int) -> list[dict]:
+        done = cli("distill", "--kind", "masked-lm", "--teacher", "albert-small-en", "--student", "albert-small-en",
+                   "--data", str(small_en_data), "--out", str(out), "--student_overrides", overrides,
+                   "--max_seq_length", "64", "--batch_size", "8", "--max_steps", str(steps), "--learning_rate", "5e-4",
+                   "--eval_every", str(steps), "--save_every", "0", "--eval_examples", "32", "--precision", "fp32",
+                   "--num_threads", "2", "--progress", "false", "--warmup_fraction", "0", "--kd_temperature", "1")
+        assert done.returncode == 0, done.stderr
+        return [json.loads(x) for x in (out.parent / f"{out.name}-run" / "metrics.jsonl").read_text().splitlines()]
+
+    same = run(tmp_path / "same", "{}", 1)
+    assert same[0]["kd_loss"] == pytest.approx(0.0, abs=1e-4)
+    shallow = run(tmp_path / "half", json.dumps({"num_hidden_layers": 6}), 16)
+    kd = [r["kd_loss"] for r in shallow if "kd_loss" in r]
+    assert kd[0] > 0.05 and np.mean(kd[-4:]) < 0.8 * np.mean(kd[:4]), kd
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["num_hidden_layers"] == 6
+    assert "eval_mlm_acc" in json.loads((tmp_path / "half" / "distill_results.json").read_text())

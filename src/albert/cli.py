@@ -322,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_plot)
 
     t = sub.add_parser("distill", help="distil a teacher into an ALBERT student (more settings as --key value)")
-    t.add_argument("--kind", default=None, choices=["sentence-vectors"],
-                   help="sentence-vectors: the student's mean vector regresses onto the teacher's, across tokenizers")
+    t.add_argument("--kind", default=None, help="what moves from teacher to student (the settings below list the "
+                   "kinds); default sentence-vectors")
     t.add_argument("--teacher", default=None, help="a sentence-transformers directory or an albert model")
     t.add_argument("--student", default=None, help="the albert model the student starts from")
     t.add_argument("--data", nargs="+", default=None, help="text files: a paragraph per line, blank between docs")

@@ -1,5 +1,11 @@
 """Distillation through the one training loop: knowledge moved from a teacher that has it into an ALBERT student.
 
+Masked LM (DistilBERT's soft targets): an ALBERT teacher with the same vocabulary and a student with fewer passes of
+the shared layer (or a narrower one) read the same masked pretraining batches; at the masked positions the student
+matches the teacher's distribution softened by a temperature (KL, scaled by T²) beside the true tokens'
+cross-entropy, and SOP keeps its own loss. A student with fewer passes can start as the teacher itself — the same
+shared weights run fewer times — which only ALBERT's sharing makes free.
+
 Sentence vectors (Reimers & Gurevych 2020, across tokenizers): the student reads each text with its own tokenizer
 and its mean-pooled vector — what `albert embed` computes — regresses onto the teacher's vector of the same text
 (MSE), optionally with an in-batch similarity term (each student vector must be nearer its own teacher vector than
@@ -26,7 +32,7 @@ from torch import Tensor, nn
 
 from albert.data.reader import iter_documents
 from albert.errors import ConfigError, DataError
-from albert.heads import AlbertModel
+from albert.heads import AlbertModel, AlbertPreTrainedModel
 from albert.outputs import check_new_output, claim_output
 from albert.tasks.batching import pad_batch
 from albert.tokenizer import AlbertTokenizer
@@ -35,17 +41,22 @@ from albert.train.settings import TrainSettings, setting
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("sentence-vectors",)
+KINDS = ("sentence-vectors", "masked-lm")
 
 
 @dataclass
 class DistillSettings(TrainSettings):
-    kind: Literal["sentence-vectors"] = setting("sentence-vectors", "what moves from teacher to student")
+    kind: Literal["sentence-vectors", "masked-lm"] = setting(
+        "sentence-vectors", "sentence-vectors: the teacher's sentence vectors; masked-lm: an ALBERT teacher's "
+                            "masked-token distributions (same vocabulary)")
     teacher: str = setting("", "sentence-vectors: a sentence-transformers directory, or an albert model (its mean "
-                               "vectors)")
+                               "vectors); masked-lm: an albert pretraining model directory")
     teacher_licence: str = setting("", "the teacher's licence, written into the student's model card")
     student: str = setting("", "the albert model directory (or packaged name) the student starts from")
-    data: list[str] = setting([], "text files: a paragraph per line, a blank line between documents")
+    student_overrides: dict[str, Any] = setting({}, "config fields replaced in the student's config, e.g. "
+                                                    "'{\"num_hidden_layers\": 6}' for half the passes")
+    data: list[str] = setting([], "sentence-vectors: text files (a paragraph per line, a blank line between "
+                                  "documents); masked-lm: a directory made by `albert data prepare`")
     out: str = setting("", "the student's directory (new), written at the end")
     max_texts: int = setting(200_000, "texts drawn from --data: paragraphs, and one sentence of some as short texts")
     short_share: float = setting(0.5, "the share of paragraphs that also give one of their sentences as a short text")
@@ -53,6 +64,9 @@ class DistillSettings(TrainSettings):
     max_seq_length: int = setting(128, "tokens per text at most, for student and teacher")
     similarity_weight: float = setting(0.0, "weight of the in-batch similarity term beside the MSE (0: MSE only)")
     temperature: float = setting(0.05, "the in-batch similarity term's softmax temperature")
+    kd_weight: float = setting(0.9, "masked-lm: the soft targets' share of the MLM loss (the rest: the true tokens)")
+    kd_temperature: float = setting(2.0, "masked-lm: the softmax temperature of the soft targets")
+    eval_examples: int = setting(2000, "masked-lm: held-out sequences in each evaluation")
     cache_dir: str = setting("", "where the teacher's vectors are kept (under teacher-vectors/); '' is $ALBERT_CACHE "
                                  "or ~/.cache/albert")
     # the loop's defaults, for distillation
@@ -74,8 +88,10 @@ class DistillSettings(TrainSettings):
             raise ConfigError(f"short_share must be in [0, 1], got {self.short_share}")
         if self.max_texts <= self.eval_texts:
             raise ConfigError(f"max_texts ({self.max_texts}) must exceed eval_texts ({self.eval_texts})")
-        if self.temperature <= 0 or self.similarity_weight < 0:
-            raise ConfigError("temperature must be > 0 and similarity_weight >= 0")
+        if self.temperature <= 0 or self.similarity_weight < 0 or self.kd_temperature <= 0:
+            raise ConfigError("temperature and kd_temperature must be > 0, similarity_weight >= 0")
+        if not 0 <= self.kd_weight <= 1:
+            raise ConfigError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
 
 
 # ----- texts -----
@@ -115,7 +131,12 @@ def select_texts(paths: list[str], max_texts: int, short_share: float, seed: int
 # ----- the teacher's vectors -----
 def weights_sha256(path: Path) -> str:
     """The SHA-256 of a model's weights: its model.safetensors (or pytorch_model.bin) as published, else of all its
-    weight files together (names and bytes), or of `path` itself when it is a file."""
+    weight files together (names and bytes), or of `path` itself when it is a file; `path` may also name a packaged
+    model or a hub id."""
+    if not path.exists():
+        from albert.hub import resolve_model_dir
+
+        path = resolve_model_dir(str(path))
     if path.is_dir():
         single = [path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
         files = single[:1] or sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
@@ -294,6 +315,53 @@ class SentenceVectorTask:
         self._order = self._epoch_order(self.epoch)
 
 
+class MaskedLMDistillTask:
+    """Pretraining's masked batches (its data, evaluation and statistics: `PretrainTask`), with the teacher's
+    distributions at the masked positions as soft targets: loss = kd_weight · T² · KL(teacher_T ‖ student_T) +
+    (1 - kd_weight) · the true tokens' CE, + SOP's CE."""
+
+    def __init__(self, pretrain_task: Any, teacher: nn.Module, settings: DistillSettings) -> None:
+        self.base, self.teacher = pretrain_task, teacher
+        self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
+        self.stat_names = [*pretrain_task.stat_names, "kd_sum"]
+
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        return self.base.step_batches(step, rank, world, micro_batch)
+
+    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        return self.base.normalizers(batches)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "mlm_positions",
+                                        "position_ids", "example_ids", "sop_positions") if k in batch}
+        self.teacher.to(batch["input_ids"].device)
+        with torch.no_grad():
+            soft = (self.teacher(**inputs).prediction_logits.float() / self.T).log_softmax(-1)  # (B, P, V)
+        out = model(**inputs)
+        logits = out.prediction_logits.float()
+        valid = batch["labels"] != -100
+        kd_sum = (F.kl_div((logits / self.T).log_softmax(-1), soft, log_target=True, reduction="none").sum(-1)
+                  * valid).sum() * self.T ** 2
+        hard, stats = self.base.loss_from_outputs(out, batch, norm)
+        mlm_sum = stats[1]
+        loss = hard - (self.kd_weight * mlm_sum / norm[0]).to(hard.dtype) + (self.kd_weight * kd_sum / norm[0])
+        return loss.to(torch.float32), torch.cat([stats, kd_sum.detach().double().reshape(1)])
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        out = self.base.summarize(s)
+        out["kd_loss"] = s["kd_sum"] / max(s["mlm_count"], 1)
+        return out
+
+    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        return self.base.evaluate(model, device, dtype)
+
+    def data_state(self) -> dict[str, Any]:
+        return self.base.data_state()
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.base.load_data_state(state)
+
+
 # ----- the command -----
 def run_dir_of(settings: DistillSettings) -> Path:
     out = Path(settings.out)
@@ -305,7 +373,28 @@ def distill(settings: DistillSettings, resume: bool = False) -> Path:
     card naming the teacher (path, SHA-256, licence), the data, the steps and the CPU hours."""
     out = Path(settings.out)
     check_new_output(out, "distill")
+    settings = dataclasses.replace(settings, run_dir=str(run_dir_of(settings)))
     tokenizer = AlbertTokenizer.from_pretrained(settings.student)
+    build = _masked_lm if settings.kind == "masked-lm" else _sentence_vectors
+    model, task, about = build(settings, tokenizer)
+    began = time.perf_counter()
+    try:
+        train(settings, model, task, resume=resume)
+    finally:
+        close = getattr(getattr(task, "base", None), "close", None)
+        if close is not None:
+            close()
+    scores = task.evaluate(model, next(model.parameters()).device, None)
+    logger.info("held-out: %s", scores)
+    with claim_output(out, "distill"):
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / "distill_results.json").write_text(json.dumps(scores, indent=2) + "\n")
+        write_card(out, settings, about, scores, time.perf_counter() - began)
+    return out
+
+
+def _sentence_vectors(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[AlbertPreTrainedModel, Any, str]:
     texts = select_texts(settings.data, settings.max_texts, settings.short_share, settings.seed)
     if len(texts) <= settings.eval_texts:
         raise DataError(f"{len(texts)} texts in --data: more than eval_texts ({settings.eval_texts}) are needed")
@@ -313,20 +402,30 @@ def distill(settings: DistillSettings, resume: bool = False) -> Path:
     ids = tokenizer(texts, truncation=True, max_length=settings.max_seq_length)["input_ids"]
     held = settings.eval_texts
     torch.manual_seed(settings.seed)
-    model = AlbertModel.from_pretrained(settings.student)
+    model = AlbertModel.from_pretrained(settings.student, **settings.student_overrides)
     task = SentenceVectorTask(ids[held:], vectors[held:], ids[:held], vectors[:held], settings,
                               tokenizer.pad_token_id)
-    resolved = dataclasses.replace(settings, run_dir=str(run_dir_of(settings)))
-    began = time.perf_counter()
-    train(resolved, model, task, resume=resume)
-    scores = task.evaluate(model, next(model.parameters()).device, None)
-    logger.info("held-out agreement with the teacher: %s", scores)
-    with claim_output(out, "distill"):
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        (out / "distill_results.json").write_text(json.dumps(scores, indent=2) + "\n")
-        write_card(out, resolved, len(texts), scores, time.perf_counter() - began)
-    return out
+    return model, task, f"{len(texts):,} texts ({held:,} held out)"
+
+
+def _masked_lm(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[AlbertPreTrainedModel, Any, str]:
+    from albert.heads import AlbertForPreTraining
+    from albert.train.pretrain import PretrainTask
+    from albert.train.settings import PretrainSettings
+
+    if len(settings.data) != 1:
+        raise ConfigError("masked-lm distillation reads one directory made by `albert data prepare` (--data DIR)")
+    teacher = AlbertForPreTraining.from_pretrained(settings.teacher).eval()
+    if teacher.config.vocab_size != tokenizer.vocab_size:
+        raise ConfigError(f"masked-lm distillation needs one vocabulary: the teacher has {teacher.config.vocab_size} "
+                          f"pieces, the student's tokenizer {tokenizer.vocab_size}")
+    torch.manual_seed(settings.seed)
+    model = AlbertForPreTraining.from_pretrained(settings.student, **settings.student_overrides)
+    pretraining = PretrainSettings(data=settings.data[0], run_dir=settings.run_dir,
+                                   max_seq_length=settings.max_seq_length, batch_size=settings.batch_size,
+                                   seed=settings.seed, eval_examples=settings.eval_examples)
+    task = MaskedLMDistillTask(PretrainTask(pretraining, tokenizer, model.config), teacher, settings)
+    return model, task, f"`albert data prepare` shards in {settings.data[0]}"
 
 
 def cpu_hours(run_dir: Path) -> float:
@@ -337,9 +436,11 @@ def cpu_hours(run_dir: Path) -> float:
     return seconds * torch.get_num_threads() / 3600
 
 
-def write_card(out: Path, settings: DistillSettings, n_texts: int, scores: dict[str, float], seconds: float) -> None:
+def write_card(out: Path, settings: DistillSettings, about: str, scores: dict[str, float], seconds: float) -> None:
     teacher_hash = weights_sha256(Path(settings.teacher))
     hours = cpu_hours(Path(settings.run_dir))
+    overrides = json.dumps(settings.student_overrides) if settings.student_overrides else "as the start"
+    held_out = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in scores.items())
     lines = [
         f"# {out.name}", "",
         f"An ALBERT student distilled ({settings.kind}) from `{Path(settings.teacher).name}` by `albert distill`.", "",
@@ -347,14 +448,11 @@ def write_card(out: Path, settings: DistillSettings, n_texts: int, scores: dict[
         f"| teacher | `{settings.teacher}` (weights SHA-256 `{teacher_hash}`) |",
         f"| teacher licence | {settings.teacher_licence or 'not given'} |",
         f"| student start | `{settings.student}` |",
-        f"| data | {', '.join(f'`{d}`' for d in settings.data)}: {n_texts:,} texts "
-        f"({settings.eval_texts:,} held out) |",
-        f"| steps | {settings.max_steps:,} × {settings.batch_size} texts, lr {settings.learning_rate}, "
-        f"similarity weight {settings.similarity_weight} |",
+        f"| data | {', '.join(f'`{d}`' for d in settings.data)}: {about} |",
+        f"| student config | {overrides} |",
+        f"| steps | {settings.max_steps:,} × {settings.batch_size}, lr {settings.learning_rate} |",
         f"| compute | {hours:.2f} CPU hours of training steps ({seconds / 3600:.2f} h this session's wall clock) |",
-        f"| held-out agreement | cosine {scores['eval_cosine']:.4f}, teacher recall@1 "
-        f"{scores['eval_teacher_recall@1']:.4f} |", "",
-        "Vectors: the mean of the last hidden states over the text's tokens (`albert embed`'s default).", "",
+        f"| held-out | {held_out} |", "",
     ]
     (out / "README.md").write_text("\n".join(lines))
 

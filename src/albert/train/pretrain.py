@@ -204,6 +204,10 @@ class PretrainTask:
         packed = {k: batch[k] for k in ("position_ids", "example_ids", "sop_positions") if k in batch}
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     token_type_ids=batch["token_type_ids"], mlm_positions=batch["mlm_positions"], **packed)
+        return self.loss_from_outputs(out, batch, norm)
+
+    def loss_from_outputs(self, out: Any, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        """The MLM + SOP loss and the statistics of a forward's outputs (distillation adds its own term)."""
         logits = out.prediction_logits.float()  # (B, P, V)
         labels = batch["labels"]
         mlm_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
