@@ -175,3 +175,38 @@ def test_masked_lm_soft_targets_vanish_for_the_teacher_itself_and_a_shallower_st
     assert kd[0] > 0.05 and np.mean(kd[-4:]) < 0.8 * np.mean(kd[:4]), kd
     assert json.loads((tmp_path / "half" / "config.json").read_text())["num_hidden_layers"] == 6
     assert "eval_mlm_acc" in json.loads((tmp_path / "half" / "distill_results.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["classification", "multiple-choice", "qa", "qa-v2"])
+def test_task_soft_targets_vanish_for_the_teacher_itself(toy_models: dict[str, tuple[Path, Path]], kind: str,
+                                                         tmp_path: Path) -> None:
+    """(Without dropout: the teacher runs in eval mode, the student in training mode.)"""
+    teacher, dev = toy_models[kind]
+    out = tmp_path / "same"
+    no_dropout = json.dumps({"classifier_dropout_prob": 0.0, "hidden_dropout_prob": 0.0,
+                             "attention_probs_dropout_prob": 0.0})
+    run = cli("distill", "--kind", "task", "--teacher", str(teacher), "--student", str(teacher), "--data",
+              str(dev.parent / "train.jsonl"), "--out", str(out), "--student_overrides", no_dropout,
+              "--max_seq_length", "64", "--batch_size", "8",
+              "--max_steps", "1", "--eval_every", "0", "--save_every", "0", "--precision", "fp32", "--num_threads",
+              "1", "--progress", "false")
+    assert run.returncode == 0, run.stderr
+    first = json.loads((tmp_path / "same-run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["kd_loss"] == pytest.approx(0.0, abs=1e-4), first
+
+
+def test_task_distillation_teaches_a_fresh_head_the_teacher_s_task(toy_models: dict[str, tuple[Path, Path]],
+                                                                    tiny_model: Path, tmp_path: Path) -> None:
+    """A classifier's soft labels into the tiny model with a new head (kd_weight 1: no true labels at all):
+    the student scores on dev as a learner of the task does, and `albert evaluate` reads it as a fine-tuned model."""
+    teacher, dev = toy_models["classification"]
+    out = tmp_path / "student"
+    run = cli("distill", "--kind", "task", "--teacher", str(teacher), "--student", str(tiny_model), "--data",
+              str(dev.parent / "train.jsonl"), str(dev), "--out", str(out), "--max_seq_length", "64", "--batch_size",
+              "16", "--max_steps", "300", "--learning_rate", "2e-3", "--kd_weight", "1", "--eval_every", "300",
+              "--save_every", "0", "--precision", "fp32", "--num_threads", "1", "--progress", "false")
+    assert run.returncode == 0, run.stderr
+    scores = json.loads((out / "dev_results.json").read_text())
+    assert scores["accuracy"] >= 0.75, scores
+    evaluated = cli("evaluate", "--model", str(out), "--data", str(dev), "--precision", "fp32")
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["accuracy"] >= 0.75, evaluated.stderr

@@ -6,6 +6,12 @@ matches the teacher's distribution softened by a temperature (KL, scaled by T²)
 cross-entropy, and SOP keeps its own loss. A student with fewer passes can start as the teacher itself — the same
 shared weights run fewer times — which only ALBERT's sharing makes free.
 
+A task (Hinton et al.'s soft labels): a fine-tuned teacher and a smaller student read the task's training rows
+through the task's own featurizer; beside the task's loss the student matches the teacher's outputs — class,
+choice, tag and span distributions softened by a temperature (KL, scaled by T²), a regression's value (MSE), the
+answerability logit (binary KL to the teacher's probability). The student is saved as a fine-tuned directory of the
+task.
+
 Sentence vectors (Reimers & Gurevych 2020, across tokenizers): the student reads each text with its own tokenizer
 and its mean-pooled vector — what `albert embed` computes — regresses onto the teacher's vector of the same text
 (MSE), optionally with an in-batch similarity term (each student vector must be nearer its own teacher vector than
@@ -41,22 +47,23 @@ from albert.train.settings import TrainSettings, setting
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("sentence-vectors", "masked-lm")
+KINDS = ("sentence-vectors", "masked-lm", "task")
 
 
 @dataclass
 class DistillSettings(TrainSettings):
-    kind: Literal["sentence-vectors", "masked-lm"] = setting(
+    kind: Literal["sentence-vectors", "masked-lm", "task"] = setting(
         "sentence-vectors", "sentence-vectors: the teacher's sentence vectors; masked-lm: an ALBERT teacher's "
-                            "masked-token distributions (same vocabulary)")
+                            "masked-token distributions; task: a fine-tuned teacher's soft labels (same vocabulary)")
     teacher: str = setting("", "sentence-vectors: a sentence-transformers directory, or an albert model (its mean "
-                               "vectors); masked-lm: an albert pretraining model directory")
+                               "vectors); masked-lm: an albert pretraining model; task: a fine-tuned directory")
     teacher_licence: str = setting("", "the teacher's licence, written into the student's model card")
     student: str = setting("", "the albert model directory (or packaged name) the student starts from")
     student_overrides: dict[str, Any] = setting({}, "config fields replaced in the student's config, e.g. "
                                                     "'{\"num_hidden_layers\": 6}' for half the passes")
     data: list[str] = setting([], "sentence-vectors: text files (a paragraph per line, a blank line between "
-                                  "documents); masked-lm: a directory made by `albert data prepare`")
+                                  "documents); masked-lm: a directory made by `albert data prepare`; task: the "
+                                  "training file, then optionally the dev file")
     out: str = setting("", "the student's directory (new), written at the end")
     max_texts: int = setting(200_000, "texts drawn from --data: paragraphs, and one sentence of some as short texts")
     short_share: float = setting(0.5, "the share of paragraphs that also give one of their sentences as a short text")
@@ -64,8 +71,8 @@ class DistillSettings(TrainSettings):
     max_seq_length: int = setting(128, "tokens per text at most, for student and teacher")
     similarity_weight: float = setting(0.0, "weight of the in-batch similarity term beside the MSE (0: MSE only)")
     temperature: float = setting(0.05, "the in-batch similarity term's softmax temperature")
-    kd_weight: float = setting(0.9, "masked-lm: the soft targets' share of the MLM loss (the rest: the true tokens)")
-    kd_temperature: float = setting(2.0, "masked-lm: the softmax temperature of the soft targets")
+    kd_weight: float = setting(0.9, "masked-lm, task: the soft targets' share of the loss (the rest: the true labels)")
+    kd_temperature: float = setting(2.0, "masked-lm, task: the softmax temperature of the soft targets")
     eval_examples: int = setting(2000, "masked-lm: held-out sequences in each evaluation")
     cache_dir: str = setting("", "where the teacher's vectors are kept (under teacher-vectors/); '' is $ALBERT_CACHE "
                                  "or ~/.cache/albert")
@@ -362,6 +369,95 @@ class MaskedLMDistillTask:
         self.base.load_data_state(state)
 
 
+class _Recorder(nn.Module):
+    """The student as the task's featurizer calls it, keeping the call's inputs and outputs for the soft targets."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.last: tuple[dict[str, Any], Any] | None = None
+
+    def forward(self, **inputs: Any) -> Any:
+        out = self.model(**inputs)
+        self.last = (inputs, out)
+        return out
+
+
+class TaskDistillTask:
+    """The task's own training data, loss, statistics and evaluation (`FinetuneData`), with the teacher's outputs on
+    the same inputs as soft targets: loss = (1 - kd_weight) · the task's loss + kd_weight · the soft-target loss."""
+
+    def __init__(self, data: Any, teacher: nn.Module, settings: DistillSettings) -> None:
+        self.base, self.teacher = data, teacher
+        self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
+        self.stat_names = [*data.stat_names, "kd_sum", "kd_count"]
+        self._recorders: dict[int, _Recorder] = {}
+
+    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
+        return self.base.step_batches(step, rank, world, micro_batch)
+
+    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        return self.base.normalizers(batches)
+
+    def soft_loss(self, student: Any, teacher: Any, batch: dict[str, Tensor]) -> tuple[Tensor, float]:
+        """Summed over the rows (tokens, for tagging) of the batch: the distance of each of the student's outputs to
+        the teacher's, and how many rows."""
+        total, rows = torch.zeros((), device=batch["input_ids"].device), 0.0
+        for name in ("logits", "start_logits", "end_logits"):
+            s, t = getattr(student, name, None), getattr(teacher, name, None)
+            if s is None or t is None:
+                continue
+            s, t = s.float(), t.float()
+            if s.shape[-1] == 1 and name == "logits":  # a regression's value
+                per = ((s - t) ** 2).squeeze(-1)
+            else:
+                per = F.kl_div((s / self.T).log_softmax(-1), (t / self.T).log_softmax(-1), log_target=True,
+                               reduction="none").sum(-1) * self.T ** 2
+            labels = batch.get("labels")
+            if labels is not None and labels.shape == per.shape and labels.dtype == torch.long:
+                keep = labels != -100  # tagging: the words' first pieces
+                per, n = per * keep, float(keep.sum())
+            else:
+                n = float(per.numel())
+            total, rows = total + per.sum(), rows + n
+        s_cls, t_cls = getattr(student, "cls_logits", None), getattr(teacher, "cls_logits", None)
+        if s_cls is not None and t_cls is not None:  # binary KL: the BCE to the teacher's probability less its own
+            p = t_cls.float().sigmoid()
+            total = total + (F.binary_cross_entropy_with_logits(s_cls.float(), p, reduction="sum")
+                             - F.binary_cross_entropy_with_logits(t_cls.float(), p, reduction="sum"))
+        return total, max(rows, 1.0)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
+        recorder = self._recorders.setdefault(id(model), _Recorder(model))
+        hard, stats = self.base.loss(recorder, batch, norm)
+        assert recorder.last is not None
+        inputs, student = recorder.last
+        self.teacher.to(batch["input_ids"].device)
+        with torch.no_grad():
+            teacher = self.teacher(**inputs)
+        soft_sum, rows = self.soft_loss(student, teacher, batch)
+        examples = stats[1].clamp(min=1)  # the featurizer's count: the rows its loss was summed over
+        soft = soft_sum / rows * examples / norm[0].to(soft_sum.dtype)
+        loss = (1 - self.kd_weight) * hard + self.kd_weight * soft
+        extra = torch.stack([soft_sum.detach().double(), torch.tensor(rows, dtype=torch.float64,
+                                                                       device=soft_sum.device)])
+        return loss.float(), torch.cat([stats.double(), extra])
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        out = self.base.summarize(s)
+        out["kd_loss"] = s["kd_sum"] / max(s["kd_count"], 1)
+        return out
+
+    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        return self.base.evaluate(model, device, dtype)
+
+    def data_state(self) -> dict[str, Any]:
+        return self.base.data_state()
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.base.load_data_state(state)
+
+
 # ----- the command -----
 def run_dir_of(settings: DistillSettings) -> Path:
     out = Path(settings.out)
@@ -375,7 +471,7 @@ def distill(settings: DistillSettings, resume: bool = False) -> Path:
     check_new_output(out, "distill")
     settings = dataclasses.replace(settings, run_dir=str(run_dir_of(settings)))
     tokenizer = AlbertTokenizer.from_pretrained(settings.student)
-    build = _masked_lm if settings.kind == "masked-lm" else _sentence_vectors
+    build = {"sentence-vectors": _sentence_vectors, "masked-lm": _masked_lm, "task": _task}[settings.kind]
     model, task, about = build(settings, tokenizer)
     began = time.perf_counter()
     try:
@@ -390,6 +486,9 @@ def distill(settings: DistillSettings, resume: bool = False) -> Path:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         (out / "distill_results.json").write_text(json.dumps(scores, indent=2) + "\n")
+        if settings.kind == "task" and scores:  # as a fine-tuned directory has them
+            (out / "dev_results.json").write_text(json.dumps({k.removeprefix("eval_"): v for k, v in scores.items()},
+                                                             indent=2) + "\n")
         write_card(out, settings, about, scores, time.perf_counter() - began)
     return out
 
@@ -426,6 +525,42 @@ def _masked_lm(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[A
                                    seed=settings.seed, eval_examples=settings.eval_examples)
     task = MaskedLMDistillTask(PretrainTask(pretraining, tokenizer, model.config), teacher, settings)
     return model, task, f"`albert data prepare` shards in {settings.data[0]}"
+
+
+def _task(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[AlbertPreTrainedModel, Any, str]:
+    from albert.config import AlbertConfig
+    from albert.hub import resolve_model_dir
+    from albert.train.finetune import (
+        FinetuneData,
+        TaskSpec,
+        build_featurizer,
+        head_config,
+        model_class,
+        read_task_rows,
+    )
+
+    if not 1 <= len(settings.data) <= 2:
+        raise ConfigError("task distillation reads the training file and optionally the dev file (--data TRAIN [DEV])")
+    raw = AlbertConfig.from_json_file(resolve_model_dir(settings.teacher) / "config.json").albert_task
+    if not raw:
+        raise ConfigError(f"{settings.teacher} records no fine-tuning task: the teacher must be a fine-tuned directory")
+    spec = TaskSpec(**raw)
+    teacher = model_class(spec).from_pretrained(settings.teacher).eval()
+    if teacher.config.vocab_size != tokenizer.vocab_size:
+        raise ConfigError(f"task distillation needs one vocabulary: the teacher has {teacher.config.vocab_size} "
+                          f"pieces, the student's tokenizer {tokenizer.vocab_size}")
+    id2label = teacher.config.id2label or {}
+    labels = [id2label[i] for i in range(len(id2label))]
+    train_rows, spec = read_task_rows(spec, settings.data[0], labels)
+    dev_rows = read_task_rows(spec, settings.data[1], labels)[0] if len(settings.data) > 1 else None
+    if not train_rows:
+        raise DataError(f"{settings.data[0]}: no examples")
+    data = FinetuneData(build_featurizer(spec, tokenizer, labels), train_rows, dev_rows, settings.batch_size,
+                        settings.seed)
+    torch.manual_seed(settings.seed)
+    model = model_class(spec).from_pretrained(settings.student, **head_config(spec, labels),
+                                              **settings.student_overrides)
+    return model, TaskDistillTask(data, teacher, settings), f"{len(train_rows):,} training rows ({spec.task})"
 
 
 def cpu_hours(run_dir: Path) -> float:

@@ -144,6 +144,19 @@ def read_task_rows(spec: TaskSpec, path: str | Path, labels: list[str], need_lab
     return read_questions(path, need_labels), spec
 
 
+def head_config(spec: TaskSpec, labels: list[str]) -> dict[str, Any]:
+    """The config fields a fine-tuned directory records: its task, and its head's labels and problem type."""
+    overrides: dict[str, Any] = {"albert_task": dataclasses.asdict(spec)}
+    kind = get_kind(spec.task)
+    if kind.problem_type is not None:
+        overrides["num_labels"] = len(labels) or 1
+        overrides["problem_type"] = kind.problem_type
+    if labels:
+        overrides["id2label"] = dict(enumerate(labels))
+        overrides["label2id"] = {v: i for i, v in enumerate(labels)}
+    return overrides
+
+
 def model_class(spec: TaskSpec) -> type[AlbertPreTrainedModel]:
     if spec.answerability_head:
         return MODEL_CLASSES["AlbertForQuestionAnsweringWithAnswerability"]
@@ -247,16 +260,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         save_every=settings.save_every or steps_per_epoch,
         run_dir=str(run_dir_of(settings)),
     )
-    overrides: dict[str, Any] = {"albert_task": dataclasses.asdict(spec)}
-    kind = get_kind(settings.task)
-    if kind.problem_type is not None:
-        overrides["num_labels"] = len(labels) or 1
-        overrides["problem_type"] = kind.problem_type
-    if labels:
-        overrides["id2label"] = dict(enumerate(labels))
-        overrides["label2id"] = {v: i for i, v in enumerate(labels)}
     torch.manual_seed(settings.seed)
-    model = model_class(spec).from_pretrained(settings.model, **overrides)
+    model = model_class(spec).from_pretrained(settings.model, **head_config(spec, labels))
     model.train()
     train(resolved, model, task, resume=resume)
     scores: dict[str, float] | None = None
