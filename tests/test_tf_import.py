@@ -1,5 +1,5 @@
 """Original TensorFlow checkpoints (written by real TensorFlow: tests/fixtures/make_tf_checkpoints.py) read
-without TensorFlow and converted under REFERENCE §7's names."""
+without TensorFlow and converted under the original variable names."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 A TF checkpoint `PREFIX` is `PREFIX.index` (a LevelDB-format table: tensor name → BundleEntryProto)
 and `PREFIX.data-NNNNN-of-NNNNN` (the raw tensors). Both are read here directly, so converting needs
-neither TensorFlow nor its version quirks. Names follow REFERENCE §7; `TF_NAMES` is the one table
-that maps them (TF kernels are [in, out] and are transposed for torch's Linear).
+neither TensorFlow nor its version quirks. Names are the original modeling.py's variable scopes; `TF_NAMES` is the
+one table that maps them (TF kernels are [in, out] and are transposed for torch's Linear).
 """
 
 from __future__ import annotations

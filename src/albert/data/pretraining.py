@@ -1,6 +1,6 @@
 """ALBERT pretraining examples: segment pairs with sentence-order labels, and n-gram whole-word masking.
 
-Follows the original create_pretraining_data.py (REFERENCE §5) with two deliberate departures:
+Follows the original create_pretraining_data.py (google-research/albert) with two deliberate departures:
 every random draw comes from a generator seeded by (seed, epoch, shard or example), so examples are
 reproducible and masking is dynamic (new each epoch, instead of dupe_factor copies on disk); and a
 chunk of a single sentence is split inside the sentence rather than paired with a random document.

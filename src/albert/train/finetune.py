@@ -37,7 +37,8 @@ from albert.train.settings import TrainSettings, build_settings, read_settings_f
 
 logger = logging.getLogger(__name__)
 
-# The paper's fine-tuning hyperparameters (REFERENCE §6): lr, batch, steps, warmup, max length.
+# The paper's fine-tuning hyperparameters (Lan et al. 2019, the appendix's table for downstream tasks): lr, batch,
+# steps, warmup, max length. (ALBERT v2 models need lr 1e-5 and no encoder dropout on RACE, or they diverge.)
 RECIPES: dict[str, dict[str, Any]] = {
     "sst-2": dict(learning_rate=1e-5, batch_size=32, max_steps=20935, warmup_steps=1256, max_seq_length=512),
     "mnli": dict(learning_rate=3e-5, batch_size=128, max_steps=10000, warmup_steps=1000, max_seq_length=512),

