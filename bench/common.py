@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from albert.runtime import _dynamic_int8, _int8, _onednn, onednn_available, onednn_int8_available
+from albert.kernels import _dynamic_int8, _int8, _onednn, onednn_available, onednn_int8_available
 
 
 def peak_rss_mb() -> int:

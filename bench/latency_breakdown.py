@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import albert
-from albert.runtime import cpu_description
+from albert.kernels import cpu_description
 from common import transformers_config
 from inference_speed import ROOT, SETTLE_S, fused_onnxruntime, ort_session, shape
 

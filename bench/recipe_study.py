@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import yaml
 
-from albert.runtime import cpu_description
+from albert.kernels import cpu_description
 
 # The study's base recipe: the paper's choices (15% n-gram masking up to 3, SOP weight 1, LAMB, linear decay
 # after a 10% warm-up) on a model small enough for one CPU core. The learning rate is not the paper's 0.00176 (for

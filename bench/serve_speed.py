@@ -180,7 +180,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from albert.runtime import cpu_description
+    from albert.kernels import cpu_description
 
     old = Path(tempfile.mkdtemp()) / "before"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), a.before], check=True,

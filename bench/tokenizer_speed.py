@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from albert.runtime import cpu_description
+from albert.kernels import cpu_description
 from albert.tokenizer import AlbertTokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,6 +20,7 @@ LAYERS: list[dict[str, list[str]]] = [
     {"base": ["version", "config", "hub", "outputs", "data.reader", "tasks.registry", "tasks.metrics", "tokenizer_json",
               "tasks.batching"]},
     {"model": ["model"]},
+    {"kernels": ["kernels"]},
     {"checkpoint": ["checkpoint", "tokenizer"]},
     {"heads": ["heads"]},
     {"runtime": ["runtime", "tf_import", "bert_import"]},

@@ -9,8 +9,9 @@ import torch
 
 import albert
 from albert import AlbertConfig
+from albert.kernels import PackedLinear, onednn_available
 from albert.model import AlbertTransformer
-from albert.runtime import PackedLinear, Runtime, onednn_available, prepare_for_inference
+from albert.runtime import Runtime, prepare_for_inference
 
 transformers = pytest.importorskip("transformers")
 

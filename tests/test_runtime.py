@@ -9,17 +9,17 @@ import torch
 import torch.nn.functional as F
 
 import albert
-from albert.model import activation_fn
-from albert.runtime import (
+from albert.kernels import (
     ONEDNN_ACTIVATIONS,
     Int8Linear,
     _dynamic_int8,
     _int8,
     _onednn,
-    keep_freed_memory,
     onednn_available,
     onednn_int8_available,
 )
+from albert.model import activation_fn
+from albert.runtime import keep_freed_memory
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
 
@@ -125,7 +125,7 @@ def test_keep_freed_memory_is_harmless() -> None:
 
 
 def test_finite_check_finds_any_nan_or_infinity() -> None:
-    from albert.runtime import _finite
+    from albert.kernels import _finite
 
     assert _finite(torch.randn(1000)) and _finite(torch.empty(0)) and _finite(torch.randn(10).bfloat16())
     for n in (1, 17, 4097):
