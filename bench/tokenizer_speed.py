@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from albert.kernels import cpu_description
-from albert.tokenizer import AlbertTokenizer, train_tokenizer
+from albert.tokenizer import AlbertTokenizer
+from albert.vocabulary import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "corpus.txt.xz"

@@ -19,7 +19,7 @@ def text_lines() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from albert.tokenizer import train_tokenizer
+    from albert.vocabulary import train_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer([TEXT], out, vocab_size=1000, progress=False)

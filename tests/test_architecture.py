@@ -21,7 +21,7 @@ LAYERS: list[dict[str, list[str]]] = [
               "tasks.batching"]},
     {"model": ["model"]},
     {"kernels": ["kernels"]},
-    {"checkpoint": ["checkpoint", "tokenizer"]},
+    {"checkpoint": ["checkpoint", "tokenizer", "vocabulary"]},
     {"heads": ["heads"]},
     {"runtime": ["runtime", "tf_import", "bert_import"]},
     {"data": ["data.shards", "data.pretraining"], "tasks": ["tasks.base", "tasks.readers", "tasks.sequence",

@@ -231,7 +231,7 @@ def test_no_command_writes_into_a_users_directory(tiny_model: Path, tmp_path: Pa
 def test_an_interrupted_commands_own_leftovers_are_cleared(tiny_model: Path, tmp_path: Path) -> None:
     """A killed `tokenizer train` leaves its marker; the rerun clears what it left and writes anew."""
     from albert.outputs import MARKER, claim_output
-    from albert.tokenizer import train_tokenizer
+    from albert.vocabulary import train_tokenizer
 
     out = tmp_path / "tok"
     with pytest.raises(KeyboardInterrupt), claim_output(out, "tokenizer train"):

@@ -120,7 +120,7 @@ def _run_task(a: argparse.Namespace) -> None:
 
 # ----- tokenizer and pretraining -----
 def _tokenizer_train(a: argparse.Namespace) -> None:
-    from albert.tokenizer import train_tokenizer
+    from albert.vocabulary import train_tokenizer
 
     tok = train_tokenizer(a.input, a.out, vocab_size=a.vocab_size, max_sentences=a.max_sentences,
                           character_coverage=a.character_coverage, do_lower_case=not a.cased,

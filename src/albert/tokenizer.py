@@ -1,5 +1,5 @@
 """The ALBERT SentencePiece tokenizer: ALBERT's exact preprocessing, offsets into the original text,
-a fast batch path, and vocabulary training.
+and a fast batch path (training a vocabulary: albert.vocabulary).
 
 The reference semantics are transformers 4.x's sentencepiece-based ("slow") `AlbertTokenizer`:
 1. outside special tokens, each character is lowercased (do_lower_case);
@@ -10,7 +10,6 @@ The reference semantics are transformers 4.x's sentencepiece-based ("slow") `Alb
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -25,8 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import sentencepiece as spm
 
-from albert.errors import CheckpointError, DataError, InputError
-from albert.outputs import check_new_output, claim_output
+from albert.errors import CheckpointError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -579,99 +577,3 @@ def _windows(a: Encoded, b: Encoded | None, strategy: str, max_length: int | Non
         else:
             lb -= 1
     yield Encoded(a.ids[:la], a.offsets[:la]), Encoded(b.ids[:lb], b.offsets[:lb])
-
-
-# ----- vocabulary training -----
-def read_text_lines(paths: Sequence[str | Path], field: str = "text") -> Iterator[str]:
-    """Lines of .txt files, or `field` of .jsonl / .parquet rows; .gz and .xz are decompressed on the fly."""
-    from albert.data.reader import iter_lines
-
-    for path in paths:
-        yield from iter_lines(path, field)
-
-
-def train_tokenizer(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    vocab_size: int = 30000,
-    character_coverage: float = 0.99995,
-    max_sentences: int = 2_000_000,
-    do_lower_case: bool = True,
-    keep_accents: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-    field: str = "text",
-) -> AlbertTokenizer:
-    """Train an ALBERT SentencePiece vocabulary (unigram; pad 0, unk 1, [CLS] [SEP] [MASK] at 2–4).
-
-    Text is normalised exactly as the tokenizer will see it (lowercased, accents stripped). On a big
-    corpus, `max_sentences` lines are sampled uniformly (reservoir sampling, seeded) before training.
-    """
-    import random
-
-    from tqdm import tqdm
-
-    if vocab_size < 100:
-        raise InputError(f"vocab_size must be at least 100, got {vocab_size}")
-    # checked before reading the corpus (minutes on a big one): a directory of the user's (a vocabulary that shards
-    # were made with, say) is never written into
-    check_new_output(out_dir, "tokenizer train")
-    normaliser = _Normaliser(do_lower_case, keep_accents)
-    rng = random.Random(seed)
-    sample: list[str] = []
-    seen = 0
-    for line in tqdm(read_text_lines(inputs, field), desc="reading", unit=" lines", disable=not progress):
-        line = normaliser(line)
-        if not line:
-            continue
-        seen += 1
-        if len(sample) < max_sentences:
-            sample.append(line)
-        else:
-            j = rng.randrange(seen)
-            if j < max_sentences:
-                sample[j] = line
-    if not sample:
-        raise DataError("no text found in " + ", ".join(map(str, inputs)))
-    out_dir = Path(out_dir)
-    logger.info("training a %d-piece vocabulary on %d of %d lines", vocab_size, len(sample), seen)
-    with claim_output(out_dir, "tokenizer train"):
-        return _train_vocabulary(sample, out_dir, vocab_size, character_coverage, do_lower_case, keep_accents)
-
-
-def _train_vocabulary(sample: list[str], out_dir: Path, vocab_size: int, character_coverage: float,
-                      do_lower_case: bool, keep_accents: bool) -> AlbertTokenizer:
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sample),
-            model_prefix=str(out_dir / "spiece"),
-            vocab_size=vocab_size,
-            model_type="unigram",
-            pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
-            control_symbols=["[CLS]", "[SEP]", "[MASK]"],
-            user_defined_symbols=["(", ")", '"', "-", ".", "–", "£", "€"],
-            character_coverage=character_coverage,
-            input_sentence_size=len(sample), shuffle_input_sentence=False,  # already sampled, seeded
-            max_sentence_length=16384,
-            num_threads=os.cpu_count() or 1,
-            minloglevel=1,
-        )
-    except RuntimeError as e:
-        raise InputError(f"SentencePiece training failed: {e}") from None
-    (out_dir / "spiece.vocab").unlink(missing_ok=True)
-    tok = AlbertTokenizer(out_dir / VOCAB_FILE, do_lower_case=do_lower_case, keep_accents=keep_accents)
-    tok.save_pretrained(out_dir)
-    return tok
-
-
-@dataclasses.dataclass
-class _Normaliser:
-    do_lower_case: bool
-    keep_accents: bool
-
-    def __call__(self, line: str) -> str:
-        line = " ".join(line.split())
-        if not self.keep_accents and not line.isascii():
-            line = "".join(c for c in unicodedata.normalize("NFKD", line) if not unicodedata.combining(c))
-        return line.lower() if self.do_lower_case else line
-
