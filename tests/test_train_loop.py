@@ -158,7 +158,7 @@ def test_nonfinite_loss_stops_and_keeps_last_checkpoint(prepared_data: Path, tmp
     with pytest.raises(TrainingError, match="non-finite"):
         pretrain(tiny(prepared_data, run, max_steps=30, learning_rate=1e6, save_every=1, max_grad_norm=0.0,
                       optimizer="adamw"))
-    from albert.train.loop import checkpoint_dirs
+    from albert.train.checkpoints import checkpoint_dirs
 
     kept = checkpoint_dirs(run)
     assert kept, "the last good checkpoint must remain"

@@ -22,9 +22,9 @@ from albert.export import export_onnx
 from albert.heads import AlbertForMaskedLM, AlbertForPreTraining
 from albert.runtime import resolve_precision
 from albert.tokenizer import AlbertTokenizer
-from albert.train.loop import SESSIONS, code_commit
 from albert.train.plot import plot_run, read_history, run_stages
 from albert.train.pretrain import PretrainTask, build_config
+from albert.train.provenance import SESSIONS, code_commit
 from albert.train.settings import PretrainSettings, build_settings
 
 

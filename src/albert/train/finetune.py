@@ -284,7 +284,7 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
 def write_model_card(out: Path, settings: FinetuneSettings, labels: list[str], scores: dict[str, float] | None,
                      n_train: int, n_dev: int) -> None:
     """README.md: what the model is for, its labels, data, dev scores, the command that rebuilds it, the code."""
-    from albert.train.loop import code_commit
+    from albert.train.provenance import code_commit
     from albert.version import __version__
 
     kind = get_kind(settings.task)

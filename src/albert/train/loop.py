@@ -15,8 +15,6 @@ import json
 import logging
 import math
 import os
-import pickle
-import shutil
 import signal
 import time
 from contextlib import nullcontext
@@ -26,20 +24,26 @@ from typing import Any, Literal, Protocol
 
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from albert.errors import TrainingError
 from albert.runtime import resolve_device, resolve_precision
+from albert.train.checkpoints import (
+    CHECKPOINTS,
+    checkpoint_dirs,
+    load_checkpoint,
+    save_checkpoint,
+    tidy_checkpoints,
+    unwrap,
+)
 from albert.train.loggers import MetricsLog
 from albert.train.optim import build_optimizer, lr_lambda
+from albert.train.provenance import record_session
 from albert.train.settings import TrainSettings, save_settings
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 # Settings that may change between an interrupted run and its resumption without changing its results.
 # (precision may change too, with a warning: see run_precision.)
 RESUMABLE_CHANGES = {"logger", "log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
@@ -106,106 +110,6 @@ def setup_distributed(device_type: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-# ----- checkpoints -----
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    root = run_dir / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and
-                  not p.name.endswith(".tmp") and (p / "trainer.pt").is_file())
-
-
-def tidy_checkpoints(run_dir: Path) -> None:
-    """Before a resume: what a kill while saving or while removing old checkpoints left behind goes. A complete
-    step_N.tmp whose step_N is gone (killed between the two renames) is put in place; incomplete ones go."""
-    root = run_dir / CHECKPOINTS
-    if not root.is_dir():
-        return
-    complete = {"model.safetensors", "trainer.pt"}
-    for p in sorted(root.iterdir()):
-        if not p.is_dir() or not p.name.startswith("step_"):
-            continue
-        holds = {f.name for f in p.iterdir()}
-        if p.name.endswith(".tmp"):
-            final = root / p.name.removesuffix(".tmp")
-            if holds >= complete and not (final / "trainer.pt").is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(p, final)
-                logger.warning("%s: completed the interrupted save of %s", run_dir, final.name)
-                continue
-        elif holds >= complete:
-            continue
-        shutil.rmtree(p, ignore_errors=True)
-        logger.warning("%s: removed %s, left incomplete by an interrupted run", run_dir, p.name)
-
-
-def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, data_state: dict, keep: int) -> Path:
-    """Write into step_N.tmp, then rename: a crash while saving never spoils the last good checkpoint."""
-    root = run_dir / CHECKPOINTS
-    final = root / f"step_{step:08d}"
-    tmp = root / (final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
-    # tied aliases (decoder weight = word embeddings) are stored once
-    save_file(_dedupe(state), str(tmp / "model.safetensors"))
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "data": data_state}, tmp / "trainer.pt")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def _dedupe(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    seen: dict[int, str] = {}
-    out = {}
-    for k, v in state.items():
-        ptr = v.data_ptr()
-        if ptr in seen and v.numel():
-            continue
-        seen[ptr] = k
-        out[k] = v
-    return out
-
-
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, dict]:
-    try:
-        weights = load_file(str(path / "model.safetensors"))
-        trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # weights_only refused it: it holds objects, which could run code when loaded
-        raise TrainingError(f"checkpoint {path / 'trainer.pt'} holds objects other than tensors and numbers; albert "
-                            "does not load such files (it was not written by albert)") from None
-    except (OSError, RuntimeError, EOFError, SafetensorError) as e:
-        earlier = [c for c in checkpoint_dirs(path.parent.parent) if c.name < path.name]
-        hint = f"; move it away to resume from {earlier[-1].name}" if earlier else ""
-        raise TrainingError(f"checkpoint {path} is unreadable ({str(e).splitlines()[0][:120]}){hint}") from None
-    if not isinstance(trainer, dict) or not {"step", "optimizer", "scheduler", "data"} <= set(trainer) \
-            or not isinstance(trainer["step"], int):
-        raise TrainingError(f"checkpoint {path / 'trainer.pt'} is not a training state written by albert")
-    target = _unwrap(model)
-    missing, unexpected = target.load_state_dict(weights, strict=False)
-    tied = set(getattr(target, "tied_keys", ()))
-    if [k for k in missing if k not in tied] or unexpected:
-        raise TrainingError(f"checkpoint {path} does not fit the model (missing {missing}, unexpected {unexpected})")
-    tie = getattr(target, "tie_weights", None)
-    if callable(tie):
-        tie()
-    optimizer.load_state_dict(trainer["optimizer"])
-    scheduler.load_state_dict(trainer["scheduler"])
-    return int(trainer["step"]), trainer["data"]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def _saved_settings(run_dir: Path) -> dict[str, Any]:
     import yaml
 
@@ -243,57 +147,37 @@ def check_resumable(run_dir: Path, settings: TrainSettings) -> None:
 
 
 # ----- the loop -----
-SESSIONS = "sessions.jsonl"
+@dataclass
+class Cadence:
+    """When the loop evaluates and saves: every `every` steps and at the run's last step (0: never)."""
+
+    every: int
+
+    def due(self, step: int, last: bool) -> bool:
+        return bool(self.every) and (step % self.every == 0 or last)
 
 
-def code_commit() -> str | None:
-    """The git commit of the albert source that runs, "+dirty" when src/ has uncommitted changes (results, docs
-    and the embedded models do not count); None outside a checkout (an installed wheel: albert.__version__)."""
-    import subprocess
+class TimeBudget:
+    """Cramming's wall-clock budget: the schedule runs at whichever of steps and time is further along, and the run
+    ends (evaluated and saved) once the budget is spent. The clock starts after the first step (compilation)."""
 
-    root = Path(__file__).resolve().parents[3]
-    if not (root / ".git").exists():
-        return None
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "src",
-                                ":!src/albert/models"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (head + ("+dirty" if dirty else "")) or None
+    def __init__(self, minutes: float, max_steps: int) -> None:
+        self.seconds, self.max_steps = minutes * 60, max_steps
+        self.started = time.perf_counter()
+
+    def schedule_step(self, step: int, start: int) -> tuple[int, bool]:
+        """(the step whose rate this step takes, whether the budget is spent)."""
+        if step == start:
+            self.started = time.perf_counter()
+        used = time.perf_counter() - self.started
+        return min(self.max_steps, max(step, int(used / self.seconds * self.max_steps))), used >= self.seconds
 
 
-def _record_session(run_dir: Path, start: int, device: torch.device, world: int) -> None:
-    """One line per start or resume: which code, torch and device ran the steps from `start` (provenance for
-    model cards; a resumed run may have moved machines)."""
-    from albert.version import __version__
-
-    row = {"step": start, "albert": __version__, "commit": code_commit(), "torch": torch.__version__,
-           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
-           "processes": world, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with open(run_dir / SESSIONS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool = False,
-          on_step: Any = None) -> nn.Module:
-    """Run the loop to `settings.max_steps` (or `stop_after`); returns the (unwrapped) trained model."""
-    if settings.num_threads:
-        torch.set_num_threads(settings.num_threads)
-    device_type = "cuda" if settings.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-    d = setup_distributed(device_type)
-    device = resolve_device(settings.device, d.local_rank)
+def _prepare_run(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool, d: Dist,
+                 device: torch.device) -> tuple[torch.optim.Optimizer, Any, int]:
+    """The optimizer and schedule, from the run's last checkpoint on `resume`; the run directory's settings,
+    metrics and session line written. Returns them with the step to start from."""
     run_dir = Path(settings.run_dir)
-    micro = settings.micro_batch_size or settings.batch_size // d.world
-    if settings.batch_size % (micro * d.world):
-        raise TrainingError(f"batch_size {settings.batch_size} is not a multiple of micro_batch_size {micro} × "
-                            f"{d.world} process(es)")
-    accumulation = settings.batch_size // (micro * d.world)
-    settings = replace(settings, precision=run_precision(settings, device, run_dir, resume))  # recorded resolved
-    amp_dtype = torch.bfloat16 if settings.precision == "bf16" else None
-
     model.to(device)
     optimizer = build_optimizer(model, settings.optimizer, settings.learning_rate, settings.weight_decay,
                                 (settings.beta1, settings.beta2), settings.eps)
@@ -322,68 +206,112 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         run_dir.mkdir(parents=True, exist_ok=True)
         save_settings(settings, run_dir / "settings.yaml")
         _truncate_metrics(run_dir / "metrics.jsonl", start)
-        _record_session(run_dir, start, device, d.world)
+        record_session(run_dir, start, device, d.world)
+    return optimizer, scheduler, start
+
+
+def _wrap(settings: TrainSettings, model: nn.Module, d: Dist, device: torch.device) -> nn.Module:
+    """The module the step runs: DistributedDataParallel over several processes, under torch.compile if asked."""
     wrapped: nn.Module = model
     if d.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if settings.compile:
-        # forward and backward compiled (the optimizer step stays eager: LAMB is already a few foreach kernels).
         # Shapes that vary from batch to batch (padding to each batch's longest) make it dynamic after one
         # recompile; packed batches keep one shape. Evaluation and checkpoints use the eager module: same weights.
         wrapped = torch.compile(wrapped)  # type: ignore[assignment]
+    return wrapped
 
+
+def _gradients(settings: TrainSettings, wrapped: nn.Module, model: nn.Module, task: TrainTask, step: int, d: Dist,
+               device: torch.device, micro: int, amp_dtype: torch.dtype | None
+               ) -> tuple[dict[str, float], Tensor]:
+    """One step's forward and backward over its micro-batches (accumulated; DDP syncs on the last): the task's
+    summary of the step and the clipped gradient norm."""
+    accumulation = settings.batch_size // (micro * d.world)
+    wrapped.train()
+    torch.manual_seed(hash((settings.seed, step, d.rank)) & 0x7FFF_FFFF)  # dropout: exact on resume
+    batches = task.step_batches(step, d.rank, d.world, micro)
+    if not 1 <= len(batches) <= accumulation:  # fewer: a batch ramp's early steps
+        raise TrainingError(f"task gave {len(batches)} micro-batches, expected 1 to {accumulation}")
+    batches = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
+    norm = task.normalizers(batches).to(device=device, dtype=torch.float64)
+    if d.world > 1:
+        dist.all_reduce(norm)
+    stats = torch.zeros(len(task.stat_names), dtype=torch.float64, device=device)
+    for i, batch in enumerate(batches):
+        sync = nullcontext() if (d.world == 1 or i == len(batches) - 1) else wrapped.no_sync()  # type: ignore[operator]
+        with sync:
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                loss, s = task.loss(wrapped, batch, norm)
+            (loss * d.world).backward()  # DDP averages over processes; the loss is already global
+        stats += s.detach().to(torch.float64)
+    if d.world > 1:
+        dist.all_reduce(stats)
+    max_norm = settings.max_grad_norm if settings.max_grad_norm > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    return task.summarize(dict(zip(task.stat_names, stats.tolist()))), grad_norm
+
+
+def _record(step: int, summary: dict[str, float], lr: float, grad_norm: Tensor, elapsed: float) -> dict[str, Any]:
+    """A step's line of metrics.jsonl."""
+    record = {"step": step, **{k: round(v, 6) for k, v in summary.items()}, "lr": lr,
+              "grad_norm": round(float(grad_norm), 6), "seconds": round(elapsed, 4)}
+    if "tokens" in summary:
+        record["tokens_per_s"] = round(summary["tokens"] / max(elapsed, 1e-9), 1)
+    if "gflop" in summary:  # model FLOPs per second, for utilisation against the device's peak
+        record["gflops"] = round(summary["gflop"] / max(elapsed, 1e-9), 1)
+    return record
+
+
+def _non_finite(policy: str, step: int, summary: dict[str, float], grad_norm: Tensor, skipped: int) -> int:
+    """A step with a non-finite loss or gradient: stop the run (the last good checkpoint is kept), or count it as
+    skipped."""
+    if policy == "stop":
+        raise TrainingError(f"non-finite loss or gradient at step {step} (loss {summary.get('loss')}, grad norm "
+                            f"{float(grad_norm)}); stopped, the last good checkpoint is kept. Lower the learning "
+                            "rate, or set on_nonfinite: skip")
+    logger.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step, skipped + 1)
+    return skipped + 1
+
+
+def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool = False,
+          on_step: Any = None) -> nn.Module:
+    """Run the loop to `settings.max_steps` (or `stop_after`); returns the (unwrapped) trained model."""
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    device_type = "cuda" if settings.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    d = setup_distributed(device_type)
+    device = resolve_device(settings.device, d.local_rank)
+    run_dir = Path(settings.run_dir)
+    micro = settings.micro_batch_size or settings.batch_size // d.world
+    if settings.batch_size % (micro * d.world):
+        raise TrainingError(f"batch_size {settings.batch_size} is not a multiple of micro_batch_size {micro} × "
+                            f"{d.world} process(es)")
+    settings = replace(settings, precision=run_precision(settings, device, run_dir, resume))  # recorded resolved
+    amp_dtype = torch.bfloat16 if settings.precision == "bf16" else None
+    optimizer, scheduler, start = _prepare_run(settings, model, task, resume, d, device)
+    wrapped = _wrap(settings, model, d, device)
     metrics_file = MetricsLog(run_dir, settings.logger, start) if d.main else None
     bar = tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
                dynamic_ncols=True)
-    last_time = started = time.perf_counter()
-    budget = settings.time_budget_minutes * 60
+    evaluation, saving = Cadence(settings.eval_every), Cadence(settings.save_every)
+    budget = TimeBudget(settings.time_budget_minutes, settings.max_steps) if settings.time_budget_minutes else None
     schedule = scheduler.lr_lambdas[0]  # (one function for every group: see lr_lambda above)
     skipped = 0
+    last_time = time.perf_counter()
     try:
         end = min(settings.max_steps, settings.stop_after or settings.max_steps)
         for step in range(start, end):
-            wrapped.train()
-            torch.manual_seed(hash((settings.seed, step, d.rank)) & 0x7FFF_FFFF)  # dropout: exact on resume
-            batches = task.step_batches(step, d.rank, d.world, micro)
-            if not 1 <= len(batches) <= accumulation:  # fewer: a batch ramp's early steps
-                raise TrainingError(f"task gave {len(batches)} micro-batches, expected 1 to {accumulation}")
-            batches = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
-            norm = task.normalizers(batches).to(device=device, dtype=torch.float64)
-            if d.world > 1:
-                dist.all_reduce(norm)
-            stats = torch.zeros(len(task.stat_names), dtype=torch.float64, device=device)
-            for i, batch in enumerate(batches):
-                sync = nullcontext() if (d.world == 1 or i == len(batches) - 1) else wrapped.no_sync()  # type: ignore[operator]
-                with sync:
-                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                        loss, s = task.loss(wrapped, batch, norm)
-                    (loss * d.world).backward()  # DDP averages over processes; the loss is already global
-                stats += s.detach().to(torch.float64)
-            if d.world > 1:
-                dist.all_reduce(stats)
-            max_norm = settings.max_grad_norm if settings.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            summary = task.summarize(dict(zip(task.stat_names, stats.tolist())))
-            finite = math.isfinite(summary.get("loss", 0.0)) and bool(torch.isfinite(grad_norm))
-            if not finite:
-                if settings.on_nonfinite == "stop":
-                    raise TrainingError(
-                        f"non-finite loss or gradient at step {step + 1} (loss {summary.get('loss')}, grad norm "
-                        f"{float(grad_norm)}); stopped, the last good checkpoint is kept. Lower the learning rate, "
-                        f"or set on_nonfinite: skip")
-                skipped += 1
-                logger.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", step + 1, skipped)
+            summary, grad_norm = _gradients(settings, wrapped, model, task, step, d, device, micro, amp_dtype)
+            if not (math.isfinite(summary.get("loss", 0.0)) and bool(torch.isfinite(grad_norm))):
+                skipped = _non_finite(settings.on_nonfinite, step + 1, summary, grad_norm, skipped)
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 continue
             out_of_time = False
-            if budget:  # the schedule at whichever is further along, steps or time; the rate set for this step
-                if step == start:  # the clock starts after the first step (torch.compile's compilation)
-                    started = time.perf_counter()
-                used = time.perf_counter() - started
-                out_of_time = used >= budget
-                at = min(settings.max_steps, max(step, int(used / budget * settings.max_steps)))
+            if budget is not None:  # the rate set for this step from the budget's clock
+                at, out_of_time = budget.schedule_step(step, start)
                 for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
                     group["lr"] = base * schedule(at)
             lr = optimizer.param_groups[0]["lr"]
@@ -391,13 +319,7 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             now = time.perf_counter()
-            elapsed, last_time = now - last_time, now
-            record = {"step": step + 1, **{k: round(v, 6) for k, v in summary.items()}, "lr": lr,
-                      "grad_norm": round(float(grad_norm), 6), "seconds": round(elapsed, 4)}
-            if "tokens" in summary:
-                record["tokens_per_s"] = round(summary["tokens"] / max(elapsed, 1e-9), 1)
-            if "gflop" in summary:  # model FLOPs per second, for utilisation against the device's peak
-                record["gflops"] = round(summary["gflop"] / max(elapsed, 1e-9), 1)
+            record = _record(step + 1, summary, lr, grad_norm, now - last_time)
             if metrics_file is not None:
                 metrics_file.write(record)
             if d.main and (step + 1) % max(1, settings.log_every) == 0:
@@ -405,21 +327,19 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
                                  if k in record}, refresh=False)
             bar.update(1)
             last = step + 1 == end or out_of_time
-            if settings.eval_every and ((step + 1) % settings.eval_every == 0 or last):
+            if evaluation.due(step + 1, last):
                 if d.main:
-                    scores = task.evaluate(_unwrap(model), device, amp_dtype)
+                    scores = task.evaluate(unwrap(model), device, amp_dtype)
                     result = {"step": step + 1, "kind": "eval", **{k: round(v, 6) for k, v in scores.items()}}
                     if metrics_file is not None:
                         metrics_file.write(result)
                     logger.info("eval at step %d: %s", step + 1, result)
-                if d.world > 1:
-                    dist.barrier()
-            if settings.save_every and ((step + 1) % settings.save_every == 0 or last):
+                d.barrier()
+            if saving.due(step + 1, last):
                 if d.main:
                     save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, task.data_state(),
                                     settings.keep_checkpoints)
-                if d.world > 1:
-                    dist.barrier()
+                d.barrier()
             if on_step is not None:
                 on_step(step + 1)
             if step + 1 == _STOP_AT_STEP:

@@ -31,7 +31,8 @@ from albert.data.shards import Corpus, read_meta
 from albert.errors import DataError
 from albert.heads import AlbertForPreTraining
 from albert.tokenizer import AlbertTokenizer
-from albert.train.loop import checkpoint_dirs, train
+from albert.train.checkpoints import checkpoint_dirs
+from albert.train.loop import train
 from albert.train.settings import PretrainSettings
 
 logger = logging.getLogger(__name__)
