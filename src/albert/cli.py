@@ -269,14 +269,21 @@ def _convert(a: argparse.Namespace) -> None:
 
 # ----- the parser -----
 def build_parser() -> argparse.ArgumentParser:
-    from albert.tasks.registry import ALIASES, KINDS, TASKS
+    """The command table: each group of subcommands is added by its own function (below), whose handlers are the
+    `_name` functions above, each one call into the library."""
     from albert.version import __version__
 
     p = argparse.ArgumentParser(prog="albert", description="ALBERT: pretrain, fine-tune and run A Lite BERT.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     p.add_argument("--version", action="version", version=f"albert {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMAND_GROUPS:
+        add(sub)
+    return p
 
+
+def _add_tokenizer_commands(sub: Any) -> None:
+    """tokenizer train, tokenize."""
     tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command", required=True)
     t = tk.add_parser("train", help="train a SentencePiece vocabulary with ALBERT's settings")
     t.add_argument("--input", nargs="+", required=True, help=".txt/.jsonl/.parquet, optionally .gz/.xz")
@@ -298,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=_tokenize)
 
+
+def _add_data_commands(sub: Any) -> None:
+    """data prepare."""
     dp = sub.add_parser("data", help="pretraining data").add_subparsers(dest="data_command", required=True)
     t = dp.add_parser("prepare", help="tokenize raw text into memory-mapped train/eval shards")
     t.add_argument("--input", nargs="+", required=True)
@@ -309,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_data_prepare)
+
+
+def _add_training_commands(sub: Any) -> None:
+    """pretrain, plot, distill, finetune, evaluate, predict."""
+    from albert.tasks.registry import KINDS
 
     t = sub.add_parser("pretrain", help="pretrain (MLM + SOP); settings from YAML, overridden by --key value")
     t.add_argument("--config", default=None, help="settings YAML (see recipes/)")
@@ -358,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_args(t)
     t.set_defaults(func=_predict)
 
+
+def _add_task_commands(sub: Any) -> None:
+    """one pipeline command per task of the registry (fill-mask, embed, classify, ...)."""
+    from albert.tasks.registry import TASKS
+
     for task in TASKS.values():
         t = _add_task_command(sub, task)
         if task.name == "fill-mask":
@@ -365,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
                            help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else "
                                 "torch")
+
+
+def _add_serve_command(sub: Any) -> None:
+    """serve."""
+    from albert.tasks.registry import ALIASES, TASKS
 
     t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched",
                        description="An ASGI app (FastAPI on uvicorn): POST the task's route or / (the Hugging Face "
@@ -393,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_args(t)
     t.set_defaults(func=_serve)
 
+
+def _add_export_commands(sub: Any) -> None:
+    """export onnx, export sentence-transformers."""
     ex = sub.add_parser("export", help="export a model").add_subparsers(dest="export_format", required=True)
     t = ex.add_parser("onnx", help="ONNX with dynamic batch/sequence axes, the shared layer stored once")
     t.add_argument("--model", required=True)
@@ -415,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add a Normalize module (default: as the directory says, else no)")
     t.set_defaults(func=_export_sentence_transformers)
 
+
+def _add_convert_command(sub: Any) -> None:
+    """convert --from-tf / --from-bert."""
     t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed), or a "
                        "BERT (a transformers/sentence-transformers directory) into an ALBERT with the same outputs")
     t.add_argument("--from-tf", default=None, help="checkpoint prefix (PREFIX.index + PREFIX.data-*)")
@@ -426,7 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "move the embeddings onto (each piece: the mean of its WordPiece tokens' embeddings)")
     t.add_argument("--out", required=True, help="a new directory (a model there is never overwritten)")
     t.set_defaults(func=_convert)
-    return p
+
+
+COMMAND_GROUPS = (_add_tokenizer_commands, _add_data_commands, _add_training_commands, _add_task_commands,
+                  _add_serve_command, _add_export_commands, _add_convert_command)
 
 
 def _list_settings(t: argparse.ArgumentParser, module: str, name: str) -> None:
