@@ -140,47 +140,51 @@ class Metrics:
 
 def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str, Any] | None = None
               ) -> tuple[Any, Batcher]:
-    """The ASGI app for `pipe` and the batcher that runs it (close it when done)."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.exceptions import HTTPException
+    """The ASGI app for `pipe` and the batcher that runs it (close it when done): the task's routes in its shapes,
+    the routes about the server, the guard (limits, API key) and the errors as JSON."""
+    from fastapi import FastAPI
 
     task = get_task(task_name)
     metrics = Metrics()
     stats = BatchStats(on_batch=metrics.batch)
     batcher = Batcher(pipe, settings.max_batch, settings.max_batch_tokens, stats)
-    limit = pipe.model.config.max_position_embeddings
     details = {"task": task.name, "route": task.route, **(info or {}), "pid": os.getpid()}
     models = _schemas(task)
-
     app = FastAPI(title=f"albert: {task.name}", version=_version(), description=_description(task, settings),
                   docs_url="/docs", redoc_url=None)
+    _add_task_routes(app, pipe, task, settings, batcher, metrics, models)
+    _add_server_routes(app, pipe, task, settings, batcher, stats, metrics, details)
+    _use_openapi_models(app, models)
+    app.add_middleware(_Guard, settings=settings, metrics=metrics)  # type: ignore[arg-type]
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
 
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+    _add_error_handlers(app)
+    return app, batcher
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
-        return error(e.status_code, str(e.detail), getattr(e, "headers", None))
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        return error(400, f"{'.'.join(map(str, first.get('loc', [])))}: {first.get('msg', 'invalid request')}")
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    from fastapi.responses import JSONResponse
 
-    async def answer(request: Request, mode: Literal["pipeline", "api", "tei", "embed"]) -> Any:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _add_task_routes(app: Any, pipe: Any, task: Task, settings: ServeSettings, batcher: Batcher, metrics: Metrics,
+                     models: dict[str, Any]) -> None:
+    """POST the task's route (albert's shape, or TEI's where the task has it) and / (the inference API's)."""
+    from fastapi import Request
+    from fastapi.responses import Response
+
+    limit = pipe.model.config.max_position_embeddings
+
+    async def answer(request: Request, shape: Shape) -> Any:
         payload = parse_json(_text(await request.body()), "the body")
-        if mode == "embed":  # /embed: text-embeddings-inference's body, or the pipeline's (with "parameters")
-            mode = "pipeline" if isinstance(payload, dict) and "parameters" in payload else "tei"
-        items, single, parameters = parse_request(task, payload, mode, settings.max_inputs)
-        tokenizer = pipe.tokenizer
-        lengths = [input_tokens(tokenizer, task, x) for x in items]
-        if mode == "tei" and not payload.get("truncate", False):
-            too_long = next((n for n, c in enumerate(lengths, 1) if c > limit), None)
-            if too_long is not None:
-                raise _TooLarge(f"input {too_long} has {lengths[too_long - 1]} tokens; the model reads at most "
-                                f"{limit} (send \"truncate\": true)")
+        shape = shape.for_body(payload)
+        items, single, parameters = shape.decode(task, payload, settings.max_inputs)
+        lengths = [input_tokens(pipe.tokenizer, task, x) for x in items]
+        shape.check_lengths(payload, lengths, limit)
         # what goes through the model: windows for tasks that read long texts in windows, else the truncated text
         costs = lengths if task.windows else [min(c, limit) for c in lengths]
         metrics.queue.set(batcher.queued_inputs + len(items))
@@ -188,12 +192,7 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
             results = await asyncio.wrap_future(batcher.submit(items, parameters, costs))
         finally:
             metrics.queue.set(batcher.queued_inputs)
-        if mode == "api" and task.name == "text-classification":
-            body: Any = [r if isinstance(r, list) else [r] for r in results]  # the API nests a list per input
-        elif mode == "tei":
-            body = results  # always a list of vectors
-        else:
-            body = results[0] if single else results
+        body = shape.encode(task, results, single)
         # plain JSON: the answers are lists, dicts, strings and floats (FastAPI's encoder would walk them again)
         return Response(json.dumps(body, ensure_ascii=False, allow_nan=False).encode(), media_type="application/json")
 
@@ -205,24 +204,32 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
         400: {"description": "a malformed request: {\"error\": \"one line\"}"},
         401: {"description": "no or a wrong API key"}, 413: {"description": "the body, or an input, is too large"}}
 
-    # feature-extraction's route is /embed, which also takes text-embeddings-inference's body
-    tei = task.name == "feature-extraction"
+    route_shape: Shape = EmbedRouteShape() if task.tei else PipelineShape()
 
     async def task_route(request: Request) -> Any:
-        return await answer(request, "embed" if tei else "pipeline")
+        return await answer(request, route_shape)
 
     async def api_route(request: Request) -> Any:
-        return await answer(request, "api")
+        return await answer(request, InferenceApiShape())
 
     summary = (f"{task.name}: {task.help}; text-embeddings-inference's body ({{inputs, normalize, truncate}}) or the "
-               "pipeline's ({inputs, parameters})" if tei else f"{task.name}: {task.help}")
-    body_model = models["tei"] if tei else models["request"]
+               "pipeline's ({inputs, parameters})" if task.tei else f"{task.name}: {task.help}")
+    body_model = models["tei"] if task.tei else models["request"]
     app.add_api_route(task.route, task_route, methods=["POST"], summary=summary, responses=responses,
                       openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
                           "$ref": f"#/components/schemas/{body_model}"}}}, "required": True}})
     app.add_api_route("/", api_route, methods=["POST"], summary=f"{task.name} in the Hugging Face inference API's "
                       "shapes (for huggingface_hub.InferenceClient)",
                       openapi_extra={"requestBody": request_body}, responses=responses)
+
+
+
+def _add_server_routes(app: Any, pipe: Any, task: Task, settings: ServeSettings, batcher: Batcher,
+                       stats: BatchStats, metrics: Metrics, details: dict[str, Any]) -> None:
+    """GET /health, /info, /metrics and the page."""
+    from fastapi.responses import HTMLResponse, Response
+
+    limit = pipe.model.config.max_position_embeddings
 
     @app.get("/health", summary="liveness: the model, and how much batching it has done")
     async def health() -> dict[str, Any]:
@@ -250,6 +257,10 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("albert.inference").joinpath("page.html").read_text(encoding="utf-8"))
 
+
+def _use_openapi_models(app: Any, models: dict[str, Any]) -> None:
+    """The OpenAPI document, with the task's request and response models (built from the registry)."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
@@ -262,12 +273,24 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    app.add_middleware(_Guard, settings=settings, metrics=metrics)  # type: ignore[arg-type]
-    if settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+def _add_error_handlers(app: Any) -> None:
+    """Every error a JSON body {"error": "one line"}: 4xx for what the client sent, 500 (logged in full) for a fault."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    error = _json_error
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
+        return error(e.status_code, str(e.detail), getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        return error(400, f"{'.'.join(map(str, first.get('loc', [])))}: {first.get('msg', 'invalid request')}")
 
     @app.exception_handler(AlbertError)
     async def bad_input(_request: Request, e: AlbertError) -> JSONResponse:
@@ -277,8 +300,6 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
     async def fault(_request: Request, e: Exception) -> JSONResponse:  # a server fault: logged in full
         logger.error("request failed", exc_info=e)
         return error(500, f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-
-    return app, batcher
 
 
 class _TooLarge(InputError):
@@ -292,12 +313,77 @@ def _text(body: bytes) -> str:
         raise InputError(f"the body is not UTF-8 (byte {e.start})") from None
 
 
-def parse_request(task: Task, payload: Any, mode: Literal["pipeline", "api", "tei"], max_inputs: int
-                  ) -> tuple[list[Any], bool, dict[str, Any]]:
-    """(inputs, whether one input was sent rather than a list, parameters) of a request body."""
-    if not isinstance(payload, dict) or "inputs" not in payload:
-        raise InputError('the body must be a JSON object with "inputs" (and optionally "parameters")')
-    if mode == "tei":  # text-embeddings-inference: the options are top-level; vectors are normalised by default
+# ----- the request and response shapes (litgpt's LitAPI: one small class per API, its own decode and encode) -----
+class Shape:
+    """albert's own shape: {"inputs": one input or a list, "parameters": the pipeline's keyword arguments}; the
+    answer is one input's answer, or a list of them."""
+
+    def for_body(self, payload: Any) -> "Shape":
+        """The shape that reads this body (a route may take two)."""
+        return self
+
+    def options(self, task: Task, payload: dict[str, Any]) -> Any:
+        unknown = set(payload) - {"inputs", "parameters", "options"}
+        if unknown:
+            raise InputError(f"unknown key(s) {', '.join(sorted(unknown))}: the body takes 'inputs' and 'parameters'")
+        return payload.get("parameters") or {}
+
+    def decode(self, task: Task, payload: Any, max_inputs: int) -> tuple[list[Any], bool, dict[str, Any]]:
+        """(inputs, whether one input was sent rather than a list, parameters) of a request body."""
+        if not isinstance(payload, dict) or "inputs" not in payload:
+            raise InputError('the body must be a JSON object with "inputs" (and optionally "parameters")')
+        parameters = self.options(task, payload)
+        raw = payload["inputs"]
+        single = not isinstance(raw, list)
+        items = [raw] if single else raw
+        if not items:
+            raise InputError("'inputs' is an empty list")
+        if len(items) > max_inputs:
+            raise InputError(f"{len(items):,} inputs in one request; the limit is {max_inputs:,} (--max-inputs)")
+        checked = [check_input(task, x, n) for n, x in enumerate(items, 1)]
+        return checked, single, check_parameters(task, parameters)
+
+    def check_lengths(self, payload: dict[str, Any], lengths: list[int], limit: int) -> None:
+        """Inputs longer than the model reads are truncated (or windowed), unless a shape says otherwise."""
+
+    def encode(self, task: Task, results: list[Any], single: bool) -> Any:
+        return results[0] if single else results
+
+
+class PipelineShape(Shape):
+    """albert's own shape, as the pipelines take and give it."""
+
+
+class InferenceApiShape(Shape):
+    """The Hugging Face inference API's shapes (huggingface_hub.InferenceClient): its parameter names, options sent
+    beside "inputs" where the task's API does so, and each input's answer nested in a list where it nests them."""
+
+    def options(self, task: Task, payload: dict[str, Any]) -> Any:
+        if task.api_options_top_level:
+            parameters = {k: v for k, v in payload.items() if k not in ("inputs", "parameters")}
+            parameters |= payload.get("parameters") or {}
+            parameters.pop("truncate", None)  # the pipeline always truncates at the model's limit
+        else:
+            parameters = super().options(task, payload)
+        if not isinstance(parameters, dict):
+            return parameters  # (check_parameters says what is wrong with it)
+        renamed = {"max_answer_len": "max_answer_length"}
+        out = {renamed.get(k, k): v for k, v in parameters.items()}
+        if task.api_nests_answers and "top_k" not in out:
+            out["top_k"] = None  # the API lists every label unless told otherwise
+        return out
+
+    def encode(self, task: Task, results: list[Any], single: bool) -> Any:
+        if task.api_nests_answers:
+            return [r if isinstance(r, list) else [r] for r in results]
+        return super().encode(task, results, single)
+
+
+class TeiShape(Shape):
+    """text-embeddings-inference's /embed: {inputs, normalize (default true), truncate (default false: an input
+    longer than the model is refused, 413)}; always a list of vectors."""
+
+    def options(self, task: Task, payload: dict[str, Any]) -> Any:
         unknown = set(payload) - {"inputs", "normalize", "truncate", "truncation_direction", "prompt_name"}
         if unknown:
             raise InputError(f"unknown key(s) {', '.join(sorted(unknown))}: /embed takes inputs, normalize, truncate")
@@ -308,36 +394,25 @@ def parse_request(task: Task, payload: Any, mode: Literal["pipeline", "api", "te
             raise InputError("only truncation_direction 'right' is supported")
         if payload.get("prompt_name") is not None:
             raise InputError("prompt_name is not supported (albert models have no prompts)")
-        parameters: Any = {"normalize": normalize}
-    elif mode == "api" and task.name == "feature-extraction":  # the API sends its options top-level too
-        parameters = {k: v for k, v in payload.items() if k not in ("inputs", "parameters")}
-        parameters |= payload.get("parameters") or {}
-        parameters.pop("truncate", None)  # the pipeline always truncates at the model's limit
-    else:
-        unknown = set(payload) - {"inputs", "parameters", "options"}
-        if unknown:
-            raise InputError(f"unknown key(s) {', '.join(sorted(unknown))}: the body takes 'inputs' and 'parameters'")
-        parameters = payload.get("parameters") or {}
-    raw = payload["inputs"]
-    single = not isinstance(raw, list) or (task.name == "multiple-choice" and isinstance(raw, dict))
-    items = [raw] if single else raw
-    if not items:
-        raise InputError("'inputs' is an empty list")
-    if len(items) > max_inputs:
-        raise InputError(f"{len(items):,} inputs in one request; the limit is {max_inputs:,} (--max-inputs)")
-    checked = [check_input(task, x, n) for n, x in enumerate(items, 1)]
-    if isinstance(parameters, dict):
-        parameters = _api_names(task, parameters) if mode == "api" else parameters
-    return checked, single, check_parameters(task, parameters)
+        return {"normalize": normalize}
+
+    def check_lengths(self, payload: dict[str, Any], lengths: list[int], limit: int) -> None:
+        if payload.get("truncate", False):
+            return
+        too_long = next((n for n, c in enumerate(lengths, 1) if c > limit), None)
+        if too_long is not None:
+            raise _TooLarge(f"input {too_long} has {lengths[too_long - 1]} tokens; the model reads at most "
+                            f"{limit} (send \"truncate\": true)")
+
+    def encode(self, task: Task, results: list[Any], single: bool) -> Any:
+        return results  # always a list of vectors
 
 
-def _api_names(task: Task, parameters: dict[str, Any]) -> dict[str, Any]:
-    """The inference API's names for the pipeline's parameters (question answering's max_answer_len)."""
-    renamed = {"max_answer_len": "max_answer_length"}
-    out = {renamed.get(k, k): v for k, v in parameters.items()}
-    if task.name == "text-classification" and "top_k" not in out:
-        out["top_k"] = None  # the API lists every label unless told otherwise
-    return out
+class EmbedRouteShape(Shape):
+    """A TEI task's own route (/embed): TEI's body, or the pipeline's when it sends "parameters"."""
+
+    def for_body(self, payload: Any) -> "Shape":
+        return PipelineShape() if isinstance(payload, dict) and "parameters" in payload else TeiShape()
 
 
 class _Guard:
@@ -475,7 +550,7 @@ def _schemas(task: Task) -> dict[str, Any]:
     response.__doc__ = task.output
     models: list[Any] = [request, response]
     names = {"request": request.__name__, "response": response.__name__}
-    if task.name == "feature-extraction":
+    if task.tei:
         tei = create_model("EmbedRequest", inputs=(str | list[str], ...), normalize=(bool, True),
                            truncate=(bool, False))
         models.append(tei)

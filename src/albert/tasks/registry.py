@@ -78,6 +78,12 @@ class Task:
     also_for: tuple[str, ...] = ()  # other saved architectures whose directories it answers (`--task auto`)
     # one input, by field: the server's page starts from it, and `serve --compile` warms up on it
     example: dict[str, Any] = field(default_factory=dict, compare=False)
+    # how the Hugging Face inference API differs for this task: it nests each input's answer in a list and ranks
+    # every label unless told (text classification), or sends the options beside "inputs" (feature extraction)
+    api_nests_answers: bool = False
+    api_options_top_level: bool = False
+    # its route also takes text-embeddings-inference's body ({inputs, normalize, truncate}) and answers in TEI's shape
+    tei: bool = False
 
     @property
     def route(self) -> str:
@@ -131,14 +137,15 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                     "auto: a sentence-transformers directory's own pooling, else mean over the text's tokens (as "
                     "sentence-transformers pools); cls: the [CLS] hidden state"),
           Parameter("normalize", bool, None, "L2-normalise the vectors (default: as the directory says, else no)")),
-         output="the text's vector [float, ...]", example={"text": "Call me Ishmael."}),
+         output="the text's vector [float, ...]", example={"text": "Call me Ishmael."}, api_options_top_level=True,
+         tei=True),
     Task("text-classification", "classify", "labels of texts (a fine-tuned classifier)",
          ("AlbertForSequenceClassification",),
          (_TEXT, Field("text_pair", required=False, help="a second text, for pair tasks", flag="--pair")),
          (Parameter("top_k", int, 1, "labels per text (ranked)", maximum=TOP_K_LIMIT),),
          aliases=("sentiment-analysis",),
          output="{label, score} (top_k 1), else [{label, score}, ...] ranked",
-         example={"text": "The food was wonderful and the staff were kind."}),
+         example={"text": "The food was wonderful and the staff were kind."}, api_nests_answers=True),
     Task("token-classification", "tag", "entities in texts (a fine-tuned token classifier)",
          ("AlbertForTokenClassification",), (_TEXT,),
          (Parameter("aggregation_strategy", ("first", "simple", "none"), "first",
