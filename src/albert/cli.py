@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 # the runtime's precisions, without importing torch (albert.runtime does): a test checks they agree
 PRECISIONS = ("auto", "bf16", "fp32", "int8")
-DEFAULT_MODEL = "albert-small-en"
 CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
 
 
@@ -223,7 +222,7 @@ def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) 
 def _serve(a: argparse.Namespace) -> None:
     from albert.inference.server import ServeSettings, serve_model
 
-    serve_model(ServeSettings(model=a.model, task=a.task, host=a.host, port=a.port, max_batch=a.max_batch,
+    serve_model(ServeSettings(model=a.model or "", task=a.task, host=a.host, port=a.port, max_batch=a.max_batch,
                               max_batch_tokens=a.max_batch_tokens, max_inputs=a.max_inputs, max_body=a.max_body,
                               api_key=a.api_key, cors_origins=tuple(a.cors_origin), workers=a.workers, grace=a.grace,
                               device=a.device, precision=a.precision, compile=a.compile))
@@ -240,8 +239,9 @@ def _export_onnx(a: argparse.Namespace) -> None:
 
 def _export_sentence_transformers(a: argparse.Namespace) -> None:
     from albert.export import export_sentence_transformers
+    from albert.tasks.registry import EMBED_MODEL
 
-    print(f"wrote {export_sentence_transformers(a.model, a.out, a.pooling, a.normalize)}")
+    print(f"wrote {export_sentence_transformers(a.model or EMBED_MODEL, a.out, a.pooling, a.normalize)}")
 
 
 def _convert(a: argparse.Namespace) -> None:
@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_tokenizer_commands(sub: Any) -> None:
     """tokenizer train, tokenize."""
+    from albert.tasks.registry import DEFAULT_MODEL
+
     tk = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="tokenizer_command", required=True)
     t = tk.add_parser("train", help="train a SentencePiece vocabulary with ALBERT's settings")
     t.add_argument("--input", nargs="+", required=True, help=".txt/.jsonl/.parquet, optionally .gz/.xz")
@@ -323,7 +325,7 @@ def _add_data_commands(sub: Any) -> None:
 
 def _add_training_commands(sub: Any) -> None:
     """pretrain, plot, distill, finetune, evaluate, predict."""
-    from albert.tasks.registry import KINDS
+    from albert.tasks.registry import DEFAULT_MODEL, KINDS
 
     t = sub.add_parser("pretrain", help="pretrain (MLM + SOP); settings from YAML, overridden by --key value")
     t.add_argument("--config", default=None, help="settings YAML (see recipes/)")
@@ -399,7 +401,8 @@ def _add_serve_command(sub: Any) -> None:
     t.add_argument("--task", default="auto", choices=["auto", *TASKS, *ALIASES],
                    help="the pipeline (auto: the one the model directory was fine-tuned for; fill-mask for a "
                         "pretrained model); its endpoint is POST " + ", ".join(t.route for t in TASKS.values()))
-    t.add_argument("--model", default=DEFAULT_MODEL)
+    t.add_argument("--model", default=None, help="default: the task's embedded model (albert-small-en; "
+                   "albert-small-en-embed for feature-extraction)")
     t.add_argument("--host", default="127.0.0.1",
                    help="0.0.0.0 to accept connections from other machines (then set --api-key, or put it behind a "
                         "proxy that authenticates)")
@@ -435,7 +438,7 @@ def _add_export_commands(sub: Any) -> None:
 
     t = ex.add_parser("sentence-transformers", help="a sentence-transformers directory (modules.json, pooling): "
                       "SentenceTransformer(DIR) then gives albert embed's vectors")
-    t.add_argument("--model", required=True)
+    t.add_argument("--model", default=None, help="default: albert-small-en-embed, the embedded sentence-vector model")
     t.add_argument("--out", required=True, help="a new directory")
     t.add_argument("--pooling", choices=["auto", "cls", "mean", "max", "mean_sqrt_len"], default="auto",
                    help="auto: the model directory's own (sentence-transformers), else mean")
@@ -507,7 +510,7 @@ def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
         else:
             t.add_argument(p.cli_flag, dest=p.name, choices=p.type, default=p.default,
                            help=f"{p.help} (default {p.default})")
-    t.add_argument("--model", default=DEFAULT_MODEL)
+    t.add_argument("--model", default=task.default_model)
     _add_runtime_args(t)
     t.set_defaults(func=_run_task, task_name=task.name, parser=t)
     return t

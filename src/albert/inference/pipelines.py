@@ -29,7 +29,6 @@ from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "albert-small-en"
 
 
 class Pipeline:
@@ -289,12 +288,13 @@ PIPELINES: dict[str, type[Pipeline]] = {cls.task.name: cls for cls in (
 assert set(PIPELINES) == set(TASKS), "every task of the registry needs a pipeline class"
 
 
-def pipeline(task: str, model: str | Path | AlbertPreTrainedModel = DEFAULT_MODEL,
+def pipeline(task: str, model: str | Path | AlbertPreTrainedModel | None = None,
              tokenizer: str | Path | AlbertTokenizer | None = None, device: str = "auto",
              precision: str = "auto", compile: bool = False) -> Any:
     """Build a pipeline for `task` (a name of albert.tasks.registry, or transformers' alias for one) on a model
-    name, directory or object."""
+    name, directory or object (default: the task's embedded model)."""
     cls = PIPELINES[get_task(task).name]
+    model = get_task(task).default_model if model is None else model
     runtime = resolve_runtime(device, precision)
     layout = None
     if isinstance(model, AlbertPreTrainedModel):

@@ -39,6 +39,7 @@ from albert.data.reader import parse_json
 from albert.errors import AlbertError, InputError
 from albert.inference.batcher import Batcher, BatchStats
 from albert.tasks.registry import (
+    DEFAULT_MODEL,
     TASKS,
     Parameter,
     Task,
@@ -58,7 +59,7 @@ SETTINGS_ENV = "ALBERT_SERVE_SETTINGS"  # the settings, as JSON, for each worker
 class ServeSettings:
     """What `albert serve` is told; checked before a model is loaded."""
 
-    model: str = "albert-small-en"
+    model: str = ""  # "": the task's embedded model (albert.tasks.registry: DEFAULT_MODEL, or EMBED_MODEL for vectors)
     task: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -73,6 +74,11 @@ class ServeSettings:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            default = DEFAULT_MODEL if self.task == "auto" else get_task(self.task).default_model
+            object.__setattr__(self, "model", default)
 
     def check(self) -> None:
         if self.task != "auto":

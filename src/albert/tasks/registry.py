@@ -64,6 +64,13 @@ class Head:
     outputs: tuple[str, ...]
 
 
+# The embedded models (src/albert/models/): the pretrained one answers fill-mask and is where fine-tuning starts;
+# the distilled sentence-vector one is feature extraction's default (`albert embed`, `serve --task
+# feature-extraction`, `export sentence-transformers`)
+DEFAULT_MODEL = "albert-small-en"
+EMBED_MODEL = "albert-small-en-embed"
+
+
 @dataclass(frozen=True)
 class Task:
     name: str  # the pipeline task (transformers' name)
@@ -84,6 +91,7 @@ class Task:
     api_options_top_level: bool = False
     # its route also takes text-embeddings-inference's body ({inputs, normalize, truncate}) and answers in TEI's shape
     tei: bool = False
+    default_model: str = DEFAULT_MODEL  # what runs it when no model is named
 
     @property
     def route(self) -> str:
@@ -138,7 +146,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                     "sentence-transformers pools); cls: the [CLS] hidden state"),
           Parameter("normalize", bool, None, "L2-normalise the vectors (default: as the directory says, else no)")),
          output="the text's vector [float, ...]", example={"text": "Call me Ishmael."}, api_options_top_level=True,
-         tei=True),
+         tei=True, default_model=EMBED_MODEL),
     Task("text-classification", "classify", "labels of texts (a fine-tuned classifier)",
          ("AlbertForSequenceClassification",),
          (_TEXT, Field("text_pair", required=False, help="a second text, for pair tasks", flag="--pair")),

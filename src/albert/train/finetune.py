@@ -28,7 +28,7 @@ from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer
 from albert.tasks.choice import ChoiceFeatures, read_questions
 from albert.tasks.qa import QAFeatures, read_qa
-from albert.tasks.registry import TASKS, get_kind
+from albert.tasks.registry import DEFAULT_MODEL, TASKS, get_kind
 from albert.tasks.sequence import SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
@@ -62,7 +62,7 @@ class FinetuneSettings(TrainSettings):
     answerability_head: bool = False  # qa/qa-v2: the original ALBERT's SQuAD 2.0 head (start → end beam, answerability)
     train: str = ""
     dev: str = ""
-    model: str = "albert-small-en"
+    model: str = DEFAULT_MODEL
     out: str = ""
     max_seq_length: int = 128
     epochs: float = 3.0  # used when max_steps is 0

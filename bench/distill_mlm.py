@@ -1,0 +1,81 @@
+"""Masked-LM distillation, teacher against student, in one run on one machine: held-out MLM and SOP accuracy (all
+held-out sequences of a prepared data directory, 15% single-token masks: pretraining's evaluation) and forward
+speed (tokens/s at batch × length, fp32 and int8, alternating rounds, medians).
+
+    python bench/distill_mlm.py --data PREPARED_DIR --teacher albert-small-en --student DIR [--out FILE]
+
+The student is what `albert distill --kind masked-lm` made (e.g. the teacher with half the passes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from albert.heads import AlbertForPreTraining
+from albert.kernels import cpu_description
+from albert.runtime import Runtime, prepare_for_inference
+from albert.tokenizer import AlbertTokenizer
+from albert.train.pretrain import PretrainTask
+from albert.train.settings import PretrainSettings
+
+
+def held_out(model: AlbertForPreTraining, data: str, tokenizer: AlbertTokenizer, examples: int) -> dict[str, float]:
+    settings = PretrainSettings(data=data, run_dir="/nonexistent", max_seq_length=128, eval_examples=examples)
+    return PretrainTask(settings, tokenizer, model.config).evaluate(model, torch.device("cpu"), None)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--teacher", default="albert-small-en")
+    p.add_argument("--student", required=True)
+    p.add_argument("--eval-examples", type=int, default=100_000, help="held-out sequences at most (default: all)")
+    p.add_argument("--shape", default="8x128")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--out", default="bench/results/distill_mlm.json")
+    a = p.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    tokenizer = AlbertTokenizer.from_pretrained(a.teacher)
+    models = {"teacher": AlbertForPreTraining.from_pretrained(a.teacher).eval(),
+              "student": AlbertForPreTraining.from_pretrained(a.student).eval()}
+    results: dict[str, dict[str, float]] = {}
+    for name, model in models.items():
+        with torch.no_grad():
+            results[name] = {"passes": model.config.num_hidden_layers, "parameters": model.num_parameters(),
+                             **held_out(model, a.data, tokenizer, a.eval_examples)}
+    B, T = map(int, a.shape.split("x"))
+    ids = torch.randint(5, tokenizer.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
+    for precision in ("fp32", "int8"):
+        prepared = {n: prepare_for_inference(copy.deepcopy(m), Runtime(torch.device("cpu"), precision))
+                    for n, m in models.items()}
+        times: dict[str, list[float]] = {n: [] for n in prepared}
+        with torch.inference_mode():
+            for n, m in prepared.items():
+                m(input_ids=ids)  # warm-up
+            for _ in range(a.rounds):
+                for n, m in prepared.items():
+                    start = time.perf_counter()
+                    m(input_ids=ids)
+                    times[n].append(time.perf_counter() - start)
+        for n in prepared:
+            results[n][f"{precision}_tokens_per_s"] = round(B * T / statistics.median(times[n]), 1)
+    t, s = results["teacher"], results["student"]
+    summary = {"mlm_acc_ratio": round(s["eval_mlm_acc"] / t["eval_mlm_acc"], 4),
+               "speed_fp32": round(s["fp32_tokens_per_s"] / t["fp32_tokens_per_s"], 3),
+               "speed_int8": round(s["int8_tokens_per_s"] / t["int8_tokens_per_s"], 3)}
+    out = {"cpu": cpu_description(), "threads": torch.get_num_threads(), "data": a.data, "teacher": a.teacher,
+           "student": a.student, "shape": a.shape, "rounds": a.rounds, "results": results, "student_vs_teacher": summary}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
