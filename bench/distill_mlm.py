@@ -41,7 +41,6 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--out", default="bench/results/distill_mlm.json")
     a = p.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     tokenizer = AlbertTokenizer.from_pretrained(a.teacher)
     models = {"teacher": AlbertForPreTraining.from_pretrained(a.teacher).eval(),
               "student": AlbertForPreTraining.from_pretrained(a.student).eval()}
@@ -57,7 +56,7 @@ def main() -> None:
                     for n, m in models.items()}
         times: dict[str, list[float]] = {n: [] for n in prepared}
         with torch.inference_mode():
-            for n, m in prepared.items():
+            for m in prepared.values():
                 m(input_ids=ids)  # warm-up
             for _ in range(a.rounds):
                 for n, m in prepared.items():
@@ -71,7 +70,8 @@ def main() -> None:
                "speed_fp32": round(s["fp32_tokens_per_s"] / t["fp32_tokens_per_s"], 3),
                "speed_int8": round(s["int8_tokens_per_s"] / t["int8_tokens_per_s"], 3)}
     out = {"cpu": cpu_description(), "threads": torch.get_num_threads(), "data": a.data, "teacher": a.teacher,
-           "student": a.student, "shape": a.shape, "rounds": a.rounds, "results": results, "student_vs_teacher": summary}
+           "student": a.student, "shape": a.shape, "rounds": a.rounds, "results": results,
+           "student_vs_teacher": summary}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
