@@ -138,7 +138,7 @@ def test_registry_matches_heads_pipelines_and_cli() -> None:
     assert set(PIPELINES) == set(TASKS)
     assert PRECISIONS == RUNTIME_PRECISIONS
     for task in TASKS.values():
-        assert set(task.heads) <= set(HEADS) and set(task.also_for) <= set(HEADS)
+        assert set(task.heads) <= set(HEADS) and set(task.also_answers) <= set(HEADS)
         assert get_task(task.name) is task and all(get_task(a) is task for a in task.aliases)
     for kind in KINDS.values():
         assert kind.task in TASKS and kind.head in TASKS[kind.task].heads

@@ -96,7 +96,7 @@ def test_evaluate_and_predict_run_in_the_precision_asked_for(tiny_model: Path, s
     train, dev = source_task
     out = finetune(settings(tiny_model, train, dev, tmp_path / "clf", max_steps=100))
     model, *_ = load_task_model(out, "cpu", "int8")
-    assert is_int8(model) and isinstance(model.albert.encoder.frozen[0][0].ffn_w, Int8Linear)
+    assert is_int8(model) and isinstance(model.albert.encoder.prepared_weights[0][0].ffn_w, Int8Linear)
     fp32, int8 = evaluate_dir(out, dev, precision="fp32"), evaluate_dir(out, dev, precision="int8")
     assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.05, (fp32, int8)
     agree = [a["label"] == b["label"] for a, b in zip(predict_dir(out, dev, precision="fp32"),

@@ -106,7 +106,7 @@ def test_transformers_checkpoint_loads_and_matches(tmp_path: Path, variant: str,
                                          Runtime(torch.device("cpu"), "fp32"))
         if onednn_available():
             encoder = next(m for m in prepared.modules() if isinstance(m, AlbertTransformer))
-            assert isinstance(encoder.frozen[0][0].ffn_w, PackedLinear)
+            assert isinstance(encoder.prepared_weights[0][0].ffn_w, PackedLinear)
         compare(prepared(**inputs, output_hidden_states=True), expected,
                 [n for n in names if n != "attentions"])
 

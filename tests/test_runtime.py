@@ -85,7 +85,7 @@ def test_int8_without_onednn_kernels_falls_back_to_torch_dynamic_int8(monkeypatc
         want = onednn(ids).last_hidden_state
         monkeypatch.setattr(runtime, "onednn_int8_available", lambda: False)
         fallback = runtime.quantize_int8(model)
-        w = fallback.encoder.frozen[0][0]
+        w = fallback.encoder.prepared_weights[0][0]
         assert isinstance(w.ffn_w, runtime.DynamicInt8Linear) and not w.ffn_activated and runtime.is_int8(fallback)
         got = fallback(ids).last_hidden_state
     torch.testing.assert_close(got, want, atol=0.02, rtol=0)
@@ -165,7 +165,7 @@ def test_compiled_int8_and_fp32_give_the_eager_outputs() -> None:
                 want, got = eager(x, mask), compiled(x, mask)
                 torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, atol=atol, rtol=0)
                 torch.testing.assert_close(got.pooler_output, want.pooler_output, atol=atol, rtol=0)
-            w = compiled.encoder.frozen[0][0].ln1_w
+            w = compiled.encoder.prepared_weights[0][0].ln1_w
             w[3] = float("nan")
             with pytest.raises(CheckpointError, match="non-finite"):
                 compiled(ids)

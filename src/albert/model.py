@@ -256,9 +256,9 @@ class AlbertTransformer(nn.Module):
         self.config = config
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
         self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
-        # Inference may fix the prepared weights once (int8-packed, or cast) and the dtype the encoder
-        # computes in, whatever the parameters' dtype: see albert.runtime.
-        self.frozen: list[list[LayerWeights]] | None = None
+        # Set by albert.runtime for inference: every layer's matrices prepared once (cast, packed for oneDNN, or
+        # int8), one list per group, and the dtype the encoder then computes in, whatever the parameters' dtype
+        self.prepared_weights: list[list[LayerWeights]] | None = None
         self.inference_dtype: torch.dtype | None = None
 
     def forward(
@@ -274,7 +274,7 @@ class AlbertTransformer(nn.Module):
         m = self.embedding_hidden_mapping_in
         x = F.linear(embeddings.to(dtype), m.weight.to(dtype), m.bias.to(dtype))  # (B, T, H)
         groups: list[AlbertLayerGroup] = list(self.albert_layer_groups)  # type: ignore[arg-type]
-        weights = self.frozen or [[layer.prepare(dtype) for layer in g.albert_layers]  # type: ignore[operator]
+        weights = self.prepared_weights or [[layer.prepare(dtype) for layer in g.albert_layers]  # type: ignore[operator]
                                   for g in groups]
         all_hidden: list[Tensor] = [x]
         all_attn: list[Tensor] = []

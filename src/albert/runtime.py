@@ -238,7 +238,7 @@ def _prepare_encoders(model: AlbertPreTrainedModel, dtype: torch.dtype, pack: Pa
     with torch.no_grad():
         for enc in _encoders(model):
             act = ONEDNN_ACTIVATIONS.get(enc.config.hidden_act) if fuses_activation else None
-            enc.frozen = [[_packed(layer.prepare(dtype), pack, act)  # type: ignore[operator]
+            enc.prepared_weights = [[_packed(layer.prepare(dtype), pack, act)  # type: ignore[operator]
                            for layer in group.albert_layers]  # type: ignore[union-attr]
                           for group in enc.albert_layer_groups]
             enc.inference_dtype = dtype
@@ -296,4 +296,4 @@ def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
 def is_int8(model: nn.Module) -> bool:
     """Whether the model's encoder runs on int8 matrices (quantize_int8 was applied)."""
     return any(isinstance(w.qkv_w, (Int8Linear, DynamicInt8Linear)) for enc in _encoders(model)
-               for row in (enc.frozen or []) for w in row)
+               for row in (enc.prepared_weights or []) for w in row)

@@ -42,7 +42,7 @@ class Pipeline:
         self.runtime = runtime
         self.device = runtime.device
 
-    unused: tuple[str, ...] = ()  # weights the pipeline never reads (a checkpoint may lack them)
+    ignored_weights: tuple[str, ...] = ()  # weights the pipeline never reads (a checkpoint may lack them)
 
     @classmethod
     def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
@@ -52,11 +52,11 @@ class Pipeline:
 
         saved = saved_architecture(name_or_path)
         architecture = saved if saved in cls.task.heads[1:] else cls.task.heads[0]
-        return MODEL_CLASSES[architecture].from_pretrained(name_or_path, allow_missing=cls.is_unused)
+        return MODEL_CLASSES[architecture].from_pretrained(name_or_path, allow_missing=cls.is_ignored_weight)
 
     @classmethod
-    def is_unused(cls, key: str) -> bool:
-        return any(key.startswith(u) for u in cls.unused)
+    def is_ignored_weight(cls, key: str) -> bool:
+        return any(key.startswith(u) for u in cls.ignored_weights)
 
     def warm_up(self) -> None:
         """Compile a `--compile` model for every kind of batch it meets, on the task's example. Why: torch.compile
@@ -88,7 +88,7 @@ class FillMaskPipeline(Pipeline):
         return out.logits.float().cpu().numpy()
 
 
-class _Batched(Pipeline):
+class BatchedPipeline(Pipeline):
     batch_size = 32
 
     def _pad_forward(self, rows: list[dict[str, list[int]]], model: Any = None) -> list[Any]:
@@ -113,13 +113,13 @@ def _as_list(inputs: Any) -> tuple[list[Any], bool]:
     return ([inputs], True) if isinstance(inputs, (str, dict)) else (list(inputs), False)
 
 
-class FeatureExtractionPipeline(_Batched):
+class FeatureExtractionPipeline(BatchedPipeline):
     """Sentence vectors pooled from the last hidden states (mean over the text's tokens by default, as
     sentence-transformers pools), optionally L2-normalised. A sentence-transformers directory's own pooling and
     normalisation are its defaults."""
 
     task = TASKS["feature-extraction"]
-    unused = ("pooler.",)  # vectors are hidden states, not the pooler's output
+    ignored_weights = ("pooler.",)  # vectors are hidden states, not the pooler's output
     default_pooling = DEFAULT_POOLING
     default_normalize = False
 
@@ -155,7 +155,7 @@ class FeatureExtractionPipeline(_Batched):
         return directory
 
 
-class TextClassificationPipeline(_Batched):
+class TextClassificationPipeline(BatchedPipeline):
     """{label, score} per text (or text pair given as {"text": ..., "text_pair": ...}); top_k for several."""
 
     task = TASKS["text-classification"]
@@ -179,7 +179,7 @@ class TextClassificationPipeline(_Batched):
         return out[0] if single else out
 
 
-class TokenClassificationPipeline(_Batched):
+class TokenClassificationPipeline(BatchedPipeline):
     """Entities with character offsets. Aggregation 'first' (the default) tags each word by its first piece, the only
     piece fine-tuning labels (as transformers' "first"), and merges a B-/I- run of words into one entity; 'simple'
     merges runs of pieces (transformers' default, for models trained with every piece labelled)."""
@@ -265,7 +265,7 @@ class MultipleChoicePipeline(Pipeline):
         return rows[0] if single else rows
 
 
-class SentenceOrderPipeline(_Batched):
+class SentenceOrderPipeline(BatchedPipeline):
     """Is segment B the continuation of A? The pretraining SOP head: {label: in_order | swapped, score}."""
 
     task = TASKS["sentence-order"]

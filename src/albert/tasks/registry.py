@@ -21,7 +21,7 @@ from typing import Any, Literal
 from albert.errors import ConfigError, InputError
 
 
-class _Flagged:
+class HasFlag:
     """A field or parameter's command-line flag: its own `flag`, else --name-with-dashes."""
 
     name: str
@@ -33,7 +33,7 @@ class _Flagged:
 
 
 @dataclass(frozen=True)
-class Field(_Flagged):
+class Field(HasFlag):
     """One field of a task's input. `text`: a string; `options`: a list of at least two strings."""
 
     name: str
@@ -44,7 +44,7 @@ class Field(_Flagged):
 
 
 @dataclass(frozen=True)
-class Parameter(_Flagged):
+class Parameter(HasFlag):
     """A keyword argument of a task's pipeline, as callers pass it (CLI flag, request `parameters`)."""
 
     name: str
@@ -82,7 +82,7 @@ class Task:
     aliases: tuple[str, ...] = ()  # transformers' other names for it
     output: str = ""  # the shape of one input's answer
     windows: bool = False  # reads texts longer than the model in overlapping windows (else truncates)
-    also_for: tuple[str, ...] = ()  # other saved architectures whose directories it answers (`--task auto`)
+    also_answers: tuple[str, ...] = ()  # other saved architectures whose directories it answers (`--task auto`)
     # one input, by field: the server's page starts from it, and `serve --compile` warms up on it
     example: dict[str, Any] = field(default_factory=dict, compare=False)
     # how the Hugging Face inference API differs for this task: it nests each input's answer in a list and ranks
@@ -107,7 +107,7 @@ class Task:
 
 
 @dataclass(frozen=True)
-class Kind:
+class FinetuneKind:
     """A way to fine-tune: the head it trains, the pipeline task its model answers, its loss's problem type."""
 
     name: str
@@ -137,7 +137,8 @@ _TEXT = Field("text", help="the text")
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("fill-mask", "fill-mask", "predict the [MASK] tokens of texts",
          ("AlbertForMaskedLM",), (Field("text", help="a text with [MASK]"),),
-         (Parameter("top_k", int, 5, "fillers per [MASK]", maximum=TOP_K_LIMIT),), also_for=("AlbertForPreTraining",),
+         (Parameter("top_k", int, 5, "fillers per [MASK]", maximum=TOP_K_LIMIT),),
+         also_answers=("AlbertForPreTraining",),
          output="per [MASK], its top_k fillers [{score, token, token_str, sequence}] (one mask: a flat list)",
          example={"text": "The whale swam through the [MASK] sea."}),
     Task("feature-extraction", "embed", "sentence vectors, one JSON list per input", ("AlbertModel",), (_TEXT,),
@@ -185,18 +186,21 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          example={"first": "The ship left the harbour.", "second": "By noon it was far out at sea."}),
 )}
 
-KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("classification", "text-classification", "AlbertForSequenceClassification", "single_label_classification",
-         "one label per text or text pair"),
-    Kind("regression", "text-classification", "AlbertForSequenceClassification", "regression",
-         "a number per text or text pair (STS-B)"),
-    Kind("multi-label", "text-classification", "AlbertForSequenceClassification", "multi_label_classification",
-         "any number of labels per text"),
-    Kind("token-classification", "token-classification", "AlbertForTokenClassification", None,
-         "a tag per word (BIO)"),
-    Kind("multiple-choice", "multiple-choice", "AlbertForMultipleChoice", None, "the right option of a question"),
-    Kind("qa", "question-answering", "AlbertForQuestionAnswering", None, "SQuAD 1.1: every question has an answer"),
-    Kind("qa-v2", "question-answering", "AlbertForQuestionAnswering", None, "SQuAD 2.0: some questions have none"),
+KINDS: dict[str, FinetuneKind] = {k.name: k for k in (
+    FinetuneKind("classification", "text-classification", "AlbertForSequenceClassification",
+                 "single_label_classification", "one label per text or text pair"),
+    FinetuneKind("regression", "text-classification", "AlbertForSequenceClassification", "regression",
+                 "a number per text or text pair (STS-B)"),
+    FinetuneKind("multi-label", "text-classification", "AlbertForSequenceClassification", "multi_label_classification",
+                 "any number of labels per text"),
+    FinetuneKind("token-classification", "token-classification", "AlbertForTokenClassification", None,
+                 "a tag per word (BIO)"),
+    FinetuneKind("multiple-choice", "multiple-choice", "AlbertForMultipleChoice", None,
+                 "the right option of a question"),
+    FinetuneKind("qa", "question-answering", "AlbertForQuestionAnswering", None,
+                 "SQuAD 1.1: every question has an answer"),
+    FinetuneKind("qa-v2", "question-answering", "AlbertForQuestionAnswering", None,
+                 "SQuAD 2.0: some questions have none"),
 )}
 
 ALIASES: dict[str, str] = {alias: t.name for t in TASKS.values() for alias in t.aliases}
@@ -212,10 +216,10 @@ def get_task(name: str) -> Task:
 
 def task_of_architecture(architecture: str | None) -> Task | None:
     """The task a model saved as `architecture` answers (`--task auto`): the first that lists it."""
-    return next((t for t in TASKS.values() if architecture in (*t.heads, *t.also_for)), None)
+    return next((t for t in TASKS.values() if architecture in (*t.heads, *t.also_answers)), None)
 
 
-def get_kind(name: str) -> Kind:
+def get_kind(name: str) -> FinetuneKind:
     if name not in KINDS:
         raise ConfigError(f"unknown fine-tuning task {name!r}; known: {', '.join(KINDS)}")
     return KINDS[name]
