@@ -33,7 +33,7 @@ from albert.tasks.sequence import SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
 from albert.train.loop import train
-from albert.train.settings import TrainSettings, build_settings, read_settings_file
+from albert.train.settings import TrainSettings, build_settings, read_settings_file, setting
 
 logger = logging.getLogger(__name__)
 
@@ -56,29 +56,30 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class FinetuneSettings(TrainSettings):
-    task: str = "classification"  # a fine-tuning kind of albert.tasks.registry.KINDS
-    doc_stride: int = 128
-    max_answer_length: int = 30
-    answerability_head: bool = False  # qa/qa-v2: the original ALBERT's SQuAD 2.0 head (start → end beam, answerability)
-    train: str = ""
-    dev: str = ""
-    model: str = DEFAULT_MODEL
-    out: str = ""
-    max_seq_length: int = 128
-    epochs: float = 3.0  # used when max_steps is 0
-    label_field: str = "label"
-    tsv_layout: str = ""
-    eval_batch_size: int = 64
+    task: str = setting("classification", "the fine-tuning task (see --task's choices)")
+    doc_stride: int = setting(128, "qa: tokens between the starts of a long context's windows")
+    max_answer_length: int = setting(30, "qa: the longest answer, in tokens")
+    answerability_head: bool = setting(False,
+                                       "qa: the original ALBERT's SQuAD 2.0 head (start → end beam and answerability)")
+    train: str = setting("", "the training file (.jsonl, .parquet, GLUE .tsv, SQuAD/RACE .json, CoNLL)")
+    dev: str = setting("", "the dev file, scored at each evaluation")
+    model: str = setting(DEFAULT_MODEL, "the model directory or packaged name to fine-tune from")
+    out: str = setting("", "the fine-tuned model's directory (new)")
+    max_seq_length: int = setting(128, "tokens per sequence at most (longer inputs are truncated or windowed)")
+    epochs: float = setting(3.0, "passes over the training data, used when max_steps is 0")
+    label_field: str = setting("label", "the label column of the training rows")
+    tsv_layout: str = setting("", "the GLUE layout of a .tsv file when its path does not tell (cola, sst-2, mrpc, ...)")
+    eval_batch_size: int = setting(64, "sequences per forward pass when evaluating")
     # fine-tuning defaults differ from pretraining's
     optimizer: Literal["lamb", "adamw", "adamw_original"] = "adamw"  # type: ignore[assignment]
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    max_steps: int = 0
-    warmup_fraction: float = 0.1
-    run_dir: str = ""  # training state (checkpoints, metrics): "" is --out's name + "-run", beside it
-    eval_every: int = 0  # 0: once per epoch
-    save_every: int = 0  # 0: once per epoch
-    keep_checkpoints: int = 1
+    learning_rate: float = setting(2e-5, "peak learning rate, reached after warm-up")
+    batch_size: int = setting(32, "sequences per optimizer step, all processes and accumulation together")
+    max_steps: int = setting(0, "optimizer steps the schedule spans")
+    warmup_fraction: float = setting(0.1, "warm-up as a fraction of max_steps, used when warmup_steps is 0")
+    run_dir: str = setting("", "directory for settings, metrics.jsonl, checkpoints and the final model")
+    eval_every: int = setting(0, "steps between evaluations")
+    save_every: int = setting(0, "steps between checkpoints")
+    keep_checkpoints: int = setting(1, "checkpoints kept (older ones are removed)")
 
     def __post_init__(self) -> None:
         get_kind(self.task)

@@ -7,7 +7,7 @@ import json
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -19,41 +19,58 @@ S = TypeVar("S")
 
 
 
+def setting(default: Any, help: str) -> Any:
+    """A settings field with its one line of meaning beside it (`--help` shows it)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainSettings:
     """What every run of the training loop needs (pretraining and fine-tuning alike)."""
 
-    run_dir: str = "runs/run"
-    seed: int = 0
-    batch_size: int = 64  # sequences per optimizer step, all processes and accumulation together
-    micro_batch_size: int = 0  # sequences per forward pass per process; 0: batch_size / processes
-    max_steps: int = 1000
-    stop_after: int = 0  # end this run at this step, checkpointed (the schedule still spans max_steps); 0: never
-    optimizer: Literal["lamb", "adamw", "adamw_original"] = "lamb"
-    learning_rate: float = 0.00176
-    warmup_steps: int = 0
-    warmup_fraction: float = 0.0  # used when warmup_steps is 0
-    decay: Literal["linear", "polynomial", "cosine", "constant", "one_cycle"] = "linear"
-    decay_power: float = 1.0
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-6
-    max_grad_norm: float = 1.0
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the device has bf16 matrix units
-    device: str = "auto"
-    num_threads: int = 0  # 0: torch's default
-    logger: Literal["jsonl", "tensorboard"] = "jsonl"  # metrics.jsonl always; tensorboard adds event files
-    log_every: int = 10
-    eval_every: int = 500
-    save_every: int = 500
-    keep_checkpoints: int = 3
-    on_nonfinite: Literal["stop", "skip"] = "stop"
-    progress: bool = True
-    compile: bool = False  # the training step's forward and backward under torch.compile
-    # A wall-clock budget (Cramming's): the schedule runs on max(step / max_steps, time used / budget) and the run
-    # ends, evaluated and saved, when the budget is spent. 0: steps only (and exact resume).
-    time_budget_minutes: float = 0.0
+    run_dir: str = setting("runs/run", "directory for settings, metrics.jsonl, checkpoints and the final model")
+    seed: int = setting(0, "seed for initialisation, data order and masking")
+    batch_size: int = setting(64, "sequences per optimizer step, all processes and accumulation together")
+    micro_batch_size: int = setting(0, "sequences per forward pass per process; 0: batch_size / processes")
+    max_steps: int = setting(1000, "optimizer steps the schedule spans")
+    stop_after: int = setting(0,
+                              "end this run at this step, checkpointed (the schedule still spans max_steps); 0: never")
+    optimizer: Literal["lamb", "adamw", "adamw_original"] = setting(
+        "lamb",
+        "lamb (the paper's), adamw, or adamw_original (BERT's: no bias correction)")
+    learning_rate: float = setting(0.00176, "peak learning rate, reached after warm-up")
+    warmup_steps: int = setting(0, "steps of linear warm-up from 0")
+    warmup_fraction: float = setting(0.0, "warm-up as a fraction of max_steps, used when warmup_steps is 0")
+    decay: Literal["linear", "polynomial", "cosine", "constant", "one_cycle"] = setting(
+        "linear",
+        "learning-rate decay after warm-up (one_cycle: from the peak at the warm-up's end down to 0 at the last step)")
+    decay_power: float = setting(1.0, "exponent of the polynomial decay")
+    weight_decay: float = setting(0.01, "decoupled weight decay (not on biases and LayerNorm weights)")
+    beta1: float = setting(0.9, "the optimizer's first-moment decay")
+    beta2: float = setting(0.999, "the optimizer's second-moment decay")
+    eps: float = setting(1e-6, "the optimizer's epsilon")
+    max_grad_norm: float = setting(1.0, "clip the global gradient norm to this; 0: no clipping")
+    precision: Literal["auto", "bf16", "fp32"] = setting("auto",
+                                                         "auto: bf16 where the device has bf16 matrix units (GPUs, "
+                                                         "AMX/AVX512-BF16 CPUs), else fp32")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    num_threads: int = setting(0, "CPU threads for torch; 0: torch's default")
+    logger: Literal["jsonl", "tensorboard"] = setting("jsonl",
+                                                      "jsonl: metrics.jsonl only; tensorboard: also TensorBoard event "
+                                                      "files in RUN_DIR/tensorboard")
+    log_every: int = setting(10, "steps between progress-bar updates (every step is recorded in metrics.jsonl)")
+    eval_every: int = setting(500, "steps between evaluations")
+    save_every: int = setting(500, "steps between checkpoints")
+    keep_checkpoints: int = setting(3, "checkpoints kept (older ones are removed)")
+    on_nonfinite: Literal["stop", "skip"] = setting("stop", "a non-finite loss: stop the run, or skip that step")
+    progress: bool = setting(True, "show a progress bar")
+    compile: bool = setting(False,
+                            "run the step's forward and backward under torch.compile (compiles once; the same loss)")
+    time_budget_minutes: float = setting(0.0,
+                                         "end the run when this much wall time is spent, the schedule following "
+                                         "whichever of steps and time is further along (0: steps only)")
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -79,24 +96,31 @@ class TrainSettings:
 
 @dataclass
 class PretrainSettings(TrainSettings):
-    data: str = ""  # a directory made by `albert data prepare`
-    model: str = "albert-base-v2"  # a preset name or a config.json
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    init_from: str = ""  # start from these weights instead of a random init
-    max_seq_length: int = 128
-    short_seq_prob: float = 0.1
-    masked_lm_prob: float = 0.15
-    max_predictions_per_seq: int = 20
-    max_ngram: int = 3
-    sop_weight: float = 1.0  # the sentence-order loss's weight beside MLM's (0: MLM only; SOP is still scored)
-    packing: bool = False  # several short examples per row of max_seq_length, attention kept within each
-    batch_ramp_steps: int = 0  # the batch grows linearly over these first steps, from batch_ramp_from × batch_size
-    batch_ramp_from: float = 0.25
-    document_order: Literal["shuffled", "sequential"] = "shuffled"  # see albert.data.pretraining.PretrainingStream
-    eval_examples: int = 2000
-    # Processes that mask and collate the coming steps' batches while the model trains (Linux: forked). On a
-    # GPU the one-process data path (~2,000 sequences/s) starves the model; the batches are the same for any number.
-    data_workers: int = 0
+    data: str = setting("", "a directory made by `albert data prepare`")
+    model: str = setting("albert-base-v2", "the model's shape: a preset name or a config.json")
+    model_overrides: dict[str, Any] = setting({}, "config fields replaced in the model's config (a mapping)")
+    init_from: str = setting("", "start from these weights instead of a random initialisation")
+    max_seq_length: int = setting(128, "tokens per sequence at most")
+    short_seq_prob: float = setting(0.1, "fraction of examples made shorter than max_seq_length (the paper's 10%)")
+    masked_lm_prob: float = setting(0.15, "fraction of tokens masked for MLM")
+    max_predictions_per_seq: int = setting(20, "masked positions per sequence at most")
+    max_ngram: int = setting(3, "longest n-gram masked as one unit (the paper's 3)")
+    sop_weight: float = setting(1.0,
+                                "weight of the sentence-order loss beside the MLM loss (0: MLM only, SOP still scored)")
+    packing: bool = setting(False,
+                            "pack several short examples into each row (attention and positions per example) instead "
+                            "of padding")
+    batch_ramp_steps: int = setting(0,
+                                    "grow the batch linearly over these first steps, each step's share rounded up to "
+                                    "whole micro-batches; 0: no ramp")
+    batch_ramp_from: float = setting(0.25, "the ramp's first batch, as a fraction of batch_size")
+    document_order: Literal["shuffled", "sequential"] = setting(
+        "shuffled",
+        "shuffled: documents in a seeded random order; sequential: in corpus order")
+    eval_examples: int = setting(2000, "held-out examples in each evaluation")
+    data_workers: int = setting(0,
+                                "processes that mask and collate the coming batches while the model trains (same "
+                                "batches)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -227,79 +251,13 @@ def save_settings(settings: Any, path: Path) -> None:
     path.write_text(yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False), encoding="utf-8")
 
 
-# One line of meaning per setting, for `albert pretrain --help` and `albert finetune --help` (which add each
-# setting's type and default from the dataclass). A test checks that every field of every settings class has one.
-HELP: dict[str, str] = {
-    # the loop (TrainSettings)
-    "run_dir": "directory for settings, metrics.jsonl, checkpoints and the final model",
-    "seed": "seed for initialisation, data order and masking",
-    "batch_size": "sequences per optimizer step, all processes and accumulation together",
-    "micro_batch_size": "sequences per forward pass per process; 0: batch_size / processes",
-    "max_steps": "optimizer steps the schedule spans",
-    "stop_after": "end this run at this step, checkpointed (the schedule still spans max_steps); 0: never",
-    "optimizer": "lamb (the paper's), adamw, or adamw_original (BERT's: no bias correction)",
-    "learning_rate": "peak learning rate, reached after warm-up",
-    "warmup_steps": "steps of linear warm-up from 0",
-    "warmup_fraction": "warm-up as a fraction of max_steps, used when warmup_steps is 0",
-    "decay": "learning-rate decay after warm-up (one_cycle: from the peak at the warm-up's end down to 0 at the "
-             "last step)",
-    "decay_power": "exponent of the polynomial decay",
-    "weight_decay": "decoupled weight decay (not on biases and LayerNorm weights)",
-    "beta1": "the optimizer's first-moment decay",
-    "beta2": "the optimizer's second-moment decay",
-    "eps": "the optimizer's epsilon",
-    "max_grad_norm": "clip the global gradient norm to this; 0: no clipping",
-    "precision": "auto: bf16 where the device has bf16 matrix units (GPUs, AMX/AVX512-BF16 CPUs), else fp32",
-    "device": "auto, cpu, cuda or cuda:N",
-    "num_threads": "CPU threads for torch; 0: torch's default",
-    "logger": "jsonl: metrics.jsonl only; tensorboard: also TensorBoard event files in RUN_DIR/tensorboard",
-    "log_every": "steps between progress-bar updates (every step is recorded in metrics.jsonl)",
-    "eval_every": "steps between evaluations",
-    "save_every": "steps between checkpoints",
-    "keep_checkpoints": "checkpoints kept (older ones are removed)",
-    "on_nonfinite": "a non-finite loss: stop the run, or skip that step",
-    "progress": "show a progress bar",
-    "compile": "run the step's forward and backward under torch.compile (compiles once; the same loss)",
-    "time_budget_minutes": "end the run when this much wall time is spent, the schedule following whichever of steps "
-                           "and time is further along (0: steps only)",
-    # pretraining (PretrainSettings)
-    "data": "a directory made by `albert data prepare`",
-    "model": "the model to start from: a preset name or config.json (pretrain), a model directory or name (finetune)",
-    "model_overrides": "config fields replaced in the model's config (a mapping)",
-    "init_from": "start from these weights instead of a random initialisation",
-    "max_seq_length": "tokens per sequence at most",
-    "short_seq_prob": "fraction of examples made shorter than max_seq_length (the paper's 10%)",
-    "masked_lm_prob": "fraction of tokens masked for MLM",
-    "max_predictions_per_seq": "masked positions per sequence at most",
-    "max_ngram": "longest n-gram masked as one unit (the paper's 3)",
-    "document_order": "shuffled: documents in a seeded random order; sequential: in corpus order",
-    "eval_examples": "held-out examples in each evaluation",
-    "sop_weight": "weight of the sentence-order loss beside the MLM loss (0: MLM only, SOP still scored)",
-    "packing": "pack several short examples into each row (attention and positions per example) instead of padding",
-    "batch_ramp_steps": "grow the batch linearly over these first steps, each step's share rounded up to whole "
-                        "micro-batches; 0: no ramp",
-    "batch_ramp_from": "the ramp's first batch, as a fraction of batch_size",
-    "data_workers": "processes that mask and collate the coming batches while the model trains (same batches)",
-    # fine-tuning (albert.train.finetune.FinetuneSettings)
-    "task": "the fine-tuning task (see --task's choices)",
-    "doc_stride": "qa: tokens between the starts of a long context's windows",
-    "max_answer_length": "qa: the longest answer, in tokens",
-    "answerability_head": "qa: the original ALBERT's SQuAD 2.0 head (start → end beam and answerability)",
-    "train": "the training file (.jsonl, .parquet, GLUE .tsv, SQuAD/RACE .json, CoNLL)",
-    "dev": "the dev file, scored at each evaluation",
-    "out": "the fine-tuned model's directory (new)",
-    "epochs": "passes over the training data, used when max_steps is 0",
-    "label_field": "the label column of the training rows",
-    "tsv_layout": "the GLUE layout of a .tsv file when its path does not tell (cola, sst-2, mrpc, ...)",
-    "eval_batch_size": "sequences per forward pass when evaluating",
-}
-
-
-def setting(default: Any, help: str) -> Any:
-    """A settings field with its one line of meaning beside it (`--help` shows it)."""
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+def field_help(cls: type, name: str) -> str:
+    """A setting's line of help: its own, or that of the field it redefines (a subclass's other default)."""
+    for klass in cls.__mro__:
+        for f in dataclasses.fields(klass) if dataclasses.is_dataclass(klass) else ():
+            if f.name == name and f.metadata.get("help"):
+                return str(f.metadata["help"])
+    return ""
 
 
 def settings_help(cls: type) -> str:
@@ -312,6 +270,6 @@ def settings_help(cls: type) -> str:
         tp = hints[f.name]
         kind = "|".join(map(str, typing.get_args(tp))) if typing.get_origin(tp) is Literal else getattr(
             tp, "__name__", str(tp))
-        meaning = f.metadata.get("help") or HELP.get(f.name, "")
+        meaning = field_help(cls, f.name)
         lines.append(f"  --{f.name:<24} {kind} (default {default!r})\n      {meaning}")
     return "\n".join(lines)
