@@ -8,6 +8,7 @@ command loads only what it uses (torch alone takes seconds to import on a small 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -222,10 +223,8 @@ def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) 
 def _serve(a: argparse.Namespace) -> None:
     from albert.inference.server import ServeSettings, serve_model
 
-    serve_model(ServeSettings(model=a.model or "", task=a.task, host=a.host, port=a.port, max_batch=a.max_batch,
-                              max_batch_tokens=a.max_batch_tokens, max_inputs=a.max_inputs, max_body=a.max_body,
-                              api_key=a.api_key, cors_origins=tuple(a.cors_origin), workers=a.workers, grace=a.grace,
-                              device=a.device, precision=a.precision, compile=a.compile))
+    values = {f.name: getattr(a, f.name) for f in dataclasses.fields(ServeSettings)}
+    serve_model(ServeSettings(**{**values, "model": values["model"] or "", "cors_origins": tuple(a.cors_origins)}))
 
 
 # ----- export and conversion -----
@@ -391,33 +390,23 @@ def _add_task_commands(sub: Any) -> None:
 
 def _add_serve_command(sub: Any) -> None:
     """serve."""
-    from albert.tasks.registry import ALIASES, TASKS
+    from albert.inference.serve_settings import ServeSettings
 
     t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched",
                        description="An ASGI app (FastAPI on uvicorn): POST the task's route or / (the Hugging Face "
                        "inference API's shapes), /embed for text-embeddings-inference clients; GET / (a page), /docs, "
                        "/openapi.json, /health, /info, /metrics. Needs the serve extra: pip install "
                        "'albert-lm[serve]'.")
-    t.add_argument("--task", default="auto", choices=["auto", *TASKS, *ALIASES],
-                   help="the pipeline (auto: the one the model directory was fine-tuned for; fill-mask for a "
-                        "pretrained model); its endpoint is POST " + ", ".join(t.route for t in TASKS.values()))
-    t.add_argument("--model", default=None, help="default: the task's embedded model (albert-small-en; "
-                   "albert-small-en-embed for feature-extraction)")
-    t.add_argument("--host", default="127.0.0.1",
-                   help="0.0.0.0 to accept connections from other machines (then set --api-key, or put it behind a "
-                        "proxy that authenticates)")
-    t.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
-    t.add_argument("--max-batch", type=int, default=64, help="inputs per model call at most (default 64)")
-    t.add_argument("--max-batch-tokens", type=int, default=16384, help="tokens per model call at most (default 16384)")
-    t.add_argument("--max-inputs", type=int, default=16384, help="inputs per request at most (default 16384)")
-    t.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="bytes per request body (default 8 MiB)")
-    t.add_argument("--api-key", default=None, help="require this key on every route but /health (Authorization: "
-                   "Bearer KEY); default: $ALBERT_API_KEY, else none")
-    t.add_argument("--cors-origin", action="append", default=[], help="allow browsers on this origin (repeatable); "
-                   "default: no CORS")
-    t.add_argument("--workers", type=int, default=1, help="processes, each with its own model (memory: "
-                   "torch and the model, ~290 MB resident per worker for albert-small-en)")
-    t.add_argument("--grace", type=float, default=10.0, help="seconds a shutdown waits for requests in flight")
+    for f in dataclasses.fields(ServeSettings):  # the flags are the settings' fields
+        meta = f.metadata
+        if meta.get("cli", True):
+            flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+            if meta.get("append"):
+                t.add_argument(flag, dest=f.name, action="append", default=[], help=meta["help"])
+            else:
+                kind = f.type if f.type in (int, float) else str
+                t.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=meta.get("choices"),
+                               help=meta["help"])
     _add_runtime_args(t)
     t.set_defaults(func=_serve)
 

@@ -31,15 +31,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
 from albert.data.reader import parse_json
 from albert.errors import AlbertError, InputError
 from albert.inference.batcher import Batcher, BatchStats
+from albert.inference.serve_settings import ServeSettings
 from albert.tasks.registry import (
-    DEFAULT_MODEL,
     TASKS,
     Parameter,
     Task,
@@ -53,45 +52,6 @@ logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "ALBERT_API_KEY"
 SETTINGS_ENV = "ALBERT_SERVE_SETTINGS"  # the settings, as JSON, for each worker process (--workers N)
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """What `albert serve` is told; checked before a model is loaded."""
-
-    model: str = ""  # "": the task's embedded model (albert.tasks.registry: DEFAULT_MODEL, or EMBED_MODEL for vectors)
-    task: str = "auto"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_batch: int = 64  # inputs per model call
-    max_batch_tokens: int = 16384  # tokens per model call (text-embeddings-inference's budget)
-    max_inputs: int = 16384  # inputs per request
-    max_body: int = 8 * 1024 * 1024  # bytes per request body
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    workers: int = 1
-    grace: float = 10.0  # seconds a shutdown waits for the requests in flight
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            default = DEFAULT_MODEL if self.task == "auto" else get_task(self.task).default_model
-            object.__setattr__(self, "model", default)
-
-    def check(self) -> None:
-        if self.task != "auto":
-            get_task(self.task)
-        if not 0 <= self.port <= 65535:
-            raise InputError(f"--port must be 0-65535, got {self.port}")
-        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "workers"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.grace < 0:
-            raise InputError(f"--grace must be >= 0, got {self.grace}")
-        if self.api_key is not None and not self.api_key.strip():
-            raise InputError("--api-key is empty")
 
 
 def task_for(model: str) -> str:
