@@ -59,8 +59,8 @@ def cpu_description() -> str:
 
 def _finite(t: Tensor) -> bool:
     """Whether every value is finite, in one pass: the least and the greatest are NaN if any value is, and ±inf
-    if any is. Why not torch.isfinite(t).all(): it makes several passes and a mask, 5.8 ms for fill-mask's logits
-    at 1×128 tokens (0.26 ms this way), an eighth of an int8 forward."""
+    if any is. Why not torch.isfinite(t).all(): it makes several passes and a mask, a sizeable share of a small
+    forward (docs/kernel-notes.md)."""
     if t.numel() == 0:
         return True
     lo, hi = torch.aminmax(t)
@@ -84,9 +84,9 @@ class PackedLinear:
     """An fp32 (or bf16) matrix reordered once into oneDNN's blocked layout, with its bias and, fused into the
     same kernel, the activation after it or the residual added to it.
 
-    Why: on a 2-core AVX-512 EPYC oneDNN's packed GEMM ran the model's shapes at 185-220 GFLOP/s against 135-195
-    for torch's default (MKL) path, most at 1×128 tokens; and the FFN's tanh-GELU, a separate pass over the
-    largest activation in eager torch, costs nothing inside the kernel (bench/inference_speed.py)."""
+    Why: oneDNN's packed GEMM runs the model's shapes faster than torch's default (MKL) path, and the FFN's
+    tanh-GELU, a separate pass over the largest activation in eager torch, costs nothing inside the kernel
+    (docs/kernel-notes.md)."""
 
     weight: Tensor
     bias: Tensor | None
@@ -114,13 +114,11 @@ class Int8Linear:
     residual added to it; fp32 out.
 
     Why not torch's quantized.linear_dynamic, which quantizes inside: it cannot fuse the FFN's tanh-GELU (a separate
-    pass over the largest activation, ~10% of an int8 forward), and using this kernel for the three other matrices
-    too gained 0-8% of a whole forward (within the host's noise) on a 2-core AVX-512 EPYC; per matrix the two were
-    within ~13% either way in shuffled micro-benchmarks, and mixing them was slower. The fused residual add measured
-    the same as a separate add_ there.
+    pass over the largest activation), and one kernel for all four matrices is simpler than mixing two that are
+    within noise of each other per matrix.
     On CPUs without VNNI the int8 kernels multiply-add u8 × s8 pairs into int16, which saturates with 8-bit
-    activations; 7-bit activations (127 levels) avoid it. On an AVX2-only EPYC that took top-1 fill-mask
-    agreement with fp32 from 98.7% to 99.3% (300 masks); with VNNI the full 255 levels are kept."""
+    activations; 7-bit activations (127 levels) avoid it, and keep more of fp32's answers there; with VNNI the full
+    255 levels are kept (docs/kernel-notes.md)."""
 
     weight: Tensor  # oneDNN-packed int8
     scales: Tensor
@@ -170,9 +168,9 @@ class Int8Linear:
 
 
 def _uint8(q: Tensor) -> Tensor:
-    """A quint8 tensor's bytes as a uint8 tensor on the same storage. Why: int_repr() copies them in one thread
-    (0.11 ms for 128×3072 values, five times the quantization itself), and q.view(torch.uint8) does not keep the
-    storage alive (a use after free in torch 2.13)."""
+    """A quint8 tensor's bytes as a uint8 tensor on the same storage. Why: int_repr() copies them in one thread (for
+    a 128×3072 input, five times the cost of the quantization itself), and q.view(torch.uint8) does not keep the
+    storage alive (a use after free)."""
     return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), q.storage_offset(), q.shape, q.stride())
 
 

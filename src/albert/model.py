@@ -218,8 +218,8 @@ class AlbertLayer(nn.Module):
             probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
             ctx = F.dropout(probs, p_attn, self.training) @ v
         else:
-            # also at 1×128 tokens on the CPU, where two matmuls and a softmax had looked faster on their own (0.50
-            # against 0.59 ms): inside the model SDPA's kernel was 3-7% faster for a whole int8 forward (2-core EPYC)
+            # SDPA's fused kernel at every size: inside the model it is the faster one even where two matmuls and a
+            # softmax look faster alone (docs/kernel-notes.md)
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_attn)
         ctx = ctx.transpose(1, 2).reshape(B, q.shape[2], H)  # (B, T or K, H)
         x = F.layer_norm(self._residual(x, ctx, w.out_w, w.out_b), (H,), w.ln1_w, w.ln1_b, self.eps)

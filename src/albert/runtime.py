@@ -90,8 +90,8 @@ def resolve_device(name: str, index: int | None = None) -> torch.device:
 # ----- precision -----
 def resolve_precision(precision: str, device: torch.device) -> Precision:
     """'auto' → bf16 on GPUs and on CPUs with bf16 matrix units, fp32 elsewhere. bf16 asked for on a CPU
-    without them still runs, but its matmuls may take a reference path far slower than fp32 (0.9 against
-    72 GFLOP/s measured on an AVX2-only EPYC), so that gets a warning. int8 runs on the CPU only."""
+    without them still runs, but its matmuls may take a reference path far slower than fp32 (docs/kernel-notes.md),
+    so that gets a warning. int8 runs on the CPU only."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
     if precision == "auto":
@@ -156,17 +156,17 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
     (Pipeline.warm_up, which `albert serve --compile` runs at start).
 
     - freezing: the weights are constants, which inductor folds and prepacks for oneDNN.
-    - cpp_wrapper, on the CPU: generated C++ calls the graph's kernels, not Python. With it int8 at 1×128 tokens
-      was 1.10-1.15x the eager int8 path on a 2-core EPYC (without it 1.03x), fp32 1.05x.
+    - cpp_wrapper, on the CPU: generated C++ calls the graph's kernels, not Python, whose per-call cost otherwise
+      weighs most at small batches.
     - realize_cpu_opcount_threshold, on the CPU: an expression with more than 2 ops that several others read is
       computed once and stored, not recomputed inside each reader. Why: an int8 matrix's input is quantized with a
       scale and zero point computed from its range in a few scalar ops (Int8Linear._quantize_in_graph), and by
-      default inductor recomputed them, three divisions deep, for every 16 values of the quantizing loop; stored,
-      that pass took ~35% less time and an int8 forward 3-5% less (1×128 and 8×128 tokens, same outputs; fp32
-      unchanged). A torch without one of these settings compiles without it.
-    - The settings are patched around every call instead of passed as torch.compile(options=...): with options,
-      torch 2.13 did not freeze (the int8 weights stayed graph inputs, which inductor then refused). Compilation
-      happens lazily, at a call, so the patch is in force when it does.
+      default inductor recomputed them, three divisions deep, for every 16 values of the quantizing loop. A torch
+      without one of these settings compiles without it.
+    - The settings are patched around every call instead of passed as torch.compile(options=...), which did not
+      freeze (the int8 weights stayed graph inputs, which inductor refused). Compilation happens lazily, at a call,
+      so the patch is in force when it does.
+    What each setting gained: docs/kernel-notes.md.
     The model's forward hooks (the check that outputs are finite) run outside the compiled code."""
     import torch._inductor.config as inductor_config
 
@@ -196,9 +196,9 @@ def keep_freed_memory() -> None:
     """Let glibc's malloc keep freed memory for reuse instead of handing it back to the kernel at once.
 
     Why: a forward frees and reallocates activations of several MiB each; by default glibc returns such blocks
-    (mmap, or trimming the heap's top), and every new one is then faulted in page by page again. At 8×128 tokens
-    on a 2-core EPYC that was ~10% of an int8 forward (ONNX Runtime keeps its own arena). Memory stays at the
-    process's high-water mark instead. Only glibc has these settings; elsewhere nothing changes."""
+    (mmap, or trimming the heap's top), and every new one is then faulted in page by page again (ONNX Runtime keeps
+    its own arena for the same reason). Memory stays at the process's high-water mark instead. Only glibc has
+    these settings; elsewhere nothing changes."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return
     import ctypes
@@ -268,8 +268,8 @@ def freeze_fp32(model: AlbertPreTrainedModel, packed: bool = True) -> AlbertPreT
 
 
 def freeze_bf16(model: AlbertPreTrainedModel, packed: bool = True) -> AlbertPreTrainedModel:
-    """Encoder in bf16 (weights cast once, here; on the CPU packed for oneDNN as in fp32, 1.1-1.15x the plain
-    bf16 matrices on an AVX512-BF16 EPYC), parameters and heads in fp32."""
+    """Encoder in bf16 (weights cast once, here; on the CPU packed for oneDNN as in fp32), parameters and heads in
+    fp32."""
     _freeze(model, torch.bfloat16, packed)
     _fp32_heads(model)
     return model
@@ -279,10 +279,8 @@ def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
     """Encoder matrices in int8 (activations quantized per batch), everything else in fp32: oneDNN's int8 kernels
     with the FFN's activation fused (Int8Linear) where torch has them, else torch's dynamic int8 matrices.
 
-    Why oneDNN rather than fbgemm (torch's other x86 int8 engine): on a near-tied test set oneDNN kept 99.3% of
-    fp32's top-1 fill-mask answers against fbgemm's 98.7%, and only oneDNN fuses the activation. Without VNNI
-    (emulated on an AVX-512 EPYC by limiting both to AVX2) neither was faster at both sizes: fbgemm by 6-11% at
-    1×128 tokens, oneDNN by 3-9% at 8×128."""
+    Why oneDNN rather than fbgemm (torch's other x86 int8 engine): it kept more of fp32's top answers, only it fuses
+    the activation, and without VNNI neither is faster at every size (docs/kernel-notes.md)."""
     if next(model.parameters()).device.type != "cpu":
         raise InputError("int8 dynamic quantization runs on the CPU only")
     model.float().eval()
