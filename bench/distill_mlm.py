@@ -2,9 +2,9 @@
 held-out sequences of a prepared data directory, 15% single-token masks: pretraining's evaluation) and forward
 speed (tokens/s at batch × length, fp32 and int8, alternating rounds, medians).
 
-    python bench/distill_mlm.py --data PREPARED_DIR --teacher albert-small-en --student DIR [--out FILE]
+    python bench/distill_mlm.py --data PREPARED_DIR --teacher albert-small-en --student NAME=DIR ... [--out FILE]
 
-The student is what `albert distill --kind masked-lm` made (e.g. the teacher with half the passes).
+A student is what `albert distill --kind masked-lm` made (e.g. the teacher with half the passes), or its start.
 """
 
 from __future__ import annotations
@@ -35,15 +35,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
     p.add_argument("--teacher", default="albert-small-en")
-    p.add_argument("--student", required=True)
+    p.add_argument("--student", action="append", required=True, help="a student directory; NAME=DIR names it "
+                   "(repeatable: e.g. the start before distillation beside the distilled one)")
     p.add_argument("--eval-examples", type=int, default=100_000, help="held-out sequences at most (default: all)")
     p.add_argument("--shape", default="8x128")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--out", default="bench/results/distill_mlm.json")
     a = p.parse_args()
     tokenizer = AlbertTokenizer.from_pretrained(a.teacher)
-    models = {"teacher": AlbertForPreTraining.from_pretrained(a.teacher).eval(),
-              "student": AlbertForPreTraining.from_pretrained(a.student).eval()}
+    models = {"teacher": AlbertForPreTraining.from_pretrained(a.teacher).eval()}
+    for i, spec in enumerate(a.student):
+        name, _, where = spec.rpartition("=")
+        models[name or f"student{i}"] = AlbertForPreTraining.from_pretrained(where).eval()
     results: dict[str, dict[str, float]] = {}
     for name, model in models.items():
         with torch.no_grad():
@@ -65,10 +68,11 @@ def main() -> None:
                     times[n].append(time.perf_counter() - start)
         for n in prepared:
             results[n][f"{precision}_tokens_per_s"] = round(B * T / statistics.median(times[n]), 1)
-    t, s = results["teacher"], results["student"]
-    summary = {"mlm_acc_ratio": round(s["eval_mlm_acc"] / t["eval_mlm_acc"], 4),
-               "speed_fp32": round(s["fp32_tokens_per_s"] / t["fp32_tokens_per_s"], 3),
-               "speed_int8": round(s["int8_tokens_per_s"] / t["int8_tokens_per_s"], 3)}
+    t = results["teacher"]
+    summary = {name: {"mlm_acc_ratio": round(s["eval_mlm_acc"] / t["eval_mlm_acc"], 4),
+                      "speed_fp32": round(s["fp32_tokens_per_s"] / t["fp32_tokens_per_s"], 3),
+                      "speed_int8": round(s["int8_tokens_per_s"] / t["int8_tokens_per_s"], 3)}
+               for name, s in results.items() if name != "teacher"}
     out = {"cpu": cpu_description(), "threads": torch.get_num_threads(), "data": a.data, "teacher": a.teacher,
            "student": a.student, "shape": a.shape, "rounds": a.rounds, "results": results,
            "student_vs_teacher": summary}

@@ -42,6 +42,7 @@ from albert.heads import AlbertModel, AlbertPreTrainedModel
 from albert.outputs import check_new_output, claim_output
 from albert.tasks.batching import pad_batch
 from albert.tokenizer import AlbertTokenizer
+from albert.train.cards import write_distill_card
 from albert.train.loop import train
 from albert.train.settings import TrainSettings, setting
 
@@ -489,7 +490,8 @@ def distill(settings: DistillSettings, resume: bool = False) -> Path:
         if settings.kind == "task" and scores:  # as a fine-tuned directory has them
             (out / "dev_results.json").write_text(json.dumps({k.removeprefix("eval_"): v for k, v in scores.items()},
                                                              indent=2) + "\n")
-        write_card(out, settings, about, scores, time.perf_counter() - began)
+        write_distill_card(out, settings, weights_sha256(Path(settings.teacher)), about, scores,
+                           time.perf_counter() - began)
     return out
 
 
@@ -561,33 +563,3 @@ def _task(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[Albert
     model = model_class(spec).from_pretrained(settings.student, **head_config(spec, labels),
                                               **settings.student_overrides)
     return model, TaskDistillTask(data, teacher, settings), f"{len(train_rows):,} training rows ({spec.task})"
-
-
-def cpu_hours(run_dir: Path) -> float:
-    """CPU hours the run's steps took, over all its sessions: each step's seconds × the threads it ran on."""
-    metrics = run_dir / "metrics.jsonl"
-    seconds = sum(r.get("seconds", 0.0) for r in map(json.loads, metrics.read_text().splitlines())
-                  if r.get("kind") != "eval") if metrics.is_file() else 0.0
-    return seconds * torch.get_num_threads() / 3600
-
-
-def write_card(out: Path, settings: DistillSettings, about: str, scores: dict[str, float], seconds: float) -> None:
-    teacher_hash = weights_sha256(Path(settings.teacher))
-    hours = cpu_hours(Path(settings.run_dir))
-    overrides = json.dumps(settings.student_overrides) if settings.student_overrides else "as the start"
-    held_out = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in scores.items())
-    lines = [
-        f"# {out.name}", "",
-        f"An ALBERT student distilled ({settings.kind}) from `{Path(settings.teacher).name}` by `albert distill`.", "",
-        "| | |", "|---|---|",
-        f"| teacher | `{settings.teacher}` (weights SHA-256 `{teacher_hash}`) |",
-        f"| teacher licence | {settings.teacher_licence or 'not given'} |",
-        f"| student start | `{settings.student}` |",
-        f"| data | {', '.join(f'`{d}`' for d in settings.data)}: {about} |",
-        f"| student config | {overrides} |",
-        f"| steps | {settings.max_steps:,} × {settings.batch_size}, lr {settings.learning_rate} |",
-        f"| compute | {hours:.2f} CPU hours of training steps ({seconds / 3600:.2f} h this session's wall clock) |",
-        f"| held-out | {held_out} |", "",
-    ]
-    (out / "README.md").write_text("\n".join(lines))
-

@@ -28,10 +28,11 @@ from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer
 from albert.tasks.choice import ChoiceFeatures, read_questions
 from albert.tasks.qa import QAFeatures, read_qa
-from albert.tasks.registry import DEFAULT_MODEL, TASKS, get_kind
+from albert.tasks.registry import DEFAULT_MODEL, get_kind
 from albert.tasks.sequence import SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
+from albert.train.cards import card_inputs, write_finetune_card
 from albert.train.loop import train
 from albert.train.settings import TrainSettings, build_settings, read_settings_file, setting
 
@@ -278,62 +279,11 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         tokenizer.save_pretrained(out)
         if scores is not None:
             (out / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
-        write_model_card(out, resolved, labels, scores, len(train_rows), len(dev_rows or []))
+        defaults = build_settings(FinetuneSettings, {k: v for k, v in card_inputs(resolved).items() if v is not None})
+        head = model_class(TaskSpec(settings.task, settings.max_seq_length,
+                                    answerability_head=settings.answerability_head)).__name__
+        write_finetune_card(out, resolved, defaults, head, labels, scores, len(train_rows), len(dev_rows or []))
     return out
-
-
-def write_model_card(out: Path, settings: FinetuneSettings, labels: list[str], scores: dict[str, float] | None,
-                     n_train: int, n_dev: int) -> None:
-    """README.md: what the model is for, its labels, data, dev scores, the command that rebuilds it, the code."""
-    from albert.train.provenance import code_commit
-    from albert.version import __version__
-
-    kind = get_kind(settings.task)
-    given = {"task": settings.task, "train": settings.train, "dev": settings.dev or None, "model": settings.model,
-             "out": settings.out}
-    defaults = build_settings(FinetuneSettings, {k: v for k, v in given.items() if v is not None})
-    changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(FinetuneSettings)
-               if f.name not in given and f.name not in ("run_dir", "progress", "epochs", "eval_every", "save_every")
-               and (f.name == "max_steps" or getattr(settings, f.name) != getattr(defaults, f.name))}
-    command = " ".join(["albert finetune", *(f"--{k} {v}" for k, v in given.items() if v),
-                        *(f"--{k} {json.dumps(v) if not isinstance(v, str) else v}" for k, v in changed.items())])
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in (scores or {}).items())
-    card = f"""---
-library_name: albert
-pipeline_tag: {kind.task}
-base_model: {settings.model}
-tags: [albert, {settings.task}]
----
-
-# {out.name}
-
-ALBERT fine-tuned for **{settings.task}** ({kind.help}) from `{settings.model}`; it answers the `{kind.task}`
-task (`albert {TASKS[kind.task].command} --model {out.name}`, or `albert.pipeline("{kind.task}", model=...)`), and
-transformers loads it as `{model_class(TaskSpec(settings.task, settings.max_seq_length,
-answerability_head=settings.answerability_head)).__name__}`.
-
-| | |
-|---|---|
-| labels | {", ".join(labels) if labels else "—"} |
-| training data | `{settings.train}` ({n_train:,} examples) |
-| dev data | {f"`{settings.dev}` ({n_dev:,} examples)" if settings.dev else "—"} |
-| steps | {settings.max_steps:,} × batch {settings.batch_size}, learning rate {settings.learning_rate:g} |
-| max sequence length | {settings.max_seq_length} |
-| code | albert {__version__}, commit {code_commit() or "unknown (not run from a checkout)"} |
-
-## Dev scores
-
-{f"| metric | value |{chr(10)}|---|---|{chr(10)}{rows}" if rows else "No dev set was given."}
-
-## Command
-
-```bash
-{command}
-```
-
-Training state (checkpoints, metrics.jsonl, the resolved settings.yaml) is in `{settings.run_dir}`.
-"""
-    (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
