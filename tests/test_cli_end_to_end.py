@@ -19,6 +19,7 @@ import pytest
 
 import albert
 from albert.train.finetune import predict_dir
+from toy_tasks import wait_until_stopped
 
 
 def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -128,10 +129,7 @@ def test_finetune_resumes_after_a_kill_exactly(tiny_model: Path, toy_models: dic
     proc = subprocess.Popen([sys.executable, "-m", "albert", *args(killed)],
                             env={**os.environ, "ALBERT_TEST_STOP_AT_STEP": "9"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.time() + 300  # a bound on a hang, not a timing
-    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
-        assert proc.poll() is None and time.time() < deadline, "the run ended before it stopped at step 9"
-        time.sleep(0.05)
+    wait_until_stopped(proc, "step 9")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "model.safetensors").exists()

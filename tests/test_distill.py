@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 
 import albert
 from albert.train.distill import DistillSettings, select_texts, weights_sha256
+from toy_tasks import wait_until_stopped
 
 TEXT = Path(__file__).parent / "fixtures" / "public_domain.txt"
 
@@ -116,10 +116,7 @@ def test_a_kill_then_resume_continues_exactly(tiny_model: Path, tmp_path: Path) 
                                                                    steps=12)],
                             env={**os.environ, "ALBERT_TEST_STOP_AT_STEP": "7"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.time() + 300  # a bound on a hang, not a timing
-    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
-        assert proc.poll() is None and time.time() < deadline, "the run ended before it stopped at step 7"
-        time.sleep(0.05)
+    wait_until_stopped(proc, "step 7")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     resumed = cli(*args(tiny_model, start, tmp_path / "killed", cache, steps=12), "--resume")

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import torch
 from albert.errors import ConfigError, DataError, TrainingError
 from albert.train.pretrain import pretrain
 from albert.train.settings import PretrainSettings, load_settings, parse_overrides
+from toy_tasks import wait_until_stopped
 
 ALBERT = [sys.executable, "-m", "albert.cli"]
 
@@ -48,11 +48,6 @@ def test_loss_decreases_and_final_model_loads(prepared_data: Path, tmp_path: Pat
     assert [e["step"] for e in evals] == [30, 60] and all(0 <= e["eval_sop_acc"] <= 1 for e in evals)
 
 
-def _state(pid: int) -> str:
-    """A process's state letter (R running, S sleeping, T stopped, ...), from /proc."""
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-
-
 def test_sigkill_then_resume_matches_uninterrupted(prepared_data: Path, tmp_path: Path) -> None:
     ref = tmp_path / "ref"
     pretrain(tiny(prepared_data, ref, max_steps=16))
@@ -65,10 +60,7 @@ def test_sigkill_then_resume_matches_uninterrupted(prepared_data: Path, tmp_path
             "--progress", "false", "--num_threads", "1", "--eval_examples", "32", "--log_every", "1"]
     env = {**os.environ, "ALBERT_TEST_STOP_AT_STEP": "10"}  # the process stops itself after step 10
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300  # a generous bound on a hang, not a timing
-    while _state(proc.pid) != "T":
-        assert proc.poll() is None and time.time() < deadline, "the run ended before it stopped at step 10"
-        time.sleep(0.05)
+    wait_until_stopped(proc, "step 10")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(losses(run)) == 10  # killed after step 10's record, two steps past the checkpoint at step 8

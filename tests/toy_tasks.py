@@ -80,3 +80,14 @@ def write_split(rows: list[dict[str, Any]], directory: Path, dev: int) -> tuple[
     train.write_text("".join(json.dumps(r) + "\n" for r in rows[:-dev]), encoding="utf-8")
     held.write_text("".join(json.dumps(r) + "\n" for r in rows[-dev:]), encoding="utf-8")
     return train, held
+
+
+def wait_until_stopped(proc: Any, what: str) -> None:
+    """Wait for a process run with ALBERT_TEST_STOP_AT_STEP to stop itself (state T): an event, not a timing; the
+    deadline only bounds a hang."""
+    import time
+
+    deadline = time.time() + 300
+    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert proc.poll() is None and time.time() < deadline, f"the run ended before it stopped at {what}"
+        time.sleep(0.05)

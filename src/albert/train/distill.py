@@ -43,7 +43,7 @@ from albert.outputs import check_new_output, claim_output
 from albert.tasks.batching import pad_batch
 from albert.tokenizer import AlbertTokenizer
 from albert.train.cards import write_distill_card
-from albert.train.loop import train
+from albert.train.loop import EpochOrder, train
 from albert.train.settings import TrainSettings, setting
 
 logger = logging.getLogger(__name__)
@@ -243,13 +243,9 @@ class SentenceVectorTask:
                  settings: DistillSettings, pad_id: int) -> None:
         self.ids, self.vectors = ids, vectors
         self.eval_ids, self.eval_vectors = eval_ids, eval_vectors
-        self.batch_size, self.seed, self.pad_id = settings.batch_size, settings.seed, pad_id
+        self.batch_size, self.pad_id = settings.batch_size, pad_id
         self.similarity_weight, self.temperature = settings.similarity_weight, settings.temperature
-        self.epoch, self.index = 0, 0
-        self._order = self._epoch_order(0)
-
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, 13]).permutation(len(self.ids))
+        self.order = EpochOrder(len(ids), settings.seed, salt=13)
 
     def _collate(self, rows: list[int], ids: list[list[int]], vectors: Tensor) -> dict[str, Tensor]:
         batch = pad_batch([ids[i] for i in rows], [[0] * len(ids[i]) for i in rows], self.pad_id)
@@ -258,19 +254,8 @@ class SentenceVectorTask:
         return out
 
     def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
-        chosen: list[int] = []
-        while len(chosen) < self.batch_size:
-            if self.index >= len(self._order):
-                self.epoch, self.index = self.epoch + 1, 0
-                self._order = self._epoch_order(self.epoch)
-            take = min(self.batch_size - len(chosen), len(self._order) - self.index)
-            chosen.extend(self._order[self.index:self.index + take].tolist())
-            self.index += take
-        out = []
-        for m in range(self.batch_size // (micro_batch * world)):
-            lo = (m * world + rank) * micro_batch  # the same texts whatever the process layout
-            out.append(self._collate(chosen[lo:lo + micro_batch], self.ids, self.vectors))
-        return out
+        return [self._collate(rows, self.ids, self.vectors)
+                for rows in self.order.micro_batches(self.batch_size, rank, world, micro_batch)]
 
     def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
         return torch.tensor([float(sum(len(b["teacher"]) for b in batches))], dtype=torch.float64)
@@ -316,28 +301,52 @@ class SentenceVectorTask:
                 "eval_teacher_recall@1": float((nearest == torch.arange(len(student))).float().mean())}
 
     def data_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "index": self.index}
+        return self.order.state()
 
     def load_data_state(self, state: dict[str, Any]) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._order = self._epoch_order(self.epoch)
+        self.order.load_state(state)
 
 
-class MaskedLMDistillTask:
-    """Pretraining's masked batches (its data, evaluation and statistics: `PretrainTask`), with the teacher's
-    distributions at the masked positions as soft targets: loss = kd_weight · T² · KL(teacher_T ‖ student_T) +
-    (1 - kd_weight) · the true tokens' CE, + SOP's CE."""
+class _SoftTargets:
+    """A task of the loop that adds soft targets to another task's (`base`): its batches, normalisers, evaluation
+    and data position are the base's; its statistics are the base's and the soft-target loss's sum."""
 
-    def __init__(self, pretrain_task: Any, teacher: nn.Module, settings: DistillSettings) -> None:
-        self.base, self.teacher = pretrain_task, teacher
-        self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
-        self.stat_names = [*pretrain_task.stat_names, "kd_sum"]
+    base: Any
+    kd_count = "kd_count"  # the statistic the soft-target loss is averaged over
 
     def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
         return self.base.step_batches(step, rank, world, micro_batch)
 
     def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
         return self.base.normalizers(batches)
+
+    def summarize(self, s: dict[str, float]) -> dict[str, float]:
+        out = self.base.summarize(s)
+        out["kd_loss"] = s["kd_sum"] / max(s[self.kd_count], 1)
+        return out
+
+    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+        return self.base.evaluate(model, device, dtype)
+
+    def data_state(self) -> dict[str, Any]:
+        return self.base.data_state()
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.base.load_data_state(state)
+
+
+class MaskedLMDistillTask(_SoftTargets):
+    """Pretraining's masked batches (its data, evaluation and statistics: `PretrainTask`), with the teacher's
+    distributions at the masked positions as soft targets: loss = kd_weight · T² · KL(teacher_T ‖ student_T) +
+    (1 - kd_weight) · the true tokens' CE, + SOP's CE."""
+
+    kd_count = "mlm_count"
+
+    def __init__(self, pretrain_task: Any, teacher: nn.Module, settings: DistillSettings) -> None:
+        self.base, self.teacher = pretrain_task, teacher
+        self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
+        self.stat_names = [*pretrain_task.stat_names, "kd_sum"]
+
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "mlm_positions",
@@ -355,19 +364,6 @@ class MaskedLMDistillTask:
         loss = hard - (self.kd_weight * mlm_sum / norm[0]).to(hard.dtype) + (self.kd_weight * kd_sum / norm[0])
         return loss.to(torch.float32), torch.cat([stats, kd_sum.detach().double().reshape(1)])
 
-    def summarize(self, s: dict[str, float]) -> dict[str, float]:
-        out = self.base.summarize(s)
-        out["kd_loss"] = s["kd_sum"] / max(s["mlm_count"], 1)
-        return out
-
-    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
-        return self.base.evaluate(model, device, dtype)
-
-    def data_state(self) -> dict[str, Any]:
-        return self.base.data_state()
-
-    def load_data_state(self, state: dict[str, Any]) -> None:
-        self.base.load_data_state(state)
 
 
 class _Recorder(nn.Module):
@@ -384,7 +380,7 @@ class _Recorder(nn.Module):
         return out
 
 
-class TaskDistillTask:
+class TaskDistillTask(_SoftTargets):
     """The task's own training data, loss, statistics and evaluation (`FinetuneData`), with the teacher's outputs on
     the same inputs as soft targets: loss = (1 - kd_weight) · the task's loss + kd_weight · the soft-target loss."""
 
@@ -394,11 +390,6 @@ class TaskDistillTask:
         self.stat_names = [*data.stat_names, "kd_sum", "kd_count"]
         self._recorders: dict[int, _Recorder] = {}
 
-    def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
-        return self.base.step_batches(step, rank, world, micro_batch)
-
-    def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
-        return self.base.normalizers(batches)
 
     def soft_loss(self, student: Any, teacher: Any, batch: dict[str, Tensor]) -> tuple[Tensor, float]:
         """Summed over the rows (tokens, for tagging) of the batch: the distance of each of the student's outputs to
@@ -444,19 +435,6 @@ class TaskDistillTask:
                                                                        device=soft_sum.device)])
         return loss.float(), torch.cat([stats.double(), extra])
 
-    def summarize(self, s: dict[str, float]) -> dict[str, float]:
-        out = self.base.summarize(s)
-        out["kd_loss"] = s["kd_sum"] / max(s["kd_count"], 1)
-        return out
-
-    def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
-        return self.base.evaluate(model, device, dtype)
-
-    def data_state(self) -> dict[str, Any]:
-        return self.base.data_state()
-
-    def load_data_state(self, state: dict[str, Any]) -> None:
-        self.base.load_data_state(state)
 
 
 # ----- the command -----

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -33,7 +32,7 @@ from albert.tasks.sequence import SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
 from albert.train.cards import card_inputs, write_finetune_card
-from albert.train.loop import train
+from albert.train.loop import EpochOrder, train
 from albert.train.settings import TrainSettings, build_settings, read_settings_file, setting
 
 logger = logging.getLogger(__name__)
@@ -175,35 +174,19 @@ class FinetuneData:
         self.features = features
         self.train = features.featurize_train(train)
         self.dev = dev
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size = batch_size
         self.stat_names = features.stat_names
-        self.epoch, self.index = 0, 0
-        self._order = self._epoch_order(0)
-
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.train))
+        self.order = EpochOrder(len(self.train), seed, salt=7)
 
     def step_batches(self, step: int, rank: int, world: int, micro_batch: int) -> list[dict[str, Tensor]]:
-        chosen: list[int] = []
-        while len(chosen) < self.batch_size:
-            if self.index >= len(self._order):
-                self.epoch, self.index = self.epoch + 1, 0
-                self._order = self._epoch_order(self.epoch)
-            take = min(self.batch_size - len(chosen), len(self._order) - self.index)
-            chosen.extend(self._order[self.index:self.index + take].tolist())
-            self.index += take
-        out = []
-        for m in range(self.batch_size // (micro_batch * world)):
-            lo = (m * world + rank) * micro_batch  # the same examples whatever the process layout
-            out.append(self.features.collate([self.train[i] for i in chosen[lo:lo + micro_batch]]))
-        return out
+        return [self.features.collate([self.train[i] for i in rows])
+                for rows in self.order.micro_batches(self.batch_size, rank, world, micro_batch)]
 
     def data_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "index": self.index}
+        return self.order.state()
 
     def load_data_state(self, state: dict[str, Any]) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._order = self._epoch_order(self.epoch)
+        self.order.load_state(state)
 
     def normalizers(self, batches: list[dict[str, Tensor]]) -> Tensor:
         return torch.tensor([max(1.0, sum(self.features.units(b) for b in batches))], dtype=torch.float64)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -83,6 +84,39 @@ class TrainTask(Protocol):
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         ...
+
+
+class EpochOrder:
+    """A task's rows drawn in a seeded order, epoch after epoch (each epoch reshuffled), split into each process's
+    micro-batches; its position is checkpointed, so a resumed run draws what the uninterrupted one did."""
+
+    def __init__(self, rows: int, seed: int, salt: int) -> None:
+        self.rows, self.seed, self.salt = rows, seed, salt
+        self.epoch, self.index = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, self.salt]).permutation(self.rows)
+
+    def micro_batches(self, batch_size: int, rank: int, world: int, micro_batch: int) -> list[list[int]]:
+        """The next batch's rows, as this process's micro-batches (the same rows whatever the process layout)."""
+        chosen: list[int] = []
+        while len(chosen) < batch_size:
+            if self.index >= len(self._order):
+                self.epoch, self.index = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+            take = min(batch_size - len(chosen), len(self._order) - self.index)
+            chosen.extend(self._order[self.index:self.index + take].tolist())
+            self.index += take
+        starts = [(m * world + rank) * micro_batch for m in range(batch_size // (micro_batch * world))]
+        return [chosen[lo:lo + micro_batch] for lo in starts]
+
+    def state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._order = self._permutation(self.epoch)
 
 
 @dataclass
