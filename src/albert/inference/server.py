@@ -511,7 +511,7 @@ def _schemas(task: Task) -> dict[str, Any]:
     one: Any = str | input_model if task.takes_text else input_model
     request = create_model(f"{prefix}Request", inputs=(one | list[one], Field(..., description="one input or a list")),
                            parameters=(parameter_model | None, None))
-    one_answer = _answer_model(task.name, prefix)
+    one_answer = _answer_model(task, prefix)
     response = create_model(f"{prefix}Response", __base__=RootModel[one_answer | list[one_answer]])  # type: ignore[valid-type]
     response.__doc__ = task.output
     models: list[Any] = [request, response]
@@ -529,28 +529,25 @@ def _schemas(task: Task) -> dict[str, Any]:
     return {**names, "schemas": schemas}
 
 
-def _answer_model(task: str, prefix: str) -> Any:
-    """One input's answer, as a model for the docs (the pipelines build the answers; these only describe them)."""
+_ANSWER_TYPES: dict[str, Any] = {"float": float, "int": int, "str": str, "list[float]": list[float]}
+
+
+def _answer_model(task: Task, prefix: str) -> Any:
+    """One input's answer, as a model for the docs, from the task's registry entry (the pipelines build the answers;
+    this only describes them)."""
     from pydantic import create_model
 
-    def model(name: str, **fields: Any) -> Any:
-        return create_model(prefix + name, **{k: (v, ...) for k, v in fields.items()})  # type: ignore[call-overload]
-
-    if task == "fill-mask":
-        filler = model("Filler", score=float, token=int, token_str=str, sequence=str)
-        return list[filler] | list[list[filler]]  # type: ignore[valid-type]  # one [MASK]; several: one list each
-    if task == "feature-extraction":
+    if task.answer_form == "vector":
         return list[float]
-    if task == "text-classification":
-        label = model("Label", label=str, score=float)
-        return label | list[label]  # type: ignore[valid-type]
-    if task == "token-classification":
-        return list[model("Entity", entity_group=str, score=float, word=str, start=int, end=int)]  # type: ignore[misc]
-    if task == "question-answering":
-        return model("Answer", answer=str, score=float, start=int, end=int, no_answer_score=float)
-    if task == "multiple-choice":
-        return model("Choice", label=int, scores=list[float])
-    return model("Order", label=str, score=float)
+    name = prefix + "Answer"
+    one = create_model(name, **{k: (_ANSWER_TYPES[t], ...) for k, t in task.answer})  # type: ignore[call-overload]
+    if task.answer_form == "list":
+        return list[one]  # type: ignore[valid-type]
+    if task.answer_form == "one_or_list":
+        return one | list[one]  # type: ignore[valid-type]
+    if task.answer_form == "list_or_lists":
+        return list[one] | list[list[one]]  # type: ignore[valid-type]
+    return one
 
 
 def _parameter_type(p: Parameter) -> Any:

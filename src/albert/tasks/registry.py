@@ -92,6 +92,11 @@ class Task:
     # its route also takes text-embeddings-inference's body ({inputs, normalize, truncate}) and answers in TEI's shape
     tei: bool = False
     default_model: str = DEFAULT_MODEL  # what runs it when no model is named
+    # One input's answer, described for the server's OpenAPI docs (the pipelines build the answers): its fields as
+    # (name, type) with types float, int, str and list[float]; and its form: one such object, a list of them, either
+    # (one, or a ranked list: top_k), a list or a list of lists (one per [MASK]), or a vector
+    answer: tuple[tuple[str, str], ...] = ()
+    answer_form: Literal["one", "list", "one_or_list", "list_or_lists", "vector"] = "one"
 
     @property
     def route(self) -> str:
@@ -140,21 +145,24 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          (Parameter("top_k", int, 5, "fillers per [MASK]", maximum=TOP_K_LIMIT),),
          also_answers=("AlbertForPreTraining",),
          output="per [MASK], its top_k fillers [{score, token, token_str, sequence}] (one mask: a flat list)",
-         example={"text": "The whale swam through the [MASK] sea."}),
+         example={"text": "The whale swam through the [MASK] sea."},
+         answer=(("score", "float"), ("token", "int"), ("token_str", "str"), ("sequence", "str")),
+         answer_form="list_or_lists"),
     Task("feature-extraction", "embed", "sentence vectors, one JSON list per input", ("AlbertModel",), (_TEXT,),
          (Parameter("pooling", ("auto", "cls", "mean", "max", "mean_sqrt_len"), "auto",
                     "auto: a sentence-transformers directory's own pooling, else mean over the text's tokens (as "
                     "sentence-transformers pools); cls: the [CLS] hidden state"),
           Parameter("normalize", bool, None, "L2-normalise the vectors (default: as the directory says, else no)")),
          output="the text's vector [float, ...]", example={"text": "Call me Ishmael."}, api_options_top_level=True,
-         tei=True, default_model=EMBED_MODEL),
+         tei=True, default_model=EMBED_MODEL, answer_form="vector"),
     Task("text-classification", "classify", "labels of texts (a fine-tuned classifier)",
          ("AlbertForSequenceClassification",),
          (_TEXT, Field("text_pair", required=False, help="a second text, for pair tasks", flag="--pair")),
          (Parameter("top_k", int, 1, "labels per text (ranked)", maximum=TOP_K_LIMIT),),
          aliases=("sentiment-analysis",),
          output="{label, score} (top_k 1), else [{label, score}, ...] ranked",
-         example={"text": "The food was wonderful and the staff were kind."}, api_nests_answers=True),
+         example={"text": "The food was wonderful and the staff were kind."}, api_nests_answers=True,
+         answer=(("label", "str"), ("score", "float")), answer_form="one_or_list"),
     Task("token-classification", "tag", "entities in texts (a fine-tuned token classifier)",
          ("AlbertForTokenClassification",), (_TEXT,),
          (Parameter("aggregation_strategy", ("first", "simple", "none"), "first",
@@ -162,7 +170,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                     "is one entity; simple: the same over pieces; none: one entry per piece", flag="--aggregation"),),
          aliases=("ner",), windows=True,
          output="[{entity_group, score, word, start, end}, ...] (none: {entity, score, index, word, start, end})",
-         example={"text": "Ishmael sailed from Nantucket on the Pequod."}),
+         example={"text": "Ishmael sailed from Nantucket on the Pequod."},
+         answer=(("entity_group", "str"), ("score", "float"), ("word", "str"), ("start", "int"), ("end", "int")),
+         answer_form="list"),
     Task("question-answering", "answer", "extractive answers (a fine-tuned QA model)",
          ("AlbertForQuestionAnswering", "AlbertForQuestionAnsweringWithAnswerability"),
          (Field("question", help="the question"), Field("context", help="the text that holds the answer")),
@@ -171,19 +181,23 @@ TASKS: dict[str, Task] = {t.name: t for t in (
           Parameter("handle_impossible_answer", bool, False, 'answer "" where the model prefers no answer '
                     "(SQuAD 2.0 models)", flag="--allow-no-answer")),
          windows=True, output="{answer, score, start, end, no_answer_score}",
-         example={"question": "Where did the whale swim?", "context": "The whale swam through the cold northern sea."}),
+         example={"question": "Where did the whale swim?", "context": "The whale swam through the cold northern sea."},
+         answer=(("answer", "str"), ("score", "float"), ("start", "int"), ("end", "int"),
+                 ("no_answer_score", "float"))),
     Task("multiple-choice", "choose", "pick an option (a fine-tuned multiple-choice model)",
          ("AlbertForMultipleChoice",),
          (Field("question", help="the question (a '_' in it is filled by each option)"),
           Field("options", "options", help="the options (two or more)"),
           Field("article", required=False, help="the passage the question is about")),
          output="{label: the best option's index, scores: [probability per option]}",
-         example={"question": "The whale swam in the _.", "options": ["sea", "sky", "desert"]}),
+         example={"question": "The whale swam in the _.", "options": ["sea", "sky", "desert"]},
+         answer=(("label", "int"), ("scores", "list[float]"))),
     Task("sentence-order", "sentence-order", "is the second text the continuation of the first? (pretraining's "
          "SOP head)", ("AlbertForPreTraining",),
          (Field("first", help="the first text"), Field("second", help="the text that may follow it")),
          output="{label: in_order | swapped, score}",
-         example={"first": "The ship left the harbour.", "second": "By noon it was far out at sea."}),
+         example={"first": "The ship left the harbour.", "second": "By noon it was far out at sea."},
+         answer=(("label", "str"), ("score", "float"))),
 )}
 
 KINDS: dict[str, FinetuneKind] = {k.name: k for k in (
