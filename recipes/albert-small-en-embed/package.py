@@ -47,7 +47,10 @@ def main() -> None:
     rows = ""
     if retrieval.is_file():
         r = json.loads(retrieval.read_text())
-        rows = "\n".join(f"| {name} | {v['recall@1']:.3f} | {v['recall@10']:.3f} | {v['mrr']:.3f} | "
+        def label(name: str) -> str:
+            return "the teacher, through sentence-transformers" if name.startswith("st:") else name
+
+        rows = "\n".join(f"| {label(name)} | {v['recall@1']:.3f} | {v['recall@10']:.3f} | {v['mrr']:.3f} | "
                          f"{v['vectors_per_s']:.0f} |" for name, v in r["results"].items())
         rows = (f"\n## Retrieval (bench/retrieval.py, {r['pairs']:,} Debian package summaries → paragraphs, "
                 f"{r['cpu']})\n\n| | recall@1 | recall@10 | MRR | vectors/s |\n|---|---|---|---|---|\n{rows}\n")
