@@ -94,6 +94,8 @@ def test_fine_tuned_heads_in_every_precision(toy_models: dict[str, tuple[Path, P
     every label, span and index is equal and every score within SCORE_TOLERANCE; at least 90% of the inputs must."""
     tolerance = SCORE_TOLERANCE[precision]
     for kind, (out, dev) in toy_models.items():
+        if compile and kind == "regression":
+            continue  # the same head class as classification's, compiled there (each compilation takes 10-20 s)
         want = evaluate_dir(out, dev, device="cpu", precision="fp32")
         got = evaluate_dir(out, dev, device="cpu", precision=precision, compile=compile)
         assert got.keys() == want.keys()
