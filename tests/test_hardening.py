@@ -315,3 +315,51 @@ def test_a_trainer_state_holding_objects_is_refused(prepared_data: Path, tmp_pat
 
 def test_checkpoint_error_family() -> None:
     assert issubclass(CheckpointError, AlbertError) and issubclass(DataError, ValueError)
+
+
+# ----- settings files: --config and a run's settings.yaml -----
+@pytest.mark.parametrize("content,says", [
+    (b"max_steps: 5\nrun_dir: caf\xe9\n", "is not UTF-8 text"),
+    (b"!!python/object/apply:os.system ['echo pwned > /tmp/albert-pwned']\n", "is not a settings file albert reads"),
+    (b"a: [1, 2\n", "is not a settings file albert reads"),
+    (b"- 1\n- 2\n", "must hold a mapping of settings"),
+])
+def test_a_settings_file_albert_cannot_read_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        prepared_data: Path, content: bytes, says: str) -> None:
+    """As --config, and as the settings.yaml of a run being resumed: one line, exit 2, nothing executed."""
+    config = tmp_path / "settings.yaml"
+    config.write_bytes(content)
+    code, err = run_cli(["pretrain", "--config", str(config), "--data", str(prepared_data)], capsys)
+    assert says in one_line_error(code, err)
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_00000001").mkdir(parents=True)
+    for name in ("model.safetensors", "trainer.pt"):
+        (run / "checkpoints" / "step_00000001" / name).write_bytes(b"x")
+    (run / "settings.yaml").write_bytes(content)
+    code, err = run_cli(["pretrain", "--data", str(prepared_data), "--run_dir", str(run), "--model", "albert-tiny",
+                         "--resume"], capsys)
+    assert says in one_line_error(code, err)
+    assert not Path("/tmp/albert-pwned").exists()
+
+
+def test_input_files_are_refused_by_type_before_they_are_opened(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A FIFO (which would block), a device (which never ends), a symlink loop and a directory given as --file or
+    --train: one line each, naming what the path is."""
+    import os
+
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    zero = tmp_path / "zero.jsonl"  # a link to a device, with the name of a data file
+    zero.symlink_to("/dev/zero")
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    for path, says in ((fifo, "is a FIFO"), (zero, "is a device"), (loop, "cannot be read"),
+                       (folder, "is a directory")):
+        code, err = run_cli(["embed", "--file", str(path), "--model", "albert-small-en"], capsys)
+        assert says in one_line_error(code, err), path
+        code, err = run_cli(["finetune", "--task", "classification", "--train", str(path), "--out",
+                             str(tmp_path / "out")], capsys)
+        assert says in one_line_error(code, err), path

@@ -12,6 +12,7 @@ import bz2
 import gzip
 import json
 import lzma
+import stat
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,20 @@ _ARCHIVE_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
 def _require_file(path: Path) -> None:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.is_dir() else f"{path} is a directory; expected a file")
+    """A regular file, checked by type before it is opened: a FIFO or a device would block or never end, a symlink
+    loop would raise on open; each is one line."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:  # a symlink loop, a path through a file, no permission
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path} is a directory; expected a file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise DataError(f"{path} is {kind}; expected a regular file")
 
 
 def _open_binary(path: Path) -> IO[bytes]:

@@ -41,7 +41,7 @@ from albert.train.checkpoints import (
 from albert.train.loggers import MetricsLog
 from albert.train.optim import build_optimizer, lr_lambda
 from albert.train.provenance import record_session
-from albert.train.settings import TrainSettings, save_settings
+from albert.train.settings import TrainSettings, read_settings_file, save_settings
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +145,10 @@ def setup_distributed(device_type: str) -> Dist:
 
 
 def _saved_settings(run_dir: Path) -> dict[str, Any]:
-    import yaml
-
+    """The settings a run recorded (run_dir/settings.yaml), read as any settings file is: a file that is not one
+    albert wrote is one line, never a traceback."""
     saved_path = run_dir / "settings.yaml"
-    return (yaml.safe_load(saved_path.read_text()) or {}) if saved_path.is_file() else {}
+    return read_settings_file(saved_path) if saved_path.is_file() else {}
 
 
 def run_precision(settings: TrainSettings, device: torch.device, run_dir: Path, resume: bool

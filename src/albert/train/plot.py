@@ -55,12 +55,12 @@ def run_stages(run_dir: Path) -> list[tuple[Path, int | None]]:
     A run whose settings say `init_from: OTHER_RUN/checkpoints/step_N` continues OTHER_RUN at step N;
     `init_from: OTHER_RUN/final` continues it from its end.
     """
-    import yaml
+    from albert.train.settings import read_settings_file
 
     stages: list[tuple[Path, int | None]] = [(run_dir, None)]
     while True:
         settings_path = stages[0][0] / "settings.yaml"
-        settings = yaml.safe_load(settings_path.read_text()) if settings_path.is_file() else {}
+        settings = read_settings_file(settings_path) if settings_path.is_file() else {}
         init = Path(str((settings or {}).get("init_from") or ""))
         if init.parent.name == "checkpoints":
             parent: Path | None = init.parent.parent

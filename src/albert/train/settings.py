@@ -213,8 +213,13 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"settings file not found: {p}")
     try:
         loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p} is not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:  # a python/... tag too: safe_load refuses it, nothing runs
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{p} is not a settings file albert reads: {' '.join(str(problem).split())}{where}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{p} must hold a mapping of settings")
     return loaded
