@@ -28,6 +28,19 @@ HEAD_NAMES = frozenset({"predictions", "sop_classifier", "classifier", "qa_outpu
                         "answer_head", "dropout"})
 
 
+def pool_hidden_states(hidden: Tensor, mask: Tensor, pooling: str = "mean") -> Tensor:
+    """Sentence vectors (B, H) from last hidden states (B, T, H) over each row's tokens (mask (B, T), 1 for a token;
+    [CLS] and [SEP] count): the mean (sentence-transformers' default), the mean times sqrt(tokens), the maximum, or
+    [CLS]'s state. `albert embed` and sentence-vector distillation pool through this one function."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    if pooling == "max":
+        return hidden.masked_fill(m == 0, float("-inf")).max(1).values
+    total, count = (hidden * m).sum(1), m.sum(1).clamp(min=1)
+    return total / (count if pooling == "mean" else count.sqrt())
+
+
 class ModelOutput:
     """Attribute access like transformers' outputs, plus `out[0]` / `out["name"]` over the fields that are set."""
 

@@ -84,9 +84,6 @@ def resolve_device(name: str, index: int | None = None) -> torch.device:
     return device
 
 
-# ----- what the CPU can do -----
-
-
 # ----- precision -----
 def resolve_precision(precision: str, device: torch.device) -> Precision:
     """'auto' → bf16 on GPUs and on CPUs with bf16 matrix units, fp32 elsewhere. bf16 asked for on a CPU

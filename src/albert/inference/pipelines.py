@@ -17,6 +17,7 @@ import torch
 from albert.errors import InputError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
+from albert.model import pool_hidden_states
 from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
@@ -28,7 +29,6 @@ from albert.tasks.tokens import first_piece_words, group_entities
 from albert.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
-
 
 
 class Pipeline:
@@ -131,13 +131,8 @@ class FeatureExtractionPipeline(BatchedPipeline):
         texts, single = _as_list(inputs)
         vectors = []
         for result, b, n in self._pad_forward(self._encode(texts)):
-            h = result.last_hidden_state[b, :n].float()  # (T, H): the text's tokens, [CLS] and [SEP] included
-            if pooling == "cls":
-                v = h[0]
-            elif pooling == "max":
-                v = h.max(0).values
-            else:
-                v = h.sum(0) / (n if pooling == "mean" else n ** 0.5)
+            h = result.last_hidden_state[b:b + 1, :n].float()  # (1, T, H): the text's tokens, [CLS] and [SEP] included
+            v = pool_hidden_states(h, h.new_ones(1, n), pooling)[0]
             if normalize:
                 v = torch.nn.functional.normalize(v, dim=0)
             vectors.append(v.cpu().tolist())

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from albert.data.reader import iter_documents
 from albert.errors import ConfigError, DataError
 from albert.heads import AlbertModel, AlbertPreTrainedModel
+from albert.model import pool_hidden_states
 from albert.outputs import check_new_output, claim_output
 from albert.tasks.batching import pad_batch
 from albert.tokenizer import AlbertTokenizer
@@ -47,9 +48,6 @@ from albert.train.loop import EpochOrder, train
 from albert.train.settings import TrainSettings, setting
 
 logger = logging.getLogger(__name__)
-
-KINDS = ("sentence-vectors", "masked-lm", "task")
-
 
 @dataclass
 class DistillSettings(TrainSettings):
@@ -103,7 +101,7 @@ class DistillSettings(TrainSettings):
 
 
 # ----- texts -----
-def _first_sentence(paragraph: str, rng: np.random.Generator) -> str:
+def _a_sentence(paragraph: str, rng: np.random.Generator) -> str:
     """One sentence of a paragraph (split at '. ', '? ', '! '), chosen at random among those of 4 words or more."""
     parts, start = [], 0
     for i, ch in enumerate(paragraph[:-1]):
@@ -127,7 +125,7 @@ def select_texts(paths: list[str], max_texts: int, short_share: float, seed: int
                     continue
                 texts.append(paragraph)
                 if rng.random() < short_share:
-                    sentence = _first_sentence(paragraph, rng)
+                    sentence = _a_sentence(paragraph, rng)
                     if sentence and sentence != paragraph:
                         texts.append(sentence)
     if len(texts) < 2:
@@ -186,7 +184,7 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
                             return_tensors="pt")
             with torch.inference_mode():
                 hidden = model(**enc).last_hidden_state
-            out.append(mean_pool(hidden, enc["attention_mask"]).float().numpy())
+            out.append(pool_hidden_states(hidden, enc["attention_mask"]).float().numpy())
         return np.concatenate(out)
     return encode
 
@@ -227,12 +225,6 @@ def teacher_vectors(settings: DistillSettings, texts: list[str]) -> np.ndarray:
 
 
 # ----- the task the loop runs -----
-def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
-    """The mean over each row's tokens ([CLS] and [SEP] included), as `albert embed` pools."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-
-
 class SentenceVectorTask:
     """Texts (student token ids) with their teacher vectors, in seeded epoch order; MSE to the teacher's vector,
     plus the in-batch similarity term when weighted; evaluated by agreement with the teacher on held-out texts."""
@@ -263,7 +255,7 @@ class SentenceVectorTask:
     def _vectors(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     token_type_ids=batch["token_type_ids"])
-        return mean_pool(out.last_hidden_state, batch["attention_mask"]).float()
+        return pool_hidden_states(out.last_hidden_state, batch["attention_mask"]).float()
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
         student, teacher = self._vectors(model, batch), batch["teacher"].float()
@@ -347,7 +339,6 @@ class MaskedLMDistillTask(_SoftTargets):
         self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
         self.stat_names = [*pretrain_task.stat_names, "kd_sum"]
 
-
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "mlm_positions",
                                         "position_ids", "example_ids", "sop_positions") if k in batch}
@@ -363,7 +354,6 @@ class MaskedLMDistillTask(_SoftTargets):
         mlm_sum = stats[1]
         loss = hard - (self.kd_weight * mlm_sum / norm[0]).to(hard.dtype) + (self.kd_weight * kd_sum / norm[0])
         return loss.to(torch.float32), torch.cat([stats, kd_sum.detach().double().reshape(1)])
-
 
 
 class _Recorder(nn.Module):
@@ -388,8 +378,6 @@ class TaskDistillTask(_SoftTargets):
         self.base, self.teacher = data, teacher
         self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
         self.stat_names = [*data.stat_names, "kd_sum", "kd_count"]
-        self._recorders: dict[int, _Recorder] = {}
-
 
     def soft_loss(self, student: Any, teacher: Any, batch: dict[str, Tensor]) -> tuple[Tensor, float]:
         """Summed over the rows (tokens, for tagging) of the batch: the distance of each of the student's outputs to
@@ -420,7 +408,7 @@ class TaskDistillTask(_SoftTargets):
         return total, max(rows, 1.0)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
-        recorder = self._recorders.setdefault(id(model), _Recorder(model))
+        recorder = _Recorder(model)  # (a wrapper only: the model's weights, not copies)
         hard, stats = self.base.loss(recorder, batch, norm)
         assert recorder.last is not None
         inputs, student = recorder.last
@@ -434,7 +422,6 @@ class TaskDistillTask(_SoftTargets):
         extra = torch.stack([soft_sum.detach().double(), torch.tensor(rows, dtype=torch.float64,
                                                                        device=soft_sum.device)])
         return loss.float(), torch.cat([stats.double(), extra])
-
 
 
 # ----- the command -----
@@ -508,29 +495,24 @@ def _masked_lm(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[A
 
 
 def _task(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[AlbertPreTrainedModel, Any, str]:
-    from albert.config import AlbertConfig
-    from albert.hub import resolve_model_dir
     from albert.train.finetune import (
         FinetuneData,
-        TaskSpec,
         build_featurizer,
         head_config,
+        labels_of,
         model_class,
         read_task_rows,
+        task_spec_of,
     )
 
     if not 1 <= len(settings.data) <= 2:
         raise ConfigError("task distillation reads the training file and optionally the dev file (--data TRAIN [DEV])")
-    raw = AlbertConfig.from_json_file(resolve_model_dir(settings.teacher) / "config.json").albert_task
-    if not raw:
-        raise ConfigError(f"{settings.teacher} records no fine-tuning task: the teacher must be a fine-tuned directory")
-    spec = TaskSpec(**raw)
-    teacher = model_class(spec).from_pretrained(settings.teacher).eval()
+    directory, spec = task_spec_of(settings.teacher)  # the teacher must be a fine-tuned directory
+    teacher = model_class(spec).from_pretrained(directory).eval()
     if teacher.config.vocab_size != tokenizer.vocab_size:
         raise ConfigError(f"task distillation needs one vocabulary: the teacher has {teacher.config.vocab_size} "
                           f"pieces, the student's tokenizer {tokenizer.vocab_size}")
-    id2label = teacher.config.id2label or {}
-    labels = [id2label[i] for i in range(len(id2label))]
+    labels = labels_of(teacher)
     train_rows, spec = read_task_rows(spec, settings.data[0], labels)
     dev_rows = read_task_rows(spec, settings.data[1], labels)[0] if len(settings.data) > 1 else None
     if not train_rows:

@@ -281,10 +281,8 @@ def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
     return None
 
 
-def load_task_model(model_dir: str | Path, device: str = "auto", precision: str = "auto", compile: bool = False
-                    ) -> tuple[AlbertPreTrainedModel, Featurizer, TaskSpec, Runtime]:
-    """A fine-tuned directory's model, prepared for inference in `precision` (and compiled with `compile`), and its
-    task's featurizer."""
+def task_spec_of(model_dir: str | Path) -> tuple[Path, TaskSpec]:
+    """A fine-tuned directory (resolved) and the task it records (config.albert_task)."""
     from albert.checkpoint import resolve_model_dir
     from albert.config import AlbertConfig
 
@@ -293,14 +291,21 @@ def load_task_model(model_dir: str | Path, device: str = "auto", precision: str 
     if not raw:
         raise DataError(f"{model_dir} records no fine-tuning task (config.albert_task); was it made by "
                         "`albert finetune`?")
-    spec = TaskSpec(**raw)
+    return directory, TaskSpec(**raw)
+
+
+def load_task_model(model_dir: str | Path, device: str = "auto", precision: str = "auto", compile: bool = False
+                    ) -> tuple[AlbertPreTrainedModel, Featurizer, TaskSpec, Runtime]:
+    """A fine-tuned directory's model, prepared for inference in `precision` (and compiled with `compile`), and its
+    task's featurizer."""
+    directory, spec = task_spec_of(model_dir)
     runtime = resolve_runtime(device, precision)
     model = prepare_for_inference(model_class(spec).from_pretrained(directory), runtime, compile)
     tokenizer = AlbertTokenizer.from_pretrained(directory)
-    return model, build_featurizer(spec, tokenizer, _labels(model)), spec, runtime
+    return model, build_featurizer(spec, tokenizer, labels_of(model)), spec, runtime
 
 
-def _labels(model: AlbertPreTrainedModel) -> list[str]:
+def labels_of(model: AlbertPreTrainedModel) -> list[str]:
     cfg = model.config
     return [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else []
 
@@ -308,12 +313,12 @@ def _labels(model: AlbertPreTrainedModel) -> list[str]:
 def evaluate_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto",
                  compile: bool = False) -> dict[str, float]:
     model, features, spec, runtime = load_task_model(model_dir, device, precision, compile)
-    rows, _ = read_task_rows(spec, data, _labels(model))
+    rows, _ = read_task_rows(spec, data, labels_of(model))
     return features.score_examples(model, rows, runtime.device)
 
 
 def predict_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto",
                 compile: bool = False) -> list[dict[str, Any]]:
     model, features, spec, runtime = load_task_model(model_dir, device, precision, compile)
-    rows, _ = read_task_rows(spec, data, _labels(model), need_labels=False)
+    rows, _ = read_task_rows(spec, data, labels_of(model), need_labels=False)
     return features.predict_rows(model, rows, runtime.device)
