@@ -168,12 +168,11 @@ def _plot(a: argparse.Namespace) -> None:
 # ----- distillation -----
 def _distill(a: argparse.Namespace, extra: list[str]) -> None:
     from albert.train.distill import DistillSettings, distill
-    from albert.train.settings import build_settings, parse_overrides, read_settings_file
+    from albert.train.settings import load_settings, parse_overrides
 
     given = {"kind": a.kind, "teacher": a.teacher, "student": a.student, "data": a.data, "out": a.out}
-    values = {**(read_settings_file(a.config) if a.config else {}),
-              **{k: v for k, v in given.items() if v is not None}, **parse_overrides(extra)}
-    out = distill(build_settings(DistillSettings, values), resume=a.resume)
+    named = {k: v for k, v in given.items() if v is not None}
+    out = distill(load_settings(DistillSettings, a.config, {**named, **parse_overrides(extra)}), resume=a.resume)
     print(f"distilled model: {out}")
 
 
