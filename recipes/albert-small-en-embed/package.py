@@ -2,7 +2,9 @@
 vectors move by less than 1e-3 in cosine), tokenizer, the sentence-transformers layout, and a model card built from
 the run and from bench/results/retrieval.json.
 
-    python recipes/albert-small-en-embed/package.py STUDENT_DIR OUT_DIR
+    python recipes/albert-small-en-embed/package.py STUDENT_DIR OUT_DIR [--earlier STAGE_DIR ...]
+
+--earlier names the students of earlier stages (in order), whose cards come first under "The distillation".
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("student")
     p.add_argument("out")
+    p.add_argument("--earlier", nargs="*", default=[], help="earlier stages' students, in order")
     a = p.parse_args()
     student, out = Path(a.student), Path(a.out)
     if out.exists():
@@ -42,7 +45,10 @@ def main() -> None:
 
     config = json.loads((out / "config.json").read_text())
     write_layout(out, config["hidden_size"], "mean", True, config["max_position_embeddings"])
-    card = (student / "README.md").read_text()
+    stages = [Path(d) for d in a.earlier] + [student]
+    card = "\n".join(f"### Stage {i}\n\n" + (d / "README.md").read_text().split("\n", 2)[2]
+                      for i, d in enumerate(stages, 1)) if len(stages) > 1 else \
+        (student / "README.md").read_text().split("\n", 2)[2]
     retrieval = ROOT / "bench" / "results" / "retrieval.json"
     rows = ""
     if retrieval.is_file():
@@ -61,7 +67,7 @@ def main() -> None:
         "(`albert convert --from-bert`) and distilled from that model's vectors (`albert distill`). Vectors: the "
         "mean of the last hidden states, L2-normalised. Weights stored in float16.\n\n"
         f"Training text: {SOURCES}.\n\nRebuild: `bash recipes/albert-small-en-embed/reproduce.sh`.\n\n"
-        "## The distillation\n\n" + card.split("\n", 2)[2] + rows)
+        "## The distillation\n\n" + card + rows)
     print(f"wrote {out}")
 
 

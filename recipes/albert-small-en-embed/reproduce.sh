@@ -6,9 +6,10 @@
 #    SHA-256 below, any other file is refused;
 # 2. the student's start: the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups, its embeddings moved
 #    onto albert-small-en's SentencePiece vocabulary (albert convert --from-bert);
-# 3. albert distill (sentence vectors) on ../shared/data/corpus.txt.xz with distill.yaml's settings; a kill is
+# 3. albert distill (sentence vectors) on ../shared/data/corpus.txt.xz with distill.yaml's settings (2,000 steps),
+#    then a second stage from that student with distill-2.yaml's (4,000 steps on another 100,000 texts); a kill is
 #    resumed by running this script again;
-# 4. the student packaged (weights in float16) with its card: package.py.
+# 4. the student packaged (weights in float16) with both stages' cards: package.py.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -28,8 +29,13 @@ echo "$TEACHER_SHA256  $WORK/teacher/model.safetensors" | sha256sum -c --quiet -
   || { echo "reproduce: the teacher's model.safetensors is not the pinned one; refused" >&2; exit 2; }
 [ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 0,1,3,5 --tokenizer albert-small-en \
   --out "$WORK/start"
-resume=()
-[ -d "$WORK/student-run/checkpoints" ] && resume=(--resume)
-[ -d "$WORK/student" ] || "$ALBERT" distill --config "$HERE/distill.yaml" --teacher "$WORK/teacher" \
-  --student "$WORK/start" --data "$CORPUS" --out "$WORK/student" --cache_dir "$WORK/cache" "${resume[@]}"
-"$PY" "$HERE/package.py" "$WORK/student" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}"
+distill() {  # stage settings, start, out: one stage, resumed if a kill interrupted it
+  local resume=()
+  [ -d "$3-run/checkpoints" ] && resume=(--resume)
+  [ -d "$3" ] || "$ALBERT" distill --config "$HERE/$1" --teacher "$WORK/teacher" --student "$2" --data "$CORPUS" \
+    --out "$3" --cache_dir "$WORK/cache" "${resume[@]}"
+}
+distill distill.yaml "$WORK/start" "$WORK/student"
+distill distill-2.yaml "$WORK/student" "$WORK/student-2"
+"$PY" "$HERE/package.py" "$WORK/student-2" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}" \
+  --earlier "$WORK/student"

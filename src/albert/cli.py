@@ -187,15 +187,19 @@ def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
 
 
 def _evaluate(a: argparse.Namespace) -> None:
+    from albert.early_exit import ExitPolicy
     from albert.train.finetune import evaluate_dir
 
-    print(json.dumps(evaluate_dir(a.model, a.data, a.device, a.precision, a.compile), indent=2))
+    policy = ExitPolicy(a.patience, a.exit_threshold)
+    print(json.dumps(evaluate_dir(a.model, a.data, a.device, a.precision, a.compile, policy), indent=2))
 
 
 def _predict(a: argparse.Namespace) -> None:
+    from albert.early_exit import ExitPolicy
     from albert.train.finetune import predict_dir
 
-    for row in predict_dir(a.model, a.data, a.device, a.precision, a.compile):
+    policy = ExitPolicy(a.patience, a.exit_threshold)
+    for row in predict_dir(a.model, a.data, a.device, a.precision, a.compile, policy):
         print(json.dumps(row, ensure_ascii=False))
 
 
@@ -231,7 +235,7 @@ def _export_onnx(a: argparse.Namespace) -> None:
     from albert.export import export_model_onnx
 
     info = export_model_onnx(a.model, a.out, a.architecture, opset=a.opset, quantize=a.quantize,
-                             share_weights=a.share_weights)
+                             share_weights=a.share_weights, full_depth=a.full_depth)
     print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB; outputs {', '.join(info['outputs'])})")
 
 
@@ -323,7 +327,7 @@ def _add_data_commands(sub: Any) -> None:
 
 def _add_training_commands(sub: Any) -> None:
     """pretrain, plot, distill, finetune, evaluate, predict."""
-    from albert.tasks.registry import DEFAULT_MODEL, KINDS
+    from albert.tasks.registry import DEFAULT_MODEL, EXIT_PARAMETERS, KINDS
 
     t = sub.add_parser("pretrain", help="pretrain (MLM + SOP); settings from YAML, overridden by --key value")
     t.add_argument("--config", default=None, help="settings YAML (see recipes/)")
@@ -361,17 +365,16 @@ def _add_training_commands(sub: Any) -> None:
     t.set_defaults(func=_finetune, takes_extra=True)
     _list_settings(t, "albert.train.finetune", "FinetuneSettings")
 
-    t = sub.add_parser("evaluate", help="score a fine-tuned model on a labelled file")
-    t.add_argument("--model", required=True)
-    t.add_argument("--data", required=True)
-    _add_runtime_args(t)
-    t.set_defaults(func=_evaluate)
-
-    t = sub.add_parser("predict", help="predictions of a fine-tuned model, one JSON line per input row")
-    t.add_argument("--model", required=True)
-    t.add_argument("--data", required=True)
-    _add_runtime_args(t)
-    t.set_defaults(func=_predict)
+    for name, func, what in (("evaluate", _evaluate, "score a fine-tuned model on a labelled file"),
+                             ("predict", _predict, "predictions of a fine-tuned model, one JSON line per input row")):
+        t = sub.add_parser(name, help=what)
+        t.add_argument("--model", required=True)
+        t.add_argument("--data", required=True)
+        for p in EXIT_PARAMETERS:
+            t.add_argument(p.cli_flag, dest=p.name, type=p.type, default=p.default,  # type: ignore[arg-type]
+                           help=f"{p.help} (default {p.default})")
+        _add_runtime_args(t)
+        t.set_defaults(func=func)
 
 
 def _add_task_commands(sub: Any) -> None:
@@ -422,6 +425,9 @@ def _add_export_commands(sub: Any) -> None:
     t.add_argument("--share-weights", action="store_true",
                    help="store no weights: read them from the model directory's model.safetensors (--out must be "
                         "in that directory; albert fill-mask then starts through ONNX Runtime, without torch)")
+    t.add_argument("--full-depth", action="store_true",
+                   help="a model fine-tuned with early exit: export it at full depth (ONNX runs every pass; without "
+                        "this flag such a model is refused)")
     t.set_defaults(func=_export_onnx)
 
     t = ex.add_parser("sentence-transformers", help="a sentence-transformers directory (modules.json, pooling): "
@@ -493,8 +499,9 @@ def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
             t.add_argument(p.cli_flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None, help=p.help)
         elif p.type is bool:
             t.add_argument(p.cli_flag, dest=p.name, action="store_true", help=p.help)
-        elif p.type is int:
-            t.add_argument(p.cli_flag, dest=p.name, type=int, default=p.default, help=f"{p.help} (default {p.default})")
+        elif p.type in (int, float):
+            t.add_argument(p.cli_flag, dest=p.name, type=p.type, default=p.default,  # type: ignore[arg-type]
+                           help=f"{p.help} (default {p.default})")
         else:
             t.add_argument(p.cli_flag, dest=p.name, choices=p.type, default=p.default,
                            help=f"{p.help} (default {p.default})")

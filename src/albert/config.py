@@ -91,6 +91,9 @@ class AlbertConfig:
     problem_type: str | None = None
     # What the checkpoint was fine-tuned for (see albert.tasks); None for pretrained backbones.
     albert_task: dict[str, Any] | None = None
+    # A classifier after every pass of the shared layer (albert.early_exit): "shared" (the one classifier after
+    # each) or "per_pass" (one each); None: the classifier reads the last pass only, as in every ALBERT
+    early_exit: str | None = None
     # transformers' generic keys read from a config.json, written back unchanged.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -128,6 +131,8 @@ class AlbertConfig:
                 continue
             if not 0.0 <= float(p) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {p!r}")
+        if self.early_exit not in (None, "shared", "per_pass"):
+            raise ConfigError(f"early_exit must be 'shared', 'per_pass' or null, got {self.early_exit!r}")
         if self.num_labels < 1:
             raise ConfigError(f"num_labels must be >= 1, got {self.num_labels}")
         if self.problem_type not in (None, "regression", "single_label_classification",
@@ -195,7 +200,7 @@ class AlbertConfig:
             if f.name == "extra":
                 continue
             value = getattr(self, f.name)
-            if f.name in ("id2label", "label2id", "problem_type", "albert_task") and value is None:
+            if f.name in ("id2label", "label2id", "problem_type", "albert_task", "early_exit") and value is None:
                 continue
             out[f.name] = value
         if self.id2label is not None:

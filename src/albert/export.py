@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from albert.checkpoint import SAFE_WEIGHTS_NAME, resolve_model_dir, saved_architecture
+from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir, saved_architecture
 from albert.errors import ConfigError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.outputs import check_new_file, check_new_output
@@ -248,10 +248,22 @@ def _write(program: Any, tmp: Path, out: Path, quantize: str | None, share_weigh
 
 
 def export_model_onnx(name_or_path: str | Path, out: str | Path, architecture: str | None = None, opset: int = 18,
-                      quantize: str | None = None, share_weights: bool = False) -> dict:
+                      quantize: str | None = None, share_weights: bool = False, full_depth: bool = False) -> dict:
     """`albert export onnx`: a model directory (or name) to ONNX; share_weights: the graph reads its weights from
-    the directory's own model.safetensors (`out` must be in that directory)."""
+    the directory's own model.safetensors (`out` must be in that directory).
+
+    A model fine-tuned with early exit is refused unless `full_depth`: an ONNX graph runs every pass, and the
+    exit's decision after each pass (rows leaving the batch) lives in albert's runtime, so the export would
+    silently drop what the model was trained for. With `full_depth` the graph is the model at full depth (its last
+    classifier), as transformers runs it."""
     check_new_file(out)
+    from albert.config import AlbertConfig
+
+    config = AlbertConfig.from_json_file(resolve_model_dir(name_or_path) / CONFIG_NAME, strict=False)
+    if config.early_exit and not full_depth:
+        raise ConfigError("this model exits early (fine-tuned with --early_exit true), which runs in albert's runtime "
+                          "only (an ONNX graph runs every pass): serve it with albert serve, or export the full-depth "
+                          "model with --full-depth")
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing or (quantize and importlib.util.find_spec("onnxruntime") is None):
         raise ConfigError(f"ONNX export needs {', '.join(missing) or 'onnxruntime'}: pip install 'albert-lm[onnx]'")

@@ -15,12 +15,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from albert.config import AlbertConfig
+from albert.early_exit import ExitPolicy, pabee_loss, require_exits, run_with_exit
 from albert.model import (
     HEAD_NAMES,
     AlbertBackbone,
     BaseModelOutputWithPooling,
     ModelOutput,
     activation_fn,
+    attention_bias,
+    compute_dtype,
     init_weights,
 )
 
@@ -104,9 +107,21 @@ class MaskedLMOutput(ModelOutput):
     attentions: tuple[Tensor, ...] | None = None
 
 
-SequenceClassifierOutput = MaskedLMOutput
+@dataclass
+class SequenceClassifierOutput(ModelOutput):
+    """A classifier's outputs; with early exit (albert.early_exit) also every pass's logits (training) or the
+    passes each example ran (inference with an exit policy)."""
+
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+    exit_logits: Tensor | None = None  # (passes, B, K): the classifier after every pass, training only
+    exit_passes: Tensor | None = None  # (B,): the passes each example ran before it stopped
+
+
 TokenClassifierOutput = MaskedLMOutput
-MultipleChoiceModelOutput = MaskedLMOutput
+MultipleChoiceModelOutput = SequenceClassifierOutput
 
 
 @dataclass
@@ -265,7 +280,59 @@ class AlbertForMaskedLM(_MaskedLMMixin):
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 
-class AlbertForSequenceClassification(AlbertPreTrainedModel):
+class EarlyExitHead(AlbertPreTrainedModel):
+    """A classifier over the pooled [CLS] state after every pass of the shared layer (albert.early_exit), for the
+    heads that classify a whole input: trained by PABEE's weighted loss, run with an exit policy at inference."""
+
+    albert: AlbertModel
+    classifier: nn.Linear
+    dropout: nn.Dropout
+    # the policy of forwards that pass none (albert evaluate/predict set it); None: full depth
+    exit_policy: ExitPolicy | None = None
+
+    def _exit_classifiers(self, out_features: int) -> nn.ModuleList:
+        """One classifier per pass but the last (which is `classifier`) when the config says per_pass."""
+        n = self.config.num_hidden_layers - 1 if self.config.early_exit == "per_pass" else 0
+        return nn.ModuleList([nn.Linear(self.config.hidden_size, out_features) for _ in range(n)])
+
+    def classifier_at(self, i: int) -> nn.Module:
+        """The classifier after pass i (0-based)."""
+        last = i == self.config.num_hidden_layers - 1
+        if last or self.config.early_exit != "per_pass":
+            return self.classifier
+        exits: nn.ModuleList = self.exit_classifiers  # type: ignore[assignment]
+        return exits[i]
+
+    def _every_pass_logits(self, hidden_states: tuple[Tensor, ...]) -> Tensor:
+        """(passes, rows, K): each pass's classifier on its pooled [CLS] state (hidden_states has one state per
+        inner layer after the embeddings; a pass ends at every inner_group_num-th)."""
+        step = self.config.inner_group_num
+        return torch.stack([self.classifier_at(i)(self.dropout(self.albert.pool(h[:, 0])))
+                            for i, h in enumerate(hidden_states[step::step])])
+
+    def _policy(self, given: ExitPolicy | None) -> ExitPolicy | None:
+        policy = given if given is not None else self.exit_policy
+        if policy is None or not policy.active:
+            return None
+        require_exits(self.config)
+        return policy
+
+    def _run_with_exit(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
+                       policy: ExitPolicy, regression: bool, group: int = 1) -> tuple[Tensor, Tensor]:
+        """(logits, passes) of each example, stopping each where `policy` says (albert.early_exit)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        enc = self.albert.encoder
+        emb = self.albert.embeddings(input_ids, token_type_ids)
+        dtype = enc.inference_dtype or compute_dtype(emb)
+        with torch.autocast(emb.device.type, enabled=False):
+            return run_with_exit(
+                enc.map_in(emb, dtype), attention_mask, self.config.num_hidden_layers, enc.pass_runner(dtype),
+                lambda i, cls: self.classifier_at(i)(self.dropout(self.albert.pool(cls))), policy, regression,
+                group, bias=lambda m: attention_bias(m, dtype))
+
+
+class AlbertForSequenceClassification(EarlyExitHead):
     """num_labels == 1 → regression (MSE); integer labels → cross-entropy; float multi-hot → BCE."""
 
     def __init__(self, config: AlbertConfig) -> None:
@@ -274,6 +341,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         self.albert = AlbertModel(config)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.exit_classifiers = self._exit_classifiers(config.num_labels)
         self.post_init()
 
     def problem_type(self, labels: Tensor) -> str:
@@ -295,24 +363,36 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         labels: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        exit_policy: ExitPolicy | None = None,
     ) -> SequenceClassifierOutput:
+        """`exit_policy` (a model fine-tuned with early exit, in eval mode): each text stops at the pass the policy
+        says, and `exit_passes` tells which; without one (and its `exit_policy` attribute None) all passes run."""
+        policy = self._policy(exit_policy)
+        if policy is not None and not self.training and input_ids is not None:
+            regression = self.config.problem_type == "regression" or self.num_labels == 1
+            logits, passes = self._run_with_exit(input_ids, attention_mask, token_type_ids, policy, regression)
+            return SequenceClassifierOutput(None, logits, exit_passes=passes)
+        every_pass = bool(self.config.early_exit) and self.training
         out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                          output_hidden_states, output_attentions)
+                          output_hidden_states or every_pass, output_attentions)
         assert out.pooler_output is not None
-        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
+        exit_logits = self._every_pass_logits(out.hidden_states) if every_pass and out.hidden_states else None
+        logits = exit_logits[-1] if exit_logits is not None else self.classifier(self.dropout(out.pooler_output))
         loss = None
         if labels is not None:
             kind = self.problem_type(labels)
-            if kind == "regression":
-                if self.num_labels == 1:
-                    loss = F.mse_loss(logits.float().squeeze(), labels.float().squeeze())
-                else:
-                    loss = F.mse_loss(logits.float(), labels.float())
-            elif kind == "single_label_classification":
-                loss = _ce(logits, labels)
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        return SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+            loss = pabee_loss(exit_logits, logits, lambda z: self._loss(z, labels, kind))
+        hidden = out.hidden_states if output_hidden_states else None
+        return SequenceClassifierOutput(loss, logits, hidden, out.attentions, exit_logits)  # type: ignore[arg-type]
+
+    def _loss(self, logits: Tensor, labels: Tensor, kind: str) -> Tensor:
+        if kind == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.float().squeeze(), labels.float().squeeze())
+            return F.mse_loss(logits.float(), labels.float())
+        if kind == "single_label_classification":
+            return _ce(logits, labels)
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
 class AlbertForTokenClassification(AlbertPreTrainedModel):
@@ -487,12 +567,13 @@ class AlbertForQuestionAnsweringWithAnswerability(AlbertPreTrainedModel):
                                      end_top_log_probs, end_top_index, out.hidden_states, out.attentions)
 
 
-class AlbertForMultipleChoice(AlbertPreTrainedModel):
+class AlbertForMultipleChoice(EarlyExitHead):
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__(config)
         self.albert = AlbertModel(config)
         self.dropout = nn.Dropout(config.head_dropout)
         self.classifier = nn.Linear(config.hidden_size, 1)
+        self.exit_classifiers = self._exit_classifiers(1)
         self.post_init()
 
     def forward(
@@ -505,7 +586,9 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         labels: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        exit_policy: ExitPolicy | None = None,
     ) -> MultipleChoiceModelOutput:
+        """`exit_policy`: as AlbertForSequenceClassification's; a question's options stop together."""
         ref = input_ids if input_ids is not None else inputs_embeds
         assert ref is not None
         C = ref.shape[1]
@@ -513,12 +596,24 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         def flat(t: Tensor | None) -> Tensor | None:  # (B, C, T, ...) → (B*C, T, ...)
             return None if t is None else t.reshape(-1, *t.shape[2:])
 
+        policy = self._policy(exit_policy)
+        if policy is not None and not self.training and input_ids is not None:
+            logits, passes = self._run_with_exit(flat(input_ids), flat(attention_mask),  # type: ignore[arg-type]
+                                                 flat(token_type_ids), policy, False, group=C)
+            return MultipleChoiceModelOutput(None, logits, exit_passes=passes)
+        every_pass = bool(self.config.early_exit) and self.training
         out = self.albert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                          flat(inputs_embeds), output_hidden_states, output_attentions)
+                          flat(inputs_embeds), output_hidden_states or every_pass, output_attentions)
         assert out.pooler_output is not None
-        logits = self.classifier(self.dropout(out.pooler_output)).view(-1, C)  # (B, C)
-        loss = _ce(logits, labels) if labels is not None else None
-        return MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions)
+        exit_logits = self._every_pass_logits(out.hidden_states).view(-1, len(ref), C) \
+            if every_pass and out.hidden_states else None  # (passes, B, C)
+        logits = exit_logits[-1] if exit_logits is not None else \
+            self.classifier(self.dropout(out.pooler_output)).view(-1, C)  # (B, C)
+        loss = None
+        if labels is not None:
+            loss = pabee_loss(exit_logits, logits, lambda z: _ce(z, labels))
+        hidden = out.hidden_states if output_hidden_states else None
+        return MultipleChoiceModelOutput(loss, logits, hidden, out.attentions, exit_logits)  # type: ignore[arg-type]
 
 
 MODEL_CLASSES: dict[str, type[AlbertPreTrainedModel]] = {

@@ -11,7 +11,7 @@ forward and reused on every layer pass, instead of autocast re-casting them on e
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
@@ -24,8 +24,8 @@ from albert.config import AlbertConfig
 # The names of every head's modules, across all heads (the backbone is `albert`): heads.py builds its modules under
 # these names, the runtime keeps them in fp32 whatever the encoder's precision, and a checkpoint's weights under them
 # belong to another head, not to junk. tests/test_heads.py checks every head class against this set.
-HEAD_NAMES = frozenset({"predictions", "sop_classifier", "classifier", "qa_outputs", "start_head", "end_head",
-                        "answer_head", "dropout"})
+HEAD_NAMES = frozenset({"predictions", "sop_classifier", "classifier", "exit_classifiers", "qa_outputs",
+                        "start_head", "end_head", "answer_head", "dropout"})
 
 
 def pool_hidden_states(hidden: Tensor, mask: Tensor, pooling: str = "mean") -> Tensor:
@@ -273,6 +273,51 @@ class AlbertTransformer(nn.Module):
         # int8), one list per group, and the dtype the encoder then computes in, whatever the parameters' dtype
         self.prepared_weights: list[list[LayerWeights]] | None = None
         self.inference_dtype: torch.dtype | None = None
+        # Set by albert.runtime under --compile: each group's pass as a compiled function of (x, mask), which
+        # early exit's loop (pass_runner) calls pass by pass
+        self.compiled_groups: list[Callable[[Tensor, Tensor | None], Tensor]] | None = None
+
+    def map_in(self, embeddings: Tensor, dtype: torch.dtype) -> Tensor:
+        """The embeddings (E wide) mapped to the layer's width (H), in the compute dtype."""
+        m = self.embedding_hidden_mapping_in
+        return F.linear(embeddings.to(dtype), m.weight.to(dtype), m.bias.to(dtype))  # (B, T, H)
+
+    def layer_weights(self, dtype: torch.dtype) -> list[list[LayerWeights]]:
+        """Every group's layers' weights for one forward: the runtime's prepared ones, else cast now (once, for all
+        the passes that share them)."""
+        groups: list[AlbertLayerGroup] = list(self.albert_layer_groups)  # type: ignore[arg-type]
+        return self.prepared_weights or [[layer.prepare(dtype) for layer in g.albert_layers]  # type: ignore[operator]
+                                         for g in groups]
+
+    def group_of_pass(self, i: int) -> int:
+        """The layer group the i-th pass (0-based) runs: passes are split evenly over the groups, in order."""
+        return i // (self.config.num_hidden_layers // self.config.num_hidden_groups)
+
+    def run_pass(self, i: int, x: Tensor, mask: Tensor | None, weights: list[list[LayerWeights]],
+                 output_attentions: bool = False, positions: Tensor | None = None
+                 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Pass i of the shared layer (its group's inner layers, in order) → the new hidden states, each inner
+        layer's output, and their attention probabilities where asked. `positions` applies to the last pass's last
+        inner layer only (the caller passes it there)."""
+        g = self.group_of_pass(i)
+        layers: list[AlbertLayer] = list(self.albert_layer_groups[g].albert_layers)  # type: ignore[union-attr,arg-type]
+        outs: list[Tensor] = []
+        probs_all: list[Tensor] = []
+        for j, (layer, w) in enumerate(zip(layers, weights[g])):
+            x, probs = layer(x, mask, w, output_attentions, positions if j == len(layers) - 1 else None)
+            if probs is not None:
+                probs_all.append(probs)
+            outs.append(x)
+        return x, outs, probs_all
+
+    def pass_runner(self, dtype: torch.dtype) -> Callable[[int, Tensor, Tensor | None], Tensor]:
+        """(i, x, mask) → x after pass i, one pass at a time (early exit's loop): the compiled group where the
+        runtime compiled them, else run_pass on weights prepared once for all the passes."""
+        compiled = self.compiled_groups
+        if compiled is not None:
+            return lambda i, x, mask: compiled[self.group_of_pass(i)](x, mask)
+        weights = self.layer_weights(dtype)
+        return lambda i, x, mask: self.run_pass(i, x, mask, weights)[0]
 
     def forward(
         self,
@@ -284,25 +329,17 @@ class AlbertTransformer(nn.Module):
         positions: Tensor | None = None,
     ) -> EncoderOutput:
         """`positions` [B, K]: the last layer computes (and returns) only those positions."""
-        m = self.embedding_hidden_mapping_in
-        x = F.linear(embeddings.to(dtype), m.weight.to(dtype), m.bias.to(dtype))  # (B, T, H)
-        groups: list[AlbertLayerGroup] = list(self.albert_layer_groups)  # type: ignore[arg-type]
-        weights = self.prepared_weights or [[layer.prepare(dtype) for layer in g.albert_layers]  # type: ignore[operator]
-                                  for g in groups]
+        x = self.map_in(embeddings, dtype)
+        weights = self.layer_weights(dtype)
+        # one hidden state per inner layer, as the original TF code's all_layer_outputs and transformers 5 give them
+        # (transformers 4 gave one per group pass; the same when inner_group_num is 1)
         all_hidden: list[Tensor] = [x]
         all_attn: list[Tensor] = []
-        passes_per_group = self.config.num_hidden_layers // self.config.num_hidden_groups
         last = self.config.num_hidden_layers - 1
         for i in range(self.config.num_hidden_layers):
-            g = i // passes_per_group
-            for j, (layer, w) in enumerate(zip(groups[g].albert_layers, weights[g])):
-                final = i == last and j == len(weights[g]) - 1
-                x, probs = layer(x, mask, w, output_attentions, positions if final else None)
-                if probs is not None:
-                    all_attn.append(probs)
-                # one hidden state per inner layer, as the original TF code's all_layer_outputs and transformers 5
-                # give them (transformers 4 gave one per group pass; the same when inner_group_num is 1)
-                all_hidden.append(x)
+            x, outs, probs = self.run_pass(i, x, mask, weights, output_attentions, positions if i == last else None)
+            all_hidden += outs
+            all_attn += probs
         return EncoderOutput(
             last_hidden_state=x,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
@@ -344,16 +381,8 @@ class AlbertBackbone(nn.Module):
             raise ValueError("output_positions cannot be combined with output_hidden_states or output_attentions")
         emb = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, E)
         dtype = self.encoder.inference_dtype or compute_dtype(emb)
-        # no mask where no position is padding: attention then takes its unmasked kernel (the same result). Only
-        # on the CPU, where reading the mask costs nothing; on a GPU it would stall every step for a host sync
-        padded = attention_mask is not None and (
-            attention_mask.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
-            or torch.compiler.is_exporting() or not bool(attention_mask.all()))
-        mask: Tensor | None = None
-        if example_ids is not None:
-            mask = packed_attention_mask(example_ids, dtype)
-        elif padded:
-            mask = extended_attention_mask(attention_mask, dtype)  # type: ignore[arg-type]
+        mask = packed_attention_mask(example_ids, dtype) if example_ids is not None else \
+            attention_bias(attention_mask, dtype)
         pool_at = pool_positions if pool_positions is not None else torch.zeros_like(emb[:, :1, 0], dtype=torch.long)
         keep = output_positions
         if keep is not None and self.pooler is not None:
@@ -366,8 +395,7 @@ class AlbertBackbone(nn.Module):
                 S = pool_at.shape[1]
                 cls = hidden[:, :S] if output_positions is not None else \
                     torch.gather(hidden, 1, pool_at[..., None].expand(-1, -1, hidden.shape[-1]))
-                p = self.pooler
-                pooled = torch.tanh(F.linear(cls, p.weight.to(dtype), p.bias.to(dtype)))  # (B, S, H)
+                pooled = self.pool(cls)  # (B, S, H)
                 if pool_positions is None:
                     pooled = pooled[:, 0]
                 if output_positions is not None:
@@ -378,6 +406,23 @@ class AlbertBackbone(nn.Module):
             hidden_states=enc.hidden_states,
             attentions=enc.attentions,
         )
+
+
+    def pool(self, cls: Tensor) -> Tensor:
+        """The pooler: tanh(W h + b) of [CLS] hidden states, in their dtype."""
+        p = self.pooler
+        assert p is not None
+        return torch.tanh(F.linear(cls, p.weight.to(cls.dtype), p.bias.to(cls.dtype)))
+
+
+def attention_bias(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """The additive attention mask of a padded batch, or None where no position is padding: attention then takes
+    its unmasked kernel (the same result). Only on the CPU, where reading the mask costs nothing; on a GPU it would
+    stall every step for a host sync."""
+    padded = attention_mask is not None and (
+        attention_mask.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting() or not bool(attention_mask.all()))
+    return extended_attention_mask(attention_mask, dtype) if padded else None  # type: ignore[arg-type]
 
 
 def init_weights(module: nn.Module, std: float) -> None:

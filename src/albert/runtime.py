@@ -169,15 +169,42 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
 
     wanted = {**INDUCTOR_SETTINGS, **(INDUCTOR_CPU_SETTINGS if runtime.device.type == "cpu" else {})}
     settings = {k: v for k, v in wanted.items() if hasattr(inductor_config, k)}  # older torch: fewer settings
-    compiled = torch.compile(model.forward, dynamic=True)
 
-    @functools.wraps(model.forward)
+    def patched(fn: Callable[..., Any]) -> Callable[..., Any]:
+        compiled = torch.compile(fn, dynamic=True)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with inductor_config.patch(settings):
+                return compiled(*args, **kwargs)
+        return call
+
+    eager, whole = model.forward, patched(model.forward)
+    if getattr(model.config, "early_exit", None):
+        # early exit's loop decides after every pass, in Python: each group's pass is compiled on its own
+        for enc in _encoders(model):
+            per_group = enc.config.num_hidden_layers // enc.config.num_hidden_groups
+            enc.compiled_groups = [patched(_GroupPass(enc, g * per_group)) for g in range(enc.config.num_hidden_groups)]
+
+    @functools.wraps(eager)
     def forward(*args: Any, **kwargs: Any) -> Any:
-        with inductor_config.patch(settings):
-            return compiled(*args, **kwargs)
+        policy = kwargs.get("exit_policy") or getattr(model, "exit_policy", None)
+        return eager(*args, **kwargs) if policy is not None and policy.active else whole(*args, **kwargs)
 
     model.forward = forward  # type: ignore[method-assign]
     return model
+
+
+class _GroupPass(nn.Module):
+    """One pass of an encoder's layer group, (x, mask) → x, on its prepared weights: what --compile compiles for
+    early exit's loop (AlbertTransformer.pass_runner)."""
+
+    def __init__(self, encoder: AlbertTransformer, first_pass: int) -> None:
+        super().__init__()
+        self.encoder, self.first_pass = encoder, first_pass
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.encoder.run_pass(self.first_pass, x, mask, self.encoder.layer_weights(x.dtype))[0]
 
 
 def _check_finite(module: nn.Module, _args: object, output: object) -> None:
@@ -215,7 +242,9 @@ def _encoders(model: nn.Module) -> list[AlbertTransformer]:
 
 
 def _fp32_heads(model: AlbertPreTrainedModel) -> None:
-    for head in model.head_modules():
+    # a list of heads (early exit's classifiers per pass) is never called itself: each of its heads is
+    heads = [h for m in model.head_modules() for h in (m if isinstance(m, nn.ModuleList) else [m])]
+    for head in heads:
         if not getattr(head, "_albert_fp32_hook", False):
             head.register_forward_pre_hook(lambda _m, args: tuple(a.float() if torch.is_tensor(a) else a
                                                                   for a in args))

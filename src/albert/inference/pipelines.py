@@ -14,11 +14,13 @@ from typing import Any
 
 import torch
 
+from albert.early_exit import ExitPolicy, require_exits
 from albert.errors import InputError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
 from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
 from albert.model import pool_hidden_states
 from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
+from albert.tasks.base import with_passes
 from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
@@ -91,14 +93,16 @@ class FillMaskPipeline(Pipeline):
 class BatchedPipeline(Pipeline):
     batch_size = 32
 
-    def _pad_forward(self, rows: list[dict[str, list[int]]], model: Any = None) -> list[Any]:
-        """Run rows (input_ids, token_type_ids) in length buckets; outputs come back in input order."""
+    def _pad_forward(self, rows: list[dict[str, list[int]]], model: Any = None, **options: Any) -> list[Any]:
+        """Run rows (input_ids, token_type_ids) in length buckets; outputs come back in input order. `options`:
+        the model's keyword arguments beside the tensors (an exit policy)."""
         out: list[Any] = [None] * len(rows)
         for idx in buckets([len(r["input_ids"]) for r in rows], self.batch_size):
             batch = pad_batch([rows[i]["input_ids"] for i in idx], [rows[i]["token_type_ids"] for i in idx],
                               self.tokenizer.pad_token_id)
             with torch.inference_mode():
-                result = (model or self.model)(**{k: torch.tensor(v, device=self.device) for k, v in batch.items()})
+                result = (model or self.model)(**{k: torch.tensor(v, device=self.device) for k, v in batch.items()},
+                                               **options)
             for b, i in enumerate(idx):
                 out[i] = (result, b, len(rows[i]["input_ids"]))
         return out
@@ -155,7 +159,8 @@ class TextClassificationPipeline(BatchedPipeline):
 
     task = TASKS["text-classification"]
 
-    def __call__(self, inputs: Any, top_k: int | None = 1) -> Any:
+    def __call__(self, inputs: Any, top_k: int | None = 1, patience: int = 0, exit_threshold: float = 0.0) -> Any:
+        """`patience`, `exit_threshold`: early exit (albert.early_exit), for a model fine-tuned with it."""
         items, single = _as_list(inputs)
         texts = [x["text"] if isinstance(x, dict) else x for x in items]
         pairs = [x.get("text_pair") if isinstance(x, dict) else None for x in items]
@@ -169,8 +174,12 @@ class TextClassificationPipeline(BatchedPipeline):
                     rows[i] = row
         cfg = self.model.config
         labels, kind = label_names(cfg), kind_of(cfg)
-        out = [classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
-               for result, b, _ in self._pad_forward(rows)]
+        options = exit_options(self.model, patience, exit_threshold)
+        out = []
+        for result, b, _ in self._pad_forward(rows, **options):
+            answer = classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
+            passes = None if result.exit_passes is None else [int(result.exit_passes[b])]
+            out.append(with_passes(answer, passes, 0))
         return out[0] if single else out
 
 
@@ -251,12 +260,19 @@ class MultipleChoicePipeline(Pipeline):
 
     task = TASKS["multiple-choice"]
 
-    def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]], max_seq_length: int = 512) -> Any:
+    def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]], max_seq_length: int = 512, patience: int = 0,
+                 exit_threshold: float = 0.0) -> Any:
+        """`patience`, `exit_threshold`: early exit (albert.early_exit), for a model fine-tuned with it."""
         items, single = _as_list(inputs)
         qs = [Question(x.get("article", x.get("context", "")), x["question"], list(x["options"]), None, f"input {i}")
               for i, x in enumerate(items)]
         features = ChoiceFeatures(self.tokenizer, min(max_seq_length, self.model.config.max_position_embeddings), 1)
-        rows = features.predict_rows(self.model, qs, self.device)
+        policy = exit_options(self.model, patience, exit_threshold).get("exit_policy")
+        self.model.exit_policy = policy  # type: ignore[assignment]  # the featurizer's forwards read it
+        try:
+            rows = features.predict_rows(self.model, qs, self.device)
+        finally:
+            self.model.exit_policy = None  # type: ignore[assignment]
         return rows[0] if single else rows
 
 
@@ -274,6 +290,16 @@ class SentenceOrderPipeline(BatchedPipeline):
             k = int(probs.argmax())
             out.append({"label": ("in_order", "swapped")[k], "score": float(probs[k])})
         return out[0] if single else out
+
+
+def exit_options(model: AlbertPreTrainedModel, patience: int, threshold: float) -> dict[str, Any]:
+    """The model's keyword arguments for early exit: an exit policy where one is asked (checked against the model:
+    one fine-tuned without early exit refuses it), else none, and the model runs every pass as always."""
+    policy = ExitPolicy(patience, threshold)
+    if not policy.active:
+        return {}
+    require_exits(model.config)
+    return {"exit_policy": policy}
 
 
 # the pipeline class of each task in the registry

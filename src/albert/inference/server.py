@@ -96,6 +96,16 @@ class Metrics:
         self.queue = Gauge("albert_queue_inputs", "inputs waiting for a model call", registry=self.registry)
         self.tokens = Counter("albert_tokens", "tokens put through the model", registry=self.registry)
         self.inputs = Counter("albert_inputs", "inputs answered", registry=self.registry)
+        self.passes = Histogram("albert_exit_passes", "passes of the shared layer each input ran, where it may exit "
+                                "early (patience or exit_threshold)", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 48),
+                                registry=self.registry)
+
+    def exits(self, results: list[Any]) -> None:
+        """Count the passes each answer says it ran (early exit); answers that say none are not counted."""
+        for result in results:
+            first = result[0] if isinstance(result, list) and result else result
+            if isinstance(first, dict) and "passes" in first:
+                self.passes.observe(first["passes"])
 
     def batch(self, inputs: int, tokens: int) -> None:
         self.batch_inputs.observe(inputs)
@@ -158,6 +168,7 @@ def _add_task_routes(app: Any, pipe: Any, task: Task, settings: ServeSettings, b
             results = await asyncio.wrap_future(batcher.submit(items, parameters, costs))
         finally:
             metrics.queue.set(batcher.queued_inputs)
+        metrics.exits(results)
         body = shape.encode(task, results, single)
         # plain JSON: the answers are lists, dicts, strings and floats (FastAPI's encoder would walk them again)
         return Response(json.dumps(body, ensure_ascii=False, allow_nan=False).encode(), media_type="application/json")
@@ -540,7 +551,8 @@ def _answer_model(task: Task, prefix: str) -> Any:
     if task.answer_form == "vector":
         return list[float]
     name = prefix + "Answer"
-    one = create_model(name, **{k: (_ANSWER_TYPES[t], ...) for k, t in task.answer})  # type: ignore[call-overload]
+    one = create_model(name, **{k: (_ANSWER_TYPES[t.rstrip("?")] | None, None) if t.endswith("?")  # type: ignore[call-overload]
+                                else (_ANSWER_TYPES[t], ...) for k, t in task.answer})
     if task.answer_form == "list":
         return list[one]  # type: ignore[valid-type]
     if task.answer_form == "one_or_list":
@@ -558,7 +570,8 @@ def _parameter_type(p: Parameter) -> Any:
 
 def _parameter_info(p: Parameter) -> dict[str, Any]:
     kind = list(p.type) if isinstance(p.type, tuple) else p.type.__name__
-    return {"name": p.name, "type": kind, "default": p.default, "help": p.help, "maximum": p.maximum}
+    return {"name": p.name, "type": kind, "default": p.default, "help": p.help, "maximum": p.maximum,
+            "minimum": p.minimum}
 
 
 def _description(task: Task, settings: ServeSettings) -> str:

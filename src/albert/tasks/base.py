@@ -93,6 +93,39 @@ class Featurizer:
             model.train(was)
 
 
+class PassCounts:
+    """The passes each example ran, gathered from batched outputs of a model that exited early
+    (albert.early_exit); None where no output said (full depth)."""
+
+    def __init__(self, n: int) -> None:
+        self.counts: list[int] = [0] * n
+        self.seen = False
+
+    def add(self, idx: list[int], output: Any) -> None:
+        passes = getattr(output, "exit_passes", None)
+        if passes is not None:
+            self.seen = True
+            for i, p in zip(idx, passes.tolist()):
+                self.counts[i] = int(p)
+
+    def values(self) -> list[int] | None:
+        return self.counts if self.seen else None
+
+    @staticmethod
+    def summary(passes: list[int] | None) -> dict[str, float]:
+        """The mean passes per example, as a metric beside the task's (nothing at full depth)."""
+        return {"mean_passes": sum(passes) / len(passes)} if passes else {}
+
+
+def with_passes(answer: Any, passes: list[int] | None, i: int) -> Any:
+    """An answer ({...}, or a ranked list of them) with the passes its example ran, where it exited early."""
+    if passes is None:
+        return answer
+    if isinstance(answer, list):
+        return [{**a, "passes": passes[i]} for a in answer]
+    return {**answer, "passes": passes[i]}
+
+
 def _length(ids: list[int] | list[list[int]]) -> int:
     """Tokens in a feature's row, or in its longest option's row (multiple choice)."""
     return max((len(r) for r in ids), default=0) if ids and isinstance(ids[0], list) else len(ids)

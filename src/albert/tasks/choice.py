@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from albert.data.reader import base_suffix, expect, field_of, iter_records, read_json
+from albert.early_exit import pabee_loss
 from albert.errors import DataError, InputError
 from albert.tasks import metrics
-from albert.tasks.base import Featurizer
+from albert.tasks.base import Featurizer, PassCounts, with_passes
 from albert.tokenizer import AlbertTokenizer
 
 
@@ -124,19 +125,24 @@ class ChoiceFeatures(Featurizer):
         return batch
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       token_type_ids=batch["token_type_ids"]).logits.float()  # (B, C)
-        loss_sum = F.cross_entropy(logits, batch["labels"], reduction="sum")
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"])
+        logits = out.logits.float()  # (B, C)
+        loss_sum = pabee_loss(out.exit_logits, out.logits,
+                              lambda z: F.cross_entropy(z.float(), batch["labels"], reduction="sum"))
         correct = (logits.argmax(-1) == batch["labels"]).sum()
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(logits)), correct)
 
     def predict_logits(self, model: nn.Module, questions: list[Question], device: torch.device,
-                       dtype: torch.dtype | None = None) -> list[list[float]]:
+                       dtype: torch.dtype | None = None) -> tuple[list[list[float]], list[int] | None]:
+        """Each question's option logits, and the passes each ran where the model exited early (else None)."""
         out: list[list[float]] = [[] for _ in questions]
+        passes = PassCounts(len(questions))
         for idx, output in self.batched_outputs(model, self.featurize(questions), device, dtype):
             for i, row in zip(idx, output.logits.float().cpu().tolist()):
                 out[i] = row
-        return out
+            passes.add(idx, output)
+        return out, passes.values()
 
     def score(self, logits: list[list[float]], questions: list[Question]) -> dict[str, float]:
         preds = [max(range(len(row)), key=row.__getitem__) for row in logits]
@@ -144,12 +150,15 @@ class ChoiceFeatures(Featurizer):
 
     def score_examples(self, model: nn.Module, examples: list[Question], device: torch.device,
                        dtype: torch.dtype | None = None) -> dict[str, float]:
-        return self.score(self.predict_logits(model, examples, device, dtype), examples)
+        logits, passes = self.predict_logits(model, examples, device, dtype)
+        return {**self.score(logits, examples), **PassCounts.summary(passes)}
 
     def predict_rows(self, model: nn.Module, examples: list[Question], device: torch.device,
                      dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
         out = []
-        for row in self.predict_logits(model, examples, device, dtype):
+        logits, passes = self.predict_logits(model, examples, device, dtype)
+        for i, row in enumerate(logits):
             probs = torch.tensor(row).softmax(-1)
-            out.append({"label": int(probs.argmax()), "scores": [round(float(p), 6) for p in probs]})
+            out.append(with_passes({"label": int(probs.argmax()), "scores": [round(float(p), 6) for p in probs]},
+                                   passes, i))
         return out

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from albert.config import MAX_LAYER_PASSES
 from albert.errors import ConfigError, InputError
 
 
@@ -48,12 +49,13 @@ class Parameter(HasFlag):
     """A keyword argument of a task's pipeline, as callers pass it (CLI flag, request `parameters`)."""
 
     name: str
-    type: type | tuple[str, ...]  # int (>= 1), bool, or the allowed strings
+    type: type | tuple[str, ...]  # int, float, bool, or the allowed strings
     default: Any
     help: str
     flag: str = ""  # the CLI flag, when not --name-with-dashes
     cli: bool = True  # offered on the command line
-    maximum: int | None = None  # for int parameters: the largest value a caller may ask for
+    maximum: int | None = None  # for int and float parameters: the largest value a caller may ask for
+    minimum: int = 1  # for int and float parameters: the smallest
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,12 @@ HEADS: dict[str, Head] = {h.architecture: h for h in (
 )}
 
 _TEXT = Field("text", help="the text")
+# early exit (albert.early_exit), for heads fine-tuned with --early_exit true; both 0: every pass
+EXIT_PARAMETERS = (
+    Parameter("patience", int, 0, "early exit: stop once the prediction has held for this many passes of the shared "
+              "layer (0: off; a model fine-tuned with --early_exit true)", minimum=0, maximum=MAX_LAYER_PASSES),
+    Parameter("exit_threshold", float, 0.0, "early exit: stop once the label distribution's entropy (nats) is below "
+              "this (0: off)", minimum=0, maximum=100))
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("fill-mask", "fill-mask", "predict the [MASK] tokens of texts",
@@ -158,11 +166,12 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("text-classification", "classify", "labels of texts (a fine-tuned classifier)",
          ("AlbertForSequenceClassification",),
          (_TEXT, Field("text_pair", required=False, help="a second text, for pair tasks", flag="--pair")),
-         (Parameter("top_k", int, 1, "labels per text (ranked)", maximum=TOP_K_LIMIT),),
+         (Parameter("top_k", int, 1, "labels per text (ranked)", maximum=TOP_K_LIMIT), *EXIT_PARAMETERS),
          aliases=("sentiment-analysis",),
-         output="{label, score} (top_k 1), else [{label, score}, ...] ranked",
+         output="{label, score} (top_k 1), else [{label, score}, ...] ranked; with early exit each also says "
+                "the passes its text ran",
          example={"text": "The food was wonderful and the staff were kind."}, api_nests_answers=True,
-         answer=(("label", "str"), ("score", "float")), answer_form="one_or_list"),
+         answer=(("label", "str"), ("score", "float"), ("passes", "int?")), answer_form="one_or_list"),
     Task("token-classification", "tag", "entities in texts (a fine-tuned token classifier)",
          ("AlbertForTokenClassification",), (_TEXT,),
          (Parameter("aggregation_strategy", ("first", "simple", "none"), "first",
@@ -189,9 +198,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          (Field("question", help="the question (a '_' in it is filled by each option)"),
           Field("options", "options", help="the options (two or more)"),
           Field("article", required=False, help="the passage the question is about")),
-         output="{label: the best option's index, scores: [probability per option]}",
+         EXIT_PARAMETERS,
+         output="{label: the best option's index, scores: [probability per option]}; with early exit also passes",
          example={"question": "The whale swam in the _.", "options": ["sea", "sky", "desert"]},
-         answer=(("label", "int"), ("scores", "list[float]"))),
+         answer=(("label", "int"), ("scores", "list[float]"), ("passes", "int?"))),
     Task("sentence-order", "sentence-order", "is the second text the continuation of the first? (pretraining's "
          "SOP head)", ("AlbertForPreTraining",),
          (Field("first", help="the first text"), Field("second", help="the text that may follow it")),
@@ -297,9 +307,12 @@ def check_parameters(task: Task, given: Any) -> dict[str, Any]:
 
 
 def check_parameter(p: Parameter, value: Any) -> Any:
-    if p.type is int:
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            raise InputError(f"parameter {p.name!r} must be an integer >= 1, got {_short(value)}")
+    if p.type in (int, float):
+        number = (int, float) if p.type is float else int
+        if not (isinstance(value, number) and not isinstance(value, bool) and math.isfinite(value)
+                and value >= p.minimum):
+            kind = "an integer" if p.type is int else "a number"
+            raise InputError(f"parameter {p.name!r} must be {kind} >= {p.minimum}, got {_short(value)}")
         if p.maximum is not None and value > p.maximum:
             raise InputError(f"parameter {p.name!r} must be at most {p.maximum}, got {_short(value)}")
     elif p.type is bool:

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from albert.early_exit import pabee_loss
 from albert.errors import DataError
 from albert.tasks import metrics
-from albert.tasks.base import Featurizer
+from albert.tasks.base import Featurizer, PassCounts, with_passes
 from albert.tasks.readers import listed_labels, read_rows
 from albert.tokenizer import AlbertTokenizer
 
@@ -162,19 +163,24 @@ class SequenceFeatures(Featurizer):
         return float(len(batch["input_ids"]) * (self.num_labels if self.kind == "multi-label" else 1))
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       token_type_ids=batch["token_type_ids"]).logits.float()
-        labels = batch["labels"]
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"])
+        logits, labels = out.logits.float(), batch["labels"]
+        loss_sum = pabee_loss(out.exit_logits, out.logits, lambda z: self._loss_sum(z.float(), labels))
         if self.kind == "regression":
-            loss_sum = F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum")
             correct = torch.zeros((), device=logits.device)
         elif self.kind == "multi-label":
-            loss_sum = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
             correct = ((logits > 0) == (labels > 0.5)).all(-1).sum()
         else:
-            loss_sum = F.cross_entropy(logits, labels, reduction="sum")
             correct = (logits.argmax(-1) == labels).sum()
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(labels)), correct)
+
+    def _loss_sum(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if self.kind == "regression":
+            return F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum")
+        if self.kind == "multi-label":
+            return F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
+        return F.cross_entropy(logits, labels, reduction="sum")
 
     def summarize(self, s: dict[str, float]) -> dict[str, float]:
         per = s["loss_sum"] / max(s["count"], 1)
@@ -184,11 +190,14 @@ class SequenceFeatures(Featurizer):
         return out
 
     def predict_logits(self, model: nn.Module, examples: list[Example], device: torch.device,
-                       dtype: torch.dtype | None = None) -> np.ndarray:
+                       dtype: torch.dtype | None = None) -> tuple[np.ndarray, list[int] | None]:
+        """Each example's logits, and the passes each ran where the model exited early (else None)."""
         out = np.zeros((len(examples), self.num_labels), dtype=np.float32)
+        passes = PassCounts(len(examples))
         for idx, output in self.batched_outputs(model, self.featurize(examples), device, dtype):
             out[idx] = output.logits.float().cpu().numpy()
-        return out
+            passes.add(idx, output)
+        return out, passes.values()
 
     def score(self, logits: np.ndarray, examples: list[Example]) -> dict[str, float]:
         if self.kind == "regression":
@@ -212,7 +221,8 @@ class SequenceFeatures(Featurizer):
 
     def score_examples(self, model: nn.Module, examples: list[Example], device: torch.device,
                        dtype: torch.dtype | None = None) -> dict[str, float]:
-        scores = self.score(self.predict_logits(model, examples, device, dtype), examples)
+        logits, passes = self.predict_logits(model, examples, device, dtype)
+        scores = {**self.score(logits, examples), **PassCounts.summary(passes)}
         return {k: v for k, v in scores.items() if not math.isnan(v)}
 
     def predict_rows(self, model: nn.Module, examples: list[Example], device: torch.device,
@@ -221,8 +231,9 @@ class SequenceFeatures(Featurizer):
         single-label and regression heads, every label ranked for multi-label ones."""
         labels = label_names(model.config)  # type: ignore[arg-type]
         top_k = None if self.kind == "multi-label" else 1
-        return [classification_output(row, labels, self.kind, top_k)
-                for row in self.predict_logits(model, examples, device, dtype)]
+        logits, passes = self.predict_logits(model, examples, device, dtype)
+        return [with_passes(classification_output(row, labels, self.kind, top_k), passes, i)
+                for i, row in enumerate(logits)]
 
 
 def label_names(config: Any) -> list[str]:

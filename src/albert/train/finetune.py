@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from albert.checkpoint import CONFIG_NAME
-from albert.errors import ConfigError, DataError
-from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.early_exit import EXIT_KINDS, ExitPolicy, require_exits
+from albert.errors import ConfigError, DataError, InputError
+from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel, EarlyExitHead
 from albert.outputs import check_new_output, claim_output
 from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer
@@ -54,6 +55,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# the fine-tuning tasks whose head can exit early (albert.early_exit): one answer per input, from [CLS]
+EARLY_EXIT_TASKS = ("classification", "regression", "multiple-choice")
+
+
 @dataclass
 class FinetuneSettings(TrainSettings):
     task: str = setting("classification", "the fine-tuning task (see --task's choices)")
@@ -70,6 +75,11 @@ class FinetuneSettings(TrainSettings):
     label_field: str = setting("label", "the label column of the training rows")
     tsv_layout: str = setting("", "the GLUE layout of a .tsv file when its path does not tell (cola, sst-2, mrpc, ...)")
     eval_batch_size: int = setting(64, "sequences per forward pass when evaluating")
+    early_exit: bool = setting(False, "a classifier after every pass of the shared layer, trained with PABEE's "
+                               "pass-weighted loss, so that inference may stop early (--patience, --exit_threshold); "
+                               "classification, regression, multiple-choice")
+    exit_classifiers: Literal["shared", "per_pass"] = setting(
+        "shared", "early_exit: the one classifier after every pass, or one per pass (docs/early-exit.md)")
     # fine-tuning defaults differ from pretraining's
     optimizer: Literal["lamb", "adamw", "adamw_original"] = "adamw"  # type: ignore[assignment]
     learning_rate: float = setting(2e-5, "peak learning rate, reached after warm-up")
@@ -89,6 +99,10 @@ class FinetuneSettings(TrainSettings):
             raise ConfigError("max_steps must be >= 0 and epochs > 0")
         if self.answerability_head and self.task not in ("qa", "qa-v2"):
             raise ConfigError("answerability_head is a question-answering head (task qa or qa-v2)")
+        if self.early_exit and self.task not in EARLY_EXIT_TASKS:
+            raise ConfigError(f"early_exit is for the tasks that classify a whole input: {', '.join(EARLY_EXIT_TASKS)}")
+        if self.exit_classifiers not in EXIT_KINDS:
+            raise ConfigError(f"exit_classifiers must be one of {', '.join(EXIT_KINDS)}")
         saved, self.max_steps = self.max_steps, max(self.max_steps, 1)
         super().__post_init__()
         self.max_steps = saved
@@ -247,7 +261,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         run_dir=str(run_dir_of(settings)),
     )
     torch.manual_seed(settings.seed)
-    model = model_class(spec).from_pretrained(settings.model, **head_config(spec, labels))
+    exits = {"early_exit": settings.exit_classifiers} if settings.early_exit else {}
+    model = model_class(spec).from_pretrained(settings.model, **head_config(spec, labels), **exits)
     model.train()
     train(resolved, model, task, resume=resume)
     scores: dict[str, float] | None = None
@@ -294,13 +309,21 @@ def task_spec_of(model_dir: str | Path) -> tuple[Path, TaskSpec]:
     return directory, TaskSpec(**raw)
 
 
-def load_task_model(model_dir: str | Path, device: str = "auto", precision: str = "auto", compile: bool = False
+def load_task_model(model_dir: str | Path, device: str = "auto", precision: str = "auto", compile: bool = False,
+                    exit_policy: ExitPolicy | None = None
                     ) -> tuple[AlbertPreTrainedModel, Featurizer, TaskSpec, Runtime]:
     """A fine-tuned directory's model, prepared for inference in `precision` (and compiled with `compile`), and its
-    task's featurizer."""
+    task's featurizer. An active `exit_policy` becomes the model's (a model without early exit refuses it)."""
     directory, spec = task_spec_of(model_dir)
     runtime = resolve_runtime(device, precision)
-    model = prepare_for_inference(model_class(spec).from_pretrained(directory), runtime, compile)
+    model = model_class(spec).from_pretrained(directory)
+    if exit_policy is not None and exit_policy.active:
+        if not isinstance(model, EarlyExitHead):
+            raise InputError(f"early exit is for the tasks that classify a whole input ({', '.join(EARLY_EXIT_TASKS)})"
+                             f"; this model's task is {spec.task}")
+        require_exits(model.config)
+        model.exit_policy = exit_policy
+    model = prepare_for_inference(model, runtime, compile)
     tokenizer = AlbertTokenizer.from_pretrained(directory)
     return model, build_featurizer(spec, tokenizer, labels_of(model)), spec, runtime
 
@@ -311,14 +334,17 @@ def labels_of(model: AlbertPreTrainedModel) -> list[str]:
 
 
 def evaluate_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto",
-                 compile: bool = False) -> dict[str, float]:
-    model, features, spec, runtime = load_task_model(model_dir, device, precision, compile)
+                 compile: bool = False, exit_policy: ExitPolicy | None = None) -> dict[str, float]:
+    """The task's metrics on a labelled file; with an active `exit_policy` (a model fine-tuned with early exit),
+    each input stops where the policy says, and mean_passes is among the metrics."""
+    model, features, spec, runtime = load_task_model(model_dir, device, precision, compile, exit_policy)
     rows, _ = read_task_rows(spec, data, labels_of(model))
     return features.score_examples(model, rows, runtime.device)
 
 
 def predict_dir(model_dir: str | Path, data: str | Path, device: str = "auto", precision: str = "auto",
-                compile: bool = False) -> list[dict[str, Any]]:
-    model, features, spec, runtime = load_task_model(model_dir, device, precision, compile)
+                compile: bool = False, exit_policy: ExitPolicy | None = None) -> list[dict[str, Any]]:
+    """One answer per row; with an active `exit_policy`, each says the passes its input ran."""
+    model, features, spec, runtime = load_task_model(model_dir, device, precision, compile, exit_policy)
     rows, _ = read_task_rows(spec, data, labels_of(model), need_labels=False)
     return features.predict_rows(model, rows, runtime.device)

@@ -1,0 +1,163 @@
+"""Early exit over the shared layer's passes: a classifier after every pass, and inference that stops a row once
+its answer is settled.
+
+ALBERT runs one layer N times, so a classifier after pass i sees the same kind of states as the one after pass N;
+easy inputs are answered after a few passes and hard ones after all of them. Two rules decide when a row stops, and
+either may be used alone or both together (a row stops when either says so):
+- patience (PABEE, Zhou et al. 2020): the row's prediction has stayed the same for `patience` passes after the one
+  that first gave it (a regression's value within REGRESSION_AGREEMENT). Patience p stops at pass p + 1 at the
+  earliest; with p ≥ N - 1 no row stops early and the answer is the full-depth model's.
+- entropy (DeeBERT, Xin et al. 2020): the entropy of the pass's class distribution (nats) is below `threshold`.
+  Not for regression, which has no distribution.
+Rows that stop leave the batch, and the batch is trimmed to its longest remaining row, so a batch keeps the gain
+that PABEE's own code has only at batch size 1.
+
+Training (`albert finetune --early_exit true`) is PABEE's: the loss is the mean of every pass's loss weighted by
+the pass's number (later passes count more), so the last classifier still learns most. The classifier after
+every pass is either the model's one classifier (`shared`, the layer being shared too) or one per pass
+(`per_pass`; the last is the model's own `classifier`, so transformers still loads the full-depth model).
+Which measured better: docs/early-exit.md.
+
+Pure torch, as the model code: the runtime decides precision and compilation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from albert.errors import InputError
+
+EXIT_KINDS = ("shared", "per_pass")
+# two regression outputs of successive passes "agree" when this close (in the label's units)
+REGRESSION_AGREEMENT = 0.1
+
+
+@dataclass(frozen=True)
+class ExitPolicy:
+    """When a row stops: `patience` passes of the same prediction (0: never by patience), or the class
+    distribution's entropy below `threshold` (0: never by entropy)."""
+
+    patience: int = 0
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise InputError(f"patience must be a whole number >= 0, got {self.patience!r}")
+        if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) \
+                or not math.isfinite(self.threshold) or self.threshold < 0:
+            raise InputError(f"exit_threshold must be a finite number >= 0, got {self.threshold!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.patience > 0 or self.threshold > 0
+
+
+def require_exits(config: Any) -> None:
+    """An InputError unless the model's config has a classifier after every pass (config.early_exit)."""
+    if not getattr(config, "early_exit", None):
+        raise InputError("patience and exit_threshold need a model fine-tuned with --early_exit true; this one has "
+                         "a classifier after its last pass only")
+
+
+def pass_weights(n: int) -> list[float]:
+    """PABEE's loss weights: pass i (1-based) counts i / (1 + ... + n)."""
+    total = n * (n + 1) / 2
+    return [i / total for i in range(1, n + 1)]
+
+
+def pabee_loss(exit_logits: Tensor | None, logits: Tensor, loss: Callable[[Tensor], Tensor]) -> Tensor:
+    """`loss` of `logits`; with every pass's logits (a model training with early exit), PABEE's pass-weighted mean
+    of each pass's loss instead."""
+    if exit_logits is None:
+        return loss(logits)
+    return sum((w * loss(z) for w, z in zip(pass_weights(len(exit_logits)), exit_logits)),
+               torch.zeros((), device=exit_logits.device))
+
+
+@dataclass
+class _Streaks:
+    """Per row: the last pass's prediction and how many passes in a row have agreed with it."""
+
+    previous: Tensor | None = None
+    agreed: Tensor | None = None
+
+    def update(self, logits: Tensor, regression: bool) -> Tensor:
+        now = logits[:, 0] if regression else logits.argmax(-1)
+        if self.previous is None or self.agreed is None:
+            self.agreed = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+        else:
+            same = (now - self.previous).abs() < REGRESSION_AGREEMENT if regression else now == self.previous
+            self.agreed = torch.where(same, self.agreed + 1, torch.zeros_like(self.agreed))
+        self.previous = now
+        return self.agreed
+
+    def keep(self, rows: Tensor) -> None:
+        assert self.previous is not None and self.agreed is not None
+        self.previous, self.agreed = self.previous[rows], self.agreed[rows]
+
+
+def _entropy(logits: Tensor) -> Tensor:
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+# (pass index 0-based, x, mask) -> x after that pass
+PassFn = Callable[[int, Tensor, "Tensor | None"], Tensor]
+# (pass index 0-based, [CLS] hidden states of the running rows) -> logits, one row per example
+HeadFn = Callable[[int, Tensor], Tensor]
+
+
+def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, run_pass: PassFn, head: HeadFn,
+                  policy: ExitPolicy, regression: bool = False, group: int = 1,
+                  bias: Callable[[Tensor], Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
+    """The layer's passes over `x` (rows × T × H; `group` consecutive rows make one example, a multiple-choice
+    question's options), each example stopping when `policy` says so → (logits of each example at the pass it
+    stopped after, the number of passes it ran). `bias` turns a (rows, T) attention mask into the layer's additive
+    mask (None where nothing is padding)."""
+    if regression and policy.threshold > 0:
+        raise InputError("exit_threshold (entropy) needs class probabilities; a regression head has none: use "
+                         "patience")
+    n_examples = x.shape[0] // group
+    running = torch.arange(n_examples, device=x.device)  # the examples still in the batch
+    lengths = attention_mask.sum(-1)  # (rows,)
+    mask = bias(attention_mask) if bias is not None else None
+    streaks = _Streaks()
+    logits_out: Tensor | None = None
+    passes_out = torch.full((n_examples,), passes, dtype=torch.long, device=x.device)
+    for i in range(passes):
+        x = run_pass(i, x, mask)
+        logits = head(i, x[:, 0]).float().reshape(len(running), -1)
+        if logits_out is None:
+            logits_out = torch.empty(n_examples, logits.shape[-1], device=logits.device)
+        if i == passes - 1:
+            logits_out[running] = logits
+            passes_out[running] = i + 1
+            break
+        stop = torch.zeros(len(running), dtype=torch.bool, device=x.device)
+        if policy.patience > 0:
+            stop |= streaks.update(logits, regression) >= policy.patience
+        if policy.threshold > 0:
+            stop |= _entropy(logits) < policy.threshold
+        if not bool(stop.any()):
+            continue
+        logits_out[running[stop]] = logits[stop]
+        passes_out[running[stop]] = i + 1
+        go = ~stop
+        if not bool(go.any()):
+            break
+        running = running[go]
+        if policy.patience > 0:
+            streaks.keep(go)
+        rows = go.repeat_interleave(group)
+        attention_mask, lengths, x = attention_mask[rows], lengths[rows], x[rows]
+        longest = int(lengths.max())  # the remaining rows' padding beyond their longest is dropped
+        attention_mask, x = attention_mask[:, :longest], x[:, :longest]
+        mask = bias(attention_mask) if bias is not None else None
+    assert logits_out is not None
+    return logits_out, passes_out

@@ -1,0 +1,196 @@
+"""Early exit over the shared layer's passes (albert.early_exit): exactness at full patience in every precision, a
+row's answer the same in a batch as alone, PABEE training through `albert finetune --early_exit true`, and the
+CLI, pipeline, server and export around it. A model fine-tuned without early exit answers as before."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import toy_tasks as toy
+from albert.config import AlbertConfig
+from albert.early_exit import ExitPolicy, pass_weights
+from albert.errors import InputError
+from albert.heads import AlbertForMultipleChoice, AlbertForSequenceClassification
+from albert.runtime import prepare_for_inference, resolve_runtime
+from test_cli_end_to_end import cli
+
+PASSES = 4  # albert-tiny's
+
+
+def _batch(rows: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids with every row a different length (right-padded), as the pipelines pad."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 1000, (rows, length), generator=g)
+    mask = torch.ones_like(ids)
+    for r in range(rows):
+        mask[r, max(2, length - 3 * r):] = 0
+    return ids * mask, mask
+
+
+def _model(cls: type, kind: str, **overrides: Any) -> Any:
+    torch.manual_seed(0)
+    return cls(AlbertConfig.from_preset("albert-tiny", early_exit=kind, **overrides)).eval()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("kind", ["shared", "per_pass"])
+def test_full_patience_equals_full_depth(kind: str, precision: str) -> None:
+    """Patience of passes - 1 never stops a row early: the outputs are the full-depth model's, bit for bit, and
+    every row says it ran every pass."""
+    if precision == "bf16" and not resolve_runtime("cpu", "auto").precision == "bf16":
+        pytest.skip("no bf16 units on this CPU (emulated bf16 is ~80x slower)")
+    runtime = resolve_runtime("cpu", precision)
+    ids, mask = _batch(6, 24)
+    model = prepare_for_inference(_model(AlbertForSequenceClassification, kind, num_labels=3), runtime)
+    with torch.inference_mode():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        out = model(input_ids=ids, attention_mask=mask, exit_policy=ExitPolicy(patience=PASSES - 1))
+    assert torch.equal(out.logits, full.float())
+    assert out.exit_passes.tolist() == [PASSES] * 6
+    assert full.float().isfinite().all()
+
+    choices = prepare_for_inference(_model(AlbertForMultipleChoice, kind), runtime)
+    ids3, mask3 = ids.view(2, 3, -1), mask.view(2, 3, -1)
+    with torch.inference_mode():
+        full = choices(input_ids=ids3, attention_mask=mask3).logits
+        out = choices(input_ids=ids3, attention_mask=mask3, exit_policy=ExitPolicy(patience=PASSES - 1))
+    assert torch.equal(out.logits, full.float()) and out.exit_passes.tolist() == [PASSES, PASSES]
+
+
+@pytest.mark.parametrize("policy", [ExitPolicy(patience=1), ExitPolicy(threshold=1.05), ExitPolicy(1, 1.0)])
+def test_a_row_answers_the_same_in_a_batch_as_alone(policy: ExitPolicy) -> None:
+    """Rows leave the batch as they stop (and the batch is trimmed to its longest remaining row): each row's
+    prediction and passes equal what it gets alone, unpadded."""
+    model = _model(AlbertForSequenceClassification, "per_pass", num_labels=3)
+    with torch.no_grad():  # a random classifier's logits are near 0: spread them, so rows stop at different passes
+        for i in range(PASSES):
+            model.classifier_at(i).weight.mul_(40)
+    ids, mask = _batch(8, 30, seed=1)
+    with torch.inference_mode():
+        batched = model(input_ids=ids, attention_mask=mask, exit_policy=policy)
+        for r in range(8):
+            n = int(mask[r].sum())
+            alone = model(input_ids=ids[r:r + 1, :n], exit_policy=policy)
+            assert int(alone.exit_passes) == int(batched.exit_passes[r])
+            assert int(alone.logits.argmax()) == int(batched.logits[r].argmax())
+            torch.testing.assert_close(alone.logits[0], batched.logits[r], atol=1e-5, rtol=1e-5)
+    assert len(set(batched.exit_passes.tolist())) > 1, "the policy should stop rows at different passes"
+
+
+def test_patience_rules_and_refusals() -> None:
+    model = _model(AlbertForSequenceClassification, "shared", num_labels=3)
+    ids, mask = _batch(4, 16)
+    with torch.inference_mode():
+        passes = model(input_ids=ids, attention_mask=mask, exit_policy=ExitPolicy(patience=1)).exit_passes
+    assert (passes >= 2).all(), "patience p stops at pass p + 1 at the earliest"
+    regression = _model(AlbertForSequenceClassification, "shared", num_labels=1, problem_type="regression")
+    with pytest.raises(InputError, match="regression head"):
+        regression(input_ids=ids, attention_mask=mask, exit_policy=ExitPolicy(threshold=0.5))
+    with torch.inference_mode():  # patience works on a regression (values within 0.1 agree)
+        assert regression(input_ids=ids, attention_mask=mask, exit_policy=ExitPolicy(patience=1)).exit_passes.numel()
+    plain = _model(AlbertForSequenceClassification, None, num_labels=3)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="--early_exit true"):
+        plain(input_ids=ids, attention_mask=mask, exit_policy=ExitPolicy(patience=2))
+    for bad in (dict(patience=-1), dict(patience=True), dict(threshold=float("nan")), dict(threshold=-0.5)):
+        with pytest.raises(InputError):
+            ExitPolicy(**bad)  # type: ignore[arg-type]
+    assert pass_weights(3) == [1 / 6, 2 / 6, 3 / 6]
+
+
+def test_training_loss_weights_every_pass() -> None:
+    """PABEE's loss: every pass's classifier gets a gradient, the last the most; the logits are the last pass's."""
+    model = _model(AlbertForSequenceClassification, "per_pass", num_labels=2).train()
+    ids, mask = _batch(4, 16)
+    out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 0, 1]))
+    assert out.exit_logits.shape == (PASSES, 4, 2) and torch.equal(out.logits, out.exit_logits[-1])
+    out.loss.backward()
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in model.exit_classifiers)
+    assert len(model.exit_classifiers) == PASSES - 1
+
+
+@pytest.fixture(scope="module")
+def exit_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny model fine-tuned with early exit on the toy classification task (as the CLI does it)."""
+    directory = tmp_path_factory.mktemp("early-exit")
+    rows = [dict(r, label="two or more" if r["label"] >= 2 else "under two")
+            for r in toy.regression(random.Random(0), 300)]
+    train, dev = toy.write_split(rows, directory / "data", dev=60)
+    out = directory / "model"
+    proc = cli("finetune", "--task", "classification", "--train", str(train), "--dev", str(dev), "--model",
+               str(tiny_model), "--out", str(out), "--early_exit", "true", "--max_seq_length", "64", "--max_steps",
+               "300", "--batch_size", "16", "--learning_rate", "2e-3", "--precision", "fp32", "--progress", "false",
+               "--num_threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    return out, dev
+
+
+def test_finetuned_early_exit_through_the_cli(exit_model: tuple[Path, Path], tiny_model: Path) -> None:
+    model, dev = exit_model
+    assert json.loads((model / "config.json").read_text())["early_exit"] == "shared"
+    full = json.loads(cli("evaluate", "--model", str(model), "--data", str(dev), "--precision", "fp32").stdout)
+    assert full["accuracy"] >= 0.75 and "mean_passes" not in full
+    early = cli("evaluate", "--model", str(model), "--data", str(dev), "--precision", "int8", "--patience", "1")
+    scores = json.loads(early.stdout)
+    assert 2 <= scores["mean_passes"] < PASSES and scores["accuracy"] >= 0.7, scores
+    rows = [json.loads(line) for line in cli("predict", "--model", str(model), "--data", str(dev), "--patience",
+                                             "1").stdout.splitlines()]
+    assert len(rows) == 60 and all(2 <= r["passes"] <= PASSES for r in rows)
+    texts = [json.loads(line)["text"] for line in dev.read_text().splitlines()[:5]]
+    answers = [json.loads(line) for line in cli("classify", *texts, "--model", str(model), "--patience", "1",
+                                                "--exit-threshold", "0.3").stdout.splitlines()]
+    assert len(answers) == 5 and all({"label", "score", "passes"} <= set(a) for a in answers)
+    plain = [json.loads(line) for line in cli("classify", *texts, "--model", str(model)).stdout.splitlines()]
+    assert all("passes" not in a for a in plain)
+    for bad in (["--patience", "-1"], ["--exit-threshold", "nan"]):
+        proc = cli("classify", "x", "--model", str(model), *bad)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    refused = cli("export", "onnx", "--model", str(model), "--out", str(model.parent / "m.onnx"))
+    assert refused.returncode == 2 and "--full-depth" in refused.stderr
+
+
+def test_a_model_without_early_exit_refuses_patience(toy_models: dict[str, tuple[Path, Path]]) -> None:
+    model, dev = toy_models["classification"]
+    proc = cli("evaluate", "--model", str(model), "--data", str(dev), "--patience", "2")
+    assert proc.returncode == 2 and "--early_exit true" in proc.stderr
+    qa, qa_dev = toy_models["qa"]
+    proc = cli("evaluate", "--model", str(qa), "--data", str(qa_dev), "--patience", "2")
+    assert proc.returncode == 2 and "classify a whole input" in proc.stderr
+
+
+def test_compiled_int8_exits_as_eager(exit_model: tuple[Path, Path]) -> None:
+    """--compile compiles one pass of the shared layer for early exit's loop: the same passes and predictions."""
+    from albert.inference.pipelines import pipeline
+
+    model, dev = exit_model
+    texts = [json.loads(line)["text"] for line in dev.read_text().splitlines()[:24]]
+    eager = pipeline("text-classification", model=str(model), precision="int8")(texts, patience=1)
+    compiled = pipeline("text-classification", model=str(model), precision="int8", compile=True)(texts, patience=1)
+    assert [a["passes"] for a in compiled] == [a["passes"] for a in eager]
+    assert [a["label"] for a in compiled] == [a["label"] for a in eager]
+
+
+def test_the_server_takes_patience_and_counts_passes(exit_model: tuple[Path, Path]) -> None:
+    from albert.inference.pipelines import pipeline
+    from albert.inference.server import ServeSettings, build_app, running
+    from test_server import post, request
+
+    model, _ = exit_model
+    app, batcher = build_app(pipeline("text-classification", model=str(model), precision="fp32"),
+                             "text-classification", ServeSettings())
+    try:
+        with running(app) as url:
+            status, answer = post(url + "/classify", {"inputs": ["one two 33 and 44", "no numbers here at all"],
+                                                      "parameters": {"patience": 1}})
+            assert status == 200 and all("passes" in a for a in answer), answer
+            status, bad = post(url + "/classify", {"inputs": "x", "parameters": {"patience": 1.5}})
+            assert status == 400 and "patience" in bad["error"]
+            metrics = request(url + "/metrics")[1]
+            assert "albert_exit_passes_count 2.0" in str(metrics)
+    finally:
+        batcher.close()
