@@ -20,7 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from albert.config import AlbertConfig, check_fits_memory
+from albert.config import AlbertConfig, check_fits_memory, read_model_json
+from albert.data.reader import require_file
 from albert.errors import CheckpointError
 from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where users look)
     CONFIG_NAME,
@@ -58,16 +59,17 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
         if (directory / SAFE_WEIGHTS_NAME).is_file():
             return load_file(directory / SAFE_WEIGHTS_NAME)
         if (directory / SAFE_INDEX_NAME).is_file():
-            index = json.loads((directory / SAFE_INDEX_NAME).read_text())
             state: dict[str, torch.Tensor] = {}
-            for shard in sorted(set(index["weight_map"].values())):
-                state.update(load_file(directory / shard))
+            for shard in _shards(directory):
+                state.update(load_file(shard))
             return state
         if (directory / TORCH_WEIGHTS_NAME).is_file():
             # weights_only: a checkpoint is data, never code to run.
             obj = torch.load(directory / TORCH_WEIGHTS_NAME, map_location="cpu", weights_only=True)
-            if not isinstance(obj, dict):
-                raise CheckpointError(f"{directory / TORCH_WEIGHTS_NAME} does not hold a state dict")
+            if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v)
+                                                    for k, v in obj.items()):
+                raise CheckpointError(f"{directory / TORCH_WEIGHTS_NAME} does not hold a state dict (names → "
+                                      "tensors)")
             return obj
     except pickle.UnpicklingError:
         raise CheckpointError(f"cannot read weights in {directory}: {TORCH_WEIGHTS_NAME} holds objects other than "
@@ -76,6 +78,37 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read weights in {directory}: {str(e).splitlines()[0]}") from None
     raise CheckpointError(f"no weights in {directory} (looked for {SAFE_WEIGHTS_NAME}, {SAFE_INDEX_NAME}, "
                           f"{TORCH_WEIGHTS_NAME})")
+
+
+def _shards(directory: Path) -> list[Path]:
+    """The shard files a model.safetensors.index.json names, each a file inside the model directory (a name that
+    leads outside it, through .. or a link, is refused: the directory's weights are its own)."""
+    path = directory / SAFE_INDEX_NAME
+    index = read_model_json(path)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in weight_map.items()):
+        raise CheckpointError(f"{path}: 'weight_map' must be an object of weight names → shard file names")
+    root = directory.resolve()
+    shards = []
+    for name in sorted(set(weight_map.values())):
+        shard = (directory / name).resolve()
+        if not shard.is_relative_to(root) or shard == root:
+            raise CheckpointError(f"{path}: shard {name!r} is outside the model directory (refused)")
+        require_file(shard)
+        shards.append(shard)
+    return shards
+
+
+def check_weight_dtypes(state: dict[str, torch.Tensor], source: str) -> None:
+    """Every weight a floating-point tensor: integer weights (int8 quantized by another tool, say) would load
+    as their raw integers and answer nonsense."""
+    wrong = [(k, v.dtype) for k, v in state.items() if not v.is_floating_point()]
+    if wrong:
+        more = f" and {len(wrong) - 1:,} more" if len(wrong) > 1 else ""
+        raise CheckpointError(f"{source}: weight {wrong[0][0]} is {str(wrong[0][1]).removeprefix('torch.')}{more}; "
+                              "albert reads floating-point weights (fp32, fp16, bf16) and quantizes itself "
+                              "(--precision int8)")
 
 
 def adapt_keys(state: dict[str, torch.Tensor], prefix: str, expected: set[str]) -> dict[str, torch.Tensor]:
@@ -137,6 +170,7 @@ def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]
         more = ", ..." if len(refused) > 3 else ""
         raise CheckpointError(f"{source} has no weights for {type(model).__name__}'s {', '.join(refused[:3])}{more}: "
                               f"not trained for this task (fine-tune it with `albert finetune`)")
+    check_weight_dtypes({k: state[k] for k in expected & set(state)}, source)
     for key in expected & set(state):
         if tuple(state[key].shape) != tuple(own[key].shape):
             raise CheckpointError(f"shape mismatch for {key}: checkpoint {tuple(state[key].shape)}, "

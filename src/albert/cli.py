@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -519,6 +522,29 @@ def _add_runtime_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--compile", action="store_true", help="torch.compile the model (slow first call)")
 
 
+# the file system's answers that are about the machine, not about albert: a full disk or quota, a read-only file
+# system, an I/O error, too many open files, a file too large
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EMFILE, errno.ENFILE, errno.EFBIG,
+                errno.ENAMETOOLONG, errno.ELOOP, errno.EXDEV, errno.ETXTBSY}
+
+
+def disk_fault(e: BaseException) -> str | None:
+    """One line for a disk or file-system fault, from OSError or from the libraries that write files
+    (safetensors, torch.save) and wrap it; None for anything else. What was written before it stays (a training
+    run's last checkpoint is whole: it resumes)."""
+    hint = " (what was written before is kept; free space or fix the path, then run again, with --resume for a run)"
+    if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}{hint}"
+    text = str(e)
+    match = re.search(r"(?:os error|errno) (\d+)", text, re.IGNORECASE)
+    if type(e).__name__ == "SafetensorError" and match and int(match.group(1)) in _DISK_ERRNOS:
+        return f"{os.strerror(int(match.group(1)))}{hint}"
+    if isinstance(e, RuntimeError) and "file write failed" in text:  # torch.save's writer
+        return f"a file could not be written (torch: {text.splitlines()[0][:120]}){hint}"
+    return None
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     """albert's own errors, and the operating system's answers about the paths a user named."""
     from albert.errors import AlbertError
@@ -541,6 +567,12 @@ def main(argv: list[str] | None = None) -> int:
             func(args)
     except _known_errors() as e:
         print(f"albert: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        fault = disk_fault(e)
+        if fault is None:
+            raise
+        print(f"albert: error: {fault}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("albert: interrupted", file=sys.stderr)

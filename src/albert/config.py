@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,32 @@ _TRANSFORMERS_GENERIC_KEYS = frozenset(
 
 MAX_LAYER_PASSES = 1024
 MAX_POSITIONS = 1 << 16
+
+
+# the JSON kind of each config field (AlbertConfig._check_types); _OPTIONAL ones may also be null
+_FIELD_KINDS = {
+    **dict.fromkeys(("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
+                     "num_attention_heads", "intermediate_size", "inner_group_num", "max_position_embeddings",
+                     "type_vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "num_labels"), "int"),
+    **dict.fromkeys(("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
+                     "classifier_dropout_prob"), "float"),
+    **dict.fromkeys(("hidden_act", "position_embedding_type", "problem_type", "early_exit"), "str"),
+    "id2label": "labels", "label2id": "ids", "albert_task": "dict",
+}
+_OPTIONAL = {"classifier_dropout_prob", "id2label", "label2id", "problem_type", "albert_task", "early_exit",
+             "bos_token_id", "eos_token_id"}
+_KIND_NAMES = {"int": "an integer", "float": "a finite number", "str": "a string",
+               "labels": "an object of label names keyed by their ids (\"0\", \"1\", ...)",
+               "ids": "an object of label ids keyed by their names", "dict": "an object"}
+
+
+def _is_index(value: Any) -> bool:
+    """A label id as JSON writes it: a whole number >= 0, or a string of one."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0 <= value < 2**31
+    return isinstance(value, str) and value.isdigit() and len(value) < 10
 
 
 def check_fits_memory(config: AlbertConfig, bytes_per_weight: int = 4) -> None:
@@ -98,11 +125,18 @@ class AlbertConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
             self.num_labels = len(self.id2label)
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ConfigError(f"id2label must number the labels 0 to {self.num_labels - 1}, got keys "
+                                  f"{sorted(self.id2label)[:5]}")
             if self.label2id is None:
                 self.label2id = {v: k for k, v in self.id2label.items()}
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ConfigError(f"pad_token_id {self.pad_token_id} is not an id of the vocabulary (0 to "
+                              f"{self.vocab_size - 1})")
         for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
                      "num_attention_heads", "intermediate_size", "inner_group_num", "max_position_embeddings",
                      "type_vocab_size"):
@@ -145,6 +179,29 @@ class AlbertConfig:
         if self.max_position_embeddings > MAX_POSITIONS:
             raise ConfigError(f"max_position_embeddings {self.max_position_embeddings:,} is beyond {MAX_POSITIONS:,} "
                               "(attention is quadratic in it)")
+
+    def _check_types(self) -> None:
+        """Every field of the JSON type its annotation says (a config.json is user input): one ConfigError naming
+        the field, never a TypeError deep inside torch."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), _FIELD_KINDS.get(f.name)
+            if kind is None or (value is None and f.name in _OPTIONAL):
+                continue
+            ok = {"int": isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53,
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value),
+                  "str": isinstance(value, str),
+                  "labels": isinstance(value, dict) and all(isinstance(v, str) and _is_index(k)
+                                                             for k, v in value.items()),
+                  "ids": isinstance(value, dict) and all(isinstance(k, str) and _is_index(v) for k, v in value.items()),
+                  "dict": isinstance(value, dict)}[kind]
+            if not ok:
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:30] + "..."
+                raise ConfigError(f"config field {f.name!r} must be {_KIND_NAMES[kind]}, got {shown}")
+        architectures = self.extra.get("architectures")
+        if architectures is not None and not (isinstance(architectures, list)
+                                              and all(isinstance(a, str) for a in architectures)):
+            raise ConfigError("config field 'architectures' must be a list of class names")
 
     def parameter_count(self) -> int:
         """The weights this config allocates (shared layer groups counted once), without allocating them."""
@@ -211,15 +268,15 @@ class AlbertConfig:
     @classmethod
     def from_json_file(cls, path: str | Path, strict: bool = True) -> AlbertConfig:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        if not path.exists() and not path.is_symlink():
+            raise ConfigError(f"config file not found: {path}")
+        data = read_model_json(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path} does not hold a JSON object")
-        return cls.from_dict(data, strict=strict)
+        try:
+            return cls.from_dict(data, strict=strict)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
     def to_json_file(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -234,6 +291,22 @@ def forward_flops(config: AlbertConfig, batch: int, seq: int, predictions: int =
     H, E, inner, L = config.hidden_size, config.embedding_size, config.intermediate_size, config.num_hidden_layers
     per_position = 2 * E * H + (2 * (4 * H * H + 2 * H * inner) + 2 * 2 * seq * H) * L
     return float(batch * seq * per_position + 2 * (H * E + E * config.vocab_size) * predictions)
+
+
+# a model directory's JSON files (config, weight index, tokenizer) are read whole: larger is not one of them
+MAX_MODEL_JSON_BYTES = 512 * 1024 * 1024
+
+
+def read_model_json(path: Path, max_bytes: int = MAX_MODEL_JSON_BYTES) -> Any:
+    """A JSON file of a model directory: a regular file (a FIFO, a device or a symlink loop is refused by its type
+    before it is opened), of at most `max_bytes`, UTF-8, standard JSON, each fault one error naming the file."""
+    from albert.data.reader import parse_json, read_text, require_file
+
+    require_file(path)
+    if path.stat().st_size > max_bytes:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a model directory's JSON file is at most "
+                          f"{max_bytes:,}")
+    return parse_json(read_text(path), str(path))
 
 
 def _official(hidden: int, layers: int, heads: int, act: str, dropout: float) -> dict[str, Any]:

@@ -133,7 +133,7 @@ class AlbertTokenizer:
             from albert.hub import resolve_model_dir
 
             path = resolve_model_dir(name_or_path)
-        from albert.data.reader import read_json
+        from albert.config import read_model_json
 
         settings: dict[str, Any] = {}
         vocab, fast = path / VOCAB_FILE, path / TOKENIZER_JSON
@@ -143,10 +143,10 @@ class AlbertTokenizer:
                 raise CheckpointError(f"no {VOCAB_FILE} or {TOKENIZER_JSON} in {path}")
             from albert.tokenizer_json import spm_from_tokenizer_json
 
-            proto, settings = spm_from_tokenizer_json(read_json(fast), str(fast))
+            proto, settings = spm_from_tokenizer_json(read_model_json(fast), str(fast))
         config_file = path / "tokenizer_config.json"
-        if config_file.is_file():
-            config = read_json(config_file)
+        if config_file.exists():
+            config = read_model_json(config_file)
             if isinstance(config, dict):
                 settings |= {k: config[k] for k in ("do_lower_case", "remove_space", "keep_accents")
                              if isinstance(config.get(k), bool)}
@@ -404,6 +404,19 @@ class AlbertTokenizer:
             special += [0] * len(b) + [1]
         return ids, types, special
 
+    def _enough_of(self, text: str, n: int) -> str:
+        """The shortest start of `text`, cut before a whitespace, that still has more than `n` tokens (so that
+        truncating it to n gives what truncating the whole text gives: no piece spans a whitespace), or the whole
+        text. Tried on a start of 8 characters per token, then four times longer, and so on."""
+        limit = 8 * n + 64
+        while isinstance(text, str) and limit < len(text):
+            cut = max(text.rfind(c, 0, limit) for c in " \t\n\r")
+            start = text[:cut if cut > 0 else limit]
+            if len(self.encode_pieces([start])[0].ids) > n:
+                return start
+            limit *= 4
+        return text
+
     def __call__(
         self,
         text: str | Sequence[str],
@@ -435,6 +448,11 @@ class AlbertTokenizer:
         if return_overflowing_tokens and strategy == "do_not_truncate":
             raise InputError("return_overflowing_tokens needs truncation")
         with_offsets = return_offsets_mapping
+        if strategy != "do_not_truncate" and not return_overflowing_tokens and max_length:
+            # what truncation keeps is at the start: a long text is read only as far as it must be, so that a
+            # 200 MB line costs what a model-length text costs
+            texts = [self._enough_of(t, max_length) for t in texts]
+            pairs = [self._enough_of(t, max_length) for t in pairs] if pairs is not None else None
         first = self.encode_pieces(texts, with_offsets)
         second = self.encode_pieces(pairs, with_offsets) if pairs is not None else None
 

@@ -61,8 +61,18 @@ def spm_from_tokenizer_json(doc: Any, where: str = "tokenizer.json") -> tuple[by
     if not isinstance(vocab, list) or not all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
                                               and isinstance(v[1], (int, float)) for v in vocab):
         raise CheckpointError(f"{where}: model.vocab must be a list of [piece, score]")
-    added = {int(t["id"]): t for t in doc.get("added_tokens") or [] if isinstance(t, dict) and "id" in t}
+    if not vocab:
+        raise CheckpointError(f"{where}: model.vocab is empty")
+    listed = doc.get("added_tokens") or []
+    if not isinstance(listed, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int)
+                                               and not isinstance(t.get("id"), bool) for t in listed):
+        raise CheckpointError(f"{where}: added_tokens must be a list of objects with an integer id")
+    added = {t["id"]: t for t in listed}
     unk_id = model.get("unk_id")
+    if unk_id is not None and (not isinstance(unk_id, int) or isinstance(unk_id, bool)
+                               or not 0 <= unk_id < len(vocab)):
+        raise CheckpointError(f"{where}: model.unk_id must be the id of a piece (0 to {len(vocab) - 1}) or null, "
+                              f"got {unk_id!r}")
     steps = _normalizers(doc.get("normalizer"))
     kinds = [s.get("type") for s in steps]
     charsmap = next((s.get("precompiled_charsmap") for s in steps if s.get("type") == "Precompiled"), None)

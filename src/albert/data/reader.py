@@ -24,7 +24,7 @@ from albert.errors import DataError
 _ARCHIVE_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
-def _require_file(path: Path) -> None:
+def require_file(path: Path) -> None:
     """A regular file, checked by type before it is opened: a FIFO or a device would block or never end, a symlink
     loop would raise on open; each is one line."""
     try:
@@ -42,7 +42,7 @@ def _require_file(path: Path) -> None:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    _require_file(path)
+    require_file(path)
     suffix = path.suffix.lower()
     if suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
@@ -205,7 +205,7 @@ def iter_inputs(path: str | Path) -> Iterator[tuple[str, Any]]:
     import csv
 
     path = Path(path)
-    _require_file(path)  # before parquet, which pyarrow opens itself
+    require_file(path)  # before parquet, which pyarrow opens itself
     kind = base_suffix(path)
     if kind == ".txt":
         for n, line in iter_text_lines(path):

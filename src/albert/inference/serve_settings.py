@@ -32,6 +32,8 @@ class ServeSettings:
                                          "(default 16384)")
     max_inputs: int = _flag(16384, "inputs per request at most (default 16384)")
     max_body: int = _flag(8 * 1024 * 1024, "bytes per request body (default 8 MiB)")
+    max_fillers: int = _flag(10000, "fill-mask answers per request at most, counted as [MASK]s × top_k (each is a "
+                                    "rebuilt sentence; default 10000)")
     api_key: str | None = _flag(None, "require this key on every route but /health (Authorization: Bearer KEY); "
                                       "default: $ALBERT_API_KEY, else none")
     cors_origins: tuple[str, ...] = _flag((), "allow browsers on this origin (repeatable); default: no CORS",
@@ -53,7 +55,7 @@ class ServeSettings:
             get_task(self.task)
         if not 0 <= self.port <= 65535:
             raise InputError(f"--port must be 0-65535, got {self.port}")
-        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "workers"):
+        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "max_fillers", "workers"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.grace < 0:

@@ -38,12 +38,14 @@ from albert.data.reader import parse_json
 from albert.errors import AlbertError, InputError
 from albert.inference.batcher import Batcher, BatchStats
 from albert.inference.serve_settings import ServeSettings
+from albert.tasks.fill_mask import check_fillers
 from albert.tasks.registry import (
     TASKS,
     Parameter,
     Task,
     check_input,
     check_parameters,
+    defaults,
     get_task,
     task_of_architecture,
 )
@@ -161,6 +163,9 @@ def _add_task_routes(app: Any, pipe: Any, task: Task, settings: ServeSettings, b
         items, single, parameters = shape.decode(task, payload, settings.max_inputs)
         lengths = [input_tokens(pipe.tokenizer, task, x) for x in items]
         shape.check_lengths(payload, lengths, limit)
+        if task.name == "fill-mask":  # its answers multiply: [MASK]s × top_k rebuilt sentences
+            texts = [x if isinstance(x, str) else x["text"] for x in items]
+            check_fillers(pipe.tokenizer, texts, {**defaults(task), **parameters}["top_k"], settings.max_fillers)
         # what goes through the model: windows for tasks that read long texts in windows, else the truncated text
         costs = lengths if task.windows else [min(c, limit) for c in lengths]
         metrics.queue.set(batcher.queued_inputs + len(items))

@@ -35,10 +35,9 @@ def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, m
         if positions:
             continue
         shown = text if len(text) <= 80 else text[:60] + " ... " + text[-15:]
-        full = tok(text)["input_ids"]
-        if tok.mask_token_id in full:
-            raise InputError(f"input {n}: its [MASK] is past the model's {max_length}-token limit (the text has "
-                                 f"{len(full)} tokens; shorten it before the mask): {shown!r}")
+        if "[MASK]" in text:  # only past the truncated start (the whole text is never tokenized)
+            raise InputError(f"input {n}: its [MASK] is past the model's {max_length}-token limit (shorten the text "
+                             f"before the mask): {shown!r}")
         raise InputError(f"no [MASK] in input {n}: {shown!r}")
     results: list[Any] = [None] * len(texts)
     for idx in buckets([len(ids) for ids in rows["input_ids"]], BATCH_SIZE):
@@ -49,6 +48,16 @@ def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, m
         for b, i in enumerate(idx):
             results[i] = _fillers(tok, rows["input_ids"][i], masks[i], logits[b], top_k)
     return results[0] if isinstance(inputs, str) else results
+
+
+def check_fillers(tokenizer: AlbertTokenizer, texts: list[str], top_k: int, limit: int) -> None:
+    """An InputError, before any work, when the texts' [MASK]s × top_k exceed `limit`: each filler is a sentence
+    rebuilt and decoded, so a short request with many masks and a large top_k would otherwise hold the model's
+    thread for seconds and answer megabytes."""
+    masks = sum(e.ids.count(tokenizer.mask_token_id) for e in tokenizer.encode_pieces(texts))
+    if masks * top_k > limit:
+        raise InputError(f"the request asks for {masks:,} [MASK]s × top_k {top_k:,} = {masks * top_k:,} fillers; "
+                         f"at most {limit:,} per request (--max-fillers)")
 
 
 def _fillers(tok: AlbertTokenizer, ids: list[int], positions: list[int], logits: np.ndarray, top_k: int) -> Any:

@@ -1,0 +1,205 @@
+"""Early exit over the shared layer's passes: accuracy against speed, on three labelled tasks, beside full depth and
+ONNX Runtime's fused int8.
+
+    python bench/early_exit.py train    [--tasks ../shared/data/tasks] [--work runs/early-exit] [--variants ...]
+    python bench/early_exit.py measure  [--work runs/early-exit] [--rows 1000] [--rounds 3]
+    python bench/early_exit.py base     (the speed sweep on albert-base-v2's shape)
+    python bench/early_exit.py plot
+
+train: `albert finetune --early_exit true` on fine_foods_sentiment, bible_paraphrase and wordnet_supersense with
+bench/finetune_tasks.py's settings, once per kind of exit classifier (shared, per_pass), and once without early
+exit (the model as fine-tuned today). A run whose model exists is skipped (rerun to resume a killed set).
+
+measure: on the first --rows dev rows of each task, in length-sorted batches of 32 and one row at a time: ours in
+int8 with --compile at full depth (the fastest we run) and with early exit at several patience and entropy
+settings, and ONNX Runtime's fused int8 (transformers' export through onnxruntime.transformers.optimizer, dynamic
+int8) at full depth; every contender on the same rows, in alternating rounds, medians. Nothing else should run on
+the machine meanwhile.
+
+base: albert-base-v2's shape (random weights, 12 passes of 768): throughput at batch 32 and latency at batch 1 when
+rows stop after k passes, for the pass counts the tasks' settings give, against full depth and ONNX Runtime.
+
+Results: bench/results/early_exit.json; the plot: docs/early-exit.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from finetune_tasks import RUNS  # noqa: E402
+
+TASKS = ("fine_foods_sentiment", "bible_paraphrase", "wordnet_supersense")
+VARIANTS = ("shared", "per_pass", "none")
+POLICIES: list[tuple[int, float]] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0), (6, 0.0), (0, 0.05), (0, 0.1), (0, 0.2),
+                                     (0, 0.3), (0, 0.4), (2, 0.2)]
+RESULTS = ROOT / "bench" / "results" / "early_exit.json"
+
+
+def train(a: argparse.Namespace) -> None:
+    for variant in a.variants:  # every task's shared run first: the kind kept is measured on all three
+        for task in a.only or TASKS:
+            kind, settings = RUNS[task]
+            out = Path(a.work) / f"{task}-{variant}"
+            if (out / "config.json").is_file():
+                continue
+            exits = [] if variant == "none" else ["--early_exit", "true", "--exit_classifiers", variant]
+            cmd = [sys.executable, "-m", "albert", "finetune", "--task", kind, "--model", a.model,
+                   "--train", str(Path(a.tasks) / task / "train.jsonl.xz"),
+                   "--dev", str(Path(a.tasks) / task / "dev.jsonl"),
+                   "--out", str(out), "--progress", "false", "--save_every", "50", "--eval_every",
+                   str(settings["max_steps"]), *exits, *[x for k, v in settings.items() for x in (f"--{k}", str(v))]]
+            resume = ["--resume"] if (out.parent / f"{out.name}-run" / "checkpoints").is_dir() else []
+            started = time.perf_counter()
+            done = subprocess.run(cmd + resume, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(task, variant, "failed:", done.stderr.strip().splitlines()[-1:], file=sys.stderr)
+                continue
+            print(task, variant, json.loads((out / "dev_results.json").read_text()),
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _rows(task: str, model_dir: Path, n: int) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+    """The task's featurizer, its first n dev examples and their features."""
+    from albert.heads import AlbertForSequenceClassification
+    from albert.tokenizer import AlbertTokenizer
+    from albert.train.finetune import build_featurizer, labels_of, read_task_rows, task_spec_of
+
+    _, spec = task_spec_of(model_dir)
+    labels = labels_of(AlbertForSequenceClassification.from_pretrained(model_dir))
+    features = build_featurizer(spec, AlbertTokenizer.from_pretrained(model_dir), labels, 32)
+    rows, _ = read_task_rows(spec, ROOT.parent / "shared" / "data" / "tasks" / task / "dev.jsonl", labels)
+    rows = rows[:n]
+    return features, rows, features.featurize(rows)
+
+
+def _batches(features: Any, feats: list[dict[str, Any]], size: int) -> list[tuple[list[int], dict[str, torch.Tensor]]]:
+    order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
+    return [(idx, features.collate([feats[i] for i in idx], False))
+            for idx in (order[k:k + size] for k in range(0, len(order), size))]
+
+
+def _ours(model: Any, policy: Any) -> Any:
+    from albert.early_exit import ExitPolicy
+
+    options = {"exit_policy": ExitPolicy(*policy)} if policy else {}
+
+    def run(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with torch.inference_mode():
+            out = model(**batch, **options)
+        return out.logits.float(), out.exit_passes
+    return run
+
+
+def _ort(session: Any) -> Any:
+    def run(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, None]:
+        feeds = {k: batch[k].numpy() for k in ("input_ids", "attention_mask", "token_type_ids")}
+        return torch.from_numpy(session.run(None, feeds)[0]), None
+    return run
+
+
+def _score(run: Any, batches: list[tuple[list[int], dict[str, torch.Tensor]]], gold: list[int]) -> dict[str, float]:
+    """Accuracy and mean passes over all rows, and the wall time of one sweep."""
+    preds, passes = [0] * len(gold), [0] * len(gold)
+    started = time.perf_counter()
+    for idx, batch in batches:
+        logits, p = run(batch)
+        for k, i in enumerate(idx):
+            preds[i] = int(logits[k].argmax())
+            passes[i] = int(p[k]) if p is not None else 0
+    seconds = time.perf_counter() - started
+    accuracy = sum(p == g for p, g in zip(preds, gold)) / len(gold)
+    return {"accuracy": 100 * accuracy, "mean_passes": sum(passes) / len(passes), "seconds": seconds}
+
+
+def _fused_int8(model_dir: Path, directory: Path) -> Any:
+    import transformers
+
+    from inference_speed import fused_onnxruntime
+
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    theirs.config._attn_implementation = "sdpa"
+    config = __import__("albert").AlbertConfig.from_json_file(model_dir / "config.json", strict=False)
+    return fused_onnxruntime(theirs, directory, config)["onnxruntime_fused_int8"]
+
+
+def measure(a: argparse.Namespace) -> None:
+    import tempfile
+
+    from albert.heads import AlbertForSequenceClassification
+    from albert.kernels import cpu_description
+    from albert.runtime import prepare_for_inference, resolve_runtime
+
+    torch.set_num_threads(a.threads)
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["machine"] = cpu_description()
+    results["threads"] = torch.get_num_threads()
+    for task in a.only or TASKS:
+        for variant in ("shared", "per_pass"):
+            model_dir = Path(a.work) / f"{task}-{variant}"
+            if not model_dir.is_dir():
+                continue
+            features, rows, feats = _rows(task, model_dir, a.rows)
+            gold = [int(r.label) for r in rows]
+            ours = prepare_for_inference(AlbertForSequenceClassification.from_pretrained(model_dir),
+                                         resolve_runtime("cpu", "int8"), compile=True)
+            contenders = {"ours_int8_compile_full": _ours(ours, None)}
+            contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in POLICIES})
+            with tempfile.TemporaryDirectory() as d:
+                if variant == "shared" or a.ort_every:
+                    contenders["onnxruntime_fused_int8_full"] = _ort(_fused_int8(model_dir, Path(d)))
+                row: dict[str, Any] = {"rows": len(rows)}
+                for size, label in ((32, "batch32"), (1, "batch1")):
+                    batches = _batches(features, feats if size == 32 else feats[:a.latency_rows], size)
+                    n = sum(len(i) for i, _ in batches)
+                    for run in contenders.values():  # compile every shape, warm every cache
+                        for _, b in batches[:2] + batches[-2:]:
+                            run(b)
+                    times: dict[str, list[float]] = {k: [] for k in contenders}
+                    scored: dict[str, dict[str, float]] = {}
+                    sub_gold = [gold[i] for i in range(n)] if size == 1 else gold
+                    for _ in range(a.rounds):
+                        for name, run in contenders.items():
+                            s = _score(run, batches, sub_gold)
+                            times[name].append(s["seconds"])
+                            scored[name] = s
+                    row[label] = {name: {"accuracy": round(scored[name]["accuracy"], 2),
+                                         "mean_passes": round(scored[name]["mean_passes"], 2),
+                                         "rows_per_s": round(n / statistics.median(times[name]), 1),
+                                         "ms_per_row": round(1000 * statistics.median(times[name]) / n, 2)}
+                                  for name in contenders}
+                    print(task, variant, label, json.dumps(row[label]), flush=True)
+            results.setdefault("tasks", {}).setdefault(task, {})[variant] = row
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("phase", choices=["train", "measure", "base", "plot"])
+    ap.add_argument("--tasks", default=str(ROOT.parent / "shared" / "data" / "tasks"))
+    ap.add_argument("--work", default=str(ROOT / "runs" / "early-exit"))
+    ap.add_argument("--model", default="albert-small-en")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--rows", type=int, default=1000, help="dev rows per task")
+    ap.add_argument("--latency_rows", type=int, default=200, help="of those, rows timed one at a time")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ort_every", action="store_true", help="ONNX Runtime for every variant, not only shared")
+    a = ap.parse_args()
+    {"train": train, "measure": measure}[a.phase](a)
+
+
+if __name__ == "__main__":
+    main()
