@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -363,3 +365,182 @@ def test_input_files_are_refused_by_type_before_they_are_opened(tmp_path: Path,
         code, err = run_cli(["finetune", "--task", "classification", "--train", str(path), "--out",
                              str(tmp_path / "out")], capsys)
         assert says in one_line_error(code, err), path
+
+
+# ----- model directories -----
+def _config_cases() -> dict[str, Any]:
+    """Hostile config.json contents: the classes a model directory's config can break (not one example each)."""
+    return {
+        "an integer of 5,000 digits": ('{"vocab_size": ' + "9" * 5000 + "}", "4,300 digits"),
+        "100,000-deep nesting": ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+        "a float field given a string": ({"hidden_dropout_prob": "abc"}, "'hidden_dropout_prob' must be"),
+        "a float field given a list": ({"layer_norm_eps": [0.1]}, "'layer_norm_eps' must be"),
+        "an int field given a string": ({"num_labels": "x"}, "'num_labels' must be an integer"),
+        "an int field given a float": ({"hidden_size": 64.5}, "'hidden_size' must be an integer"),
+        "a string field given a number": ({"hidden_act": 3}, "'hidden_act' must be a string"),
+        "labels as a list": ({"id2label": ["a", "b"]}, "'id2label' must be"),
+        "labels keyed by words": ({"id2label": {"x": "a"}}, "'id2label' must be"),
+        "labels with gaps": ({"id2label": {"0": "a", "5": "b"}}, "number the labels 0 to 1"),
+        "architectures a number": ({"architectures": 5}, "'architectures' must be"),
+        "pad_token_id outside the vocabulary": ({"pad_token_id": 10 ** 6}, "not an id of the vocabulary"),
+        "a JSON list": ("[1, 2]", "does not hold a JSON object"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_config_cases()))
+def test_a_hostile_config_json_is_one_line_naming_file_and_field(case: str, tiny_model: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    content, says = _config_cases()[case]
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    if not isinstance(content, str):
+        content = json.dumps({**json.loads((tiny_model / "config.json").read_text()), **content})
+    (model / "config.json").write_text(content)
+    for args in (["fill-mask", "a [MASK]"], ["serve", "--port", "0"], ["evaluate", "--data", "x.jsonl"]):
+        code, err = run_cli([*args, "--model", str(model)], capsys)
+        line = one_line_error(code, err)
+        assert says in line and "config.json" in line, (args, line)
+
+
+def test_model_files_that_are_not_regular_files_are_refused_by_type(tiny_model: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """config.json as a link to /dev/zero (which never ends), a FIFO (which blocks) or a symlink loop."""
+    for kind, says in (("zero", "is a device"), ("fifo", "is a FIFO"), ("loop", "cannot be read")):
+        model = tmp_path / kind
+        shutil.copytree(tiny_model, model)
+        config = model / "config.json"
+        config.unlink()
+        if kind == "zero":
+            config.symlink_to("/dev/zero")
+        elif kind == "fifo":
+            os.mkfifo(config)
+        else:
+            config.symlink_to(config)
+        code, err = run_cli(["fill-mask", "a [MASK]", "--model", str(model)], capsys)
+        assert says in one_line_error(code, err), kind
+
+
+def test_weights_and_index_are_checked(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sharded index whose shard lies outside the model directory, an index that is not an object of names,
+    integer weights (which would load as their raw integers), a .bin whose keys are not names."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tiny_model / "model.safetensors")
+
+    def model_with(name: str) -> Path:
+        model = tmp_path / name
+        shutil.copytree(tiny_model, model)
+        (model / "model.safetensors").unlink()
+        return model
+
+    outside = model_with("outside")
+    (outside / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {k: "../../elsewhere/model.safetensors" for k in weights}}))
+    for index, says in (([1, 2], "'weight_map' must be"), ({"weight_map": ["a"]}, "'weight_map' must be")):
+        bad = model_with(f"index-{len(str(index))}")
+        (bad / "model.safetensors.index.json").write_text(json.dumps(index))
+        code, err = run_cli(["fill-mask", "a [MASK]", "--model", str(bad)], capsys)
+        assert says in one_line_error(code, err)
+    code, err = run_cli(["fill-mask", "a [MASK]", "--model", str(outside)], capsys)
+    assert "outside the model directory" in one_line_error(code, err)
+    integers = model_with("int8")
+    save_file({k: v.to(torch.int8) for k, v in weights.items()}, str(integers / "model.safetensors"))
+    code, err = run_cli(["fill-mask", "a [MASK]", "--model", str(integers)], capsys)
+    assert "is int8" in one_line_error(code, err)
+    keyed = model_with("bin")
+    torch.save({1: torch.zeros(2), **weights}, keyed / "pytorch_model.bin")
+    code, err = run_cli(["fill-mask", "a [MASK]", "--model", str(keyed)], capsys)
+    assert "names → tensors" in one_line_error(code, err)
+
+
+def test_a_hostile_tokenizer_json_is_one_line(tiny_model: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    for name, change, says in (("empty", lambda t: t["model"].update(vocab=[]), "model.vocab is empty"),
+                               ("ids", lambda t: t["added_tokens"][0].update(id="x"), "integer id"),
+                               ("unk", lambda t: t["model"].update(unk_id=10 ** 9), "unk_id")):
+        model = tmp_path / name
+        shutil.copytree(tiny_model, model)
+        doc = json.loads((model / "tokenizer.json").read_text())
+        change(doc)
+        (model / "tokenizer.json").write_text(json.dumps(doc))
+        (model / "spiece.model").unlink()
+        code, err = run_cli(["embed", "a", "--model", str(model)], capsys)
+        assert says in one_line_error(code, err), name
+
+
+# ----- disk faults -----
+def _small_disk(tmp_path: Path) -> tuple[Path, Path]:
+    """A 1 MiB file system and a read-only one (tmpfs; where mounting is not allowed, the test is skipped)."""
+    full, read_only = tmp_path / "full", tmp_path / "ro"
+    full.mkdir()
+    read_only.mkdir()
+    for target, options in ((full, "size=1M"), (read_only, "ro,size=1M")):
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a small file system here (needs root)")
+    with open(full / "filler", "wb") as f:  # all but a few KiB taken: every command's first big write fails
+        try:
+            f.write(b"\0" * (1024 * 1024 - 16 * 1024))
+        except OSError:
+            pass
+    return full, read_only
+
+
+def test_a_full_or_read_only_disk_is_one_line(tiny_model: Path, prepared_data: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    full, read_only = _small_disk(tmp_path)
+    try:
+        text = str(Path(__file__).parent / "fixtures" / "public_domain.txt")
+        for place, says in ((full, "space left|the disk full"), (read_only, "Read-only file system")):
+            for args in (["data", "prepare", "--input", text, "--tokenizer", str(tiny_model), "--out",
+                          str(place / "data")],
+                         ["tokenizer", "train", "--input", text, "--out", str(place / "tok"), "--vocab-size", "500"],
+                         ["export", "onnx", "--model", str(tiny_model), "--out", str(place / "m.onnx")],
+                         ["pretrain", "--data", str(prepared_data), "--model", "albert-tiny", "--run_dir",
+                          str(place / "run"), "--max_seq_length", "32", "--batch_size", "4", "--max_steps", "2",
+                          "--save_every", "1", "--progress", "false", "--precision", "fp32"]):
+                code, err = run_cli(args, capsys)
+                assert re.search(says, one_line_error(code, err)), args
+                for child in place.iterdir() if place == full else []:
+                    if child.name != "filler":
+                        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    finally:
+        for place in (full, read_only):
+            subprocess.run(["umount", str(place)], capture_output=True)
+
+
+# ----- inputs -----
+def test_a_huge_line_costs_what_a_model_length_text_costs(tiny_model: Path, tmp_path: Path) -> None:
+    """A 50 MB line on stdin: embed and fill-mask read it only as far as the model's length (their peak memory
+    stays near the line's own bytes, where tokenizing it whole took gigabytes)."""
+    line = ("the whale swam in the sea " * 2_000_000)[:50_000_000]
+    script = ("import resource, subprocess, sys\n"
+              "p = subprocess.run([sys.executable, '-m', 'albert', *sys.argv[1:]], input=sys.stdin.read(), "
+              "capture_output=True, text=True)\n"
+              "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, "
+              "p.stderr.strip().splitlines()[-1:] )")
+    for args, rc in ((["embed", "--model", str(tiny_model)], 0), (["fill-mask", "--model", str(tiny_model)], 2)):
+        done = subprocess.run([sys.executable, "-c", script, *args], input=line, capture_output=True, text=True)
+        code, peak_mb = done.stdout.split()[:2]
+        assert int(code) == rc and int(peak_mb) < 1500, done.stdout
+
+
+def test_a_request_asking_for_too_many_fillers_is_refused_before_any_work(tiny_model: Path) -> None:
+    """[MASK]s × top_k is what a fill-mask request costs (each filler a rebuilt sentence): over --max-fillers it is
+    a 400 naming the limit, and a normal request behind it is answered."""
+    import albert
+    from albert.inference.server import ServeSettings, build_app, running
+    from test_server import post
+
+    pipe = albert.pipeline("fill-mask", model=tiny_model, precision="fp32")
+    app, batcher = build_app(pipe, "fill-mask", ServeSettings(max_fillers=200))
+    try:
+        with running(app) as url:
+            status, body = post(url + "/fill-mask", {"inputs": "a [MASK] " * 40, "parameters": {"top_k": 10}})
+            assert status == 400 and "--max-fillers" in body["error"] and "400 fillers" in body["error"]
+            status, body = post(url + "/fill-mask", {"inputs": ["a [MASK] b"] * 3, "parameters": {"top_k": 67}})
+            assert status == 400  # 3 × 67 = 201: across the inputs of one request
+            status, body = post(url + "/fill-mask", {"inputs": "call me [MASK].", "parameters": {"top_k": 5}})
+            assert status == 200 and len(body) == 5
+    finally:
+        batcher.close()

@@ -537,12 +537,22 @@ def disk_fault(e: BaseException) -> str | None:
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{e.strerror or e}{hint}"
     text = str(e)
+    short = re.fullmatch(r"(\d+) requested and (\d+) written", text)  # numpy's tofile: a write cut short
+    if isinstance(e, OSError) and short:
+        return f"a write was cut short ({short.group(2)} of {short.group(1)} bytes written: is the disk full?){hint}"
     match = re.search(r"(?:os error|errno) (\d+)", text, re.IGNORECASE)
     if type(e).__name__ == "SafetensorError" and match and int(match.group(1)) in _DISK_ERRNOS:
         return f"{os.strerror(int(match.group(1)))}{hint}"
     if isinstance(e, RuntimeError) and "file write failed" in text:  # torch.save's writer
         return f"a file could not be written (torch: {text.splitlines()[0][:120]}){hint}"
     return None
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars an error left open, so that the error starts its own line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        bar.close()
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -566,12 +576,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             func(args)
     except _known_errors() as e:
+        _close_progress_bars()
         print(f"albert: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
         fault = disk_fault(e)
         if fault is None:
             raise
+        _close_progress_bars()
         print(f"albert: error: {fault}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import unicodedata
@@ -78,10 +79,11 @@ def train_tokenizer(
 
 def _train_vocabulary(sample: list[str], out_dir: Path, vocab_size: int, character_coverage: float,
                       do_lower_case: bool, keep_accents: bool) -> AlbertTokenizer:
+    model = io.BytesIO()  # written by Python below: SentencePiece's own writer ignores a full disk
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(sample),
-            model_prefix=str(out_dir / "spiece"),
+            model_writer=model,
             vocab_size=vocab_size,
             model_type="unigram",
             pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
@@ -95,7 +97,7 @@ def _train_vocabulary(sample: list[str], out_dir: Path, vocab_size: int, charact
         )
     except RuntimeError as e:
         raise InputError(f"SentencePiece training failed: {e}") from None
-    (out_dir / "spiece.vocab").unlink(missing_ok=True)
+    (out_dir / VOCAB_FILE).write_bytes(model.getvalue())
     tok = AlbertTokenizer(out_dir / VOCAB_FILE, do_lower_case=do_lower_case, keep_accents=keep_accents)
     tok.save_pretrained(out_dir)
     return tok
