@@ -544,3 +544,142 @@ def test_a_request_asking_for_too_many_fillers_is_refused_before_any_work(tiny_m
             assert status == 200 and len(body) == 5
     finally:
         batcher.close()
+
+
+# ----- the server: HTTP limits, shutdown, keys -----
+def _raw(url: str, data: bytes, timeout: float = 10) -> tuple[int, Any]:
+    """Send raw bytes on a new connection; the status and JSON body of what comes back (0, reason on none)."""
+    import socket
+
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendall(data)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        except OSError as e:
+            return 0, type(e).__name__
+    head, _, body = out.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_http_limits_answer_json_and_close(tiny_model: Path) -> None:
+    """Headers too large or too many: 431; headers or body too slow: 408; what the parser refuses: 400; each a JSON
+    error (the server keeps answering others)."""
+    import albert
+    from albert.inference.server import ServeSettings, build_app, running
+
+    settings = ServeSettings(header_timeout=1, body_timeout=1, max_header_bytes=8192, max_headers=20)
+    app, batcher = build_app(albert.pipeline("fill-mask", model=tiny_model, precision="fp32"), "fill-mask", settings)
+    try:
+        with running(app, settings) as url:
+            cases = [
+                (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 2_000_000 + b"\r\n\r\n", 431, "8,192 bytes"),
+                (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431, "8,192 bytes"),
+                (b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(50)) + b"\r\n", 431,
+                 "more than 20 headers"),
+                (b"GET /health HTTP/1.1\r\nHost: x\r\n", 408, "headers did not arrive"),
+                (b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", 408, "body did not arrive"),
+                (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400, "malformed"),
+                (b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400,
+                 "malformed"),
+                (b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n", 400, "malformed"),
+            ]
+            for data, status, says in cases:
+                got, body = _raw(url, data)
+                assert got == status and says in body["error"], (data[:40], got, body)
+            assert _raw(url, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
+    finally:
+        batcher.close()
+
+
+def test_a_request_whose_client_left_leaves_the_queue(tiny_model: Path) -> None:
+    import socket
+    import time
+
+    import albert
+    from albert.inference.server import ServeSettings, build_app, running
+
+    app, batcher = build_app(albert.pipeline("fill-mask", model=tiny_model, precision="fp32"), "fill-mask",
+                             ServeSettings(max_batch=2))
+    body = json.dumps({"inputs": ["a [MASK] of the sea" + " and the ship" * 30] * 1900}).encode()
+    try:
+        with running(app) as url:
+            host, port = url.split("//")[1].split(":")
+            with socket.create_connection((host, int(port))) as s:
+                s.sendall(b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                time.sleep(0.5)
+                assert batcher.queued_inputs > 0
+            for _ in range(100):  # the disconnect is seen, and the request's inputs are dropped
+                if batcher.queued_inputs == 0:
+                    break
+                time.sleep(0.05)
+            assert batcher.queued_inputs == 0
+    finally:
+        batcher.close()
+
+
+def test_sigterm_answers_in_flight_requests_and_exits_within_grace(tiny_model: Path) -> None:
+    import signal
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "albert", "serve", "--model", str(tiny_model), "--port", "0",
+                             "--grace", "2", "--max-batch", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    url = re.search(r"http://\S+?/fill-mask", proc.stdout.readline()).group(0)  # type: ignore[union-attr]
+    answers: dict[str, Any] = {}
+
+    def post(name: str, n: int) -> None:
+        data = json.dumps({"inputs": ["a [MASK] of the sea" + " and the ship" * 30] * n}).encode()
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as r:
+                answers[name] = (r.status, json.loads(r.read()))
+        except urllib.error.HTTPError as e:
+            answers[name] = (e.code, json.loads(e.read()))
+
+    big = threading.Thread(target=post, args=("big", 1900))
+    big.start()
+    time.sleep(1.0)
+    small = threading.Thread(target=post, args=("small", 1))
+    small.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(10)
+    took = time.monotonic() - started
+    big.join()
+    small.join()
+    err = proc.stderr.read()
+    assert code == 0 and took < 3.0 and "Traceback" not in err, (code, took, err)
+    assert answers["small"][0] == 200, answers["small"]
+    assert answers["big"][0] == 503 and "--grace" in answers["big"][1]["error"]
+
+
+def test_an_api_key_with_non_ascii_characters_is_accepted_as_utf8(tiny_model: Path) -> None:
+    import base64
+
+    import albert
+    from albert.inference.server import ServeSettings, build_app, running
+    from test_server import request
+
+    key = "clé-secrète-ß"
+    settings = ServeSettings(api_key=key)
+    app, batcher = build_app(albert.pipeline("fill-mask", model=tiny_model, precision="fp32"), "fill-mask", settings)
+    try:
+        with running(app, settings) as url:
+            ok = _raw(url, b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer "
+                      + key.encode() + b"\r\n\r\n")
+            assert ok[0] == 200
+            basic = base64.b64encode(b"user:" + key.encode()).decode()
+            assert request(url + "/info", headers={"Authorization": f"Basic {basic}"})[0] == 200
+            assert _raw(url, b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer "
+                        + key.encode("latin-1", "replace") + b"\r\n\r\n")[0] == 401
+    finally:
+        batcher.close()

@@ -7,7 +7,7 @@
 # 2. the student's start: the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups, its embeddings moved
 #    onto albert-small-en's SentencePiece vocabulary (albert convert --from-bert);
 # 3. albert distill (sentence vectors) on ../shared/data/corpus.txt.xz with distill.yaml's settings (2,000 steps),
-#    then a second stage from that student with distill-2.yaml's (4,000 steps on another 100,000 texts); a kill is
+#    then a second stage from that student with distill-2.yaml's (2,000 steps on another 100,000 texts); a kill is
 #    resumed by running this script again;
 # 4. the student packaged (weights in float16) with both stages' cards: package.py.
 set -euo pipefail

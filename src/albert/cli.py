@@ -231,6 +231,11 @@ def _serve(a: argparse.Namespace) -> None:
 
     values = {f.name: getattr(a, f.name) for f in dataclasses.fields(ServeSettings)}
     serve_model(ServeSettings(**{**values, "model": values["model"] or "", "cors_origins": tuple(a.cors_origins)}))
+    # stopped: end the process now. A model call nobody waits for may still be running on the model's thread, and
+    # the interpreter's teardown of torch under it aborts the process (or takes over a second)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # ----- export and conversion -----

@@ -94,12 +94,21 @@ class Batcher:
         with self._cond:
             return sum(r.waiting for r in self._requests)
 
-    def close(self) -> None:
-        """Answer everything already submitted, then stop the thread."""
+    def cancel(self, future: Future) -> None:
+        """The request of `future` is no longer wanted (its client left, or the server is stopping): its inputs not
+        yet taken into a model call leave the queue, and the future is cancelled."""
+        with self._cond:
+            self._requests = deque(r for r in self._requests if r.future is not future)
+            future.cancel()
+
+    def close(self, wait: bool = True) -> None:
+        """Answer everything already submitted, then stop the thread; `wait=False`: return at once (the thread is
+        a daemon: a model call still running ends with the process)."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        self.thread.join()
+        if wait:
+            self.thread.join()
 
     # ----- the model thread -----
     def _loop(self) -> None:
@@ -158,7 +167,7 @@ class Batcher:
                 r.results[i] = result
                 r.answered += 1
         for r in dict.fromkeys(r for r, _ in batch):
-            if not r.failed and r.answered == len(r.items):
+            if not r.failed and r.answered == len(r.items) and not r.future.done():  # done: cancelled meanwhile
                 self.stats.requests += 1
                 r.future.set_result(r.results)
 

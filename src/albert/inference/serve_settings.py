@@ -32,6 +32,10 @@ class ServeSettings:
                                          "(default 16384)")
     max_inputs: int = _flag(16384, "inputs per request at most (default 16384)")
     max_body: int = _flag(8 * 1024 * 1024, "bytes per request body (default 8 MiB)")
+    max_header_bytes: int = _flag(64 * 1024, "bytes of request line and headers at most (431 beyond; default 65536)")
+    max_headers: int = _flag(100, "headers per request at most (431 beyond; default 100)")
+    header_timeout: float = _flag(10.0, "seconds a request's headers may take to arrive (408 and close beyond)")
+    body_timeout: float = _flag(60.0, "seconds a request's body may take to arrive after its headers (408 beyond)")
     max_fillers: int = _flag(10000, "fill-mask answers per request at most, counted as [MASK]s × top_k (each is a "
                                     "rebuilt sentence; default 10000)")
     api_key: str | None = _flag(None, "require this key on every route but /health (Authorization: Bearer KEY); "
@@ -55,10 +59,14 @@ class ServeSettings:
             get_task(self.task)
         if not 0 <= self.port <= 65535:
             raise InputError(f"--port must be 0-65535, got {self.port}")
-        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "max_fillers", "workers"):
+        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "max_fillers", "max_header_bytes",
+                     "max_headers", "workers"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.grace < 0:
             raise InputError(f"--grace must be >= 0, got {self.grace}")
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if self.api_key is not None and not self.api_key.strip():
             raise InputError("--api-key is empty")

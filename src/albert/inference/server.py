@@ -23,14 +23,15 @@ import hmac
 import importlib.util
 import json
 import logging
+import math
 import os
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from typing import Any, Literal
 
@@ -128,9 +129,11 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
     batcher = Batcher(pipe, settings.max_batch, settings.max_batch_tokens, stats)
     details = {"task": task.name, "route": task.route, **(info or {}), "pid": os.getpid()}
     models = _schemas(task)
+    shutdown = Shutdown(settings.grace)
     app = FastAPI(title=f"albert: {task.name}", version=_version(), description=_description(task, settings),
-                  docs_url="/docs", redoc_url=None)
-    _add_task_routes(app, pipe, task, settings, batcher, metrics, models)
+                  docs_url="/docs", redoc_url=None, lifespan=shutdown.lifespan)
+    app.state.shutdown = shutdown
+    _add_task_routes(app, pipe, task, settings, batcher, metrics, models, shutdown)
     _add_server_routes(app, pipe, task, settings, batcher, stats, metrics, details)
     _use_openapi_models(app, models)
     app.add_middleware(_Guard, settings=settings, metrics=metrics)  # type: ignore[arg-type]
@@ -149,8 +152,85 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+class Shutdown:
+    """How a stop ends the requests in flight: on SIGTERM or SIGINT uvicorn stops accepting connections and waits
+    for the open ones; each request still waiting for the model `grace` seconds after the signal is answered 503
+    (JSON) and its inputs leave the model's queue, so the server exits within grace, with no traceback. The signal
+    is seen by wrapping uvicorn's own handler at the app's startup (in every worker process)."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.deadline: asyncio.Event | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        self.deadline = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                before = signal.getsignal(sig)
+
+                def handler(number: int, frame: Any, before: Any = before) -> None:
+                    loop.call_soon_threadsafe(self.begin)
+                    if callable(before):
+                        before(number, frame)
+                previous[sig] = before
+                signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, before in previous.items():
+                if signal.getsignal(sig) is not before:
+                    signal.signal(sig, before)
+
+    def begin(self) -> None:
+        """The stop has begun: the deadline passes a quarter second before `grace` seconds from now (the 503s must
+        be written within grace, and the process then exits within another second)."""
+        deadline = self.deadline
+        if deadline is not None:
+            asyncio.get_running_loop().call_later(max(0.0, self.grace - 0.25), deadline.set)
+
+    async def wait(self) -> None:
+        if self.deadline is None:  # an app run without its lifespan (tests): never
+            await asyncio.Event().wait()
+        else:
+            await self.deadline.wait()
+
+
+async def _until_gone(request: Any) -> None:
+    """Returns when the client has disconnected (the body was read, so all that can come is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _answers(request: Any, batcher: Batcher, submitted: Any, shutdown: Shutdown) -> Any:
+    """The batcher's answers; if the client leaves first, its inputs leave the queue (None); if the stop's
+    deadline passes first, the same and a 503."""
+    answers = asyncio.ensure_future(asyncio.wrap_future(submitted))
+    gone = asyncio.ensure_future(_until_gone(request))
+    stop = asyncio.ensure_future(shutdown.wait())
+    try:
+        await asyncio.wait({answers, gone, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (gone, stop):
+            waiter.cancel()
+    if answers.done():
+        return answers.result()
+    answers.cancel()
+    batcher.cancel(submitted)
+    if stop.done() and not gone.done():
+        raise ShuttingDown(f"the server is stopping and the answer was not ready within --grace "
+                           f"({shutdown.grace:g} s)")
+    return None
+
+
+class ShuttingDown(AlbertError):
+    """The server stopped before the request's answers were ready (503)."""
+
+
 def _add_task_routes(app: Any, pipe: Any, task: Task, settings: ServeSettings, batcher: Batcher, metrics: Metrics,
-                     models: dict[str, Any]) -> None:
+                     models: dict[str, Any], shutdown: Shutdown) -> None:
     """POST the task's route (albert's shape, or TEI's where the task has it) and / (the inference API's)."""
     from fastapi import Request
     from fastapi.responses import Response
@@ -170,9 +250,11 @@ def _add_task_routes(app: Any, pipe: Any, task: Task, settings: ServeSettings, b
         costs = lengths if task.windows else [min(c, limit) for c in lengths]
         metrics.queue.set(batcher.queued_inputs + len(items))
         try:
-            results = await asyncio.wrap_future(batcher.submit(items, parameters, costs))
+            results = await _answers(request, batcher, batcher.submit(items, parameters, costs), shutdown)
         finally:
             metrics.queue.set(batcher.queued_inputs)
+        if results is None:  # the client has gone: nobody reads an answer
+            return Response(status_code=499)
         metrics.exits(results)
         body = shape.encode(task, results, single)
         # plain JSON: the answers are lists, dicts, strings and floats (FastAPI's encoder would walk them again)
@@ -260,8 +342,9 @@ def _add_error_handlers(app: Any) -> None:
     """Every error a JSON body {"error": "one line"}: 4xx for what the client sent, 500 (logged in full) for a fault."""
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     error = _json_error
 
@@ -276,7 +359,12 @@ def _add_error_handlers(app: Any) -> None:
 
     @app.exception_handler(AlbertError)
     async def bad_input(_request: Request, e: AlbertError) -> JSONResponse:
-        return error(413 if isinstance(e, _TooLarge) else 400, str(e))
+        status = 413 if isinstance(e, _TooLarge) else 503 if isinstance(e, ShuttingDown) else 400
+        return error(status, str(e))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_request: Request, _e: ClientDisconnect) -> Response:  # nobody to answer: nothing to log
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def fault(_request: Request, e: Exception) -> JSONResponse:  # a server fault: logged in full
@@ -488,16 +576,18 @@ class _BodyTooLarge(Exception):
 def _authorised(headers: dict[str, str], key: str) -> bool:
     import base64
 
-    given = headers.get("x-api-key", "")
+    # headers arrive as bytes (decoded as Latin-1 here, which keeps every byte): a key with non-ASCII characters is
+    # compared as the UTF-8 bytes clients send for it
+    given = headers.get("x-api-key", "").encode("latin-1")
     scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        given = value.strip()
+        given = value.strip().encode("latin-1")
     elif scheme.lower() == "basic":  # a browser's login prompt: the key is the password
         try:
-            given = base64.b64decode(value.strip()).decode("utf-8").partition(":")[2]
-        except (ValueError, UnicodeDecodeError):
-            given = ""
-    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
+            given = base64.b64decode(value.strip()).partition(b":")[2]
+        except ValueError:
+            given = b""
+    return bool(given) and hmac.compare_digest(given, key.encode("utf-8"))
 
 
 async def _reply(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, message: str,
@@ -634,9 +724,21 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(app: Any, settings: ServeSettings, **kw: Any) -> Any:
+    """uvicorn's settings for albert: its HTTP limits (albert.inference.http_limits, where httptools is there),
+    the grace of a stop, a short keep-alive, no access log."""
     import uvicorn
 
-    return uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=int(settings.grace) or 1,
+    if importlib.util.find_spec("httptools") is not None:
+        from albert.inference.http_limits import HttpLimits, limited_protocol
+
+        kw.setdefault("http", limited_protocol(HttpLimits(settings.max_header_bytes, settings.max_headers,
+                                                          settings.header_timeout, settings.body_timeout)))
+    else:  # uvicorn's h11 parser: it bounds the headers' bytes itself (its errors are plain text)
+        kw.setdefault("h11_max_incomplete_event_size", settings.max_header_bytes)
+
+    # uvicorn's own deadline comes a second after albert's (Shutdown): requests still waiting are answered 503 by
+    # albert, not cancelled by uvicorn (a 500 in plain text and a traceback)
+    return uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=math.ceil(settings.grace) + 1,
                           timeout_keep_alive=5, access_log=False, limit_max_requests=None, **kw)
 
 
@@ -693,7 +795,8 @@ def serve_model(settings: ServeSettings) -> None:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            batcher.close()
+            batcher.close(wait=False)  # what was asked has been answered (or refused, past --grace)
+            batcher.thread.join(timeout=0.5)
     print("albert serve: stopped", flush=True)
 
 
