@@ -184,6 +184,119 @@ def measure(a: argparse.Namespace) -> None:
             RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
+class _StopsAt(torch.nn.Module):
+    """A stand-in classifier for the shape sweep: certain (entropy ~0) from pass `k` on, unsure before it, so an
+    entropy threshold stops every row after exactly k passes."""
+
+    def __init__(self, certain: bool) -> None:
+        super().__init__()
+        self.certain = certain
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(pooled), 2)
+        if self.certain:
+            logits[:, 0] = 30.0
+        return logits
+
+
+def base(a: argparse.Namespace) -> None:
+    """albert-base-v2's shape, random weights: ours int8 --compile at full depth and stopping every row after k
+    passes, and ONNX Runtime's fused int8 at full depth; batch 32 × 128 tokens and 1 × 128, alternating rounds."""
+    import tempfile
+
+    import albert
+    from albert.heads import AlbertForSequenceClassification
+    from albert.kernels import cpu_description
+    from albert.runtime import prepare_for_inference, resolve_runtime
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    config = albert.AlbertConfig.from_preset("albert-base-v2", early_exit="shared", num_labels=2)
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    row: dict[str, Any] = {"shape": "albert-base-v2 (12 passes of 768), random weights", "seq": 128}
+    with tempfile.TemporaryDirectory() as d:
+        AlbertForSequenceClassification(config).save_pretrained(d)
+        ours = prepare_for_inference(AlbertForSequenceClassification.from_pretrained(d),
+                                     resolve_runtime("cpu", "int8"), compile=True)
+        ort = _ort(_fused_int8(Path(d), Path(d)))
+        stops = [3, 6, 9, 12]
+        contenders: dict[str, Any] = {"ours_int8_compile_full": _ours(ours, None),
+                                      "onnxruntime_fused_int8_full": ort}
+
+        def stopping_at(k: int) -> Any:
+            run = _ours(ours, (0, 0.1))
+
+            def call(batch: dict[str, torch.Tensor]) -> Any:
+                ours.classifier_at = lambda i: _StopsAt(i + 1 >= k)  # type: ignore[method-assign]
+                try:
+                    return run(batch)
+                finally:
+                    del ours.classifier_at
+            return call
+        contenders.update({f"ours_exit_after_{k}": stopping_at(k) for k in stops})
+        for B, label in ((32, "batch32"), (1, "batch1")):
+            g = torch.Generator().manual_seed(1)
+            batches = [([0] * B, {"input_ids": torch.randint(5, 30000, (B, 128), generator=g),
+                                  "attention_mask": torch.ones(B, 128, dtype=torch.long),
+                                  "token_type_ids": torch.zeros(B, 128, dtype=torch.long)})
+                       for _ in range(a.base_batches if B > 1 else a.base_batches * 8)]
+            for run in contenders.values():
+                run(batches[0][1])
+            times: dict[str, list[float]] = {k: [] for k in contenders}
+            passes: dict[str, float] = {}
+            for _ in range(a.rounds):
+                for name, run in contenders.items():
+                    started = time.perf_counter()
+                    for _, batch in batches:
+                        _, p = run(batch)
+                    times[name].append(time.perf_counter() - started)
+                    passes[name] = float(p.float().mean()) if p is not None else 12.0
+            n = B * len(batches)
+            row[label] = {name: {"mean_passes": passes[name], "rows_per_s": round(n / statistics.median(t), 1),
+                                 "ms_per_row": round(1000 * statistics.median(t) / n, 2)}
+                          for name, t in times.items()}
+            print("base", label, json.dumps(row[label]), flush=True)
+    results["base_shape"] = row
+    results["machine"] = cpu_description()
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def plot(_a: argparse.Namespace) -> None:
+    """Accuracy against throughput at batch 32 for each task: early exit's settings, full depth, ONNX Runtime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = json.loads(RESULTS.read_text())
+    tasks = results.get("tasks", {})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, (task, variants) in zip(axes[0], tasks.items()):
+        for variant, marker in (("shared", "o"), ("per_pass", "s")):
+            rows = variants.get(variant, {}).get("batch32")
+            if not rows:
+                continue
+            exits = {k: v for k, v in rows.items() if k.startswith("ours_exit")}
+            ax.scatter([v["rows_per_s"] for v in exits.values()], [v["accuracy"] for v in exits.values()],
+                       marker=marker, label=f"early exit ({variant})", alpha=0.8)
+            full = rows["ours_int8_compile_full"]
+            ax.scatter([full["rows_per_s"]], [full["accuracy"]], marker="*", s=150,
+                       label=f"full depth, int8 --compile ({variant})")
+            if "onnxruntime_fused_int8_full" in rows:
+                o = rows["onnxruntime_fused_int8_full"]
+                ax.scatter([o["rows_per_s"]], [o["accuracy"]], marker="x", s=80, color="black",
+                           label="ONNX Runtime fused int8, full depth")
+        ax.set_title(task)
+        ax.set_xlabel("rows/s at batch 32 (2 cores)")
+        ax.set_ylabel("dev accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    out = ROOT / "docs" / "early-exit.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("phase", choices=["train", "measure", "base", "plot"])
@@ -197,8 +310,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ort_every", action="store_true", help="ONNX Runtime for every variant, not only shared")
+    ap.add_argument("--base_batches", type=int, default=4, help="base: batches of 32 per round (8× as many rows of 1)")
     a = ap.parse_args()
-    {"train": train, "measure": measure}[a.phase](a)
+    {"train": train, "measure": measure, "base": base, "plot": plot}[a.phase](a)
 
 
 if __name__ == "__main__":

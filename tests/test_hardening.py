@@ -683,3 +683,14 @@ def test_an_api_key_with_non_ascii_characters_is_accepted_as_utf8(tiny_model: Pa
                         + key.encode("latin-1", "replace") + b"\r\n\r\n")[0] == 401
     finally:
         batcher.close()
+
+
+def test_a_windowed_task_refuses_a_text_beyond_its_limit(toy_models: dict[str, tuple[Path, Path]],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Tagging and QA read a text whole, in windows (memory grows with it): past MAX_WINDOWED_CHARS, one line."""
+    from albert.tasks.registry import MAX_WINDOWED_CHARS
+
+    model, _ = toy_models["token-classification"]
+    text = "ten " * (MAX_WINDOWED_CHARS // 4 + 1)
+    code, err = run_cli(["tag", text, "--model", str(model)], capsys)
+    assert "split it" in one_line_error(code, err)

@@ -250,6 +250,12 @@ def get_kind(name: str) -> FinetuneKind:
 
 
 # ----- checking what callers pass -----
+# the longest text a windowed task (tagging, QA) reads: every window of it is tokenized and run, so its memory
+# grows with the text (~100 bytes per token), unlike the truncating tasks, which read a text only as far as the
+# model's length
+MAX_WINDOWED_CHARS = 4_000_000
+
+
 def check_input(task: Task, item: Any, n: int) -> Any:
     """Input number `n` (1-based) of `task`, in the shape its pipeline takes: a string for tasks whose only
     field is `text`, else an object of its fields. A malformed input is an InputError naming its number."""
@@ -267,6 +273,9 @@ def check_input(task: Task, item: Any, n: int) -> Any:
                 raise InputError(f"input {n}: expected a JSON object with {f.name!r}")
             continue
         out[f.name] = _check_field(f, item[f.name], n)
+        if task.windows and isinstance(out[f.name], str) and len(out[f.name]) > MAX_WINDOWED_CHARS:
+            raise InputError(f"input {n}: {f.name!r} has {len(out[f.name]):,} characters; {task.name} reads a text "
+                             f"whole, in windows, up to {MAX_WINDOWED_CHARS:,} (split it)")
     return out["text"] if len(task.fields) == 1 and task.takes_text else out
 
 
