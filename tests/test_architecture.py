@@ -19,7 +19,7 @@ LAYERS: list[dict[str, list[str]]] = [
     {"errors": ["errors"]},
     {"base": ["version", "config", "hub", "outputs", "data.reader", "tasks.registry", "tasks.metrics", "tokenizer_json",
               "tasks.batching"]},
-    {"model": ["model"]},
+    {"model": ["model", "early_exit"]},
     {"kernels": ["kernels"]},
     {"checkpoint": ["checkpoint", "tokenizer", "vocabulary"]},
     {"heads": ["heads"]},

@@ -194,3 +194,16 @@ def test_the_server_takes_patience_and_counts_passes(exit_model: tuple[Path, Pat
             assert "albert_exit_passes_count 2.0" in str(metrics)
     finally:
         batcher.close()
+
+
+def test_transformers_loads_an_early_exit_model_at_full_depth(tmp_path: Path) -> None:
+    """An early-exit directory is an ordinary ALBERT classifier to transformers: its last classifier is `classifier`,
+    so transformers' outputs are ours at full depth (the per-pass classifiers are extra weights it ignores)."""
+    transformers = pytest.importorskip("transformers")
+    ours = _model(AlbertForSequenceClassification, "per_pass", num_labels=3)
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(str(tmp_path)).eval()
+    ids, mask = _batch(3, 12)
+    with torch.inference_mode():
+        torch.testing.assert_close(theirs(input_ids=ids, attention_mask=mask).logits,
+                                   ours(input_ids=ids, attention_mask=mask).logits, atol=1e-5, rtol=1e-4)

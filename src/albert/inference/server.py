@@ -704,7 +704,10 @@ def app_from_environment() -> Any:
     """The app of one worker process (`--workers N`): settings from ALBERT_SERVE_SETTINGS."""
     values = json.loads(os.environ[SETTINGS_ENV])
     values["cors_origins"] = tuple(values.get("cors_origins", ()))
-    app, _, _ = load_app(ServeSettings(**values))
+    settings = ServeSettings(**values)
+    if importlib.util.find_spec("httptools") is not None:
+        _http_protocol(settings)  # this worker's connections' limits
+    app, _, _ = load_app(settings)
     return app
 
 
@@ -729,10 +732,7 @@ def uvicorn_config(app: Any, settings: ServeSettings, **kw: Any) -> Any:
     import uvicorn
 
     if importlib.util.find_spec("httptools") is not None:
-        from albert.inference.http_limits import HttpLimits, limited_protocol
-
-        kw.setdefault("http", limited_protocol(HttpLimits(settings.max_header_bytes, settings.max_headers,
-                                                          settings.header_timeout, settings.body_timeout)))
+        kw.setdefault("http", _http_protocol(settings))
     else:  # uvicorn's h11 parser: it bounds the headers' bytes itself (its errors are plain text)
         kw.setdefault("h11_max_incomplete_event_size", settings.max_header_bytes)
 
@@ -740,6 +740,14 @@ def uvicorn_config(app: Any, settings: ServeSettings, **kw: Any) -> Any:
     # albert, not cancelled by uvicorn (a 500 in plain text and a traceback)
     return uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=math.ceil(settings.grace) + 1,
                           timeout_keep_alive=5, access_log=False, limit_max_requests=None, **kw)
+
+
+def _http_protocol(settings: ServeSettings) -> type:
+    """albert's HTTP protocol with the settings' limits, in this process (albert.inference.http_limits)."""
+    from albert.inference.http_limits import HttpLimits, configure
+
+    return configure(HttpLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout,
+                                settings.body_timeout))
 
 
 @contextmanager
