@@ -404,6 +404,11 @@ class AlbertTokenizer:
             special += [0] * len(b) + [1]
         return ids, types, special
 
+    def _enough_of_each(self, texts: list[str] | None, n: int) -> Any:
+        """What truncation to n tokens keeps is at a text's start: each text is read only as far as it must be, so
+        that a 200 MB line costs what a model-length text costs."""
+        return None if texts is None else [self._enough_of(t, n) for t in texts]
+
     def _enough_of(self, text: str, n: int) -> str:
         """The shortest start of `text`, cut before a whitespace, that still has more than `n` tokens (so that
         truncating it to n gives what truncating the whole text gives: no piece spans a whitespace), or the whole
@@ -449,10 +454,7 @@ class AlbertTokenizer:
             raise InputError("return_overflowing_tokens needs truncation")
         with_offsets = return_offsets_mapping
         if strategy != "do_not_truncate" and not return_overflowing_tokens and max_length:
-            # what truncation keeps is at the start: a long text is read only as far as it must be, so that a
-            # 200 MB line costs what a model-length text costs
-            texts = [self._enough_of(t, max_length) for t in texts]
-            pairs = [self._enough_of(t, max_length) for t in pairs] if pairs is not None else None
+            texts, pairs = self._enough_of_each(texts, max_length), self._enough_of_each(pairs, max_length)
         first = self.encode_pieces(texts, with_offsets)
         second = self.encode_pieces(pairs, with_offsets) if pairs is not None else None
 

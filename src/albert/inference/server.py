@@ -243,7 +243,7 @@ def _add_task_routes(app: Any, pipe: Any, task: Task, settings: ServeSettings, b
         items, single, parameters = shape.decode(task, payload, settings.max_inputs)
         lengths = [input_tokens(pipe.tokenizer, task, x) for x in items]
         shape.check_lengths(payload, lengths, limit)
-        if task.name == "fill-mask":  # its answers multiply: [MASK]s × top_k rebuilt sentences
+        if task.fills_masks:  # its answers multiply: [MASK]s × top_k rebuilt sentences
             texts = [x if isinstance(x, str) else x["text"] for x in items]
             check_fillers(pipe.tokenizer, texts, {**defaults(task), **parameters}["top_k"], settings.max_fillers)
         # what goes through the model: windows for tasks that read long texts in windows, else the truncated text

@@ -84,6 +84,8 @@ class Task:
     aliases: tuple[str, ...] = ()  # transformers' other names for it
     output: str = ""  # the shape of one input's answer
     windows: bool = False  # reads texts longer than the model in overlapping windows (else truncates)
+    # its answers multiply: each [MASK] × top_k is a rebuilt sentence (the server limits them, --max-fillers)
+    fills_masks: bool = False
     also_answers: tuple[str, ...] = ()  # other saved architectures whose directories it answers (`--task auto`)
     # one input, by field: the server's page starts from it, and `serve --compile` warms up on it
     example: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -151,7 +153,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("fill-mask", "fill-mask", "predict the [MASK] tokens of texts",
          ("AlbertForMaskedLM",), (Field("text", help="a text with [MASK]"),),
          (Parameter("top_k", int, 5, "fillers per [MASK]", maximum=TOP_K_LIMIT),),
-         also_answers=("AlbertForPreTraining",),
+         also_answers=("AlbertForPreTraining",), fills_masks=True,
          output="per [MASK], its top_k fillers [{score, token, token_str, sequence}] (one mask: a flat list)",
          example={"text": "The whale swam through the [MASK] sea."},
          answer=(("score", "float"), ("token", "int"), ("token_str", "str"), ("sequence", "str")),
