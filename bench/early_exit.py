@@ -292,7 +292,7 @@ def plot(_a: argparse.Namespace) -> None:
         ax.set_xlabel("rows/s at batch 32 (2 cores)")
         ax.set_ylabel("dev accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     out = ROOT / "docs" / "early-exit.png"
     fig.savefig(out, dpi=110)
