@@ -7,8 +7,9 @@ sentence-transformers), the same rows, the same classifier.
 Features: a text's vector; a pair's [u, v, |u - v|, u * v] (InferSent's, as sentence-transformers trains pair
 classifiers); a cloze question's options each as the vector of the question with the option written into its blank
 beside the article's vector, scored by one logistic regression (correct option or not) and the best-scored option
-taken. scikit-learn's LogisticRegression (lbfgs, C=1, up to 2,000 iterations) on the first --train training rows,
-scored on the first --dev dev rows. Token tagging and extractive QA answer per token, not per text: not run.
+taken. scikit-learn's LogisticRegression (lbfgs, C=1, up to 2,000 iterations) on --train training rows, scored on --dev
+dev rows, both drawn with a fixed seed (the files are ordered, some by label). Token tagging and extractive QA
+answer per token, not per text: not run.
 Results: bench/results/frozen_vectors.json.
 """
 
@@ -31,14 +32,14 @@ NOT_RUN = {"wordnet_qa": "extractive QA: an answer span per question, not a labe
 
 
 def _rows(path: Path, n: int) -> list[dict[str, Any]]:
+    """n rows drawn with a fixed seed (the files are ordered, some by label: their first rows hold few labels)."""
+    import random
+
     opener = lzma.open if path.suffix == ".xz" else open
-    rows = []
     with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        for line in f:
-            rows.append(json.loads(line))
-            if len(rows) >= n:
-                break
-    return rows
+        lines = f.readlines()
+    picked = sorted(random.Random(0).sample(range(len(lines)), min(n, len(lines))))
+    return [json.loads(lines[i]) for i in picked]
 
 
 def _texts(task: str, rows: list[dict[str, Any]]) -> list[str]:
