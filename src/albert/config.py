@@ -140,8 +140,8 @@ class AlbertConfig:
         for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
                      "num_attention_heads", "intermediate_size", "inner_group_num", "max_position_embeddings",
                      "type_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            value = getattr(self, name)  # an integer: _check_types said so
+            if value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
@@ -300,13 +300,13 @@ MAX_MODEL_JSON_BYTES = 512 * 1024 * 1024
 def read_model_json(path: Path, max_bytes: int = MAX_MODEL_JSON_BYTES) -> Any:
     """A JSON file of a model directory: a regular file (a FIFO, a device or a symlink loop is refused by its type
     before it is opened), of at most `max_bytes`, UTF-8, standard JSON, each fault one error naming the file."""
-    from albert.data.reader import parse_json, read_text, require_file
+    from albert.data.reader import read_json, require_file
 
     require_file(path)
     if path.stat().st_size > max_bytes:
         raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a model directory's JSON file is at most "
                           f"{max_bytes:,}")
-    return parse_json(read_text(path), str(path))
+    return read_json(path)
 
 
 def _official(hidden: int, layers: int, heads: int, act: str, dropout: float) -> dict[str, Any]:

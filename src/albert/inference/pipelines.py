@@ -178,8 +178,7 @@ class TextClassificationPipeline(BatchedPipeline):
         out = []
         for result, b, _ in self._pad_forward(rows, **options):
             answer = classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
-            passes = None if result.exit_passes is None else [int(result.exit_passes[b])]
-            out.append(with_passes(answer, passes, 0))
+            out.append(with_passes(answer, None if result.exit_passes is None else int(result.exit_passes[b])))
         return out[0] if single else out
 
 

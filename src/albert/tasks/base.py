@@ -117,13 +117,13 @@ class PassCounts:
         return {"mean_passes": sum(passes) / len(passes)} if passes else {}
 
 
-def with_passes(answer: Any, passes: list[int] | None, i: int) -> Any:
+def with_passes(answer: Any, passes: int | None) -> Any:
     """An answer ({...}, or a ranked list of them) with the passes its example ran, where it exited early."""
     if passes is None:
         return answer
     if isinstance(answer, list):
-        return [{**a, "passes": passes[i]} for a in answer]
-    return {**answer, "passes": passes[i]}
+        return [{**a, "passes": passes} for a in answer]
+    return {**answer, "passes": passes}
 
 
 def _length(ids: list[int] | list[list[int]]) -> int:

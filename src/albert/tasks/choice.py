@@ -160,5 +160,5 @@ class ChoiceFeatures(Featurizer):
         for i, row in enumerate(logits):
             probs = torch.tensor(row).softmax(-1)
             out.append(with_passes({"label": int(probs.argmax()), "scores": [round(float(p), 6) for p in probs]},
-                                   passes, i))
+                                   None if passes is None else passes[i]))
         return out

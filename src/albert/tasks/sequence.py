@@ -232,7 +232,7 @@ class SequenceFeatures(Featurizer):
         labels = label_names(model.config)  # type: ignore[arg-type]
         top_k = None if self.kind == "multi-label" else 1
         logits, passes = self.predict_logits(model, examples, device, dtype)
-        return [with_passes(classification_output(row, labels, self.kind, top_k), passes, i)
+        return [with_passes(classification_output(row, labels, self.kind, top_k), None if passes is None else passes[i])
                 for i, row in enumerate(logits)]
 
 
