@@ -74,3 +74,32 @@ def gemm_rates(H: int, inner: int, tokens: int, repeats: int, bf16: bool = False
     for dtype in ("fp32", "int8"):  # the CPU's rate: the faster of its kernels
         out[f"gemm_{dtype}_gflops"] = max(v for k, v in out.items() if k.startswith(f"gemm_{dtype}_"))
     return out
+
+
+def forward_speeds(models: dict[str, Any], shape: str, rounds: int,
+                   precisions: tuple[str, ...] = ("fp32", "int8")) -> dict[str, dict[str, float]]:
+    """Tokens/s of each model's forward at `shape` (BxT, random ids), prepared for inference in each precision
+    (copies; the models are left as they are): the contenders alternate within each round; medians."""
+    import copy
+
+    from albert.runtime import Runtime, prepare_for_inference
+
+    B, T = map(int, shape.split("x"))
+    vocab = min(m.config.vocab_size for m in models.values())
+    ids = torch.randint(5, vocab, (B, T), generator=torch.Generator().manual_seed(0))
+    speeds: dict[str, dict[str, float]] = {n: {} for n in models}
+    for precision in precisions:
+        prepared = {n: prepare_for_inference(copy.deepcopy(m), Runtime(torch.device("cpu"), precision))
+                    for n, m in models.items()}
+        times: dict[str, list[float]] = {n: [] for n in prepared}
+        with torch.inference_mode():
+            for m in prepared.values():
+                m(input_ids=ids)  # warm-up
+            for _ in range(rounds):
+                for n, m in prepared.items():
+                    start = time.perf_counter()
+                    m(input_ids=ids)
+                    times[n].append(time.perf_counter() - start)
+        for n in prepared:
+            speeds[n][f"{precision}_tokens_per_s"] = round(B * T / statistics.median(times[n]), 1)
+    return speeds

@@ -10,20 +10,17 @@ A student is what `albert distill --kind masked-lm` made (e.g. the teacher with 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from albert.heads import AlbertForPreTraining
 from albert.kernels import cpu_description
-from albert.runtime import Runtime, prepare_for_inference
 from albert.tokenizer import AlbertTokenizer
 from albert.train.pretrain import PretrainTask
 from albert.train.settings import PretrainSettings
+from common import forward_speeds
 
 
 def held_out(model: AlbertForPreTraining, data: str, tokenizer: AlbertTokenizer, examples: int) -> dict[str, float]:
@@ -52,22 +49,8 @@ def main() -> None:
         with torch.no_grad():
             results[name] = {"passes": model.config.num_hidden_layers, "parameters": model.num_parameters(),
                              **held_out(model, a.data, tokenizer, a.eval_examples)}
-    B, T = map(int, a.shape.split("x"))
-    ids = torch.randint(5, tokenizer.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
-    for precision in ("fp32", "int8"):
-        prepared = {n: prepare_for_inference(copy.deepcopy(m), Runtime(torch.device("cpu"), precision))
-                    for n, m in models.items()}
-        times: dict[str, list[float]] = {n: [] for n in prepared}
-        with torch.inference_mode():
-            for m in prepared.values():
-                m(input_ids=ids)  # warm-up
-            for _ in range(a.rounds):
-                for n, m in prepared.items():
-                    start = time.perf_counter()
-                    m(input_ids=ids)
-                    times[n].append(time.perf_counter() - start)
-        for n in prepared:
-            results[n][f"{precision}_tokens_per_s"] = round(B * T / statistics.median(times[n]), 1)
+    for name, speeds in forward_speeds(models, a.shape, a.rounds).items():
+        results[name].update(speeds)
     t = results["teacher"]
     summary = {name: {"mlm_acc_ratio": round(s["eval_mlm_acc"] / t["eval_mlm_acc"], 4),
                       "speed_fp32": round(s["fp32_tokens_per_s"] / t["fp32_tokens_per_s"], 3),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -42,8 +43,10 @@ from finetune_tasks import RUNS  # noqa: E402
 
 TASKS = ("fine_foods_sentiment", "bible_paraphrase", "wordnet_supersense")
 VARIANTS = ("shared", "per_pass", "none")
+# (patience, entropy threshold in nats); a model measures those that can stop a row early: patience below its passes
+# - 1, a threshold below ln K (K labels: a distribution's largest entropy)
 POLICIES: list[tuple[int, float]] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0), (6, 0.0), (0, 0.05), (0, 0.1), (0, 0.2),
-                                     (0, 0.3), (0, 0.4), (2, 0.2)]
+                                     (0, 0.3), (0, 0.4), (0, 0.5), (0, 0.6), (0, 1.0), (0, 1.5), (2, 0.2)]
 RESULTS = ROOT / "bench" / "results" / "early_exit.json"
 
 
@@ -110,7 +113,7 @@ def _ort(session: Any) -> Any:
 
 
 def _score(run: Any, batches: list[tuple[list[int], dict[str, torch.Tensor]]], gold: list[int],
-           full: int = 12) -> dict[str, float]:
+           full: int) -> dict[str, float]:
     """Accuracy and mean passes over all rows (`full` where the contender runs every pass), and the wall time of
     one sweep."""
     preds, passes = [0] * len(gold), [0] * len(gold)
@@ -144,7 +147,8 @@ def measure(a: argparse.Namespace) -> None:
     from albert.runtime import prepare_for_inference, resolve_runtime
 
     torch.set_num_threads(a.threads)
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    out = Path(a.results)
+    results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     results["machine"] = cpu_description()
     results["threads"] = torch.get_num_threads()
     for task in a.only or TASKS:
@@ -156,8 +160,10 @@ def measure(a: argparse.Namespace) -> None:
             gold = [int(r.label) for r in rows]
             ours = prepare_for_inference(AlbertForSequenceClassification.from_pretrained(model_dir),
                                          resolve_runtime("cpu", "int8"), compile=True)
+            passes, labels = ours.config.num_hidden_layers, ours.config.num_labels
             contenders = {"ours_int8_compile_full": _ours(ours, None)}
-            contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in POLICIES})
+            contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in POLICIES
+                               if p < passes - 1 and t < math.log(labels)})
             with tempfile.TemporaryDirectory() as d:
                 if variant == "shared" or a.ort_every:
                     contenders["onnxruntime_fused_int8_full"] = _ort(_fused_int8(model_dir, Path(d)))
@@ -173,7 +179,7 @@ def measure(a: argparse.Namespace) -> None:
                     sub_gold = [gold[i] for i in range(n)] if size == 1 else gold
                     for _ in range(a.rounds):
                         for name, run in contenders.items():
-                            s = _score(run, batches, sub_gold)
+                            s = _score(run, batches, sub_gold, passes)
                             times[name].append(s["seconds"])
                             scored[name] = s
                     row[label] = {name: {"accuracy": round(scored[name]["accuracy"], 2),
@@ -183,7 +189,7 @@ def measure(a: argparse.Namespace) -> None:
                                   for name in contenders}
                     print(task, variant, label, json.dumps(row[label]), flush=True)
             results.setdefault("tasks", {}).setdefault(task, {})[variant] = row
-            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 class _StopsAt(torch.nn.Module):
@@ -214,7 +220,8 @@ def base(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     config = albert.AlbertConfig.from_preset("albert-base-v2", early_exit="shared", num_labels=2)
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    out = Path(a.results)
+    results: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
     row: dict[str, Any] = {"shape": "albert-base-v2 (12 passes of 768), random weights", "seq": 128}
     with tempfile.TemporaryDirectory() as d:
         AlbertForSequenceClassification(config).save_pretrained(d)
@@ -260,17 +267,17 @@ def base(a: argparse.Namespace) -> None:
             print("base", label, json.dumps(row[label]), flush=True)
     results["base_shape"] = row
     results["machine"] = cpu_description()
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def plot(_a: argparse.Namespace) -> None:
+def plot(a: argparse.Namespace) -> None:
     """Accuracy against throughput at batch 32 for each task: early exit's settings, full depth, ONNX Runtime."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = json.loads(RESULTS.read_text())
+    results = json.loads(Path(a.results).read_text())
     tasks = results.get("tasks", {})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, (task, variants) in zip(axes[0], tasks.items()):
@@ -294,7 +301,7 @@ def plot(_a: argparse.Namespace) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    out = ROOT / "docs" / "early-exit.png"
+    out = Path(a.plot)
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
 
@@ -303,6 +310,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("phase", choices=["train", "measure", "base", "plot"])
     ap.add_argument("--tasks", default=str(ROOT.parent / "shared" / "data" / "tasks"))
+    ap.add_argument("--results", default=str(RESULTS), help="measure, base, plot: the JSON read and written")
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "early-exit.png"), help="plot: the image written")
     ap.add_argument("--work", default=str(ROOT / "runs" / "early-exit"))
     ap.add_argument("--model", default="albert-small-en")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))

@@ -351,9 +351,11 @@ def _add_training_commands(sub: Any) -> None:
     t = sub.add_parser("distill", help="distil a teacher into an ALBERT student (more settings as --key value)")
     t.add_argument("--kind", default=None, help="what moves from teacher to student (the settings below list the "
                    "kinds); default sentence-vectors")
-    t.add_argument("--teacher", default=None, help="a sentence-transformers directory or an albert model")
+    t.add_argument("--teacher", default=None, help="sentence-vectors: a sentence-transformers directory or an albert "
+                   "model; masked-lm: an albert pretraining model; task: a fine-tuned directory")
     t.add_argument("--student", default=None, help="the albert model the student starts from")
-    t.add_argument("--data", nargs="+", default=None, help="text files: a paragraph per line, blank between docs")
+    t.add_argument("--data", nargs="+", default=None, help="sentence-vectors: text files (a paragraph per line, "
+                   "blank between docs); masked-lm: an `albert data prepare` directory; task: TRAIN [DEV]")
     t.add_argument("--out", default=None, help="a new directory (a model there is never overwritten)")
     t.add_argument("--config", default=None, help="settings YAML, below the command line")
     t.add_argument("--resume", action="store_true")
