@@ -66,6 +66,15 @@ def test_head_weights_missing_and_unexpected_are_reported(tmp_path: Path, caplog
     assert "sop_classifier.classifier.weight" in bare.loading_info["unexpected_keys"]
 
 
+def test_many_ignored_weights_are_named_by_their_group(caplog) -> None:
+    """Fewer groups than the checkpoint's (a shallower student): a line naming the groups, not each weight."""
+    with caplog.at_level(logging.WARNING):
+        model = albert.AlbertModel.from_pretrained("albert-small-en-embed", num_hidden_layers=2, num_hidden_groups=2)
+    assert len(model.loading_info["unexpected_keys"]) == 32
+    assert "ignored checkpoint weights: encoder.albert_layer_groups.2.* (16 weights), " \
+           "encoder.albert_layer_groups.3.* (16 weights)" in caplog.text
+
+
 def test_sharded_safetensors(tmp_path: Path) -> None:
     model = albert.AlbertModel(AlbertConfig(**SMALL))
     state = model.state_dict()

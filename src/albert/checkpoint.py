@@ -129,6 +129,17 @@ def adapt_keys(state: dict[str, torch.Tensor], prefix: str, expected: set[str]) 
     return state
 
 
+def _names(keys: list[str], listed: int = 8) -> str:
+    """Weight names for a log line: each one where there are few, else grouped by their first three components (a
+    layer group's 16 weights are one entry, not a screenful)."""
+    if len(keys) <= listed:
+        return ", ".join(keys)
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(".".join(key.split(".")[:3]), []).append(key)
+    return ", ".join(f"{p}.* ({len(ks)} weights)" if len(ks) > 1 else ks[0] for p, ks in groups.items())
+
+
 def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtype | None = None,
                     config: AlbertConfig | None = None, allow_missing: Callable[[str], bool] | None = None,
                     **overrides: Any) -> M:
@@ -178,14 +189,14 @@ def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
     model.tie_weights()
     if missing:
-        logger.warning("%s: newly initialised (not in the checkpoint): %s", type(model).__name__, ", ".join(missing))
+        logger.warning("%s: newly initialised (not in the checkpoint): %s", type(model).__name__, _names(missing))
     # Another ALBERT head's weights (a pretraining checkpoint loaded for fill-mask, say) are expected.
     other_heads = [k for k in unexpected if k.split(".")[0] in HEAD_NAMES]
     if other_heads:
-        logger.info("%s: ignored weights of other heads: %s", type(model).__name__, ", ".join(other_heads))
+        logger.info("%s: ignored weights of other heads: %s", type(model).__name__, _names(other_heads))
     if len(other_heads) < len(unexpected):
         logger.warning("%s: ignored checkpoint weights: %s", type(model).__name__,
-                       ", ".join(k for k in unexpected if k not in other_heads))
+                       _names([k for k in unexpected if k not in other_heads]))
     info = {"missing_keys": missing, "unexpected_keys": unexpected}
     model.loading_info = info  # type: ignore[assignment]
     return info
