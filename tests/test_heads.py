@@ -91,8 +91,8 @@ def test_fine_tuned_heads_in_every_precision(toy_models: dict[str, tuple[Path, P
                                              compile: bool) -> None:
     """Each fine-tuned head (sequence classification and regression, tagging, multiple choice, QA spans, QA with
     the answerability head): `evaluate`'s metrics and the pipeline's outputs against fp32's (compiled: the pipeline's,
-    and `evaluate`'s for classification). Outputs agree when
-    every label, span and index is equal and every score within SCORE_TOLERANCE; at least 90% of the inputs must."""
+    and `evaluate`'s for classification). Outputs agree when every label, span and index is equal and every score
+    within SCORE_TOLERANCE; at least 90% of the inputs must."""
     tolerance = SCORE_TOLERANCE[precision]
     for kind, (out, dev) in toy_models.items():
         if compile and kind == "regression":
