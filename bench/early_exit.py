@@ -54,6 +54,7 @@ def train(a: argparse.Namespace) -> None:
     for variant in a.variants:  # every task's shared run first: the kind kept is measured on all three
         for task in a.only or TASKS:
             kind, settings = RUNS[task]
+            settings = {**settings, "max_steps": round(settings["max_steps"] * a.scale)}
             out = Path(a.work) / f"{task}-{variant}"
             if (out / "config.json").is_file():
                 continue
@@ -314,6 +315,7 @@ def main() -> None:
     ap.add_argument("--plot", default=str(ROOT / "docs" / "early-exit.png"), help="plot: the image written")
     ap.add_argument("--work", default=str(ROOT / "runs" / "early-exit"))
     ap.add_argument("--model", default="albert-small-en")
+    ap.add_argument("--scale", type=float, default=1.0, help="train: multiply every run's steps")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--rows", type=int, default=1000, help="dev rows per task")

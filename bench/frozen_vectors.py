@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--tasks", default=str(ROOT.parent / "shared" / "data" / "tasks"))
     ap.add_argument("--train", type=int, default=4000)
     ap.add_argument("--dev", type=int, default=2000)
+    ap.add_argument("--out", default=str(RESULTS), help="the JSON written")
     a = ap.parse_args()
     from sentence_transformers import SentenceTransformer
 
@@ -120,7 +121,7 @@ def main() -> None:
             row[f"{name} seconds"] = round(time.perf_counter() - started, 1)
         print(task, json.dumps(row), flush=True)
         results["tasks"][task] = row
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
