@@ -107,14 +107,12 @@ def _entropy(logits: Tensor) -> Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-# (pass index 0-based, x, mask) -> x after that pass
-PassFn = Callable[[int, Tensor, "Tensor | None"], Tensor]
-# (pass index 0-based, [CLS] hidden states of the running rows) -> logits, one row per example
-HeadFn = Callable[[int, Tensor], Tensor]
+# (pass index 0-based, x, mask) -> (x after that pass, its classifier's logits: one row per row of x)
+StepFn = Callable[[int, Tensor, "Tensor | None"], tuple[Tensor, Tensor]]
 
 
-def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, run_pass: PassFn, head: HeadFn,
-                  policy: ExitPolicy, regression: bool = False, group: int = 1,
+def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, step: StepFn, policy: ExitPolicy,
+                  regression: bool = False, group: int = 1,
                   bias: Callable[[Tensor], Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
     """The layer's passes over `x` (rows × T × H; `group` consecutive rows make one example, a multiple-choice
     question's options), each example stopping when `policy` says so → (logits of each example at the pass it
@@ -131,8 +129,8 @@ def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, run_pass: Pass
     logits_out: Tensor | None = None
     passes_out = torch.full((n_examples,), passes, dtype=torch.long, device=x.device)
     for i in range(passes):
-        x = run_pass(i, x, mask)
-        logits = head(i, x[:, 0]).float().reshape(len(running), -1)
+        x, logits = step(i, x, mask)
+        logits = logits.float().reshape(len(running), -1)
         if logits_out is None:
             logits_out = torch.empty(n_examples, logits.shape[-1], device=logits.device)
         if i == passes - 1:

@@ -6,6 +6,7 @@ Losses are computed in fp32 whatever the compute dtype. Nothing here reads or wr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from albert.model import (
     HEAD_NAMES,
     AlbertBackbone,
     BaseModelOutputWithPooling,
+    LayerWeights,
     ModelOutput,
     activation_fn,
     attention_bias,
@@ -289,19 +291,22 @@ class EarlyExitHead(AlbertPreTrainedModel):
     dropout: nn.Dropout
     # the policy of forwards that pass none (albert evaluate/predict set it); None: full depth
     exit_policy: ExitPolicy | None = None
+    # set by albert.runtime under --compile: each layer group's exit_step as one compiled function of (x, mask,
+    # classifier weight, classifier bias) — the classifier's weights are inputs, so one graph serves every pass
+    compiled_steps: list[Callable[..., tuple[Tensor, Tensor]]] | None = None
 
     def _exit_classifiers(self, out_features: int) -> nn.ModuleList:
         """One classifier per pass but the last (which is `classifier`) when the config says per_pass."""
         n = self.config.num_hidden_layers - 1 if self.config.early_exit == "per_pass" else 0
         return nn.ModuleList([nn.Linear(self.config.hidden_size, out_features) for _ in range(n)])
 
-    def classifier_at(self, i: int) -> nn.Module:
+    def classifier_at(self, i: int) -> nn.Linear:
         """The classifier after pass i (0-based)."""
         last = i == self.config.num_hidden_layers - 1
         if last or self.config.early_exit != "per_pass":
             return self.classifier
         exits: nn.ModuleList = self.exit_classifiers  # type: ignore[assignment]
-        return exits[i]
+        return exits[i]  # type: ignore[return-value]  # a ModuleList of nn.Linear
 
     def _every_pass_logits(self, hidden_states: tuple[Tensor, ...]) -> Tensor:
         """(passes, rows, K): each pass's classifier on its pooled [CLS] state (hidden_states has one state per
@@ -317,6 +322,13 @@ class EarlyExitHead(AlbertPreTrainedModel):
         require_exits(self.config)
         return policy
 
+    def exit_step(self, i: int, x: Tensor, mask: Tensor | None, weights: list[list[LayerWeights]], weight: Tensor,
+                  bias: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of early exit's loop: pass i of the shared layer, then the classifier (`weight`, `bias`) on the
+        pooled [CLS] state → (the new hidden states, the logits). Inference only: no dropout."""
+        x = self.albert.encoder.run_pass(i, x, mask, weights)[0]
+        return x, F.linear(self.albert.pool(x[:, 0]).to(weight.dtype), weight, bias)  # in the classifier's dtype
+
     def _run_with_exit(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
                        policy: ExitPolicy, regression: bool, group: int = 1) -> tuple[Tensor, Tensor]:
         """(logits, passes) of each example, stopping each where `policy` says (albert.early_exit)."""
@@ -325,11 +337,18 @@ class EarlyExitHead(AlbertPreTrainedModel):
         enc = self.albert.encoder
         emb = self.albert.embeddings(input_ids, token_type_ids)
         dtype = enc.inference_dtype or compute_dtype(emb)
+        heads = [self.classifier_at(i) for i in range(self.config.num_hidden_layers)]
+        exits = [(h.weight.detach(), h.bias.detach()) for h in heads]
+        compiled, weights = self.compiled_steps, enc.layer_weights(dtype)
+
+        def step(i: int, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+            if compiled is not None:
+                return compiled[enc.group_of_pass(i)](x, mask, *exits[i])
+            return self.exit_step(i, x, mask, weights, *exits[i])
+
         with torch.autocast(emb.device.type, enabled=False):
-            return run_with_exit(
-                enc.map_in(emb, dtype), attention_mask, self.config.num_hidden_layers, enc.pass_runner(dtype),
-                lambda i, cls: self.classifier_at(i)(self.dropout(self.albert.pool(cls))), policy, regression,
-                group, bias=lambda m: attention_bias(m, dtype))
+            return run_with_exit(enc.map_in(emb, dtype), attention_mask, self.config.num_hidden_layers, step, policy,
+                                 regression, group, bias=lambda m: attention_bias(m, dtype))
 
 
 class AlbertForSequenceClassification(EarlyExitHead):

@@ -11,7 +11,7 @@ forward and reused on every layer pass, instead of autocast re-casting them on e
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
@@ -273,9 +273,6 @@ class AlbertTransformer(nn.Module):
         # int8), one list per group, and the dtype the encoder then computes in, whatever the parameters' dtype
         self.prepared_weights: list[list[LayerWeights]] | None = None
         self.inference_dtype: torch.dtype | None = None
-        # Set by albert.runtime under --compile: each group's pass as a compiled function of (x, mask), which
-        # early exit's loop (pass_runner) calls pass by pass
-        self.compiled_groups: list[Callable[[Tensor, Tensor | None], Tensor]] | None = None
 
     def map_in(self, embeddings: Tensor, dtype: torch.dtype) -> Tensor:
         """The embeddings (E wide) mapped to the layer's width (H), in the compute dtype."""
@@ -309,15 +306,6 @@ class AlbertTransformer(nn.Module):
                 probs_all.append(probs)
             outs.append(x)
         return x, outs, probs_all
-
-    def pass_runner(self, dtype: torch.dtype) -> Callable[[int, Tensor, Tensor | None], Tensor]:
-        """(i, x, mask) → x after pass i, one pass at a time (early exit's loop): the compiled group where the
-        runtime compiled them, else run_pass on weights prepared once for all the passes."""
-        compiled = self.compiled_groups
-        if compiled is not None:
-            return lambda i, x, mask: compiled[self.group_of_pass(i)](x, mask)
-        weights = self.layer_weights(dtype)
-        return lambda i, x, mask: self.run_pass(i, x, mask, weights)[0]
 
     def forward(
         self,

@@ -180,11 +180,13 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
         return call
 
     eager, whole = model.forward, patched(model.forward)
-    if getattr(model.config, "early_exit", None):
-        # early exit's loop decides after every pass, in Python: each group's pass is compiled on its own
-        for enc in _encoders(model):
-            per_group = enc.config.num_hidden_layers // enc.config.num_hidden_groups
-            enc.compiled_groups = [patched(_GroupPass(enc, g * per_group)) for g in range(enc.config.num_hidden_groups)]
+    if getattr(model.config, "early_exit", None) and hasattr(model, "exit_step"):
+        # early exit's loop decides after every pass, in Python: each group's step (its pass, the pooler and the
+        # classifier) is compiled on its own, one graph for all the group's passes
+        cfg = model.config
+        per_group = cfg.num_hidden_layers // cfg.num_hidden_groups
+        model.compiled_steps = [  # type: ignore[assignment]
+            patched(_ExitStep(model, g * per_group)) for g in range(cfg.num_hidden_groups)]
 
     @functools.wraps(eager)
     def forward(*args: Any, **kwargs: Any) -> Any:
@@ -195,16 +197,18 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
     return model
 
 
-class _GroupPass(nn.Module):
-    """One pass of an encoder's layer group, (x, mask) → x, on its prepared weights: what --compile compiles for
-    early exit's loop (AlbertTransformer.pass_runner)."""
+class _ExitStep(nn.Module):
+    """One step of early exit's loop on a layer group's pass (EarlyExitHead.exit_step on the prepared weights),
+    (x, mask, classifier weight, classifier bias) → (x, logits): what --compile compiles for the loop."""
 
-    def __init__(self, encoder: AlbertTransformer, first_pass: int) -> None:
+    def __init__(self, head: nn.Module, first_pass: int) -> None:
         super().__init__()
-        self.encoder, self.first_pass = encoder, first_pass
+        self.head, self.first_pass = head, first_pass
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.encoder.run_pass(self.first_pass, x, mask, self.encoder.layer_weights(x.dtype))[0]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        head: Any = self.head
+        return head.exit_step(self.first_pass, x, mask, head.albert.encoder.layer_weights(x.dtype), weight, bias)
 
 
 def _check_finite(module: nn.Module, _args: object, output: object) -> None:
