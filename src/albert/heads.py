@@ -338,8 +338,9 @@ class EarlyExitHead(AlbertPreTrainedModel):
         emb = self.albert.embeddings(input_ids, token_type_ids)
         dtype = enc.inference_dtype or compute_dtype(emb)
         heads = [self.classifier_at(i) for i in range(self.config.num_hidden_layers)]
-        exits = [(h.weight.detach(), h.bias.detach()) for h in heads]
-        compiled, weights = self.compiled_steps, enc.layer_weights(dtype)
+        exits = [(h.weight.detach(), h.bias.detach()) for h in heads]  # plain tensors: the compiled step's inputs
+        compiled = self.compiled_steps
+        weights = enc.layer_weights(dtype) if compiled is None else []  # the compiled step reads its own
 
         def step(i: int, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
             if compiled is not None:
