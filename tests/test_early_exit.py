@@ -83,6 +83,44 @@ def test_a_row_answers_the_same_in_a_batch_as_alone(policy: ExitPolicy) -> None:
     assert len(set(batched.exit_passes.tolist())) > 1, "the policy should stop rows at different passes"
 
 
+def _stops_by_the_rule(every: torch.Tensor, policy: ExitPolicy) -> list[int]:
+    """The pass (1-based) each row stops at, by the rules' definitions applied to every pass's logits (passes × rows
+    × K): the first pass whose prediction the `patience` passes before it share, or whose entropy is below the
+    threshold; else the last."""
+    stops = []
+    for row in every.transpose(0, 1):
+        predictions = row.argmax(-1).tolist()
+        entropy = -(row.log_softmax(-1).exp() * row.log_softmax(-1)).sum(-1)
+        stop = len(row)
+        for i in range(len(row)):
+            settled = policy.patience > 0 and i >= policy.patience \
+                and len(set(predictions[i - policy.patience:i + 1])) == 1
+            if settled or (policy.threshold > 0 and float(entropy[i]) < policy.threshold):
+                stop = i + 1
+                break
+        stops.append(stop)
+    return stops
+
+
+@pytest.mark.parametrize("policy", [ExitPolicy(patience=1), ExitPolicy(patience=2), ExitPolicy(threshold=0.8)])
+def test_rows_stop_where_the_rules_say(policy: ExitPolicy) -> None:
+    """The loop (which runs the passes before any row can stop as one step) stops each row at the pass the rule
+    names on every pass's logits, and answers with that pass's logits."""
+    model = _model(AlbertForSequenceClassification, "per_pass", num_labels=3, num_hidden_layers=8)
+    with torch.no_grad():
+        for i in range(8):
+            model.classifier_at(i).weight.mul_(40)
+    ids, mask = _batch(8, 30, seed=1)
+    with torch.inference_mode():
+        hidden = model.albert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        every = model._every_pass_logits(hidden).float()
+        out = model(input_ids=ids, attention_mask=mask, exit_policy=policy)
+    stops = _stops_by_the_rule(every, policy)
+    assert out.exit_passes.tolist() == stops
+    torch.testing.assert_close(out.logits, every[torch.tensor(stops) - 1, torch.arange(8)], atol=1e-4, rtol=1e-4)
+    assert len(set(stops)) > 1, "the policy should stop rows at different passes"
+
+
 def test_patience_rules_and_refusals() -> None:
     model = _model(AlbertForSequenceClassification, "shared", num_labels=3)
     ids, mask = _batch(4, 16)

@@ -57,6 +57,11 @@ class ExitPolicy:
     def active(self) -> bool:
         return self.patience > 0 or self.threshold > 0
 
+    def earliest_stop(self, passes: int) -> int:
+        """The number of passes every row runs before this policy can stop one: by patience alone p + 1 (the first
+        prediction, then p that agree with it), with an entropy threshold 1."""
+        return min(passes, 1 if self.threshold > 0 else self.patience + 1)
+
 
 def require_exits(config: Any) -> None:
     """An InputError unless the model's config has a classifier after every pass (config.early_exit)."""
@@ -107,8 +112,9 @@ def _entropy(logits: Tensor) -> Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-# (pass index 0-based, x, mask) -> (x after that pass, its classifier's logits: one row per row of x)
-StepFn = Callable[[int, Tensor, "Tensor | None"], tuple[Tensor, Tensor]]
+# (first pass 0-based, number of passes k, x, mask) -> (x after those k passes, each one's classifier's logits:
+# k × rows of x × K)
+StepFn = Callable[[int, int, Tensor, "Tensor | None"], tuple[Tensor, Tensor]]
 
 
 def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, step: StepFn, policy: ExitPolicy,
@@ -128,14 +134,22 @@ def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, step: StepFn, 
     streaks = _Streaks()
     logits_out: Tensor | None = None
     passes_out = torch.full((n_examples,), passes, dtype=torch.long, device=x.device)
-    for i in range(passes):
-        x, logits = step(i, x, mask)
-        logits = logits.float().reshape(len(running), -1)
+    # the passes before any row can stop run as one step (under --compile one graph: at batch 1 each step's call
+    # costs a fraction of a pass; docs/early-exit.md), then one pass per step
+    k = policy.earliest_stop(passes)
+    done = 0  # passes run so far
+    while True:
+        x, every = step(done, k, x, mask)
+        done, every = done + k, every.float().reshape(k, len(running), -1)
+        if policy.patience > 0:
+            for earlier in every[:-1]:  # no row can stop at these passes: they only start the streaks
+                streaks.update(earlier, regression)
+        logits, k = every[-1], 1
         if logits_out is None:
             logits_out = torch.empty(n_examples, logits.shape[-1], device=logits.device)
-        if i == passes - 1:
+        if done == passes:
             logits_out[running] = logits
-            passes_out[running] = i + 1
+            passes_out[running] = done
             break
         stop = torch.zeros(len(running), dtype=torch.bool, device=x.device)
         if policy.patience > 0:
@@ -145,7 +159,7 @@ def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, step: StepFn, 
         if not bool(stop.any()):
             continue
         logits_out[running[stop]] = logits[stop]
-        passes_out[running[stop]] = i + 1
+        passes_out[running[stop]] = done
         go = ~stop
         if not bool(go.any()):
             break

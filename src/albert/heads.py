@@ -291,9 +291,10 @@ class EarlyExitHead(AlbertPreTrainedModel):
     dropout: nn.Dropout
     # the policy of forwards that pass none (albert evaluate/predict set it); None: full depth
     exit_policy: ExitPolicy | None = None
-    # set by albert.runtime under --compile: each layer group's exit_step as one compiled function of (x, mask,
-    # classifier weight, classifier bias) — the classifier's weights are inputs, so one graph serves every pass
-    compiled_steps: list[Callable[..., tuple[Tensor, Tensor]]] | None = None
+    # set by albert.runtime under --compile: (first pass, number of passes) → exit_step over those passes as one
+    # compiled function of (x, mask, classifiers) — the classifiers' weights are inputs, so one graph serves every
+    # pass of a layer group
+    compiled_steps: Callable[[int, int], Callable[..., tuple[Tensor, Tensor]]] | None = None
 
     def _exit_classifiers(self, out_features: int) -> nn.ModuleList:
         """One classifier per pass but the last (which is `classifier`) when the config says per_pass."""
@@ -322,12 +323,16 @@ class EarlyExitHead(AlbertPreTrainedModel):
         require_exits(self.config)
         return policy
 
-    def exit_step(self, i: int, x: Tensor, mask: Tensor | None, weights: list[list[LayerWeights]], weight: Tensor,
-                  bias: Tensor) -> tuple[Tensor, Tensor]:
-        """One step of early exit's loop: pass i of the shared layer, then the classifier (`weight`, `bias`) on the
-        pooled [CLS] state → (the new hidden states, the logits). Inference only: no dropout."""
-        x = self.albert.encoder.run_pass(i, x, mask, weights)[0]
-        return x, F.linear(self.albert.pool(x[:, 0]).to(weight.dtype), weight, bias)  # in the classifier's dtype
+    def exit_step(self, i: int, x: Tensor, mask: Tensor | None, weights: list[list[LayerWeights]],
+                  classifiers: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """One step of early exit's loop: passes i, i + 1, ... of the shared layer, one per (weight, bias) of
+        `classifiers`, each followed by that classifier on the pooled [CLS] state → (the hidden states after the
+        last, the logits: passes × rows × K). Inference only: no dropout."""
+        every = []
+        for j, (weight, bias) in enumerate(classifiers):
+            x = self.albert.encoder.run_pass(i + j, x, mask, weights)[0]
+            every.append(F.linear(self.albert.pool(x[:, 0]).to(weight.dtype), weight, bias))  # the classifier's dtype
+        return x, torch.stack(every)
 
     def _run_with_exit(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
                        policy: ExitPolicy, regression: bool, group: int = 1) -> tuple[Tensor, Tensor]:
@@ -342,10 +347,10 @@ class EarlyExitHead(AlbertPreTrainedModel):
         compiled = self.compiled_steps
         weights = enc.layer_weights(dtype) if compiled is None else []  # the compiled step reads its own
 
-        def step(i: int, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        def step(i: int, k: int, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
             if compiled is not None:
-                return compiled[enc.group_of_pass(i)](x, mask, *exits[i])
-            return self.exit_step(i, x, mask, weights, *exits[i])
+                return compiled(i, k)(x, mask, exits[i:i + k])
+            return self.exit_step(i, x, mask, weights, exits[i:i + k])
 
         with torch.autocast(emb.device.type, enabled=False):
             return run_with_exit(enc.map_in(emb, dtype), attention_mask, self.config.num_hidden_layers, step, policy,

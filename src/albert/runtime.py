@@ -181,12 +181,8 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
 
     eager, whole = model.forward, patched(model.forward)
     if getattr(model.config, "early_exit", None) and hasattr(model, "exit_step"):
-        # early exit's loop decides after every pass, in Python: each group's step (its pass, the pooler and the
-        # classifier) is compiled on its own, one graph for all the group's passes
-        cfg = model.config
-        per_group = cfg.num_hidden_layers // cfg.num_hidden_groups
-        model.compiled_steps = [  # type: ignore[assignment]
-            patched(_ExitStep(model, g * per_group)) for g in range(cfg.num_hidden_groups)]
+        # early exit's loop decides after every pass, in Python: its steps are compiled on their own
+        model.compiled_steps = _ExitSteps(model, patched)  # type: ignore[assignment]
 
     @functools.wraps(eager)
     def forward(*args: Any, **kwargs: Any) -> Any:
@@ -198,17 +194,37 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
 
 
 class _ExitStep(nn.Module):
-    """One step of early exit's loop on a layer group's pass (EarlyExitHead.exit_step on the prepared weights),
-    (x, mask, classifier weight, classifier bias) → (x, logits): what --compile compiles for the loop."""
+    """Early exit's step (EarlyExitHead.exit_step on the prepared weights) over `passes` passes from `first_pass`:
+    (x, mask, classifiers' (weight, bias)) → (x, logits)."""
 
-    def __init__(self, head: nn.Module, first_pass: int) -> None:
+    def __init__(self, head: nn.Module, first_pass: int, passes: int) -> None:
         super().__init__()
-        self.head, self.first_pass = head, first_pass
+        self.head, self.first_pass, self.passes = head, first_pass, passes
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, classifiers: list[tuple[torch.Tensor, torch.Tensor]]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         head: Any = self.head
-        return head.exit_step(self.first_pass, x, mask, head.albert.encoder.layer_weights(x.dtype), weight, bias)
+        return head.exit_step(self.first_pass, x, mask, head.albert.encoder.layer_weights(x.dtype), classifiers)
+
+
+class _ExitSteps:
+    """The compiled steps of early exit's loop, made on first use: one graph per layer group for a single pass
+    (every pass of a group runs the same weights), and one per run of several passes (the loop's first step: the
+    passes before any row can stop)."""
+
+    def __init__(self, head: nn.Module, compile: Callable[[nn.Module], Callable[..., Any]]) -> None:
+        self.head, self.compile = head, compile
+        self.steps: dict[tuple[int, int], Callable[..., Any]] = {}
+
+    def __call__(self, first_pass: int, passes: int) -> Callable[..., Any]:
+        cfg = self.head.config
+        if passes == 1:  # a single pass: its group's graph (keyed by the group's first pass)
+            per_group = cfg.num_hidden_layers // cfg.num_hidden_groups
+            first_pass -= first_pass % per_group
+        key = (first_pass, passes)
+        if key not in self.steps:
+            self.steps[key] = self.compile(_ExitStep(self.head, first_pass, passes))
+        return self.steps[key]
 
 
 def _check_finite(module: nn.Module, _args: object, output: object) -> None:
