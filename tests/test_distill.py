@@ -106,20 +106,44 @@ def test_student_moves_toward_the_teacher_and_the_vectors_are_cached(st_teacher:
     assert len(albert.pipeline("feature-extraction", model=tmp_path / "a", precision="fp32")("a whale")) == 64
 
 
+def test_neighbour_batches_hold_near_texts_and_the_relation_term_vanishes_at_the_teacher() -> None:
+    import torch
+
+    from albert.train.distill import neighbour_blocks, relation_loss
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(20, 32, generator=g), dim=-1)
+    vectors = centres.repeat_interleave(16, 0) + 0.1 * torch.randn(320, 32, generator=g)  # 20 topics of 16 texts
+    blocks = neighbour_blocks(vectors, 16, seed=0)
+    assert sorted(r for b in blocks for r in b) == list(range(320)) and all(len(b) == 16 for b in blocks)
+    assert blocks == neighbour_blocks(vectors, 16, seed=0)  # the same batches on resume
+
+    def mean_cosine_within(batches: list[list[int]]) -> float:
+        v = torch.nn.functional.normalize(vectors, dim=-1)
+        return float(torch.stack([(v[b] @ v[b].T).mean() for b in batches]).mean())
+    random = torch.randperm(320, generator=g).view(20, 16).tolist()
+    assert mean_cosine_within(blocks) > mean_cosine_within(random) + 0.3
+    teacher = torch.randn(8, 32, generator=g)
+    assert float(relation_loss(2 * teacher, teacher, 0.05)) < 1e-4  # only directions count
+    assert float(relation_loss(torch.randn(8, 32, generator=g), teacher, 0.05)) > 0.1
+
+
 def test_a_kill_then_resume_continues_exactly(tiny_model: Path, tmp_path: Path) -> None:
-    """An albert teacher (its mean vectors), SIGKILL after step 7 (checkpoint at 5), --resume: the same losses."""
+    """An albert teacher (its mean vectors), with the relation term on batches of neighbours: SIGKILL after step 7
+    (checkpoint at 5), --resume: the same losses."""
     start = student(tiny_model, tmp_path)
     cache = tmp_path / "cache"
-    whole = cli(*args(tiny_model, start, tmp_path / "whole", cache, steps=12))
+    extra = ("--relation_weight", "0.5", "--neighbour_batches", "true")
+    whole = cli(*args(tiny_model, start, tmp_path / "whole", cache, steps=12), *extra)
     assert whole.returncode == 0, whole.stderr
     proc = subprocess.Popen([sys.executable, "-m", "albert", *args(tiny_model, start, tmp_path / "killed", cache,
-                                                                   steps=12)],
+                                                                   steps=12), *extra],
                             env={**os.environ, "ALBERT_TEST_STOP_AT_STEP": "7"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     wait_until_stopped(proc, "step 7")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    resumed = cli(*args(tiny_model, start, tmp_path / "killed", cache, steps=12), "--resume")
+    resumed = cli(*args(tiny_model, start, tmp_path / "killed", cache, steps=12), *extra, "--resume")
     assert resumed.returncode == 0, resumed.stderr
 
     def losses(run: Path) -> list[float]:

@@ -217,7 +217,7 @@ class _ExitSteps:
         self.steps: dict[tuple[int, int], Callable[..., Any]] = {}
 
     def __call__(self, first_pass: int, passes: int) -> Callable[..., Any]:
-        cfg = self.head.config
+        cfg: Any = self.head.config
         if passes == 1:  # a single pass: its group's graph (keyed by the group's first pass)
             per_group = cfg.num_hidden_layers // cfg.num_hidden_groups
             first_pass -= first_pass % per_group

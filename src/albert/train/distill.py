@@ -69,7 +69,13 @@ class DistillSettings(TrainSettings):
     eval_texts: int = setting(2000, "texts held out from training, for the evaluation's agreement with the teacher")
     max_seq_length: int = setting(128, "tokens per text at most, for student and teacher")
     similarity_weight: float = setting(0.0, "weight of the in-batch similarity term beside the MSE (0: MSE only)")
-    temperature: float = setting(0.05, "the in-batch similarity term's softmax temperature")
+    relation_weight: float = setting(0.0, "weight of the relation term beside the MSE: each text's similarities to the "
+                                          "batch's other texts, as a softmax at --temperature, match the teacher's "
+                                          "(KL; 0: none)")
+    neighbour_batches: bool = setting(False, "batches of texts near each other by the teacher's vectors (spherical "
+                                             "k-means) instead of random ones: the relation term then weighs fine "
+                                             "distinctions")
+    temperature: float = setting(0.05, "the in-batch similarity and relation terms' softmax temperature")
     kd_weight: float = setting(0.9, "masked-lm, task: the soft targets' share of the loss (the rest: the true labels)")
     kd_temperature: float = setting(2.0, "masked-lm, task: the softmax temperature of the soft targets")
     eval_examples: int = setting(2000, "masked-lm: held-out sequences in each evaluation")
@@ -94,8 +100,8 @@ class DistillSettings(TrainSettings):
             raise ConfigError(f"short_share must be in [0, 1], got {self.short_share}")
         if self.max_texts <= self.eval_texts:
             raise ConfigError(f"max_texts ({self.max_texts}) must exceed eval_texts ({self.eval_texts})")
-        if self.temperature <= 0 or self.similarity_weight < 0 or self.kd_temperature <= 0:
-            raise ConfigError("temperature and kd_temperature must be > 0, similarity_weight >= 0")
+        if self.temperature <= 0 or self.similarity_weight < 0 or self.relation_weight < 0 or self.kd_temperature <= 0:
+            raise ConfigError("temperature and kd_temperature must be > 0, similarity_weight and relation_weight >= 0")
         if not 0 <= self.kd_weight <= 1:
             raise ConfigError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
 
@@ -224,12 +230,43 @@ def teacher_vectors(settings: DistillSettings, texts: list[str]) -> np.ndarray:
     return vectors
 
 
+def neighbour_blocks(vectors: Tensor, size: int, seed: int, iterations: int = 5) -> list[list[int]]:
+    """The rows of `vectors` in blocks of `size` (the last may be smaller) whose members are near each other:
+    spherical k-means with a cluster per block (seeded start, `iterations` rounds), then the rows in cluster order,
+    cut into consecutive blocks."""
+    x = F.normalize(vectors.float(), dim=-1)
+    k = max(1, -(-len(x) // size))
+    g = torch.Generator().manual_seed(seed)
+    centres = x[torch.randperm(len(x), generator=g)[:k]].clone()
+
+    def assign() -> Tensor:
+        return torch.cat([(x[lo:lo + 8192] @ centres.T).argmax(-1) for lo in range(0, len(x), 8192)])
+    for _ in range(iterations):
+        cluster = assign()
+        sums = torch.zeros_like(centres).index_add_(0, cluster, x)
+        empty = sums.norm(dim=-1) == 0  # a centre no row chose keeps its place
+        centres = torch.where(empty[:, None], centres, F.normalize(sums, dim=-1))
+    order = torch.argsort(assign() * len(x) + torch.randperm(len(x), generator=g)).tolist()
+    return [order[lo:lo + size] for lo in range(0, len(order), size)]
+
+
+def relation_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """Summed over the rows: KL from the teacher's to the student's distribution of each text's cosine
+    similarities to the batch's other texts (softmax at `temperature`)."""
+    def log_relations(v: Tensor) -> Tensor:
+        v = F.normalize(v, dim=-1)
+        sims = (v @ v.T / temperature).masked_fill(torch.eye(len(v), dtype=torch.bool, device=v.device), -1e4)
+        return sims.log_softmax(-1)
+    return F.kl_div(log_relations(student), log_relations(teacher), log_target=True, reduction="sum")
+
+
 # ----- the task the loop runs -----
 class SentenceVectorTask:
-    """Texts (student token ids) with their teacher vectors, in seeded epoch order; MSE to the teacher's vector,
-    plus the in-batch similarity term when weighted; evaluated by agreement with the teacher on held-out texts."""
+    """Texts (student token ids) with their teacher vectors, in seeded epoch order (or in batches of neighbours);
+    MSE to the teacher's vector, plus the in-batch similarity and relation terms when weighted; evaluated by
+    agreement with the teacher on held-out texts."""
 
-    stat_names = ["loss", "mse", "cosine", "texts"]
+    stat_names = ["loss", "mse", "cosine", "relation", "texts"]
 
     def __init__(self, ids: list[list[int]], vectors: Tensor, eval_ids: list[list[int]], eval_vectors: Tensor,
                  settings: DistillSettings, pad_id: int) -> None:
@@ -237,7 +274,9 @@ class SentenceVectorTask:
         self.eval_ids, self.eval_vectors = eval_ids, eval_vectors
         self.batch_size, self.pad_id = settings.batch_size, pad_id
         self.similarity_weight, self.temperature = settings.similarity_weight, settings.temperature
-        self.order = EpochOrder(len(ids), settings.seed, salt=13)
+        self.relation_weight = settings.relation_weight
+        blocks = neighbour_blocks(vectors, settings.batch_size, settings.seed) if settings.neighbour_batches else None
+        self.order = EpochOrder(len(ids), settings.seed, salt=13, blocks=blocks)
 
     def _collate(self, rows: list[int], ids: list[list[int]], vectors: Tensor) -> dict[str, Tensor]:
         batch = pad_batch([ids[i] for i in rows], [[0] * len(ids[i]) for i in rows], self.pad_id)
@@ -265,14 +304,18 @@ class SentenceVectorTask:
             sims = F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T / self.temperature  # (B, B)
             target = torch.arange(len(sims), device=sims.device)
             loss = loss + self.similarity_weight * F.cross_entropy(sims, target, reduction="sum")
+        relation = relation_loss(student, teacher, self.temperature) if len(student) > 1 \
+            else torch.zeros((), device=student.device)
+        if self.relation_weight:
+            loss = loss + self.relation_weight * relation
         cosine = F.cosine_similarity(student, teacher, dim=-1)
-        stats = torch.stack([loss.detach(), mse.sum().detach(), cosine.sum().detach(),
+        stats = torch.stack([loss.detach(), mse.sum().detach(), cosine.sum().detach(), relation.detach(),
                              torch.tensor(float(len(mse)), device=mse.device)])
         return loss / norm.to(loss.dtype), stats
 
     def summarize(self, s: dict[str, float]) -> dict[str, float]:
         n = max(1.0, s["texts"])
-        return {"loss": s["loss"] / n, "mse": s["mse"] / n, "cosine": s["cosine"] / n}
+        return {"loss": s["loss"] / n, "mse": s["mse"] / n, "cosine": s["cosine"] / n, "relation": s["relation"] / n}
 
     def evaluate(self, model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
         """Agreement with the teacher on the held-out texts: mean cosine, MSE, and how often a text's student vector

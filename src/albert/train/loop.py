@@ -88,15 +88,20 @@ class TrainTask(Protocol):
 
 class EpochOrder:
     """A task's rows drawn in a seeded order, epoch after epoch (each epoch reshuffled), split into each process's
-    micro-batches; its position is checkpointed, so a resumed run draws what the uninterrupted one did."""
+    micro-batches; its position is checkpointed, so a resumed run draws what the uninterrupted one did. With
+    `blocks` (lists of rows), the blocks are shuffled and each is drawn whole, in its order: a block of a batch's
+    size is a batch."""
 
-    def __init__(self, rows: int, seed: int, salt: int) -> None:
-        self.rows, self.seed, self.salt = rows, seed, salt
+    def __init__(self, rows: int, seed: int, salt: int, blocks: list[list[int]] | None = None) -> None:
+        self.rows, self.seed, self.salt, self.blocks = rows, seed, salt, blocks
         self.epoch, self.index = 0, 0
         self._order = self._permutation(0)
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, self.salt]).permutation(self.rows)
+        rng = np.random.default_rng([self.seed, epoch, self.salt])
+        if self.blocks is None:
+            return rng.permutation(self.rows)
+        return np.array([row for b in rng.permutation(len(self.blocks)) for row in self.blocks[b]], dtype=np.int64)
 
     def micro_batches(self, batch_size: int, rank: int, world: int, micro_batch: int) -> list[list[int]]:
         """The next batch's rows, as this process's micro-batches (the same rows whatever the process layout)."""
