@@ -193,19 +193,14 @@ def measure(a: argparse.Namespace) -> None:
             out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-class _StopsAt(torch.nn.Module):
+def _stops_at(certain: bool, hidden: int) -> torch.nn.Linear:
     """A stand-in classifier for the shape sweep: certain (entropy ~0) from pass `k` on, unsure before it, so an
-    entropy threshold stops every row after exactly k passes."""
-
-    def __init__(self, certain: bool) -> None:
-        super().__init__()
-        self.certain = certain
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        logits = torch.zeros(len(pooled), 2)
-        if self.certain:
-            logits[:, 0] = 30.0
-        return logits
+    entropy threshold stops every row after exactly k passes (a Linear: the loop reads its weight and bias)."""
+    layer = torch.nn.Linear(hidden, 2)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.copy_(torch.tensor([30.0 if certain else 0.0, 0.0]))
+    return layer
 
 
 def base(a: argparse.Namespace) -> None:
@@ -237,7 +232,7 @@ def base(a: argparse.Namespace) -> None:
             run = _ours(ours, (0, 0.1))
 
             def call(batch: dict[str, torch.Tensor]) -> Any:
-                ours.classifier_at = lambda i: _StopsAt(i + 1 >= k)  # type: ignore[method-assign]
+                ours.classifier_at = lambda i: _stops_at(i + 1 >= k, config.hidden_size)  # type: ignore[method-assign]
                 try:
                     return run(batch)
                 finally:

@@ -165,17 +165,18 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
       so the patch is in force when it does.
     What each setting gained: docs/kernel-notes.md.
     The model's forward hooks (the check that outputs are finite) run outside the compiled code."""
+    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
 
     wanted = {**INDUCTOR_SETTINGS, **(INDUCTOR_CPU_SETTINGS if runtime.device.type == "cpu" else {})}
     settings = {k: v for k, v in wanted.items() if hasattr(inductor_config, k)}  # older torch: fewer settings
 
-    def patched(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def patched(fn: Callable[..., Any], graphs: int = 8) -> Callable[..., Any]:
         compiled = torch.compile(fn, dynamic=True)
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with inductor_config.patch(settings):
+            with inductor_config.patch(settings), dynamo_config.patch(recompile_limit=max(graphs, 8)):
                 return compiled(*args, **kwargs)
         return call
 
@@ -210,11 +211,18 @@ class _ExitStep(nn.Module):
 class _ExitSteps:
     """The compiled steps of early exit's loop, made on first use: one graph per layer group for a single pass
     (every pass of a group runs the same weights), and one per run of several passes (the loop's first step: the
-    passes before any row can stop)."""
+    passes before any row can stop).
 
-    def __init__(self, head: nn.Module, compile: Callable[[nn.Module], Callable[..., Any]]) -> None:
+    Dynamo keeps the graphs of one function together, and `_ExitStep.forward` is one function for every step: each
+    step is a graph, twice over (with and without a padding mask) and again for a batch of one row (a size of 1
+    compiles apart). Past torch's default limit of 8 it would run the rest eagerly, unannounced but for a warning,
+    so the limit is raised to what a model can use."""
+
+    def __init__(self, head: nn.Module, compile: Callable[..., Callable[..., Any]]) -> None:
         self.head, self.compile = head, compile
         self.steps: dict[tuple[int, int], Callable[..., Any]] = {}
+        cfg: Any = head.config
+        self.graphs = 4 * (cfg.num_hidden_layers + cfg.num_hidden_groups)
 
     def __call__(self, first_pass: int, passes: int) -> Callable[..., Any]:
         cfg: Any = self.head.config
@@ -223,7 +231,7 @@ class _ExitSteps:
             first_pass -= first_pass % per_group
         key = (first_pass, passes)
         if key not in self.steps:
-            self.steps[key] = self.compile(_ExitStep(self.head, first_pass, passes))
+            self.steps[key] = self.compile(_ExitStep(self.head, first_pass, passes), self.graphs)
         return self.steps[key]
 
 

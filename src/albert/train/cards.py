@@ -77,6 +77,20 @@ def cpu_hours(run_dir: Path) -> float:
     return seconds * torch.get_num_threads() / 3600
 
 
+def _distill_loss(settings: Any) -> str:
+    """The distillation's loss, as its settings make it."""
+    if settings.kind != "sentence-vectors":
+        return (f"{settings.kd_weight} × the teacher's soft targets (T = {settings.kd_temperature}) + "
+                f"{1 - settings.kd_weight:.2g} × the true labels")
+    terms = ["MSE to the teacher's vectors"]
+    if settings.similarity_weight:
+        terms.append(f"{settings.similarity_weight} × in-batch similarity (T = {settings.temperature})")
+    if settings.relation_weight:
+        terms.append(f"{settings.relation_weight} × relations (T = {settings.temperature})")
+    batches = "batches of neighbours by the teacher's vectors" if settings.neighbour_batches else "random batches"
+    return f"{' + '.join(terms)}; {batches}"
+
+
 def write_distill_card(out: Path, settings: Any, teacher_hash: str, about: str, scores: dict[str, float],
                        seconds: float) -> None:
     """README.md of a distilled student: its teacher (path, weights' SHA-256, licence), start, data, steps, compute
@@ -93,6 +107,7 @@ def write_distill_card(out: Path, settings: Any, teacher_hash: str, about: str, 
         f"| student start | `{settings.student}` |",
         f"| data | {', '.join(f'`{d}`' for d in settings.data)}: {about} |",
         f"| student config | {overrides} |",
+        f"| loss | {_distill_loss(settings)} |",
         f"| steps | {settings.max_steps:,} × {settings.batch_size}, lr {settings.learning_rate} |",
         f"| compute | {hours:.2f} CPU hours of training steps ({seconds / 3600:.2f} h this session's wall clock) |",
         f"| held-out | {held_out} |", "",
