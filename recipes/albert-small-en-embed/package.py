@@ -84,7 +84,8 @@ def main() -> None:
         "# albert-small-en-embed\n\nalbert's default sentence-vector model (`albert embed`, `serve --task "
         "feature-extraction`, `export sentence-transformers`): an ALBERT of four unshared 384-wide layer groups on "
         "albert-small-en's 16k SentencePiece vocabulary, started from layers 0, 1, 3 and 5 of all-MiniLM-L6-v2 "
-        "(`albert convert --from-bert`) and distilled from that model's vectors (`albert distill`). Vectors: the "
+        "(`albert convert --from-bert`) and distilled from that model's vectors (`albert distill`) in three stages: "
+        "two regressing its vectors (MSE), then one also matching how each text relates to its neighbours. Vectors: the "
         "mean of the last hidden states, L2-normalised. Weights stored in float16.\n\n"
         f"Training text: {SOURCES}.\n\nRebuild: `bash recipes/albert-small-en-embed/reproduce.sh`.\n\n"
         "## The distillation\n\n" + card + rows)

@@ -7,9 +7,10 @@
 # 2. the student's start: the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups, its embeddings moved
 #    onto albert-small-en's SentencePiece vocabulary (albert convert --from-bert);
 # 3. albert distill (sentence vectors) on ../shared/data/corpus.txt.xz with distill.yaml's settings (2,000 steps),
-#    then a second stage from that student with distill-2.yaml's (2,000 steps on another 100,000 texts); a kill is
-#    resumed by running this script again;
-# 4. the student packaged (weights in float16) with both stages' cards: package.py.
+#    then a second stage from that student with distill-2.yaml's (2,000 steps on another 100,000 texts), then a
+#    third with distill-3.yaml's (600 steps with the relation term on batches of neighbours); a kill is resumed by
+#    running this script again;
+# 4. the student packaged (weights in float16) with every stage's card: package.py.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -37,5 +38,6 @@ distill() {  # stage settings, start, out: one stage, resumed if a kill interrup
 }
 distill distill.yaml "$WORK/start" "$WORK/student"
 distill distill-2.yaml "$WORK/student" "$WORK/student-2"
-"$PY" "$HERE/package.py" "$WORK/student-2" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}" \
-  --earlier "$WORK/student"
+distill distill-3.yaml "$WORK/student-2" "$WORK/student-3"
+"$PY" "$HERE/package.py" "$WORK/student-3" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}" \
+  --earlier "$WORK/student" "$WORK/student-2"
