@@ -16,6 +16,7 @@ and export.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import platform
@@ -171,12 +172,15 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
     wanted = {**INDUCTOR_SETTINGS, **(INDUCTOR_CPU_SETTINGS if runtime.device.type == "cpu" else {})}
     settings = {k: v for k, v in wanted.items() if hasattr(inductor_config, k)}  # older torch: fewer settings
 
-    def patched(fn: Callable[..., Any], graphs: int = 8) -> Callable[..., Any]:
+    def patched(fn: Callable[..., Any], graphs: int | None = None) -> Callable[..., Any]:
+        """`fn` compiled, called under the settings; `graphs`: Dynamo's limit of graphs for fn's code, where
+        torch's default (8) is too few."""
         compiled = torch.compile(fn, dynamic=True)
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with inductor_config.patch(settings), dynamo_config.patch(recompile_limit=max(graphs, 8)):
+            limit = dynamo_config.patch(recompile_limit=graphs) if graphs else contextlib.nullcontext()
+            with inductor_config.patch(settings), limit:
                 return compiled(*args, **kwargs)
         return call
 
@@ -195,12 +199,12 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
 
 
 class _ExitStep(nn.Module):
-    """Early exit's step (EarlyExitHead.exit_step on the prepared weights) over `passes` passes from `first_pass`:
-    (x, mask, classifiers' (weight, bias)) → (x, logits)."""
+    """Early exit's step (EarlyExitHead.exit_step on the prepared weights) from `first_pass`, one pass per
+    classifier: (x, mask, classifiers' (weight, bias)) → (x, logits)."""
 
-    def __init__(self, head: nn.Module, first_pass: int, passes: int) -> None:
+    def __init__(self, head: nn.Module, first_pass: int) -> None:
         super().__init__()
-        self.head, self.first_pass, self.passes = head, first_pass, passes
+        self.head, self.first_pass = head, first_pass
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, classifiers: list[tuple[torch.Tensor, torch.Tensor]]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,15 +227,14 @@ class _ExitSteps:
         self.steps: dict[tuple[int, int], Callable[..., Any]] = {}
         cfg: Any = head.config
         self.graphs = 4 * (cfg.num_hidden_layers + cfg.num_hidden_groups)
+        self.per_group = cfg.num_hidden_layers // cfg.num_hidden_groups
 
     def __call__(self, first_pass: int, passes: int) -> Callable[..., Any]:
-        cfg: Any = self.head.config
         if passes == 1:  # a single pass: its group's graph (keyed by the group's first pass)
-            per_group = cfg.num_hidden_layers // cfg.num_hidden_groups
-            first_pass -= first_pass % per_group
+            first_pass -= first_pass % self.per_group
         key = (first_pass, passes)
         if key not in self.steps:
-            self.steps[key] = self.compile(_ExitStep(self.head, first_pass, passes), self.graphs)
+            self.steps[key] = self.compile(_ExitStep(self.head, first_pass), self.graphs)
         return self.steps[key]
 
 
