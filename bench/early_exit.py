@@ -7,8 +7,9 @@ ONNX Runtime's fused int8.
     python bench/early_exit.py plot
 
 train: `albert finetune --early_exit true` on fine_foods_sentiment, bible_paraphrase and wordnet_supersense with
-bench/finetune_tasks.py's settings, once per kind of exit classifier (shared, per_pass), and once without early
-exit (the model as fine-tuned today). A run whose model exists is skipped (rerun to resume a killed set).
+bench/finetune_tasks.py's settings, once per kind of exit classifier (shared, per_pass), once with the shared one
+and self-distillation (consistent: --exit_consistency 1), and once without early exit (the model as fine-tuned
+today). A run whose model exists is skipped (rerun to resume a killed set).
 
 measure: on the first --rows dev rows of each task, in length-sorted batches of 32 and one row at a time: ours in
 int8 with --compile at full depth (the fastest we run) and with early exit at several patience and entropy
@@ -42,7 +43,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from finetune_tasks import RUNS  # noqa: E402
 
 TASKS = ("fine_foods_sentiment", "bible_paraphrase", "wordnet_supersense")
-VARIANTS = ("shared", "per_pass", "none")
+# each variant's fine-tuning options: the exit classifiers, and the shared one with self-distillation
+VARIANTS: dict[str, list[str]] = {
+    "shared": ["--early_exit", "true", "--exit_classifiers", "shared"],
+    "per_pass": ["--early_exit", "true", "--exit_classifiers", "per_pass"],
+    "consistent": ["--early_exit", "true", "--exit_classifiers", "shared", "--exit_consistency", "1"],
+    "none": [],
+}
 # (patience, entropy threshold in nats); a model measures those that can stop a row early: patience below its passes
 # - 1, a threshold below ln K (K labels: a distribution's largest entropy)
 POLICIES: list[tuple[int, float]] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0), (5, 0.0), (6, 0.0), (0, 0.05), (0, 0.1),
@@ -58,7 +65,7 @@ def train(a: argparse.Namespace) -> None:
             out = Path(a.work) / f"{task}-{variant}"
             if (out / "config.json").is_file():
                 continue
-            exits = [] if variant == "none" else ["--early_exit", "true", "--exit_classifiers", variant]
+            exits = VARIANTS[variant]
             cmd = [sys.executable, "-m", "albert", "finetune", "--task", kind, "--model", a.model,
                    "--train", str(Path(a.tasks) / task / "train.jsonl.xz"),
                    "--dev", str(Path(a.tasks) / task / "dev.jsonl"),
@@ -153,7 +160,7 @@ def measure(a: argparse.Namespace) -> None:
     results["machine"] = cpu_description()
     results["threads"] = torch.get_num_threads()
     for task in a.only or TASKS:
-        for variant in ("shared", "per_pass"):
+        for variant in [v for v in a.variants if v != "none"]:
             model_dir = Path(a.work) / f"{task}-{variant}"
             if not model_dir.is_dir():
                 continue
@@ -166,7 +173,7 @@ def measure(a: argparse.Namespace) -> None:
             contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in POLICIES
                                if p < passes - 1 and t < math.log(labels)})
             with tempfile.TemporaryDirectory() as d:
-                if variant == "shared" or a.ort_every:
+                if variant != "per_pass" or a.ort_every:
                     contenders["onnxruntime_fused_int8_full"] = _ort(_fused_int8(model_dir, Path(d)))
                 row: dict[str, Any] = {"rows": len(rows)}
                 for size, label in ((32, "batch32"), (1, "batch1")):
@@ -277,7 +284,7 @@ def plot(a: argparse.Namespace) -> None:
     tasks = results.get("tasks", {})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, (task, variants) in zip(axes[0], tasks.items()):
-        for variant, marker in (("shared", "o"), ("per_pass", "s")):
+        for variant, marker in (("shared", "o"), ("per_pass", "s"), ("consistent", "^")):
             rows = variants.get(variant, {}).get("batch32")
             if not rows:
                 continue
@@ -311,13 +318,13 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "runs" / "early-exit"))
     ap.add_argument("--model", default="albert-small-en")
     ap.add_argument("--scale", type=float, default=1.0, help="train: multiply every run's steps")
-    ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--rows", type=int, default=1000, help="dev rows per task")
     ap.add_argument("--latency_rows", type=int, default=200, help="of those, rows timed one at a time")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ort_every", action="store_true", help="ONNX Runtime for every variant, not only shared")
+    ap.add_argument("--ort_every", action="store_true", help="ONNX Runtime for per_pass too")
     ap.add_argument("--base_batches", type=int, default=4, help="base: batches of 32 per round (8× as many rows of 1)")
     a = ap.parse_args()
     {"train": train, "measure": measure, "base": base, "plot": plot}[a.phase](a)
