@@ -13,9 +13,10 @@ today). A run whose model exists is skipped (rerun to resume a killed set).
 
 measure: on the first --rows dev rows of each task, in length-sorted batches of 32 and one row at a time: ours in
 int8 with --compile at full depth (the fastest we run) and with early exit at several patience and entropy
-settings, and ONNX Runtime's fused int8 (transformers' export through onnxruntime.transformers.optimizer, dynamic
-int8) at full depth; every contender on the same rows, in alternating rounds, medians. Nothing else should run on
-the machine meanwhile.
+settings (at batch 32 also "_joining": every row in one call, 32 in flight, the next joining as rows stop), and
+ONNX Runtime's fused int8 (transformers' export through onnxruntime.transformers.optimizer, dynamic int8) at full
+depth; every contender on the same rows, in alternating rounds, medians. Nothing else should run on the machine
+meanwhile.
 
 base: albert-base-v2's shape (random weights, 12 passes of 768): throughput at batch 32 and latency at batch 1 when
 rows stop after k passes, for the pass counts the tasks' settings give, against full depth and ONNX Runtime.
@@ -101,10 +102,17 @@ def _batches(features: Any, feats: list[dict[str, Any]], size: int) -> list[tupl
             for idx in (order[k:k + size] for k in range(0, len(order), size))]
 
 
-def _ours(model: Any, policy: Any) -> Any:
+def _policies(a: argparse.Namespace) -> list[tuple[int, float]]:
+    """POLICIES, or those --patience and --thresholds name."""
+    if a.patience is None and a.thresholds is None:
+        return POLICIES
+    return [(p, 0.0) for p in a.patience or []] + [(0, t) for t in a.thresholds or []]
+
+
+def _ours(model: Any, policy: Any, in_flight: int = 0) -> Any:
     from albert.early_exit import ExitPolicy
 
-    options = {"exit_policy": ExitPolicy(*policy)} if policy else {}
+    options: dict[str, Any] = {"exit_policy": ExitPolicy(*policy), "exit_in_flight": in_flight} if policy else {}
 
     def run(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.inference_mode():
@@ -169,32 +177,38 @@ def measure(a: argparse.Namespace) -> None:
             ours = prepare_for_inference(AlbertForSequenceClassification.from_pretrained(model_dir),
                                          resolve_runtime("cpu", "int8"), compile=True)
             passes, labels = ours.config.num_hidden_layers, ours.config.num_labels
+            policies = [(p, t) for p, t in _policies(a) if p < passes - 1 and t < math.log(labels)]
             contenders = {"ours_int8_compile_full": _ours(ours, None)}
-            contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in POLICIES
-                               if p < passes - 1 and t < math.log(labels)})
+            contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in policies})
+            # the same settings with every row in one call, 32 in flight, the next joining as rows stop (batch 32)
+            joining = {f"ours_exit_p{p}_t{t:g}_joining": _ours(ours, (p, t), in_flight=32) for p, t in policies}
             with tempfile.TemporaryDirectory() as d:
                 if variant != "per_pass" or a.ort_every:
                     contenders["onnxruntime_fused_int8_full"] = _ort(_fused_int8(model_dir, Path(d)))
                 row: dict[str, Any] = {"rows": len(rows)}
                 for size, label in ((32, "batch32"), (1, "batch1")):
                     batches = _batches(features, feats if size == 32 else feats[:a.latency_rows], size)
+                    inputs = {name: batches for name in contenders}
+                    if size == 32:
+                        inputs.update({name: _batches(features, feats, len(feats)) for name in joining})
+                    runs = {**contenders, **joining} if size == 32 else contenders
                     n = sum(len(i) for i, _ in batches)
-                    for run in contenders.values():  # compile every shape, warm every cache
-                        for _, b in batches[:2] + batches[-2:]:
+                    for name, run in runs.items():  # compile every shape, warm every cache
+                        for _, b in (inputs[name] if name in joining else batches[:2] + batches[-2:]):
                             run(b)
-                    times: dict[str, list[float]] = {k: [] for k in contenders}
+                    times: dict[str, list[float]] = {k: [] for k in runs}
                     scored: dict[str, dict[str, float]] = {}
                     sub_gold = [gold[i] for i in range(n)] if size == 1 else gold
                     for _ in range(a.rounds):
-                        for name, run in contenders.items():
-                            s = _score(run, batches, sub_gold, passes)
+                        for name, run in runs.items():
+                            s = _score(run, inputs[name], sub_gold, passes)
                             times[name].append(s["seconds"])
                             scored[name] = s
                     row[label] = {name: {"accuracy": round(scored[name]["accuracy"], 2),
                                          "mean_passes": round(scored[name]["mean_passes"], 2),
                                          "rows_per_s": round(n / statistics.median(times[name]), 1),
                                          "ms_per_row": round(1000 * statistics.median(times[name]) / n, 2)}
-                                  for name in contenders}
+                                  for name in runs}
                     print(task, variant, label, json.dumps(row[label]), flush=True)
             results.setdefault("tasks", {}).setdefault(task, {})[variant] = row
             out.write_text(json.dumps(results, indent=2) + "\n")
@@ -323,6 +337,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1000, help="dev rows per task")
     ap.add_argument("--latency_rows", type=int, default=200, help="of those, rows timed one at a time")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--patience", type=int, nargs="*", default=None, help="measure: these patience settings only")
+    ap.add_argument("--thresholds", type=float, nargs="*", default=None, help="measure: these entropy thresholds only")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ort_every", action="store_true", help="ONNX Runtime for per_pass too")
     ap.add_argument("--base_batches", type=int, default=4, help="base: batches of 32 per round (8× as many rows of 1)")
