@@ -13,10 +13,9 @@ today). A run whose model exists is skipped (rerun to resume a killed set).
 
 measure: on the first --rows dev rows of each task, in length-sorted batches of 32 and one row at a time: ours in
 int8 with --compile at full depth (the fastest we run) and with early exit at several patience and entropy
-settings (at batch 32 also "_joining": every row in one call, 32 in flight, the next joining as rows stop), and
-ONNX Runtime's fused int8 (transformers' export through onnxruntime.transformers.optimizer, dynamic int8) at full
-depth; every contender on the same rows, in alternating rounds, medians. Nothing else should run on the machine
-meanwhile.
+settings, and ONNX Runtime's fused int8 (transformers' export through onnxruntime.transformers.optimizer, dynamic
+int8) at full depth; every contender on the same rows, in alternating rounds, medians. Nothing else should run on
+the machine meanwhile.
 
 base: albert-base-v2's shape (random weights, 12 passes of 768): throughput at batch 32 and latency at batch 1 when
 rows stop after k passes, for the pass counts the tasks' settings give, against full depth and ONNX Runtime.
@@ -82,7 +81,7 @@ def train(a: argparse.Namespace) -> None:
                   f"{time.perf_counter() - started:.0f} s", flush=True)
 
 
-def _rows(task: str, model_dir: Path, n: int) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+def _rows(task: str, model_dir: Path, n: int, tasks: str) -> tuple[Any, list[Any], list[dict[str, Any]]]:
     """The task's featurizer, its first n dev examples and their features."""
     from albert.heads import AlbertForSequenceClassification
     from albert.tokenizer import AlbertTokenizer
@@ -91,7 +90,7 @@ def _rows(task: str, model_dir: Path, n: int) -> tuple[Any, list[Any], list[dict
     _, spec = task_spec_of(model_dir)
     labels = labels_of(AlbertForSequenceClassification.from_pretrained(model_dir))
     features = build_featurizer(spec, AlbertTokenizer.from_pretrained(model_dir), labels, 32)
-    rows, _ = read_task_rows(spec, ROOT.parent / "shared" / "data" / "tasks" / task / "dev.jsonl", labels)
+    rows, _ = read_task_rows(spec, Path(tasks) / task / "dev.jsonl", labels)
     rows = rows[:n]
     return features, rows, features.featurize(rows)
 
@@ -109,10 +108,10 @@ def _policies(a: argparse.Namespace) -> list[tuple[int, float]]:
     return [(p, 0.0) for p in a.patience or []] + [(0, t) for t in a.thresholds or []]
 
 
-def _ours(model: Any, policy: Any, in_flight: int = 0) -> Any:
+def _ours(model: Any, policy: Any) -> Any:
     from albert.early_exit import ExitPolicy
 
-    options: dict[str, Any] = {"exit_policy": ExitPolicy(*policy), "exit_in_flight": in_flight} if policy else {}
+    options = {"exit_policy": ExitPolicy(*policy)} if policy else {}
 
     def run(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.inference_mode():
@@ -172,43 +171,37 @@ def measure(a: argparse.Namespace) -> None:
             model_dir = Path(a.work) / f"{task}-{variant}"
             if not model_dir.is_dir():
                 continue
-            features, rows, feats = _rows(task, model_dir, a.rows)
+            features, rows, feats = _rows(task, model_dir, a.rows, a.tasks)
             gold = [int(r.label) for r in rows]
             ours = prepare_for_inference(AlbertForSequenceClassification.from_pretrained(model_dir),
                                          resolve_runtime("cpu", "int8"), compile=True)
             passes, labels = ours.config.num_hidden_layers, ours.config.num_labels
-            policies = [(p, t) for p, t in _policies(a) if p < passes - 1 and t < math.log(labels)]
             contenders = {"ours_int8_compile_full": _ours(ours, None)}
-            contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in policies})
-            # the same settings with every row in one call, 32 in flight, the next joining as rows stop (batch 32)
-            joining = {f"ours_exit_p{p}_t{t:g}_joining": _ours(ours, (p, t), in_flight=32) for p, t in policies}
+            contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in _policies(a)
+                               if p < passes - 1 and t < math.log(labels)})
             with tempfile.TemporaryDirectory() as d:
                 if variant != "per_pass" or a.ort_every:
                     contenders["onnxruntime_fused_int8_full"] = _ort(_fused_int8(model_dir, Path(d)))
                 row: dict[str, Any] = {"rows": len(rows)}
                 for size, label in ((32, "batch32"), (1, "batch1")):
                     batches = _batches(features, feats if size == 32 else feats[:a.latency_rows], size)
-                    inputs = {name: batches for name in contenders}
-                    if size == 32:
-                        inputs.update({name: _batches(features, feats, len(feats)) for name in joining})
-                    runs = {**contenders, **joining} if size == 32 else contenders
                     n = sum(len(i) for i, _ in batches)
-                    for name, run in runs.items():  # compile every shape, warm every cache
-                        for _, b in (inputs[name] if name in joining else batches[:2] + batches[-2:]):
+                    for run in contenders.values():  # compile every shape, warm every cache
+                        for _, b in batches[:2] + batches[-2:]:
                             run(b)
-                    times: dict[str, list[float]] = {k: [] for k in runs}
+                    times: dict[str, list[float]] = {k: [] for k in contenders}
                     scored: dict[str, dict[str, float]] = {}
                     sub_gold = [gold[i] for i in range(n)] if size == 1 else gold
                     for _ in range(a.rounds):
-                        for name, run in runs.items():
-                            s = _score(run, inputs[name], sub_gold, passes)
+                        for name, run in contenders.items():
+                            s = _score(run, batches, sub_gold, passes)
                             times[name].append(s["seconds"])
                             scored[name] = s
                     row[label] = {name: {"accuracy": round(scored[name]["accuracy"], 2),
                                          "mean_passes": round(scored[name]["mean_passes"], 2),
                                          "rows_per_s": round(n / statistics.median(times[name]), 1),
                                          "ms_per_row": round(1000 * statistics.median(times[name]) / n, 2)}
-                                  for name in runs}
+                                  for name in contenders}
                     print(task, variant, label, json.dumps(row[label]), flush=True)
             results.setdefault("tasks", {}).setdefault(task, {})[variant] = row
             out.write_text(json.dumps(results, indent=2) + "\n")

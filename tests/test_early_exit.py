@@ -18,7 +18,6 @@ from albert.early_exit import ExitPolicy, label_divergence, pabee_loss, pass_wei
 from albert.errors import InputError
 from albert.heads import AlbertForMultipleChoice, AlbertForSequenceClassification
 from albert.runtime import prepare_for_inference, resolve_runtime
-from albert.tokenizer import AlbertTokenizer
 from test_cli_end_to_end import cli
 
 PASSES = 4  # albert-tiny's
@@ -82,39 +81,6 @@ def test_a_row_answers_the_same_in_a_batch_as_alone(policy: ExitPolicy) -> None:
             assert int(alone.logits.argmax()) == int(batched.logits[r].argmax())
             torch.testing.assert_close(alone.logits[0], batched.logits[r], atol=1e-5, rtol=1e-5)
     assert len(set(batched.exit_passes.tolist())) > 1, "the policy should stop rows at different passes"
-
-
-def _rows_alone_and_joining(model: Any, ids: torch.Tensor, mask: torch.Tensor, policy: ExitPolicy) -> None:
-    """With exit_in_flight, each row's answer and passes are those it gets alone."""
-    with torch.inference_mode():
-        streamed = model(input_ids=ids, attention_mask=mask, exit_policy=policy, exit_in_flight=3)
-        for r in range(len(ids)):
-            alone = model(input_ids=ids[r:r + 1, :int(mask[r].sum())], exit_policy=policy)
-            assert int(alone.exit_passes) == int(streamed.exit_passes[r]), r
-            torch.testing.assert_close(alone.logits[0], streamed.logits[r], atol=1e-4, rtol=1e-4)
-    assert len(set(streamed.exit_passes.tolist())) > 1, streamed.exit_passes.tolist()
-
-
-@pytest.mark.parametrize("policy", [ExitPolicy(patience=2), ExitPolicy(threshold=0.01)])
-def test_rows_join_as_others_stop(policy: ExitPolicy, exit_model: tuple[Path, Path]) -> None:
-    """exit_in_flight: at most that many rows run at once, the next joining as rows stop, alongside rows passes
-    ahead (a shared classifier and one layer group: every pass is the same computation)."""
-    model, dev = exit_model
-    clf = AlbertForSequenceClassification.from_pretrained(model).eval()
-    tokenizer = AlbertTokenizer.from_pretrained(model)
-    enc = tokenizer([json.loads(line)["text"] for line in dev.read_text().splitlines()])
-    ids = torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in enc["input_ids"]], batch_first=True)
-    _rows_alone_and_joining(clf, ids, (ids != tokenizer.pad_token_id).long(), policy)
-
-
-def test_rows_join_an_empty_batch_where_passes_differ() -> None:
-    """One classifier per pass: rows at different passes cannot share a step, so the next rows join when the batch
-    is empty; answers as alone."""
-    model = _model(AlbertForSequenceClassification, "per_pass", num_labels=3)
-    with torch.no_grad():
-        for i in range(PASSES):
-            model.classifier_at(i).weight.mul_(40)
-    _rows_alone_and_joining(model, *_batch(8, 30, seed=1), ExitPolicy(patience=1))
 
 
 def _stops_by_the_rule(every: torch.Tensor, policy: ExitPolicy) -> list[int]:
@@ -275,14 +241,6 @@ def test_compiled_int8_exits_as_eager(exit_model: tuple[Path, Path]) -> None:
     compiled = pipeline("text-classification", model=str(model), precision="int8", compile=True)(texts, patience=1)
     assert [a["passes"] for a in compiled] == [a["passes"] for a in eager]
     assert [a["label"] for a in compiled] == [a["label"] for a in eager]
-    # rows joining as others stop, in the compiled steps: the same passes and predictions as one at a time
-    pipe = pipeline("text-classification", model=str(model), precision="int8", compile=True)
-    enc = pipe.tokenizer(texts)
-    ids = torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in enc["input_ids"]], batch_first=True)
-    with torch.inference_mode():
-        out = pipe.model(input_ids=ids, attention_mask=(ids != pipe.tokenizer.pad_token_id).long(),
-                         exit_policy=ExitPolicy(patience=1), exit_in_flight=5)
-    assert out.exit_passes.tolist() == [a["passes"] for a in eager]
 
 
 def test_the_server_takes_patience_and_counts_passes(exit_model: tuple[Path, Path]) -> None:

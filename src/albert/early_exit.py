@@ -108,32 +108,23 @@ def value_divergence(logits: Tensor, target: Tensor) -> Tensor:
 
 @dataclass
 class _Streaks:
-    """Per running row: the last pass's prediction and how many passes in a row have agreed with it. A row that
-    has just joined has no prediction yet (-1, or NaN for a regression: equal to nothing)."""
+    """Per row: the last pass's prediction and how many passes in a row have agreed with it."""
 
-    regression: bool
-    previous: Tensor
-    agreed: Tensor
+    previous: Tensor | None = None
+    agreed: Tensor | None = None
 
-    @classmethod
-    def empty(cls, regression: bool, device: torch.device) -> _Streaks:
-        return cls(regression, torch.empty(0, device=device, dtype=torch.float if regression else torch.long),
-                   torch.empty(0, device=device, dtype=torch.long))
-
-    def join(self, n: int) -> None:
-        fresh = torch.full((n,), math.nan if self.regression else -1, dtype=self.previous.dtype,
-                           device=self.previous.device)
-        self.previous = torch.cat([self.previous, fresh])
-        self.agreed = torch.cat([self.agreed, torch.zeros(n, dtype=torch.long, device=self.agreed.device)])
-
-    def update(self, logits: Tensor) -> Tensor:
-        now = logits[:, 0] if self.regression else logits.argmax(-1)
-        same = (now - self.previous).abs() < REGRESSION_AGREEMENT if self.regression else now == self.previous
-        self.agreed = torch.where(same, self.agreed + 1, torch.zeros_like(self.agreed))
+    def update(self, logits: Tensor, regression: bool) -> Tensor:
+        now = logits[:, 0] if regression else logits.argmax(-1)
+        if self.previous is None or self.agreed is None:
+            self.agreed = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+        else:
+            same = (now - self.previous).abs() < REGRESSION_AGREEMENT if regression else now == self.previous
+            self.agreed = torch.where(same, self.agreed + 1, torch.zeros_like(self.agreed))
         self.previous = now
         return self.agreed
 
     def keep(self, rows: Tensor) -> None:
+        assert self.previous is not None and self.agreed is not None
         self.previous, self.agreed = self.previous[rows], self.agreed[rows]
 
 
@@ -145,93 +136,61 @@ def _entropy(logits: Tensor) -> Tensor:
 # (first pass 0-based, number of passes k, x, mask) -> (x after those k passes, each one's classifier's logits:
 # k × rows of x × K)
 StepFn = Callable[[int, int, Tensor, "Tensor | None"], tuple[Tensor, Tensor]]
-# examples' indices -> (their rows' states before the first pass: rows × T × H, their attention mask: rows × T)
-AdmitFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def run_with_exit(n_examples: int, admit: AdmitFn, passes: int, step: StepFn, policy: ExitPolicy,
+def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, step: StepFn, policy: ExitPolicy,
                   regression: bool = False, group: int = 1,
-                  bias: Callable[[Tensor], Tensor | None] | None = None, in_flight: int = 0,
-                  mixed: bool = False) -> tuple[Tensor, Tensor]:
-    """The layer's passes over `n_examples` examples (`group` consecutive rows make one example, a multiple-choice
-    question's options), each stopping when `policy` says so → (logits of each example at the pass it stopped
-    after, the number of passes it ran). `admit` gives examples' states as they join the batch; `bias` turns a
-    (rows, T) attention mask into the layer's additive mask (None where nothing is padding).
-
-    `in_flight`: examples in the batch at most (0: all at once). With `mixed` (every pass is the same computation:
-    one layer group, one classifier), the next examples join as others stop, and run alongside examples already
-    passes ahead, so the batch stays full; without, the next examples join when the batch is empty."""
+                  bias: Callable[[Tensor], Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
+    """The layer's passes over `x` (rows × T × H; `group` consecutive rows make one example, a multiple-choice
+    question's options), each example stopping when `policy` says so → (logits of each example at the pass it
+    stopped after, the number of passes it ran). `bias` turns a (rows, T) attention mask into the layer's additive
+    mask (None where nothing is padding)."""
     if regression and policy.threshold > 0:
         raise InputError("exit_threshold (entropy) needs class probabilities; a regression head has none: use "
                          "patience")
-    in_flight = in_flight or n_examples
+    n_examples = x.shape[0] // group
+    running = torch.arange(n_examples, device=x.device)  # the examples still in the batch
+    lengths = attention_mask.sum(-1)  # (rows,)
+    mask = bias(attention_mask) if bias is not None else None
+    streaks = _Streaks()
     logits_out: Tensor | None = None
-    passes_out = torch.full((n_examples,), passes, dtype=torch.long)
-    waiting = 0  # examples n_examples[waiting:] have not joined yet
-    running = torch.empty(0, dtype=torch.long)  # the examples in the batch...
-    done = torch.empty(0, dtype=torch.long)  # ...and the passes each has run
-    x: Tensor | None = None
-    attention_mask: Tensor | None = None
-    streaks: _Streaks | None = None
-    mask: Tensor | None = None
-    depth, k = 0, 1  # the passes the newest examples have run; the passes the next step runs
+    passes_out = torch.full((n_examples,), passes, dtype=torch.long, device=x.device)
+    # the passes before any row can stop run as one step (under --compile one graph: at batch 1 each step's call
+    # costs a fraction of a pass; docs/early-exit.md), then one pass per step
+    k = policy.earliest_stop(passes)
+    done = 0  # passes run so far
     while True:
-        if waiting < n_examples and len(running) < in_flight and (mixed or not len(running)):
-            joining = torch.arange(waiting, min(n_examples, waiting + in_flight - len(running)))
-            waiting += len(joining)
-            new_x, new_mask = admit(joining)
-            fresh = not len(running)
-            x, attention_mask = _join(x, new_x), _join(attention_mask, new_mask)
-            running, done = torch.cat([running, joining]), torch.cat([done, torch.zeros_like(joining)])
-            streaks = streaks or _Streaks.empty(regression, new_x.device)
-            streaks.join(len(joining))
-            mask = bias(attention_mask) if bias is not None else None
-            # the passes before any of them can stop run as one step (under --compile one graph: at batch 1 each
-            # step's call costs a fraction of a pass; docs/early-exit.md)
-            depth, k = 0, policy.earliest_stop(passes) if fresh else 1
-        assert x is not None and attention_mask is not None and streaks is not None
-        x, every = step(depth, k, x, mask)
-        every = every.float().reshape(k, len(running), -1)
-        depth, done = depth + k, done + k
+        x, every = step(done, k, x, mask)
+        done, every = done + k, every.float().reshape(k, len(running), -1)
         if policy.patience > 0:
             for earlier in every[:-1]:  # no row can stop at these passes: they only start the streaks
-                streaks.update(earlier)
+                streaks.update(earlier, regression)
         logits, k = every[-1], 1
         if logits_out is None:
             logits_out = torch.empty(n_examples, logits.shape[-1], device=logits.device)
-        stop = (done >= passes).to(logits.device)
+        if done == passes:
+            logits_out[running] = logits
+            passes_out[running] = done
+            break
+        stop = torch.zeros(len(running), dtype=torch.bool, device=x.device)
         if policy.patience > 0:
-            stop |= streaks.update(logits) >= policy.patience
+            stop |= streaks.update(logits, regression) >= policy.patience
         if policy.threshold > 0:
             stop |= _entropy(logits) < policy.threshold
         if not bool(stop.any()):
             continue
-        stop_cpu = stop.cpu()
-        logits_out[running[stop_cpu].to(logits.device)] = logits[stop]
-        passes_out[running[stop_cpu]] = done[stop_cpu]
-        go = ~stop_cpu
-        running, done = running[go], done[go]
-        streaks.keep(go.to(logits.device))
-        if not len(running):
-            if waiting == n_examples:
-                break
-            x = attention_mask = None
-            continue
-        rows = go.repeat_interleave(group).to(x.device)
-        attention_mask, x = attention_mask[rows], x[rows]
-        longest = int(attention_mask.sum(-1).max())  # the remaining rows' padding beyond their longest is dropped
+        logits_out[running[stop]] = logits[stop]
+        passes_out[running[stop]] = done
+        go = ~stop
+        if not bool(go.any()):
+            break
+        running = running[go]
+        if policy.patience > 0:
+            streaks.keep(go)
+        rows = go.repeat_interleave(group)
+        attention_mask, lengths, x = attention_mask[rows], lengths[rows], x[rows]
+        longest = int(lengths.max())  # the remaining rows' padding beyond their longest is dropped
         attention_mask, x = attention_mask[:, :longest], x[:, :longest]
         mask = bias(attention_mask) if bias is not None else None
     assert logits_out is not None
-    return logits_out, passes_out.to(logits_out.device)
-
-
-def _join(before: Tensor | None, new: Tensor) -> Tensor:
-    """Rows `new` below rows `before`, both padded (zeros) to the longer's length (dimension 1)."""
-    if before is None:
-        return new
-    T = max(before.shape[1], new.shape[1])
-
-    def pad(t: Tensor) -> Tensor:
-        return F.pad(t, (0, 0) * (t.dim() - 2) + (0, T - t.shape[1]))
-    return torch.cat([pad(before), pad(new)])
+    return logits_out, passes_out

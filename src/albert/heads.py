@@ -316,11 +316,6 @@ class EarlyExitHead(AlbertPreTrainedModel):
         return torch.stack([self.classifier_at(i)(self.dropout(self.albert.pool(h[:, 0])))
                             for i, h in enumerate(hidden_states[step::step])])
 
-    def streams_exits(self) -> bool:
-        """Whether forwards without a policy of their own exit early (the `exit_policy` attribute is set), so that a
-        caller with many rows passes them in one call with `exit_in_flight` (rows join as others stop)."""
-        return not self.training and self._policy(None) is not None
-
     def _policy(self, given: ExitPolicy | None) -> ExitPolicy | None:
         policy = given if given is not None else self.exit_policy
         if policy is None or not policy.active:
@@ -340,42 +335,26 @@ class EarlyExitHead(AlbertPreTrainedModel):
         return x, torch.stack(every)
 
     def _run_with_exit(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
-                       policy: ExitPolicy, regression: bool, group: int = 1, in_flight: int = 0
-                       ) -> tuple[Tensor, Tensor]:
-        """(logits, passes) of each example, stopping each where `policy` says (albert.early_exit); `in_flight`:
-        examples in the batch at most, the others joining as examples stop (0: all at once)."""
+                       policy: ExitPolicy, regression: bool, group: int = 1) -> tuple[Tensor, Tensor]:
+        """(logits, passes) of each example, stopping each where `policy` says (albert.early_exit)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         enc = self.albert.encoder
-        device = input_ids.device.type
-        outer = torch.is_autocast_enabled(device)  # the embeddings run in the caller's autocast, the passes not
-        outer_dtype = torch.get_autocast_dtype(device)
-        dtype = enc.inference_dtype or compute_dtype(self.albert.embeddings.word_embeddings.weight)
+        emb = self.albert.embeddings(input_ids, token_type_ids)
+        dtype = enc.inference_dtype or compute_dtype(emb)
         heads = [self.classifier_at(i) for i in range(self.config.num_hidden_layers)]
         exits = [(h.weight.detach(), h.bias.detach()) for h in heads]  # plain tensors: the compiled step's inputs
         compiled = self.compiled_steps
         weights = enc.layer_weights(dtype) if compiled is None else []  # the compiled step reads its own
-        lengths = attention_mask.sum(-1)
-
-        def admit(examples: Tensor) -> tuple[Tensor, Tensor]:
-            rows = (examples.to(input_ids.device)[:, None] * group + torch.arange(group, device=input_ids.device)
-                    ).flatten()
-            longest = int(lengths[rows].max()) if in_flight else input_ids.shape[1]
-            types = token_type_ids[rows, :longest] if token_type_ids is not None else None
-            with torch.autocast(device, dtype=outer_dtype, enabled=outer):
-                emb = self.albert.embeddings(input_ids[rows, :longest], types)
-            return enc.map_in(emb, dtype), attention_mask[rows, :longest]
 
         def step(i: int, k: int, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
             if compiled is not None:
                 return compiled(i, k)(x, mask, exits[i:i + k])
             return self.exit_step(i, x, mask, weights, exits[i:i + k])
 
-        # rows at different passes share a step only where every pass is the same computation
-        mixed = self.config.num_hidden_groups == 1 and self.config.early_exit == "shared"
-        with torch.autocast(device, enabled=False):
-            return run_with_exit(len(input_ids) // group, admit, self.config.num_hidden_layers, step, policy,
-                                 regression, group, lambda m: attention_bias(m, dtype), in_flight, mixed)
+        with torch.autocast(emb.device.type, enabled=False):
+            return run_with_exit(enc.map_in(emb, dtype), attention_mask, self.config.num_hidden_layers, step, policy,
+                                 regression, group, bias=lambda m: attention_bias(m, dtype))
 
 
 class AlbertForSequenceClassification(EarlyExitHead):
@@ -410,16 +389,13 @@ class AlbertForSequenceClassification(EarlyExitHead):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         exit_policy: ExitPolicy | None = None,
-        exit_in_flight: int = 0,
     ) -> SequenceClassifierOutput:
         """`exit_policy` (a model fine-tuned with early exit, in eval mode): each text stops at the pass the policy
-        says, and `exit_passes` tells which; without one (and its `exit_policy` attribute None) all passes run.
-        `exit_in_flight`: with a policy, texts in the batch at most, the others joining as texts stop (0: all)."""
+        says, and `exit_passes` tells which; without one (and its `exit_policy` attribute None) all passes run."""
         policy = self._policy(exit_policy)
         if policy is not None and not self.training and input_ids is not None:
             regression = self.config.problem_type == "regression" or self.num_labels == 1
-            logits, passes = self._run_with_exit(input_ids, attention_mask, token_type_ids, policy, regression,
-                                                 in_flight=exit_in_flight)
+            logits, passes = self._run_with_exit(input_ids, attention_mask, token_type_ids, policy, regression)
             return SequenceClassifierOutput(None, logits, exit_passes=passes)
         every_pass = bool(self.config.early_exit) and self.training
         out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
@@ -636,10 +612,8 @@ class AlbertForMultipleChoice(EarlyExitHead):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         exit_policy: ExitPolicy | None = None,
-        exit_in_flight: int = 0,
     ) -> MultipleChoiceModelOutput:
-        """`exit_policy`, `exit_in_flight`: as AlbertForSequenceClassification's (questions, not texts); a
-        question's options stop together."""
+        """`exit_policy`: as AlbertForSequenceClassification's; a question's options stop together."""
         ref = input_ids if input_ids is not None else inputs_embeds
         assert ref is not None
         C = ref.shape[1]
@@ -650,8 +624,7 @@ class AlbertForMultipleChoice(EarlyExitHead):
         policy = self._policy(exit_policy)
         if policy is not None and not self.training and input_ids is not None:
             logits, passes = self._run_with_exit(flat(input_ids), flat(attention_mask),  # type: ignore[arg-type]
-                                                 flat(token_type_ids), policy, False, group=C,
-                                                 in_flight=exit_in_flight)
+                                                 flat(token_type_ids), policy, False, group=C)
             return MultipleChoiceModelOutput(None, logits, exit_passes=passes)
         every_pass = bool(self.config.early_exit) and self.training
         out = self.albert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),

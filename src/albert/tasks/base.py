@@ -15,9 +15,6 @@ from torch import Tensor, nn
 
 from albert.tokenizer import AlbertTokenizer
 
-# batches' worth of rows a model exiting early takes in one call (their padded ids are held at once)
-STREAMED_BATCHES = 16
-
 
 class Featurizer:
     """Subclasses define `featurize` (examples → features), `collate` (features → tensors), `loss` and the
@@ -86,18 +83,13 @@ class Featurizer:
         was = model.training
         model.eval()
         order = sorted(range(len(feats)), key=lambda i: _length(feats[i]["input_ids"]))
-        # a model exiting early takes many batches' rows in one call and keeps a batch's worth in flight, the next
-        # rows joining as others stop (albert.early_exit.run_with_exit)
-        streams = getattr(model, "streams_exits", lambda: False)()
-        chunk = self.eval_batch_size * (STREAMED_BATCHES if streams else 1)
-        options = {"exit_in_flight": self.eval_batch_size} if streams else {}
         try:
-            for k in range(0, len(order), chunk):
-                idx = order[k:k + chunk]
+            for k in range(0, len(order), self.eval_batch_size):
+                idx = order[k:k + self.eval_batch_size]
                 batch = {n: v.to(device) for n, v in self.collate([feats[i] for i in idx], False).items()}
                 with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32,
                                                      enabled=dtype is not None):
-                    out = model(**batch, **options)
+                    out = model(**batch)
                 yield idx, out
         finally:
             model.train(was)
