@@ -7,9 +7,8 @@ ONNX Runtime's fused int8.
     python bench/early_exit.py plot
 
 train: `albert finetune --early_exit true` on fine_foods_sentiment, bible_paraphrase and wordnet_supersense with
-bench/finetune_tasks.py's settings, once per kind of exit classifier (shared, per_pass), once with the shared one
-and self-distillation (consistent: --exit_consistency 1), and once without early exit (the model as fine-tuned
-today). A run whose model exists is skipped (rerun to resume a killed set).
+bench/finetune_tasks.py's settings, once per kind of exit classifier (shared, per_pass), and once without early
+exit (the model as fine-tuned today). A run whose model exists is skipped (rerun to resume a killed set).
 
 measure: on the first --rows dev rows of each task, in length-sorted batches of 32 and one row at a time: ours in
 int8 with --compile at full depth (the fastest we run) and with early exit at several patience and entropy
@@ -43,11 +42,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from finetune_tasks import RUNS  # noqa: E402
 
 TASKS = ("fine_foods_sentiment", "bible_paraphrase", "wordnet_supersense")
-# each variant's fine-tuning options: the exit classifiers, and the shared one with self-distillation
+# each variant's fine-tuning options (none: without early exit, as fine-tuned today)
 VARIANTS: dict[str, list[str]] = {
     "shared": ["--early_exit", "true", "--exit_classifiers", "shared"],
     "per_pass": ["--early_exit", "true", "--exit_classifiers", "per_pass"],
-    "consistent": ["--early_exit", "true", "--exit_classifiers", "shared", "--exit_consistency", "1"],
     "none": [],
 }
 # (patience, entropy threshold in nats); a model measures those that can stop a row early: patience below its passes
@@ -291,7 +289,7 @@ def plot(a: argparse.Namespace) -> None:
     tasks = results.get("tasks", {})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, (task, variants) in zip(axes[0], tasks.items()):
-        for variant, marker in (("shared", "o"), ("per_pass", "s"), ("consistent", "^")):
+        for variant, marker in (("shared", "o"), ("per_pass", "s")):
             rows = variants.get(variant, {}).get("batch32")
             if not rows:
                 continue

@@ -14,7 +14,7 @@ import torch
 
 import toy_tasks as toy
 from albert.config import AlbertConfig
-from albert.early_exit import ExitPolicy, label_divergence, pabee_loss, pass_weights, value_divergence
+from albert.early_exit import ExitPolicy, pass_weights
 from albert.errors import InputError
 from albert.heads import AlbertForMultipleChoice, AlbertForSequenceClassification
 from albert.runtime import prepare_for_inference, resolve_runtime
@@ -150,36 +150,6 @@ def test_training_loss_weights_every_pass() -> None:
     out.loss.backward()
     assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in model.exit_classifiers)
     assert len(model.exit_classifiers) == PASSES - 1
-
-
-@pytest.mark.parametrize("divergence", [label_divergence, value_divergence])
-def test_self_distillation_pulls_earlier_passes_toward_the_last(divergence: Any) -> None:
-    """--exit_consistency: nothing added where every pass already answers as the last; otherwise a gradient into the
-    earlier passes only (the last pass's answer is the fixed target), toward the last pass's answer."""
-    g = torch.Generator().manual_seed(0)
-    labels = torch.tensor([0, 2, 1, 0])
-    def ce(z: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(z, labels, reduction="sum")
-    same = torch.randn(4, 3, generator=g).expand(PASSES, 4, 3)
-    torch.testing.assert_close(pabee_loss(same, same[-1], ce, 1.0, divergence), pabee_loss(same, same[-1], ce))
-    every = torch.randn(PASSES, 4, 3, generator=g, requires_grad=True)
-    extra = pabee_loss(every, every[-1], ce, 1.0, divergence) - pabee_loss(every, every[-1], ce)
-    assert extra > 0
-    (grad,) = torch.autograd.grad(extra, every)
-    assert grad[-1].abs().sum() == 0 and (grad[:-1].abs().sum((1, 2)) > 0).all()
-    stepped = (every - 0.1 * grad).detach()
-    assert all(divergence(stepped[i], every[-1].detach()) < divergence(every[i].detach(), every[-1].detach())
-               for i in range(PASSES - 1))
-
-
-def test_exit_consistency_needs_early_exit(tmp_path: Path, tiny_model: Path) -> None:
-    rows = toy.regression(random.Random(0), 20)
-    train, _ = toy.write_split(rows, tmp_path / "data", dev=5)
-    for extra, message in ((["--exit_consistency", "1"], "--early_exit true"),
-                           (["--early_exit", "true", "--exit_consistency", "-1"], ">= 0")):
-        proc = cli("finetune", "--task", "regression", "--train", str(train), "--model", str(tiny_model), "--out",
-                   str(tmp_path / "m"), *extra)
-        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ Rows that stop leave the batch, and the batch is trimmed to its longest remainin
 that PABEE's own code has only at batch size 1.
 
 Training (`albert finetune --early_exit true`) is PABEE's: the loss is the mean of every pass's loss weighted by
-the pass's number (later passes count more), so the last classifier still learns most; `--exit_consistency W`
-adds W times each earlier pass's divergence from the last pass's answer (self-distillation). The classifier after
+the pass's number (later passes count more), so the last classifier still learns most. The classifier after
 every pass is either the model's one classifier (`shared`, the layer being shared too) or one per pass
 (`per_pass`; the last is the model's own `classifier`, so transformers still loads the full-depth model).
 Which measured better: docs/early-exit.md.
@@ -30,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from albert.errors import InputError
@@ -78,32 +76,13 @@ def pass_weights(n: int) -> list[float]:
     return [i / total for i in range(1, n + 1)]
 
 
-def pabee_loss(exit_logits: Tensor | None, logits: Tensor, loss: Callable[[Tensor], Tensor],
-               consistency: float = 0.0, divergence: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+def pabee_loss(exit_logits: Tensor | None, logits: Tensor, loss: Callable[[Tensor], Tensor]) -> Tensor:
     """`loss` of `logits`; with every pass's logits (a model training with early exit), PABEE's pass-weighted mean
-    of each pass's loss instead. `consistency` > 0 adds, to each earlier pass's term, that weight times
-    `divergence(its logits, the last pass's logits)`, the last pass's held fixed (self-distillation): patience
-    stops a row when successive passes agree, so an earlier pass that answers as the last one does stops rows
-    sooner without changing their answers."""
+    of each pass's loss instead."""
     if exit_logits is None:
         return loss(logits)
-    weights = pass_weights(len(exit_logits))
-    total = sum((w * loss(z) for w, z in zip(weights, exit_logits)), torch.zeros((), device=exit_logits.device))
-    if consistency > 0 and divergence is not None:
-        last = exit_logits[-1].detach().float()
-        total = total + consistency * sum((w * divergence(z.float(), last) for w, z in zip(weights, exit_logits[:-1])),
-                                          torch.zeros((), device=exit_logits.device))
-    return total
-
-
-def label_divergence(logits: Tensor, target: Tensor) -> Tensor:
-    """KL(softmax(target) ‖ softmax(logits)) summed over rows: a classifier's divergence from another's answer."""
-    return F.kl_div(torch.log_softmax(logits, -1), torch.log_softmax(target, -1), log_target=True, reduction="sum")
-
-
-def value_divergence(logits: Tensor, target: Tensor) -> Tensor:
-    """The squared difference summed over rows: a regression's divergence from another's value."""
-    return F.mse_loss(logits, target, reduction="sum")
+    return sum((w * loss(z) for w, z in zip(pass_weights(len(exit_logits)), exit_logits)),
+               torch.zeros((), device=exit_logits.device))
 
 
 @dataclass

@@ -22,8 +22,6 @@ class Featurizer:
     normalised over the whole step (all micro-batches, all ranks)."""
 
     stat_names = ["loss_sum", "count", "correct"]
-    # early exit's self-distillation weight (albert.early_exit.pabee_loss); fine-tuning sets it
-    exit_consistency = 0.0
 
     def __init__(self, tokenizer: AlbertTokenizer, max_seq_length: int, eval_batch_size: int = 64) -> None:
         self.tokenizer = tokenizer

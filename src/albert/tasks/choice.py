@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from albert.data.reader import base_suffix, expect, field_of, iter_records, read_json
-from albert.early_exit import label_divergence, pabee_loss
+from albert.early_exit import pabee_loss
 from albert.errors import DataError, InputError
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer, PassCounts, with_passes
@@ -129,8 +129,7 @@ class ChoiceFeatures(Featurizer):
                     token_type_ids=batch["token_type_ids"])
         logits = out.logits.float()  # (B, C)
         loss_sum = pabee_loss(out.exit_logits, out.logits,
-                              lambda z: F.cross_entropy(z.float(), batch["labels"], reduction="sum"),
-                              self.exit_consistency, label_divergence)
+                              lambda z: F.cross_entropy(z.float(), batch["labels"], reduction="sum"))
         correct = (logits.argmax(-1) == batch["labels"]).sum()
         return (loss_sum / norm[0]).float(), self.stats(loss_sum, float(len(logits)), correct)
 

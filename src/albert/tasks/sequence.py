@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.early_exit import label_divergence, pabee_loss, value_divergence
+from albert.early_exit import pabee_loss
 from albert.errors import DataError
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer, PassCounts, with_passes
@@ -166,9 +166,7 @@ class SequenceFeatures(Featurizer):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     token_type_ids=batch["token_type_ids"])
         logits, labels = out.logits.float(), batch["labels"]
-        loss_sum = pabee_loss(out.exit_logits, out.logits, lambda z: self._loss_sum(z.float(), labels),
-                              self.exit_consistency,
-                              value_divergence if self.kind == "regression" else label_divergence)
+        loss_sum = pabee_loss(out.exit_logits, out.logits, lambda z: self._loss_sum(z.float(), labels))
         if self.kind == "regression":
             correct = torch.zeros((), device=logits.device)
         elif self.kind == "multi-label":

@@ -80,8 +80,6 @@ class FinetuneSettings(TrainSettings):
                                "classification, regression, multiple-choice")
     exit_classifiers: Literal["shared", "per_pass"] = setting(
         "shared", "early_exit: the one classifier after every pass, or one per pass (docs/early-exit.md)")
-    exit_consistency: float = setting(0.0, "early_exit: weight of each earlier pass's divergence from the last "
-                                      "pass's answer (self-distillation), beside PABEE's loss; 0: PABEE's alone")
     # fine-tuning defaults differ from pretraining's
     optimizer: Literal["lamb", "adamw", "adamw_original"] = "adamw"  # type: ignore[assignment]
     learning_rate: float = setting(2e-5, "peak learning rate, reached after warm-up")
@@ -105,10 +103,6 @@ class FinetuneSettings(TrainSettings):
             raise ConfigError(f"early_exit is for the tasks that classify a whole input: {', '.join(EARLY_EXIT_TASKS)}")
         if self.exit_classifiers not in EXIT_KINDS:
             raise ConfigError(f"exit_classifiers must be one of {', '.join(EXIT_KINDS)}")
-        if not math.isfinite(self.exit_consistency) or self.exit_consistency < 0:
-            raise ConfigError(f"exit_consistency must be a finite number >= 0, got {self.exit_consistency}")
-        if self.exit_consistency and not self.early_exit:
-            raise ConfigError("exit_consistency weighs early exit's passes: it needs --early_exit true")
         saved, self.max_steps = self.max_steps, max(self.max_steps, 1)
         super().__post_init__()
         self.max_steps = saved
@@ -256,9 +250,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     if not train_rows:
         raise DataError(f"{settings.train}: no examples")
     dev_rows = read_task_rows(spec, settings.dev, labels, tsv_layout=layout)[0] if settings.dev else None
-    features = build_featurizer(spec, tokenizer, labels, settings.eval_batch_size)
-    features.exit_consistency = settings.exit_consistency
-    task = FinetuneData(features, train_rows, dev_rows, settings.batch_size, settings.seed)
+    task = FinetuneData(build_featurizer(spec, tokenizer, labels, settings.eval_batch_size), train_rows, dev_rows,
+                        settings.batch_size, settings.seed)
     steps_per_epoch = max(1, len(task.train) // settings.batch_size)  # QA: windows, not questions
     resolved = dataclasses.replace(
         settings,
