@@ -42,12 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from finetune_tasks import RUNS  # noqa: E402
 
 TASKS = ("fine_foods_sentiment", "bible_paraphrase", "wordnet_supersense")
-# each variant's fine-tuning options (none: without early exit, as fine-tuned today)
-VARIANTS: dict[str, list[str]] = {
-    "shared": ["--early_exit", "true", "--exit_classifiers", "shared"],
-    "per_pass": ["--early_exit", "true", "--exit_classifiers", "per_pass"],
-    "none": [],
-}
+VARIANTS = ("shared", "per_pass", "none")
 # (patience, entropy threshold in nats); a model measures those that can stop a row early: patience below its passes
 # - 1, a threshold below ln K (K labels: a distribution's largest entropy)
 POLICIES: list[tuple[int, float]] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0), (5, 0.0), (6, 0.0), (0, 0.05), (0, 0.1),
@@ -63,7 +58,7 @@ def train(a: argparse.Namespace) -> None:
             out = Path(a.work) / f"{task}-{variant}"
             if (out / "config.json").is_file():
                 continue
-            exits = VARIANTS[variant]
+            exits = [] if variant == "none" else ["--early_exit", "true", "--exit_classifiers", variant]
             cmd = [sys.executable, "-m", "albert", "finetune", "--task", kind, "--model", a.model,
                    "--train", str(Path(a.tasks) / task / "train.jsonl.xz"),
                    "--dev", str(Path(a.tasks) / task / "dev.jsonl"),
@@ -178,7 +173,7 @@ def measure(a: argparse.Namespace) -> None:
             contenders.update({f"ours_exit_p{p}_t{t:g}": _ours(ours, (p, t)) for p, t in _policies(a)
                                if p < passes - 1 and t < math.log(labels)})
             with tempfile.TemporaryDirectory() as d:
-                if variant != "per_pass" or a.ort_every:
+                if variant == "shared" or a.ort_every:
                     contenders["onnxruntime_fused_int8_full"] = _ort(_fused_int8(model_dir, Path(d)))
                 row: dict[str, Any] = {"rows": len(rows)}
                 for size, label in ((32, "batch32"), (1, "batch1")):
@@ -331,7 +326,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, nargs="*", default=None, help="measure: these patience settings only")
     ap.add_argument("--thresholds", type=float, nargs="*", default=None, help="measure: these entropy thresholds only")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ort_every", action="store_true", help="ONNX Runtime for per_pass too")
+    ap.add_argument("--ort_every", action="store_true", help="ONNX Runtime for every variant, not only shared")
     ap.add_argument("--base_batches", type=int, default=4, help="base: batches of 32 per round (8× as many rows of 1)")
     a = ap.parse_args()
     {"train": train, "measure": measure, "base": base, "plot": plot}[a.phase](a)
