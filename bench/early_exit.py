@@ -83,7 +83,7 @@ def _rows(task: str, model_dir: Path, n: int, tasks: str) -> tuple[Any, list[Any
     _, spec = task_spec_of(model_dir)
     labels = labels_of(AlbertForSequenceClassification.from_pretrained(model_dir))
     features = build_featurizer(spec, AlbertTokenizer.from_pretrained(model_dir), labels, 32)
-    rows, _ = read_task_rows(spec, Path(tasks) / task / "dev.jsonl", labels)
+    rows, _ = read_task_rows(spec, Path(tasks) / task / "dev.jsonl", labels, features.tokenizer)
     rows = rows[:n]
     return features, rows, features.featurize(rows)
 

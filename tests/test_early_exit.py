@@ -245,3 +245,122 @@ def test_transformers_loads_an_early_exit_model_at_full_depth(tmp_path: Path) ->
     with torch.inference_mode():
         torch.testing.assert_close(theirs(input_ids=ids, attention_mask=mask).logits,
                                    ours(input_ids=ids, attention_mask=mask).logits, atol=1e-5, rtol=1e-4)
+
+
+# ----- sentence order: pairs cut from documents, fine-tuned from the SOP head, answered by `sentence-order` -----
+FIXTURE_TEXT = Path(__file__).parent / "fixtures" / "public_domain.txt"
+
+
+@pytest.fixture(scope="module")
+def order_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny model fine-tuned for sentence order with early exit (as the CLI does it), on pairs cut from the
+    fixture text's documents: the first 120 documents train, the rest are dev."""
+    directory = tmp_path_factory.mktemp("sentence-order")
+    documents = FIXTURE_TEXT.read_text(encoding="utf-8").split("\n\n")
+    train, dev = directory / "train.txt", directory / "dev.txt"
+    train.write_text("\n\n".join(documents[:120]), encoding="utf-8")
+    dev.write_text("\n\n".join(documents[120:]), encoding="utf-8")
+    out = directory / "model"
+    proc = cli("finetune", "--task", "sentence-order", "--train", str(train), "--dev", str(dev), "--model",
+               str(tiny_model), "--out", str(out), "--early_exit", "true", "--max_seq_length", "64", "--max_steps",
+               "40", "--batch_size", "16", "--learning_rate", "1e-3", "--precision", "fp32", "--progress", "false",
+               "--num_threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    return out, dev
+
+
+def test_sentence_order_pairs_are_sop_s_and_the_same_each_read(tiny_model: Path, tmp_path: Path) -> None:
+    """A text file's documents become pairs of consecutive segments, in order or swapped, the same on every read
+    (fine-tuning, evaluate and predict see the same dev pairs); every pair fits the length with its special tokens."""
+    from albert.tokenizer import AlbertTokenizer
+    from albert.train.finetune import TaskSpec, read_task_rows
+
+    tokenizer = AlbertTokenizer.from_pretrained(tiny_model)
+    spec = TaskSpec("sentence-order", 64)
+    first, spec_read = read_task_rows(spec, FIXTURE_TEXT, ["in_order", "swapped"], tokenizer)
+    again, _ = read_task_rows(spec, FIXTURE_TEXT, ["in_order", "swapped"], tokenizer)
+    assert [(e.text, e.pair, e.label) for e in first] == [(e.text, e.pair, e.label) for e in again]
+    assert spec_read.fields == ["first", "second"] and len(first) > 200
+    share = sum(e.label for e in first) / len(first)
+    assert 0.35 < share < 0.65, "about half the pairs are swapped"
+    assert all(e.text.strip() and e.pair for e in first)
+    lengths = [len(tokenizer(e.text, e.pair)["input_ids"]) for e in first]
+    assert max(lengths) <= 64 + 2, "segments are cut to the length (a decoded piece may re-encode as two)"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("a\n\n\nb\n", encoding="utf-8")
+    proc = cli("finetune", "--task", "sentence-order", "--train", str(empty), "--model", str(tiny_model), "--out",
+               str(tmp_path / "m"))
+    assert proc.returncode == 2 and "no pairs" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_sentence_order_starts_from_the_sop_head(tiny_model: Path) -> None:
+    """Fine-tuning for sentence order starts each pass's classifier as pretraining's SOP head: before a step, the
+    classifier's answers are the pretrained model's sentence-order answers, exactly."""
+    from albert.heads import AlbertForPreTraining
+    from albert.train.finetune import sop_head_weight
+
+    pretrained = AlbertForPreTraining.from_pretrained(tiny_model).eval()
+    ids, mask = _batch(4, 20)
+    for kind in ("shared", "per_pass"):
+        start = AlbertForSequenceClassification.from_pretrained(tiny_model, num_labels=2, early_exit=kind,
+                                                                fill_missing=sop_head_weight).eval()
+        assert start.loading_info["missing_keys"] == []
+        with torch.inference_mode():
+            sop = pretrained(input_ids=ids, attention_mask=mask).sop_logits
+            every = start._every_pass_logits(start.albert(input_ids=ids, attention_mask=mask,
+                                                          output_hidden_states=True).hidden_states)
+            assert torch.equal(start(input_ids=ids, attention_mask=mask).logits, sop)
+        assert torch.equal(every[-1], sop) and every.shape[0] == PASSES
+
+
+def test_sentence_order_exits_early_through_the_cli(order_model: tuple[Path, Path], tiny_model: Path,
+                                                    toy_models: dict[str, tuple[Path, Path]]) -> None:
+    from albert.inference.server import task_for
+
+    model, dev = order_model
+    config = json.loads((model / "config.json").read_text())
+    assert config["albert_task"]["task"] == "sentence-order" and config["early_exit"] == "shared"
+    assert config["id2label"] == {"0": "in_order", "1": "swapped"}
+    assert task_for(str(model)) == "sentence-order", "--task auto serves it as sentence order, not classify"
+    full = json.loads(cli("evaluate", "--model", str(model), "--data", str(dev), "--precision", "fp32").stdout)
+    early = json.loads(cli("evaluate", "--model", str(model), "--data", str(dev), "--precision", "int8",
+                           "--patience", "1").stdout)
+    assert "accuracy" in full and "mean_passes" not in full and 2 <= early["mean_passes"] <= PASSES
+    predicted = [json.loads(line) for line in cli("predict", "--model", str(model), "--data", str(dev),
+                                                  "--precision", "fp32").stdout.splitlines()]
+    pairs = [{"first": "The ship left the harbour at dawn.", "second": "By noon it was far out at sea."},
+             {"first": "By noon it was far out at sea.", "second": "The ship left the harbour at dawn."}]
+    stdin = "".join(json.dumps(p) + "\n" for p in pairs)
+    plain = [json.loads(x) for x in cli("sentence-order", "--model", str(model), "--precision", "fp32",
+                                        stdin=stdin).stdout.splitlines()]
+    assert len(predicted) > 20 and all(p["label"] in ("in_order", "swapped") for p in predicted + plain)
+    assert all("passes" not in a for a in plain)
+    patient = [json.loads(x) for x in cli("sentence-order", "--model", str(model), "--precision", "fp32",
+                                          "--patience", str(PASSES - 1), stdin=stdin).stdout.splitlines()]
+    assert [a["passes"] for a in patient] == [PASSES, PASSES], "full patience runs every pass"
+    assert [(a["label"], round(a["score"], 5)) for a in patient] == [(a["label"], round(a["score"], 5))
+                                                                      for a in plain]
+    quick = cli("sentence-order", "--first", "a b c", "--second", "d e f", "--model", str(model), "--patience", "1",
+                "--exit-threshold", "0.5")
+    assert quick.returncode == 0 and 2 <= json.loads(quick.stdout)["passes"] <= PASSES, quick.stderr
+    # pretraining's SOP head has no classifier per pass; a classifier of other labels is not a sentence-order model
+    for other, message in ((tiny_model, "--early_exit true"), (toy_models["classification"][0], "sentence-order")):
+        proc = cli("sentence-order", "--first", "a", "--second", "b", "--model", str(other), "--patience", "1")
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_server_answers_sentence_order_with_passes(order_model: tuple[Path, Path]) -> None:
+    from albert.inference.pipelines import pipeline
+    from albert.inference.server import ServeSettings, build_app, running
+    from test_server import post
+
+    model, _ = order_model
+    app, batcher = build_app(pipeline("sentence-order", model=str(model), precision="fp32"), "sentence-order",
+                             ServeSettings())
+    try:
+        with running(app) as url:
+            status, answer = post(url + "/sentence-order", {"inputs": [{"first": "It rained.", "second": "We stayed "
+                                                                        "in."}], "parameters": {"patience": 1}})
+            assert status == 200 and answer[0]["label"] in ("in_order", "swapped") and "passes" in answer[0], answer
+    finally:
+        batcher.close()

@@ -52,6 +52,13 @@ def saved_architecture(name_or_path: str | Path) -> str | None:
     return (config.extra.get("architectures") or [None])[0]
 
 
+def saved_kind(name_or_path: str | Path) -> str | None:
+    """The fine-tuning kind a directory records (config.albert_task's task; `albert finetune` writes it), if any."""
+    config = AlbertConfig.from_json_file(resolve_model_dir(name_or_path) / CONFIG_NAME)
+    task = config.albert_task.get("task") if isinstance(config.albert_task, dict) else None
+    return task if isinstance(task, str) else None
+
+
 # ----- reading -----
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """Weights of a transformers directory: safetensors (single or sharded), else a torch .bin read safely."""
@@ -142,9 +149,10 @@ def _names(keys: list[str], listed: int = 8) -> str:
 
 def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtype | None = None,
                     config: AlbertConfig | None = None, allow_missing: Callable[[str], bool] | None = None,
-                    **overrides: Any) -> M:
+                    fill_missing: Callable[[str], str | None] | None = None, **overrides: Any) -> M:
     """`allow_missing`: which weights the checkpoint may lack (None: any, each newly initialised with a warning);
-    lacking another is a CheckpointError (a pipeline must not answer with a random head)."""
+    lacking another is a CheckpointError (a pipeline must not answer with a random head). `fill_missing`: for a
+    weight the checkpoint lacks, the checkpoint's weight it starts as instead (None: none)."""
     directory = resolve_model_dir(name_or_path)
     if config is None:
         config = AlbertConfig.from_json_file(directory / CONFIG_NAME, strict=False)
@@ -157,6 +165,13 @@ def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtyp
     check_fits_memory(config)
     model = cls(config)
     state = read_state_dict(directory)
+    if fill_missing is not None:
+        own = model.state_dict()
+        for key in own:
+            source = fill_missing(key) if key not in state else None
+            if source is not None and source in state:
+                logger.info("%s starts as the checkpoint's %s", key, source)
+                state[key] = state[source]
     load_state_into(model, state, allow_missing, source=str(name_or_path))
     if dtype is not None:
         model.to(dtype)

@@ -16,7 +16,7 @@ import torch
 
 from albert.early_exit import ExitPolicy, require_exits
 from albert.errors import InputError
-from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
+from albert.heads import MODEL_CLASSES, AlbertForPreTraining, AlbertPreTrainedModel
 from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
 from albert.model import pool_hidden_states
 from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
@@ -26,7 +26,7 @@ from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
 from albert.tasks.registry import TASKS, Task, check_input, get_task
-from albert.tasks.sequence import classification_output, kind_of, label_names
+from albert.tasks.sequence import ORDER_LABELS, classification_output, kind_of, label_names
 from albert.tasks.tokens import first_piece_words, group_entities
 from albert.tokenizer import AlbertTokenizer
 
@@ -276,18 +276,32 @@ class MultipleChoicePipeline(Pipeline):
 
 
 class SentenceOrderPipeline(BatchedPipeline):
-    """Is segment B the continuation of A? The pretraining SOP head: {label: in_order | swapped, score}."""
+    """Is segment B the continuation of A? {label: in_order | swapped, score}, from pretraining's SOP head or from a
+    classifier fine-tuned for sentence order (`albert finetune --task sentence-order`), which may exit early."""
 
     task = TASKS["sentence-order"]
 
-    def __call__(self, inputs: dict[str, str] | list[dict[str, str]]) -> Any:
+    def __init__(self, model: AlbertPreTrainedModel, tokenizer: AlbertTokenizer, runtime: Runtime,
+                 compile: bool = False) -> None:
+        self.pretraining = isinstance(model, AlbertForPreTraining)
+        if not self.pretraining and label_names(model.config) != ORDER_LABELS:
+            raise InputError(f"sentence-order needs pretraining's SOP head or a model fine-tuned with --task "
+                             f"sentence-order (labels {', '.join(ORDER_LABELS)}); this one's labels are "
+                             f"{', '.join(label_names(model.config)[:6])}")
+        super().__init__(model, tokenizer, runtime, compile)
+
+    def __call__(self, inputs: dict[str, str] | list[dict[str, str]], patience: int = 0,
+                 exit_threshold: float = 0.0) -> Any:
+        """`patience`, `exit_threshold`: early exit (albert.early_exit), for a model fine-tuned with it."""
         items, single = _as_list(inputs)
         rows = self._encode([x["first"] for x in items], [x["second"] for x in items])
+        options = exit_options(self.model, patience, exit_threshold)
         out = []
-        for result, b, _ in self._pad_forward(rows):
-            probs = result.sop_logits[b].float().softmax(-1)
+        for result, b, _ in self._pad_forward(rows, **options):
+            probs = (result.sop_logits if self.pretraining else result.logits)[b].float().softmax(-1)
             k = int(probs.argmax())
-            out.append({"label": ("in_order", "swapped")[k], "score": float(probs[k])})
+            passes = None if self.pretraining or result.exit_passes is None else int(result.exit_passes[b])
+            out.append(with_passes({"label": ORDER_LABELS[k], "score": float(probs[k])}, passes))
         return out[0] if single else out
 
 

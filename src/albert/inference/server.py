@@ -59,10 +59,10 @@ SETTINGS_ENV = "ALBERT_SERVE_SETTINGS"  # the settings, as JSON, for each worker
 
 def task_for(model: str) -> str:
     """The pipeline task that fits a model directory (`--task auto`)."""
-    from albert.checkpoint import saved_architecture
+    from albert.checkpoint import saved_architecture, saved_kind
 
     architecture = saved_architecture(model)
-    found = task_of_architecture(architecture)
+    found = task_of_architecture(architecture, saved_kind(model))
     if found is None:
         raise InputError(f"cannot tell the task of {model} (architecture {architecture}); pass --task")
     return found.name

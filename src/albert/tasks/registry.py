@@ -205,11 +205,13 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          example={"question": "The whale swam in the _.", "options": ["sea", "sky", "desert"]},
          answer=(("label", "int"), ("scores", "list[float]"), ("passes", "int?"))),
     Task("sentence-order", "sentence-order", "is the second text the continuation of the first? (pretraining's "
-         "SOP head)", ("AlbertForPreTraining",),
+         "SOP head, or a model fine-tuned with --task sentence-order)",
+         ("AlbertForPreTraining", "AlbertForSequenceClassification"),
          (Field("first", help="the first text"), Field("second", help="the text that may follow it")),
-         output="{label: in_order | swapped, score}",
+         EXIT_PARAMETERS,
+         output="{label: in_order | swapped, score}; with early exit also passes",
          example={"first": "The ship left the harbour.", "second": "By noon it was far out at sea."},
-         answer=(("label", "str"), ("score", "float"))),
+         answer=(("label", "str"), ("score", "float"), ("passes", "int?"))),
 )}
 
 KINDS: dict[str, FinetuneKind] = {k.name: k for k in (
@@ -227,6 +229,10 @@ KINDS: dict[str, FinetuneKind] = {k.name: k for k in (
                  "SQuAD 1.1: every question has an answer"),
     FinetuneKind("qa-v2", "question-answering", "AlbertForQuestionAnswering", None,
                  "SQuAD 2.0: some questions have none"),
+    FinetuneKind("sentence-order", "sentence-order", "AlbertForSequenceClassification", "single_label_classification",
+                 "is the second text the continuation of the first: a text file's documents cut into pairs of "
+                 "consecutive segments, in order or swapped, as pretraining's SOP cuts them (a blank line ends a "
+                 "document), or rows of first, second and label (in_order or swapped)"),
 )}
 
 ALIASES: dict[str, str] = {alias: t.name for t in TASKS.values() for alias in t.aliases}
@@ -240,8 +246,11 @@ def get_task(name: str) -> Task:
     return task
 
 
-def task_of_architecture(architecture: str | None) -> Task | None:
-    """The task a model saved as `architecture` answers (`--task auto`): the first that lists it."""
+def task_of_architecture(architecture: str | None, kind: str | None = None) -> Task | None:
+    """The task a model saved as `architecture` answers (`--task auto`): the one its fine-tuning `kind` answers
+    (config.albert_task), else the first that lists the architecture."""
+    if kind in KINDS:
+        return TASKS[KINDS[kind].task]
     return next((t for t in TASKS.values() if architecture in (*t.heads, *t.also_answers)), None)
 
 

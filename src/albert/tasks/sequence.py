@@ -1,4 +1,4 @@
-"""Sequence-level tasks: classification (one text or a pair), regression and multi-label.
+"""Sequence-level tasks: classification (one text or a pair), regression, multi-label and sentence order.
 
 The task object featurizes rows, feeds the one training loop (albert.train.loop) and computes the
 task's metrics; the fine-tuned directory records the task in `config.albert_task`.
@@ -24,8 +24,10 @@ from albert.tasks.readers import listed_labels, read_rows
 from albert.tokenizer import AlbertTokenizer
 
 TEXT_FIELDS = [("text", "text_pair"), ("sentence1", "sentence2"), ("sentence", None), ("question", "sentence"),
-               ("question1", "question2"), ("premise", "hypothesis"), ("text", None)]
-KINDS = ("classification", "regression", "multi-label")
+               ("question1", "question2"), ("premise", "hypothesis"), ("first", "second"), ("text", None)]
+# sentence order is a two-class classification whose labels are fixed: SOP's, 0 the text's order and 1 swapped
+KINDS = ("classification", "regression", "multi-label", "sentence-order")
+ORDER_LABELS = ["in_order", "swapped"]
 
 
 @dataclass

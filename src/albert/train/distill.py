@@ -556,8 +556,8 @@ def _task(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[Albert
         raise ConfigError(f"task distillation needs one vocabulary: the teacher has {teacher.config.vocab_size} "
                           f"pieces, the student's tokenizer {tokenizer.vocab_size}")
     labels = labels_of(teacher)
-    train_rows, spec = read_task_rows(spec, settings.data[0], labels)
-    dev_rows = read_task_rows(spec, settings.data[1], labels)[0] if len(settings.data) > 1 else None
+    train_rows, spec = read_task_rows(spec, settings.data[0], labels, tokenizer)
+    dev_rows = read_task_rows(spec, settings.data[1], labels, tokenizer)[0] if len(settings.data) > 1 else None
     if not train_rows:
         raise DataError(f"{settings.data[0]}: no examples")
     data = FinetuneData(build_featurizer(spec, tokenizer, labels), train_rows, dev_rows, settings.batch_size,

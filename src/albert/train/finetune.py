@@ -12,14 +12,18 @@ import dataclasses
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from albert.checkpoint import CONFIG_NAME
+from albert.data.pretraining import ExampleSettings, create_segment_pairs
+from albert.data.reader import base_suffix, iter_documents
 from albert.early_exit import EXIT_KINDS, ExitPolicy, require_exits
 from albert.errors import ConfigError, DataError, InputError
 from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel, EarlyExitHead
@@ -29,7 +33,7 @@ from albert.tasks.base import Featurizer
 from albert.tasks.choice import ChoiceFeatures, read_questions
 from albert.tasks.qa import QAFeatures, read_qa
 from albert.tasks.registry import DEFAULT_MODEL, get_kind
-from albert.tasks.sequence import SequenceFeatures, label_set, read_examples
+from albert.tasks.sequence import ORDER_LABELS, Example, SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenizer import AlbertTokenizer
 from albert.train.cards import card_inputs, write_finetune_card
@@ -55,8 +59,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# the seed of the pairs cut from a text file (sentence order): fine-tuning, evaluate and predict cut the same pairs
+ORDER_PAIRS_SEED = 20191026
+
 # the fine-tuning tasks whose head can exit early (albert.early_exit): one answer per input, from [CLS]
-EARLY_EXIT_TASKS = ("classification", "regression", "multiple-choice")
+EARLY_EXIT_TASKS = ("classification", "regression", "multiple-choice", "sentence-order")
 
 
 @dataclass
@@ -66,7 +73,8 @@ class FinetuneSettings(TrainSettings):
     max_answer_length: int = setting(30, "qa: the longest answer, in tokens")
     answerability_head: bool = setting(False,
                                        "qa: the original ALBERT's SQuAD 2.0 head (start → end beam and answerability)")
-    train: str = setting("", "the training file (.jsonl, .parquet, GLUE .tsv, SQuAD/RACE .json, CoNLL)")
+    train: str = setting("", "the training file (.jsonl, .parquet, GLUE .tsv, SQuAD/RACE .json, CoNLL; "
+                         "sentence-order: also .txt documents)")
     dev: str = setting("", "the dev file, scored at each evaluation")
     model: str = setting(DEFAULT_MODEL, "the model directory or packaged name to fine-tune from")
     out: str = setting("", "the fine-tuned model's directory (new)")
@@ -77,7 +85,7 @@ class FinetuneSettings(TrainSettings):
     eval_batch_size: int = setting(64, "sequences per forward pass when evaluating")
     early_exit: bool = setting(False, "a classifier after every pass of the shared layer, trained with PABEE's "
                                "pass-weighted loss, so that inference may stop early (--patience, --exit_threshold); "
-                               "classification, regression, multiple-choice")
+                               "classification, regression, multiple-choice, sentence-order")
     exit_classifiers: Literal["shared", "per_pass"] = setting(
         "shared", "early_exit: the one classifier after every pass, or one per pass (docs/early-exit.md)")
     # fine-tuning defaults differ from pretraining's
@@ -145,9 +153,12 @@ def build_featurizer(spec: TaskSpec, tokenizer: AlbertTokenizer, labels: list[st
     return ChoiceFeatures(tokenizer, spec.max_seq_length, max(1, eval_batch_size // 4))
 
 
-def read_task_rows(spec: TaskSpec, path: str | Path, labels: list[str], need_labels: bool = True,
-                   tsv_layout: str | None = None) -> tuple[list[Any], TaskSpec]:
+def read_task_rows(spec: TaskSpec, path: str | Path, labels: list[str], tokenizer: AlbertTokenizer,
+                   need_labels: bool = True, tsv_layout: str | None = None) -> tuple[list[Any], TaskSpec]:
     kind = get_kind(spec.task)
+    if kind.name == "sentence-order" and base_suffix(path) == ".txt":  # documents, cut into pairs
+        return read_order_pairs(path, tokenizer, spec.max_seq_length), dataclasses.replace(spec, fields=["first",
+                                                                                                       "second"])
     if kind.head == "AlbertForSequenceClassification":
         fields = tuple(spec.fields) if spec.fields else None
         rows, found = read_examples(path, spec.task, labels, spec.label_field, fields,  # type: ignore[arg-type]
@@ -158,6 +169,24 @@ def read_task_rows(spec: TaskSpec, path: str | Path, labels: list[str], need_lab
     if kind.task == "question-answering":
         return read_qa(path, need_labels), spec
     return read_questions(path, need_labels), spec
+
+
+def read_order_pairs(path: str | Path, tokenizer: AlbertTokenizer, max_seq_length: int) -> list[Example]:
+    """Sentence order's examples from a text file's documents (a blank line ends one): pairs of consecutive
+    segments, in order or swapped at random, cut as pretraining cuts SOP's (albert.data.pretraining), from a fixed
+    seed so that every read of a file gives the same pairs."""
+    rng = np.random.default_rng(ORDER_PAIRS_SEED)
+    short = ExampleSettings().short_seq_prob
+    examples: list[Example] = []
+    for d, document in enumerate(iter_documents(path), 1):
+        sentences = [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_pieces(document)]
+        for pair in create_segment_pairs(sentences, max_seq_length - 3, short, rng):  # [CLS] A [SEP] B [SEP]
+            a, b = tokenizer.decode(pair.a), tokenizer.decode(pair.b)
+            if a and b:  # a segment of a lone word boundary decodes to nothing, and has no order
+                examples.append(Example(a, b, pair.sop_label, f"{path}: document {d}"))
+    if not examples:
+        raise DataError(f"{path}: no pairs of segments to order (a document needs two tokens or more)")
+    return examples
 
 
 def head_config(spec: TaskSpec, labels: list[str]) -> dict[str, Any]:
@@ -244,12 +273,14 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
         labels = label_set(settings.train, settings.task, settings.label_field, layout)
     elif settings.task == "token-classification":
         labels = tag_set(settings.train)
+    elif settings.task == "sentence-order":
+        labels = list(ORDER_LABELS)
     else:
         labels = []
-    train_rows, spec = read_task_rows(spec, settings.train, labels, tsv_layout=layout)
+    train_rows, spec = read_task_rows(spec, settings.train, labels, tokenizer, tsv_layout=layout)
     if not train_rows:
         raise DataError(f"{settings.train}: no examples")
-    dev_rows = read_task_rows(spec, settings.dev, labels, tsv_layout=layout)[0] if settings.dev else None
+    dev_rows = read_task_rows(spec, settings.dev, labels, tokenizer, tsv_layout=layout)[0] if settings.dev else None
     task = FinetuneData(build_featurizer(spec, tokenizer, labels, settings.eval_batch_size), train_rows, dev_rows,
                         settings.batch_size, settings.seed)
     steps_per_epoch = max(1, len(task.train) // settings.batch_size)  # QA: windows, not questions
@@ -262,7 +293,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     )
     torch.manual_seed(settings.seed)
     exits = {"early_exit": settings.exit_classifiers} if settings.early_exit else {}
-    model = model_class(spec).from_pretrained(settings.model, **head_config(spec, labels), **exits)
+    fill = sop_head_weight if settings.task == "sentence-order" else None
+    model = model_class(spec).from_pretrained(settings.model, **head_config(spec, labels), **exits, fill_missing=fill)
     model.train()
     train(resolved, model, task, resume=resume)
     scores: dict[str, float] | None = None
@@ -282,6 +314,14 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
                                     answerability_head=settings.answerability_head)).__name__
         write_finetune_card(out, resolved, defaults, head, labels, scores, len(train_rows), len(dev_rows or []))
     return out
+
+
+def sop_head_weight(key: str) -> str | None:
+    """Sentence order's classifiers (each pass's, with early exit) start as pretraining's SOP head where the model
+    fine-tuned from has one: the same question on the same pooled [CLS] state, so fine-tuning starts from what
+    pretraining learned rather than from chance."""
+    found = re.fullmatch(r"(?:classifier|exit_classifiers\.\d+)\.(weight|bias)", key)
+    return f"sop_classifier.classifier.{found.group(1)}" if found else None
 
 
 def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
@@ -338,7 +378,7 @@ def evaluate_dir(model_dir: str | Path, data: str | Path, device: str = "auto", 
     """The task's metrics on a labelled file; with an active `exit_policy` (a model fine-tuned with early exit),
     each input stops where the policy says, and mean_passes is among the metrics."""
     model, features, spec, runtime = load_task_model(model_dir, device, precision, compile, exit_policy)
-    rows, _ = read_task_rows(spec, data, labels_of(model))
+    rows, _ = read_task_rows(spec, data, labels_of(model), features.tokenizer)
     return features.score_examples(model, rows, runtime.device)
 
 
@@ -346,5 +386,5 @@ def predict_dir(model_dir: str | Path, data: str | Path, device: str = "auto", p
                 compile: bool = False, exit_policy: ExitPolicy | None = None) -> list[dict[str, Any]]:
     """One answer per row; with an active `exit_policy`, each says the passes its input ran."""
     model, features, spec, runtime = load_task_model(model_dir, device, precision, compile, exit_policy)
-    rows, _ = read_task_rows(spec, data, labels_of(model), need_labels=False)
+    rows, _ = read_task_rows(spec, data, labels_of(model), features.tokenizer, need_labels=False)
     return features.predict_rows(model, rows, runtime.device)
