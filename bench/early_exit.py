@@ -42,6 +42,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from finetune_tasks import RUNS  # noqa: E402
 
 TASKS = ("fine_foods_sentiment", "bible_paraphrase", "wordnet_supersense")
+# sentence order (`--task sentence-order`): pairs cut from documents the embedded model never saw, those corpus/build.sh
+# adds after the base corpus (Debian packages' manuals and commentaries); trained with --only sentence_order
+ORDER_TASK = "sentence_order"
+ORDER_RUN = dict(max_seq_length=128, batch_size=32, learning_rate=5e-5, max_steps=200)
+ORDER_WORDS = {"dev": 110_000, "train": 4_000_000}  # words of whole documents in each split
 VARIANTS = ("shared", "per_pass", "none")
 # (patience, entropy threshold in nats); a model measures those that can stop a row early: patience below its passes
 # - 1, a threshold below ln K (K labels: a distribution's largest entropy)
@@ -50,18 +55,55 @@ POLICIES: list[tuple[int, float]] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0), (5,
 RESULTS = ROOT / "bench" / "results" / "early_exit.json"
 
 
+def _order_data(a: argparse.Namespace) -> Path:
+    """Sentence order's train.txt and dev.txt (documents, a blank line between): --order_text's documents from
+    --order_skip on, shuffled (seed 0), whole documents up to ORDER_WORDS words each, dev first."""
+    import random
+
+    directory = Path(a.work) / f"{ORDER_TASK}-data"
+    if (directory / "train.txt").is_file():
+        return directory
+    documents: list[list[str]] = [[]]
+    with open(a.order_text, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                documents[-1].append(line.rstrip("\n"))
+            elif documents[-1]:
+                documents.append([])
+    unseen = [d for d in documents[a.order_skip:] if d]
+    random.Random(0).shuffle(unseen)
+    directory.mkdir(parents=True, exist_ok=True)
+    taken = 0
+    for split, budget in ORDER_WORDS.items():
+        chosen, words = [], 0
+        while words < budget and taken < len(unseen):
+            chosen.append(unseen[taken])
+            words += len(" ".join(unseen[taken]).split())
+            taken += 1
+        (directory / f"{split}.txt").write_text("\n\n".join("\n".join(d) for d in chosen) + "\n", encoding="utf-8")
+    return directory
+
+
+def _files(a: argparse.Namespace, task: str) -> tuple[str, dict[str, Any], Path, Path]:
+    """A task's fine-tuning kind, settings, training file and dev file."""
+    if task == ORDER_TASK:
+        data = _order_data(a)
+        return "sentence-order", ORDER_RUN, data / "train.txt", data / "dev.txt"
+    kind, settings = RUNS[task]
+    return kind, settings, Path(a.tasks) / task / "train.jsonl.xz", Path(a.tasks) / task / "dev.jsonl"
+
+
 def train(a: argparse.Namespace) -> None:
     for variant in a.variants:  # every task's shared run first: the kind kept is measured on all three
         for task in a.only or TASKS:
-            kind, settings = RUNS[task]
+            kind, settings, train_file, dev_file = _files(a, task)
             settings = {**settings, "max_steps": round(settings["max_steps"] * a.scale)}
             out = Path(a.work) / f"{task}-{variant}"
             if (out / "config.json").is_file():
                 continue
             exits = [] if variant == "none" else ["--early_exit", "true", "--exit_classifiers", variant]
             cmd = [sys.executable, "-m", "albert", "finetune", "--task", kind, "--model", a.model,
-                   "--train", str(Path(a.tasks) / task / "train.jsonl.xz"),
-                   "--dev", str(Path(a.tasks) / task / "dev.jsonl"),
+                   "--train", str(train_file), "--dev", str(dev_file),
                    "--out", str(out), "--progress", "false", "--save_every", "50", "--eval_every",
                    str(settings["max_steps"]), *exits, *[x for k, v in settings.items() for x in (f"--{k}", str(v))]]
             resume = ["--resume"] if (out.parent / f"{out.name}-run" / "checkpoints").is_dir() else []
@@ -74,7 +116,7 @@ def train(a: argparse.Namespace) -> None:
                   f"{time.perf_counter() - started:.0f} s", flush=True)
 
 
-def _rows(task: str, model_dir: Path, n: int, tasks: str) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+def _rows(a: argparse.Namespace, task: str, model_dir: Path, n: int) -> tuple[Any, list[Any], list[dict[str, Any]]]:
     """The task's featurizer, its first n dev examples and their features."""
     from albert.heads import AlbertForSequenceClassification
     from albert.tokenizer import AlbertTokenizer
@@ -83,7 +125,7 @@ def _rows(task: str, model_dir: Path, n: int, tasks: str) -> tuple[Any, list[Any
     _, spec = task_spec_of(model_dir)
     labels = labels_of(AlbertForSequenceClassification.from_pretrained(model_dir))
     features = build_featurizer(spec, AlbertTokenizer.from_pretrained(model_dir), labels, 32)
-    rows, _ = read_task_rows(spec, Path(tasks) / task / "dev.jsonl", labels, features.tokenizer)
+    rows, _ = read_task_rows(spec, _files(a, task)[3], labels, features.tokenizer)
     rows = rows[:n]
     return features, rows, features.featurize(rows)
 
@@ -136,6 +178,16 @@ def _score(run: Any, batches: list[tuple[list[int], dict[str, torch.Tensor]]], g
     return {"accuracy": 100 * accuracy, "mean_passes": sum(passes) / len(passes), "seconds": seconds}
 
 
+def _sop_head_accuracy(model: str, rows: list[Any]) -> float:
+    """Accuracy of the model fine-tuned from (pretraining's SOP head, fp32, full depth) on the same pairs."""
+    from albert.inference.pipelines import pipeline
+    from albert.tasks.sequence import ORDER_LABELS
+
+    answers = pipeline("sentence-order", model=model, precision="fp32")([{"first": r.text, "second": r.pair}
+                                                                          for r in rows])
+    return round(100 * sum(x["label"] == ORDER_LABELS[r.label] for x, r in zip(answers, rows)) / len(rows), 2)
+
+
 def _fused_int8(model_dir: Path, directory: Path) -> Any:
     import transformers
 
@@ -164,7 +216,7 @@ def measure(a: argparse.Namespace) -> None:
             model_dir = Path(a.work) / f"{task}-{variant}"
             if not model_dir.is_dir():
                 continue
-            features, rows, feats = _rows(task, model_dir, a.rows, a.tasks)
+            features, rows, feats = _rows(a, task, model_dir, a.rows)
             gold = [int(r.label) for r in rows]
             ours = prepare_for_inference(AlbertForSequenceClassification.from_pretrained(model_dir),
                                          resolve_runtime("cpu", "int8"), compile=True)
@@ -176,6 +228,8 @@ def measure(a: argparse.Namespace) -> None:
                 if variant == "shared" or a.ort_every:
                     contenders["onnxruntime_fused_int8_full"] = _ort(_fused_int8(model_dir, Path(d)))
                 row: dict[str, Any] = {"rows": len(rows)}
+                if task == ORDER_TASK:
+                    row["pretrained_sop_head_accuracy"] = _sop_head_accuracy(a.model, rows)
                 for size, label in ((32, "batch32"), (1, "batch1")):
                     batches = _batches(features, feats if size == 32 else feats[:a.latency_rows], size)
                     n = sum(len(i) for i, _ in batches)
@@ -319,7 +373,12 @@ def main() -> None:
     ap.add_argument("--model", default="albert-small-en")
     ap.add_argument("--scale", type=float, default=1.0, help="train: multiply every run's steps")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--only", nargs="*", default=None, help=f"these tasks only (also {ORDER_TASK})")
+    ap.add_argument("--order_text", default=str(ROOT / "runs" / "corpus2" / "corpus.txt"),
+                    help="sentence order: corpus/build.sh's corpus.txt, the documents cut into pairs")
+    ap.add_argument("--order_skip", type=int, default=113_364,
+                    help="sentence order: documents skipped first (the base corpus the embedded model was pretrained "
+                         "on: 113,364 documents)")
     ap.add_argument("--rows", type=int, default=1000, help="dev rows per task")
     ap.add_argument("--latency_rows", type=int, default=200, help="of those, rows timed one at a time")
     ap.add_argument("--rounds", type=int, default=3)
