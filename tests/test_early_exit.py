@@ -159,13 +159,16 @@ def exit_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     rows = [dict(r, label="two or more" if r["label"] >= 2 else "under two")
             for r in toy.regression(random.Random(0), 300)]
     train, dev = toy.write_split(rows, directory / "data", dev=60)
-    out = directory / "model"
-    proc = cli("finetune", "--task", "classification", "--train", str(train), "--dev", str(dev), "--model",
-               str(tiny_model), "--out", str(out), "--early_exit", "true", "--max_seq_length", "64", "--max_steps",
-               "300", "--batch_size", "16", "--learning_rate", "2e-3", "--precision", "fp32", "--progress", "false",
-               "--num_threads", "1")
+    return _finetune_with_exits("classification", train, dev, tiny_model, directory / "model", 300, 2e-3), dev
+
+
+def _finetune_with_exits(task: str, train: Path, dev: Path, model: Path, out: Path, steps: int, lr: float) -> Path:
+    """`albert finetune --early_exit true` as a user runs it, on the tiny model (fp32, one thread)."""
+    proc = cli("finetune", "--task", task, "--train", str(train), "--dev", str(dev), "--model", str(model), "--out",
+               str(out), "--early_exit", "true", "--max_seq_length", "64", "--max_steps", str(steps), "--batch_size",
+               "16", "--learning_rate", str(lr), "--precision", "fp32", "--progress", "false", "--num_threads", "1")
     assert proc.returncode == 0, proc.stderr
-    return out, dev
+    return out
 
 
 def test_finetuned_early_exit_through_the_cli(exit_model: tuple[Path, Path], tiny_model: Path) -> None:
@@ -260,13 +263,7 @@ def order_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     train, dev = directory / "train.txt", directory / "dev.txt"
     train.write_text("\n\n".join(documents[:120]), encoding="utf-8")
     dev.write_text("\n\n".join(documents[120:]), encoding="utf-8")
-    out = directory / "model"
-    proc = cli("finetune", "--task", "sentence-order", "--train", str(train), "--dev", str(dev), "--model",
-               str(tiny_model), "--out", str(out), "--early_exit", "true", "--max_seq_length", "64", "--max_steps",
-               "40", "--batch_size", "16", "--learning_rate", "1e-3", "--precision", "fp32", "--progress", "false",
-               "--num_threads", "1")
-    assert proc.returncode == 0, proc.stderr
-    return out, dev
+    return _finetune_with_exits("sentence-order", train, dev, tiny_model, directory / "model", 40, 1e-3), dev
 
 
 def test_sentence_order_pairs_are_sop_s_and_the_same_each_read(tiny_model: Path, tmp_path: Path) -> None:
