@@ -361,3 +361,25 @@ def test_the_server_answers_sentence_order_with_passes(order_model: tuple[Path, 
             assert status == 200 and answer[0]["label"] in ("in_order", "swapped") and "passes" in answer[0], answer
     finally:
         batcher.close()
+
+
+@pytest.mark.parametrize("task", ["regression", "multiple-choice"])
+def test_regression_and_multiple_choice_exit_early_through_the_cli(task: str, tiny_model: Path,
+                                                                    tmp_path: Path) -> None:
+    """`--early_exit true` trains the other two kinds that answer a whole input; evaluate, predict and (multiple
+    choice) `choose` stop early with patience and say the passes; a regression refuses an entropy threshold."""
+    rows = (toy.regression if task == "regression" else toy.multiple_choice)(random.Random(0), 120)
+    train, dev = toy.write_split(rows, tmp_path / "data", dev=30)
+    model = _finetune_with_exits(task, train, dev, tiny_model, tmp_path / "model", 20, 1e-3)
+    scores = json.loads(cli("evaluate", "--model", str(model), "--data", str(dev), "--patience", "1").stdout)
+    assert 2 <= scores["mean_passes"] <= PASSES, scores
+    predicted = [json.loads(x) for x in cli("predict", "--model", str(model), "--data", str(dev), "--patience",
+                                            "1").stdout.splitlines()]
+    assert len(predicted) == 30 and all(2 <= p["passes"] <= PASSES for p in predicted)
+    if task == "multiple-choice":
+        question = {k: rows[0][k] for k in ("question", "options", "article") if k in rows[0]}
+        answer = json.loads(cli("choose", "--model", str(model), "--patience", "1", stdin=json.dumps(question)).stdout)
+        assert 0 <= answer["label"] < len(question["options"]) and 2 <= answer["passes"] <= PASSES
+    else:
+        proc = cli("evaluate", "--model", str(model), "--data", str(dev), "--exit-threshold", "0.5")
+        assert proc.returncode == 2 and "regression" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
