@@ -60,17 +60,12 @@ def _order_data(a: argparse.Namespace) -> Path:
     --order_skip on, shuffled (seed 0), whole documents up to ORDER_WORDS words each, dev first."""
     import random
 
+    from albert.data.reader import iter_documents
+
     directory = Path(a.work) / f"{ORDER_TASK}-data"
     if (directory / "train.txt").is_file():
         return directory
-    documents: list[list[str]] = [[]]
-    with open(a.order_text, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                documents[-1].append(line.rstrip("\n"))
-            elif documents[-1]:
-                documents.append([])
-    unseen = [d for d in documents[a.order_skip:] if d]
+    unseen = list(iter_documents(a.order_text))[a.order_skip:]
     random.Random(0).shuffle(unseen)
     directory.mkdir(parents=True, exist_ok=True)
     taken = 0
