@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import albert
+from albert.errors import ConfigError, DataError
 from albert.train.distill import DistillSettings, select_texts, weights_sha256
 from toy_tasks import wait_until_stopped
 
@@ -63,6 +64,19 @@ def test_texts_are_paragraphs_and_sentences_always_the_same() -> None:
     assert texts == select_texts([str(TEXT)], 500, 0.5, seed=0) and len(texts) == 500
     assert all(len(t.split()) >= 4 for t in texts)
     assert sum(len(t.split()) < 25 for t in texts) > 50  # short texts (queries) beside the paragraphs
+
+
+def test_shorter_paragraphs_are_read_when_asked(tmp_path: Path) -> None:
+    glosses = tmp_path / "glosses.txt"
+    glosses.write_text("a nub of coal\n\nthe action of accomplishing something\n\ntwo words\n\n"
+                       "something that is communicated by or to or between people or groups\n", encoding="utf-8")
+    with pytest.raises(DataError, match="8 words"):
+        select_texts([str(glosses)], 10, 0.0, seed=0)
+    assert sorted(select_texts([str(glosses)], 10, 0.0, seed=0, min_words=3)) == [
+        "a nub of coal", "something that is communicated by or to or between people or groups",
+        "the action of accomplishing something"]
+    with pytest.raises(ConfigError, match="min_words"):
+        DistillSettings(teacher="t", student="s", data=[str(glosses)], out="o", min_words=0)
 
 
 def test_student_moves_toward_the_teacher_and_the_vectors_are_cached(st_teacher: Path, tiny_model: Path,
@@ -231,3 +245,45 @@ def test_task_distillation_teaches_a_fresh_head_the_teacher_s_task(toy_models: d
     assert scores["accuracy"] >= 0.75, scores
     evaluated = cli("evaluate", "--model", str(out), "--data", str(dev), "--precision", "fp32")
     assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["accuracy"] >= 0.75, evaluated.stderr
+
+
+def test_a_student_made_ready_for_finetuning_keeps_its_vectors(tiny_model: Path, tmp_path: Path) -> None:
+    """`albert convert --for-finetuning`: the last hidden states at unit RMS per dimension over the texts, the pooler
+    the identity (tanh of the [CLS] state), the normalised sentence vectors as before; a model whose last pass
+    shares its layer is refused in one line."""
+    import torch
+
+    import albert
+
+    config = albert.AlbertConfig.from_json_file(tiny_model / "config.json")
+    config.num_hidden_groups = config.num_hidden_layers  # a student with a group per pass, as --from-bert makes
+    torch.manual_seed(0)
+    start = tmp_path / "student"
+    albert.AlbertModel(config).save_pretrained(start)
+    albert.AlbertTokenizer.from_pretrained(tiny_model).save_pretrained(start)
+    run = cli("convert", "--for-finetuning", str(start), "--texts", str(TEXT), "--out", str(tmp_path / "ready"))
+    assert run.returncode == 0, run.stderr
+    texts = select_texts([str(TEXT)], 40, 0.0, seed=0)
+
+    def states(directory: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        model = albert.AlbertModel.from_pretrained(directory).eval()
+        enc = albert.AlbertTokenizer.from_pretrained(directory)(texts, padding=True, truncation=True, max_length=64,
+                                                                return_tensors="pt")
+        with torch.no_grad():
+            out = model(**enc)
+        return out.last_hidden_state, out.pooler_output, enc["attention_mask"].bool()
+
+    (before, _, mask), (after, pooled, _) = states(start), states(tmp_path / "ready")
+    assert abs(float(after[mask].pow(2).mean().sqrt()) - 1) < 0.1
+    scale = after[mask].norm() / before[mask].norm()
+    torch.testing.assert_close(after, before * scale)  # one scale for every state: the same directions
+    torch.testing.assert_close(pooled, torch.tanh(after[:, 0]))
+
+    def vectors(directory: Path) -> np.ndarray:
+        return np.array(albert.pipeline("feature-extraction", model=directory, precision="fp32")(texts, normalize=True))
+
+    np.testing.assert_allclose(vectors(tmp_path / "ready"), vectors(start), atol=1e-5)
+    shared = cli("convert", "--for-finetuning", str(tiny_model), "--texts", str(TEXT), "--out", str(tmp_path / "s"))
+    assert shared.returncode == 2 and "scaling a shared layer" in shared.stderr and shared.stderr.count("\n") == 1
+    again = cli("convert", "--for-finetuning", str(start), "--texts", str(TEXT), "--out", str(tmp_path / "ready"))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr

@@ -4,7 +4,8 @@ the run and from bench/results/retrieval.json.
 
     python recipes/albert-small-en-embed/package.py STUDENT_DIR OUT_DIR [--earlier STAGE_DIR ...]
 
---earlier names the students of earlier stages (in order), whose cards come first under "The distillation".
+--earlier names the students of earlier stages (in order), whose cards come first under "The distillation"; a
+packaged model among them gives all the stages its card holds.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def public_card(card: str, stage: int) -> str:
             line = re.sub(r"from `[^`]*`", "from all-MiniLM-L6-v2", line)
         elif line.startswith("| teacher | "):
             line = f"| teacher | {TEACHER}{line[line.index(' (weights SHA-256'):]}"
+        elif line.startswith("| data | "):  # the texts by what they are, not by this machine's paths
+            line = re.sub(r"`[^`]*/corpus\.txt\.xz`", "`../shared/data/corpus.txt.xz`", line)
+            line = re.sub(r"`/[^`]*`", "task_texts.py's file", line)
         elif line.startswith("| student start | "):
             start = START if stage == 1 else f"stage {stage - 1}'s student"
             line = f"| student start | {start} |"
@@ -50,12 +54,22 @@ def main() -> None:
     p.add_argument("student")
     p.add_argument("out")
     p.add_argument("--earlier", nargs="*", default=[], help="earlier stages' students, in order")
+    p.add_argument("--texts", default=str(ROOT.parent / "shared" / "data" / "corpus.txt.xz"),
+                   help="the text whose tokens set the scale of `albert convert --for-finetuning`")
     a = p.parse_args()
     student, out = Path(a.student), Path(a.out)
+    if any(out.resolve() == Path(d).resolve() for d in [*a.earlier, student]):
+        p.error(f"{out} is also a stage: package into another directory, then move it")
+    from albert.train.distill import fit_for_finetuning, select_texts
+
+    ready = out.with_name(out.name + ".ready")
+    shutil.rmtree(ready, ignore_errors=True)
+    scale = fit_for_finetuning(student, ready, select_texts([a.texts], 1000, 0.0, seed=0))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    weights = {k: v.to(torch.float16) for k, v in load_file(str(student / "model.safetensors")).items()}
+    weights = {k: v.to(torch.float16) for k, v in load_file(str(ready / "model.safetensors")).items()}
+    shutil.rmtree(ready)
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
     for name in ("config.json", "spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                  "distill_results.json"):
@@ -65,8 +79,15 @@ def main() -> None:
 
     config = json.loads((out / "config.json").read_text())
     write_layout(out, config["hidden_size"], "mean", True, config["max_position_embeddings"])
-    stages = [Path(d) for d in a.earlier] + [student]
-    cards = [public_card((d / "README.md").read_text().split("\n", 2)[2], i) for i, d in enumerate(stages, 1)]
+    cards: list[str] = []
+    for d in [*a.earlier, student]:
+        text = (Path(d) / "README.md").read_text()
+        if "\n### Stage 1\n" in text:  # a packaged model: its stages' cards as they were published
+            body = text.split("\n### Stage 1\n", 1)[1].split("\n## ", 1)[0]
+            published = ("### Stage 1\n" + body).split("### Stage ")[1:]
+            cards += [public_card(c.split("\n", 1)[1].strip("\n"), len(cards) + i) for i, c in enumerate(published, 1)]
+        else:
+            cards.append(public_card(text.split("\n", 2)[2], len(cards) + 1))
     card = "\n".join(f"### Stage {i}\n\n{c}" for i, c in enumerate(cards, 1)) if len(cards) > 1 else cards[0]
     retrieval = ROOT / "bench" / "results" / "retrieval.json"
     rows = ""
@@ -86,7 +107,10 @@ def main() -> None:
         "albert-small-en's 16k SentencePiece vocabulary, started from layers 0, 1, 3 and 5 of all-MiniLM-L6-v2 "
         "(`albert convert --from-bert`) and distilled from that model's vectors (`albert distill`) in three stages: "
         "two regressing its vectors (MSE), then one also matching how each text relates to its neighbours. Vectors: the "
-        "mean of the last hidden states, L2-normalised. Weights stored in float16.\n\n"
+        "mean of the last hidden states, L2-normalised. Then made ready for fine-tuning (`albert convert "
+        f"--for-finetuning`): the last LayerNorm scaled by {scale:.2f} so the hidden states have unit RMS per "
+        "dimension, and the pooler, never trained, made the identity; the normalised vectors are unchanged. Weights "
+        "stored in float16.\n\n"
         f"Training text: {SOURCES}.\n\nRebuild: `bash recipes/albert-small-en-embed/reproduce.sh`.\n\n"
         "## The distillation\n\n" + card + rows)
     print(f"wrote {out}")

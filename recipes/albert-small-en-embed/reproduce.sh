@@ -10,7 +10,9 @@
 #    then a second stage from that student with distill-2.yaml's (2,000 steps on another 100,000 texts), then a
 #    third with distill-3.yaml's (600 steps with the relation term on batches of neighbours); a kill is resumed by
 #    running this script again;
-# 4. the student packaged (weights in float16) with every stage's card: package.py.
+# 4. the student made ready for fine-tuning (albert convert --for-finetuning's change: its last hidden states scaled
+#    to unit RMS per dimension, its untrained pooler the identity; the normalised vectors unchanged) and packaged
+#    (weights in float16) with every stage's card: package.py.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -40,4 +42,4 @@ distill distill.yaml "$WORK/start" "$WORK/student"
 distill distill-2.yaml "$WORK/student" "$WORK/student-2"
 distill distill-3.yaml "$WORK/student-2" "$WORK/student-3"
 "$PY" "$HERE/package.py" "$WORK/student-3" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}" \
-  --earlier "$WORK/student" "$WORK/student-2"
+  --earlier "$WORK/student" "$WORK/student-2" --texts "$CORPUS"

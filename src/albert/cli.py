@@ -257,8 +257,18 @@ def _export_sentence_transformers(a: argparse.Namespace) -> None:
 def _convert(a: argparse.Namespace) -> None:
     from albert.errors import InputError
 
-    if (a.from_tf is None) == (a.from_bert is None):
-        raise InputError("convert: give one of --from-tf PREFIX (with --config) or --from-bert DIR")
+    if sum(x is not None for x in (a.from_tf, a.from_bert, a.for_finetuning)) != 1:
+        raise InputError("convert: give one of --from-tf PREFIX (with --config), --from-bert DIR or "
+                         "--for-finetuning DIR")
+    if a.for_finetuning is not None:
+        from albert.train.distill import fit_for_finetuning, select_texts
+
+        if not a.texts:
+            raise InputError("convert --for-finetuning needs --texts (text files whose tokens set the scale)")
+        scale = fit_for_finetuning(a.for_finetuning, a.out, select_texts(a.texts, 1000, 0.0, seed=0))
+        print(f"wrote {a.out}: the last LayerNorm scaled by {scale:.3f} (unit RMS per dimension), the pooler the "
+              f"identity; sentence vectors' directions unchanged")
+        return
     if a.from_bert is not None:
         from albert.bert_import import convert_bert
 
@@ -452,9 +462,10 @@ def _add_export_commands(sub: Any) -> None:
 
 
 def _add_convert_command(sub: Any) -> None:
-    """convert --from-tf / --from-bert."""
+    """convert --from-tf / --from-bert / --for-finetuning."""
     t = sub.add_parser("convert", help="convert an original TensorFlow ALBERT checkpoint (no TensorFlow needed), or a "
-                       "BERT (a transformers/sentence-transformers directory) into an ALBERT with the same outputs")
+                       "BERT (a transformers/sentence-transformers directory) into an ALBERT with the same outputs, "
+                       "or make a sentence-vector student ready for fine-tuning")
     t.add_argument("--from-tf", default=None, help="checkpoint prefix (PREFIX.index + PREFIX.data-*)")
     t.add_argument("--config", default=None, help="the original albert_config.json (with --from-tf)")
     t.add_argument("--from-bert", default=None, help="a BERT directory (config.json + model.safetensors): each layer "
@@ -462,6 +473,11 @@ def _add_convert_command(sub: Any) -> None:
     t.add_argument("--layers", default=None, help="with --from-bert: the BERT layers to keep, e.g. 0,2,4 (default all)")
     t.add_argument("--tokenizer", default=None, help="with --from-bert: an ALBERT SentencePiece tokenizer directory to "
                    "move the embeddings onto (each piece: the mean of its WordPiece tokens' embeddings)")
+    t.add_argument("--for-finetuning", default=None, help="a sentence-vector student (e.g. from albert distill) "
+                   "made ready for fine-tuning: its last hidden states scaled to unit RMS per dimension, its pooler "
+                   "the identity; its sentence vectors' directions unchanged")
+    t.add_argument("--texts", nargs="*", default=[], help="with --for-finetuning: text files (a paragraph per line) "
+                   "whose tokens set the scale (1,000 paragraphs of 8 words or more, drawn with seed 0)")
     t.add_argument("--out", required=True, help="a new directory (a model there is never overwritten)")
     t.set_defaults(func=_convert)
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ class DistillSettings(TrainSettings):
     out: str = setting("", "the student's directory (new), written at the end")
     max_texts: int = setting(200_000, "texts drawn from --data: paragraphs, and one sentence of some as short texts")
     short_share: float = setting(0.5, "the share of paragraphs that also give one of their sentences as a short text")
+    min_words: int = setting(8, "paragraphs of fewer words are skipped (a WordNet gloss has 3 to 8)")
     eval_texts: int = setting(2000, "texts held out from training, for the evaluation's agreement with the teacher")
     max_seq_length: int = setting(128, "tokens per text at most, for student and teacher")
     similarity_weight: float = setting(0.0, "weight of the in-batch similarity term beside the MSE (0: MSE only)")
@@ -98,6 +100,8 @@ class DistillSettings(TrainSettings):
             raise ConfigError("distill needs --teacher, --student, --data and --out")
         if not 0 <= self.short_share <= 1:
             raise ConfigError(f"short_share must be in [0, 1], got {self.short_share}")
+        if self.min_words < 1:
+            raise ConfigError(f"min_words must be >= 1, got {self.min_words}")
         if self.max_texts <= self.eval_texts:
             raise ConfigError(f"max_texts ({self.max_texts}) must exceed eval_texts ({self.eval_texts})")
         if self.temperature <= 0 or self.similarity_weight < 0 or self.relation_weight < 0 or self.kd_temperature <= 0:
@@ -119,15 +123,15 @@ def _a_sentence(paragraph: str, rng: np.random.Generator) -> str:
     return good[int(rng.integers(len(good)))] if good else ""
 
 
-def select_texts(paths: list[str], max_texts: int, short_share: float, seed: int) -> list[str]:
-    """Paragraphs of 8 words or more from the files' documents, and for `short_share` of them one sentence (queries
-    are short, documents long); `max_texts` of them, drawn with `seed` from all, in a seeded order."""
+def select_texts(paths: list[str], max_texts: int, short_share: float, seed: int, min_words: int = 8) -> list[str]:
+    """Paragraphs of `min_words` words or more from the files' documents, and for `short_share` of them one sentence
+    (queries are short, documents long); `max_texts` of them, drawn with `seed` from all, in a seeded order."""
     rng = np.random.default_rng([seed, 11])
     texts: list[str] = []
     for path in paths:
         for doc in iter_documents(path):
             for paragraph in doc:
-                if len(paragraph.split()) < 8:
+                if len(paragraph.split()) < min_words:
                     continue
                 texts.append(paragraph)
                 if rng.random() < short_share:
@@ -135,9 +139,64 @@ def select_texts(paths: list[str], max_texts: int, short_share: float, seed: int
                     if sentence and sentence != paragraph:
                         texts.append(sentence)
     if len(texts) < 2:
-        raise DataError(f"{', '.join(paths)}: fewer than two paragraphs of 8 words or more")
+        raise DataError(f"{', '.join(paths)}: fewer than two paragraphs of {min_words} words or more")
     chosen = rng.permutation(len(texts))[:max_texts]
     return [texts[i] for i in chosen]
+
+
+# ----- a sentence-vector student made ready for fine-tuning -----
+def fit_for_finetuning(source: str | Path, out: str | Path, texts: list[str], max_seq_length: int = 128) -> float:
+    """`source` (an albert model directory whose last pass runs its own layer group) written to `out` with two
+    changes that leave its sentence vectors' directions as they were, so `albert embed` gives the same normalised
+    vectors:
+    - the last LayerNorm's gain and bias scaled so the last hidden states have unit RMS per dimension over `texts`'
+      tokens. A student that regressed unit-length teacher vectors keeps its states ~10x smaller than a LayerNorm's
+      own output, and a fine-tuning head at the usual learning rates then moves its logits ~10x slower;
+    - the pooler made the identity (the classifier reads tanh of the [CLS] state): distillation through the mean
+      vector never trains it, and a sentence-transformers teacher's own is untrained (all-MiniLM-L6-v2's has a zero
+      bias), so a sequence classifier would read a random projection.
+    Returns the scale. docs/distillation.md, "Ready for fine-tuning", has the measurement behind both."""
+    from albert.heads import AlbertModel
+    from albert.hub import resolve_model_dir
+
+    check_new_output(out, "convert")
+    source = Path(source) if Path(source).is_dir() else resolve_model_dir(str(source))
+    model = AlbertModel.from_pretrained(source)
+    config, pooler = model.config, model.pooler
+    if config.num_hidden_groups != config.num_hidden_layers or pooler is None:
+        raise ConfigError(f"{source}: fitting for fine-tuning needs a last pass with a layer group of its own and a "
+                          f"pooler ({config.num_hidden_layers} passes share {config.num_hidden_groups} groups): "
+                          f"scaling a shared layer would change every pass")
+    dtype = next(model.parameters()).dtype
+    model = model.float().eval()
+    tokenizer = AlbertTokenizer.from_pretrained(source)
+    total, count = 0.0, 0
+    for start in range(0, len(texts), 64):
+        enc = tokenizer(texts[start:start + 64], truncation=True, max_length=max_seq_length, padding=True,
+                        return_tensors="pt")
+        with torch.inference_mode():
+            hidden = model(**enc).last_hidden_state
+        kept = hidden[enc["attention_mask"].bool()]
+        total, count = total + float(kept.pow(2).sum()), count + kept.numel()
+    if not count:
+        raise DataError("fitting for fine-tuning needs texts with tokens")
+    scale = (count / total) ** 0.5
+    norm = model.get_submodule(f"encoder.albert_layer_groups.{config.num_hidden_groups - 1}.albert_layers."
+                               f"{config.inner_group_num - 1}.full_layer_layer_norm")
+    assert isinstance(norm, nn.LayerNorm)
+    with torch.no_grad():
+        norm.weight.mul_(scale)
+        norm.bias.mul_(scale)
+        pooler.weight.copy_(torch.eye(config.hidden_size))
+        pooler.bias.zero_()
+    with claim_output(out, "convert"):
+        for item in source.iterdir():  # tokenizer, sentence-transformers layout, card: as they were
+            if item.is_file() and item.suffix not in (".safetensors", ".bin") and item.name != "config.json":
+                shutil.copyfile(item, Path(out) / item.name)
+            elif item.is_dir():
+                shutil.copytree(item, Path(out) / item.name)
+        model.to(dtype).save_pretrained(out)
+    return scale
 
 
 # ----- the teacher's vectors -----
@@ -504,7 +563,8 @@ def distill(settings: DistillSettings, resume: bool = False) -> Path:
 
 
 def _sentence_vectors(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[AlbertPreTrainedModel, Any, str]:
-    texts = select_texts(settings.data, settings.max_texts, settings.short_share, settings.seed)
+    texts = select_texts(settings.data, settings.max_texts, settings.short_share, settings.seed,
+                         settings.min_words)
     if len(texts) <= settings.eval_texts:
         raise DataError(f"{len(texts)} texts in --data: more than eval_texts ({settings.eval_texts}) are needed")
     vectors = torch.from_numpy(teacher_vectors(settings, texts))
