@@ -5,6 +5,7 @@ and --resume continue exactly; the card names the teacher's hash and licence."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -248,9 +249,9 @@ def test_task_distillation_teaches_a_fresh_head_the_teacher_s_task(toy_models: d
 
 
 def test_a_student_made_ready_for_finetuning_keeps_its_vectors(tiny_model: Path, tmp_path: Path) -> None:
-    """`albert convert --for-finetuning`: the last hidden states at unit RMS per dimension over the texts, the pooler
-    the identity (tanh of the [CLS] state), the normalised sentence vectors as before; a model whose last pass
-    shares its layer is refused in one line."""
+    """`albert convert --for-finetuning`: the last hidden states scaled by a power of two to an RMS per dimension near
+    1 over the texts, the pooler the identity (tanh of the [CLS] state), the normalised sentence vectors as before; a
+    model whose last pass shares its layer is refused in one line."""
     import torch
 
     import albert
@@ -274,9 +275,10 @@ def test_a_student_made_ready_for_finetuning_keeps_its_vectors(tiny_model: Path,
         return out.last_hidden_state, out.pooler_output, enc["attention_mask"].bool()
 
     (before, _, mask), (after, pooled, _) = states(start), states(tmp_path / "ready")
-    assert abs(float(after[mask].pow(2).mean().sqrt()) - 1) < 0.1
-    scale = after[mask].norm() / before[mask].norm()
-    torch.testing.assert_close(after, before * scale)  # one scale for every state: the same directions
+    rms = float(after[mask].pow(2).mean().sqrt())
+    assert 2 ** -0.5 <= rms <= 2 ** 0.5, rms
+    scale = 2.0 ** round(math.log2(float(after[mask].norm() / before[mask].norm())))
+    assert torch.equal(after, before * scale)  # one power of two for every state: the same vectors, exactly
     torch.testing.assert_close(pooled, torch.tanh(after[:, 0]))
 
     def vectors(directory: Path) -> np.ndarray:

@@ -108,9 +108,9 @@ def main() -> None:
         "(`albert convert --from-bert`) and distilled from that model's vectors (`albert distill`) in three stages: "
         "two regressing its vectors (MSE), then one also matching how each text relates to its neighbours. Vectors: the "
         "mean of the last hidden states, L2-normalised. Then made ready for fine-tuning (`albert convert "
-        f"--for-finetuning`): the last LayerNorm scaled by {scale:.2f} so the hidden states have unit RMS per "
-        "dimension, and the pooler, never trained, made the identity; the normalised vectors are unchanged. Weights "
-        "stored in float16.\n\n"
+        f"--for-finetuning`): the last LayerNorm scaled by {scale:g}, a power of two, so the hidden states' RMS per "
+        "dimension is near 1, and the pooler, never trained, made the identity; the normalised vectors are unchanged. "
+        "Weights stored in float16.\n\n"
         f"Training text: {SOURCES}.\n\nRebuild: `bash recipes/albert-small-en-embed/reproduce.sh`.\n\n"
         "## The distillation\n\n" + card + rows)
     print(f"wrote {out}")

@@ -266,7 +266,7 @@ def _convert(a: argparse.Namespace) -> None:
         if not a.texts:
             raise InputError("convert --for-finetuning needs --texts (text files whose tokens set the scale)")
         scale = fit_for_finetuning(a.for_finetuning, a.out, select_texts(a.texts, 1000, 0.0, seed=0))
-        print(f"wrote {a.out}: the last LayerNorm scaled by {scale:.3f} (unit RMS per dimension), the pooler the "
+        print(f"wrote {a.out}: the last LayerNorm scaled by {scale:g} (RMS per dimension near 1), the pooler the "
               f"identity; sentence vectors' directions unchanged")
         return
     if a.from_bert is not None:
@@ -474,8 +474,8 @@ def _add_convert_command(sub: Any) -> None:
     t.add_argument("--tokenizer", default=None, help="with --from-bert: an ALBERT SentencePiece tokenizer directory to "
                    "move the embeddings onto (each piece: the mean of its WordPiece tokens' embeddings)")
     t.add_argument("--for-finetuning", default=None, help="a sentence-vector student (e.g. from albert distill) "
-                   "made ready for fine-tuning: its last hidden states scaled to unit RMS per dimension, its pooler "
-                   "the identity; its sentence vectors' directions unchanged")
+                   "made ready for fine-tuning: its last hidden states scaled by a power of two to an RMS per "
+                   "dimension near 1, its pooler the identity; its sentence vectors' directions unchanged")
     t.add_argument("--texts", nargs="*", default=[], help="with --for-finetuning: text files (a paragraph per line) "
                    "whose tokens set the scale (1,000 paragraphs of 8 words or more, drawn with seed 0)")
     t.add_argument("--out", required=True, help="a new directory (a model there is never overwritten)")

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -149,9 +150,10 @@ def fit_for_finetuning(source: str | Path, out: str | Path, texts: list[str], ma
     """`source` (an albert model directory whose last pass runs its own layer group) written to `out` with two
     changes that leave its sentence vectors' directions as they were, so `albert embed` gives the same normalised
     vectors:
-    - the last LayerNorm's gain and bias scaled so the last hidden states have unit RMS per dimension over `texts`'
-      tokens. A student that regressed unit-length teacher vectors keeps its states ~10x smaller than a LayerNorm's
-      own output, and a fine-tuning head at the usual learning rates then moves its logits ~10x slower;
+    - the last LayerNorm's gain and bias multiplied by the power of two that brings the last hidden states' RMS per
+      dimension over `texts`' tokens nearest 1 (a power of two, so every state is scaled exactly, in every
+      precision). A student that regressed unit-length teacher vectors keeps its states ~10x smaller than a
+      LayerNorm's own output, and a fine-tuning head at the usual learning rates then moves its logits ~10x slower;
     - the pooler made the identity (the classifier reads tanh of the [CLS] state): distillation through the mean
       vector never trains it, and a sentence-transformers teacher's own is untrained (all-MiniLM-L6-v2's has a zero
       bias), so a sequence classifier would read a random projection.
@@ -180,7 +182,7 @@ def fit_for_finetuning(source: str | Path, out: str | Path, texts: list[str], ma
         total, count = total + float(kept.pow(2).sum()), count + kept.numel()
     if not count:
         raise DataError("fitting for fine-tuning needs texts with tokens")
-    scale = (count / total) ** 0.5
+    scale = 2.0 ** round(math.log2((count / total) ** 0.5))
     norm = model.get_submodule(f"encoder.albert_layer_groups.{config.num_hidden_groups - 1}.albert_layers."
                                f"{config.inner_group_num - 1}.full_layer_layer_norm")
     assert isinstance(norm, nn.LayerNorm)
