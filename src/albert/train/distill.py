@@ -16,7 +16,8 @@ Sentence vectors (Reimers & Gurevych 2020, across tokenizers): the student reads
 and its mean-pooled vector — what `albert embed` computes — regresses onto the teacher's vector of the same text
 (MSE), optionally with an in-batch similarity term (each student vector must be nearer its own teacher vector than
 the batch's other texts'). The teacher's vectors are computed once and cached on disk under the teacher's and the
-texts' SHA-256, so a resumed or repeated run reads them instead of recomputing them.
+texts' SHA-256, so a resumed or repeated run reads them instead of recomputing them. `fit_for_finetuning` (`albert
+convert --for-finetuning`) then readies such a student for fine-tuning without moving its normalised vectors.
 """
 
 from __future__ import annotations
