@@ -11,7 +11,8 @@
 #    third with distill-3.yaml's (600 steps with the relation term on batches of neighbours); a kill is resumed by
 #    running this script again;
 # 4. the student made ready for fine-tuning (albert convert --for-finetuning's change: its last hidden states scaled
-#    to unit RMS per dimension, its untrained pooler the identity; the normalised vectors unchanged) and packaged
+#    by the power of two that brings their RMS per dimension nearest 1, its untrained pooler the identity; the
+#    normalised vectors unchanged) and packaged
 #    (weights in float16) with every stage's card: package.py.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

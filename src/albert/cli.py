@@ -261,11 +261,11 @@ def _convert(a: argparse.Namespace) -> None:
         raise InputError("convert: give one of --from-tf PREFIX (with --config), --from-bert DIR or "
                          "--for-finetuning DIR")
     if a.for_finetuning is not None:
-        from albert.train.distill import fit_for_finetuning, select_texts
+        from albert.train.distill import fit_for_finetuning
 
         if not a.texts:
             raise InputError("convert --for-finetuning needs --texts (text files whose tokens set the scale)")
-        scale = fit_for_finetuning(a.for_finetuning, a.out, select_texts(a.texts, 1000, 0.0, seed=0))
+        scale = fit_for_finetuning(a.for_finetuning, a.out, a.texts)
         print(f"wrote {a.out}: the last LayerNorm scaled by {scale:g} (RMS per dimension near 1), the pooler the "
               f"identity; sentence vectors' directions unchanged")
         return

@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -147,14 +148,18 @@ def select_texts(paths: list[str], max_texts: int, short_share: float, seed: int
 
 
 # ----- a sentence-vector student made ready for fine-tuning -----
-def fit_for_finetuning(source: str | Path, out: str | Path, texts: list[str], max_seq_length: int = 128) -> float:
+FIT_TEXTS = 1000  # paragraphs whose tokens set fit_for_finetuning's scale
+
+
+def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str], max_seq_length: int = 128) -> float:
     """`source` (an albert model directory whose last pass runs its own layer group) written to `out` with two
     changes that leave its sentence vectors' directions as they were, so `albert embed` gives the same normalised
     vectors:
     - the last LayerNorm's gain and bias multiplied by the power of two that brings the last hidden states' RMS per
-      dimension over `texts`' tokens nearest 1 (a power of two, so every state is scaled exactly, in every
-      precision). A student that regressed unit-length teacher vectors keeps its states ~10x smaller than a
-      LayerNorm's own output, and a fine-tuning head at the usual learning rates then moves its logits ~10x slower;
+      dimension nearest 1 over the tokens of FIT_TEXTS paragraphs of `text_files` (drawn with seed 0); a power of
+      two, so every state is scaled exactly, in every precision. A student that regressed unit-length teacher
+      vectors keeps its states ~10x smaller than a LayerNorm's own output, and a fine-tuning head at the usual
+      learning rates then moves its logits ~10x slower;
     - the pooler made the identity (the classifier reads tanh of the [CLS] state): distillation through the mean
       vector never trains it, and a sentence-transformers teacher's own is untrained (all-MiniLM-L6-v2's has a zero
       bias), so a sequence classifier would read a random projection.
@@ -172,14 +177,10 @@ def fit_for_finetuning(source: str | Path, out: str | Path, texts: list[str], ma
                           f"scaling a shared layer would change every pass")
     dtype = next(model.parameters()).dtype
     model = model.float().eval()
-    tokenizer = AlbertTokenizer.from_pretrained(source)
+    texts = select_texts(text_files, FIT_TEXTS, 0.0, seed=0)
     total, count = 0.0, 0
-    for start in range(0, len(texts), 64):
-        enc = tokenizer(texts[start:start + 64], truncation=True, max_length=max_seq_length, padding=True,
-                        return_tensors="pt")
-        with torch.inference_mode():
-            hidden = model(**enc).last_hidden_state
-        kept = hidden[enc["attention_mask"].bool()]
+    for hidden, mask in last_states(model, AlbertTokenizer.from_pretrained(source), texts, max_seq_length):
+        kept = hidden[mask.bool()]
         total, count = total + float(kept.pow(2).sum()), count + kept.numel()
     if not count:
         raise DataError("fitting for fine-tuning needs texts with tokens")
@@ -200,6 +201,16 @@ def fit_for_finetuning(source: str | Path, out: str | Path, texts: list[str], ma
                 shutil.copytree(item, Path(out) / item.name)
         model.to(dtype).save_pretrained(out)
     return scale
+
+
+def last_states(model: nn.Module, tokenizer: AlbertTokenizer, texts: list[str], max_seq_length: int,
+                batch: int = 64) -> Iterator[tuple[Tensor, Tensor]]:
+    """(last hidden states, attention mask) of `texts` in batches, without gradients."""
+    for start in range(0, len(texts), batch):
+        enc = tokenizer(texts[start:start + batch], truncation=True, max_length=max_seq_length, padding=True,
+                        return_tensors="pt")
+        with torch.inference_mode():
+            yield model(**enc).last_hidden_state, enc["attention_mask"]
 
 
 # ----- the teacher's vectors -----
@@ -246,14 +257,8 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
     tokenizer = AlbertTokenizer.from_pretrained(teacher)
 
     def encode(texts: list[str]) -> np.ndarray:
-        out = []
-        for start in range(0, len(texts), 64):
-            enc = tokenizer(texts[start:start + 64], truncation=True, max_length=max_seq_length, padding=True,
-                            return_tensors="pt")
-            with torch.inference_mode():
-                hidden = model(**enc).last_hidden_state
-            out.append(pool_hidden_states(hidden, enc["attention_mask"]).float().numpy())
-        return np.concatenate(out)
+        return np.concatenate([pool_hidden_states(hidden, mask).float().numpy()
+                               for hidden, mask in last_states(model, tokenizer, texts, max_seq_length)])
     return encode
 
 
