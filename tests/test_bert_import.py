@@ -77,6 +77,42 @@ def test_a_subset_of_layers_is_that_shallower_bert(bert_dir: Path, tmp_path: Pat
                                    rtol=1e-4)
 
 
+def test_the_bert_s_own_vocabulary_becomes_a_sentencepiece_model(bert_dir: Path, tmp_path: Path,
+                                                                 text_lines: list[str]) -> None:
+    """Without --tokenizer the vocabulary stays the BERT's, row for row: piece i is WordPiece token i, segmented as
+    WordPiece segments (punctuation split off, longest pieces first) on nearly every token, the same by albert's
+    tokenizer and transformers' AlbertTokenizer, and a text whose tokens agree gets the BERT's own vectors."""
+    import difflib
+
+    from albert.bert_import import convert_bert
+
+    convert_bert(bert_dir, tmp_path / "own")
+    ours = albert.AlbertTokenizer.from_pretrained(tmp_path / "own")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "own")
+    wordpiece = tokenizers.Tokenizer.from_file(str(bert_dir / "tokenizer.json"))
+    assert ours.vocab_size == wordpiece.get_vocab_size()
+    assert [ours.sp.id_to_piece(wordpiece.token_to_id(t)) for t in ("[CLS]", "[UNK]", "the", "##s")] == [
+        "[CLS]", "<unk>", "▁the", "s"]
+    matched = total = differ = 0
+    for line in text_lines:
+        got, want = ours.encode(line, add_special_tokens=False), wordpiece.encode(line, add_special_tokens=False).ids
+        matched += sum(b.size for b in difflib.SequenceMatcher(None, got, want, autojunk=False).get_matching_blocks())
+        total += len(want)
+        differ += theirs(line)["input_ids"] != ours(line)["input_ids"]
+    assert matched / total > 0.9, matched / total  # (0.93 on this 600-token vocabulary; 0.97 on a real BERT's)
+    # (float32 sums in SentencePiece against float64 in transformers can still order two splits differently)
+    assert differ <= len(text_lines) // 100, differ
+    text = "(whale), the whale's sea!"
+    ids = [wordpiece.token_to_id("[CLS]"), *wordpiece.encode(text).ids, wordpiece.token_to_id("[SEP]")]
+    assert ours(text)["input_ids"] == ids
+    bert = transformers.BertModel.from_pretrained(bert_dir).eval()
+    with torch.no_grad():
+        want_vector = bert(input_ids=torch.tensor([ids])).last_hidden_state[0].mean(0)
+        got_vector = albert.pipeline("feature-extraction", model=tmp_path / "own", precision="fp32")(
+            [text], normalize=False)
+    torch.testing.assert_close(torch.tensor(got_vector[0]), want_vector, atol=1e-5, rtol=1e-4)
+
+
 def test_moving_onto_a_sentencepiece_vocabulary(bert_dir: Path, tokenizer_dir: Path, tmp_path: Path) -> None:
     from albert.bert_import import convert_bert
 

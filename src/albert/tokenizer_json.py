@@ -34,7 +34,7 @@ SPIECE_UNDERLINE = "\u2581"
 DIGIT_COMMA_PENALTY = 100.0  # transformers' AlbertConverter lowers these pieces' scores by this much
 _DIGIT_COMMA = re.compile(r"\d,$")
 # SentencePiece's piece types
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED = 1, 2, 3, 4
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED = 1, 2, 3, 4, 5
 SPECIAL = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
 
 
