@@ -472,8 +472,8 @@ def _add_convert_command(sub: Any) -> None:
                    "becomes an unshared ALBERT group, exactly")
     t.add_argument("--layers", default=None, help="with --from-bert: the BERT layers to keep, e.g. 0,2,4 (default all)")
     t.add_argument("--tokenizer", default=None, help="with --from-bert: an ALBERT SentencePiece tokenizer directory to "
-                   "move the embeddings onto (each piece: the mean of its WordPiece tokens' embeddings); without it the "
-                   "BERT's own vocabulary, row for row, as a SentencePiece model that segments as WordPiece does")
+                   "move the embeddings onto (each piece: the mean of its WordPiece tokens' embeddings); without it"
+                   " the BERT's own vocabulary, row for row, as a SentencePiece model that segments as WordPiece does")
     t.add_argument("--for-finetuning", default=None, help="a sentence-vector student (e.g. from albert distill) "
                    "made ready for fine-tuning: its last hidden states scaled by a power of two to an RMS per "
                    "dimension near 1, its pooler the identity; its sentence vectors' directions unchanged")
