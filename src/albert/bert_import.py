@@ -178,8 +178,10 @@ def bert_normalizer() -> bytes:
     """A SentencePiece NormalizerSpec (serialized): nmt_nfkc, then a space either side of each character BERT splits
     off, compiled by SentencePiece's own trainer (the only public way to build its precompiled character map)."""
     import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2 as pb
 
+    from albert.tokenizer_json import sentencepiece_proto
+
+    pb = sentencepiece_proto()
     nfkc = spm.SentencePieceNormalizer(rule_name="nmt_nfkc", add_dummy_prefix=False, escape_whitespaces=False,
                                        remove_extra_whitespaces=False)
     rules = []
@@ -233,10 +235,9 @@ def _lowercases(source: Path) -> bool:
 
 def wordpiece_as_sentencepiece(tokens: list[str]) -> bytes:
     """A serialized SentencePiece model whose piece i is WordPiece token i (see the module's doc)."""
-    from sentencepiece import sentencepiece_model_pb2 as pb
+    from albert.tokenizer_json import CONTROL, NORMAL, UNKNOWN, UNUSED, sentencepiece_proto
 
-    from albert.tokenizer_json import CONTROL, NORMAL, UNKNOWN, UNUSED
-
+    pb = sentencepiece_proto()
     model = pb.ModelProto()
     model.normalizer_spec.ParseFromString(bert_normalizer())
     ours = {bert: mine for mine, bert in _SPECIALS.items()}

@@ -38,7 +38,7 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED = 1, 2, 3, 4, 5
 SPECIAL = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
 
 
-def _pb() -> Any:
+def sentencepiece_proto() -> Any:
     from sentencepiece import sentencepiece_model_pb2
 
     return sentencepiece_model_pb2
@@ -76,7 +76,7 @@ def spm_from_tokenizer_json(doc: Any, where: str = "tokenizer.json") -> tuple[by
     steps = _normalizers(doc.get("normalizer"))
     kinds = [s.get("type") for s in steps]
     charsmap = next((s.get("precompiled_charsmap") for s in steps if s.get("type") == "Precompiled"), None)
-    pb = _pb()
+    pb = sentencepiece_proto()
     proto = pb.ModelProto()
     for i, (piece, score) in enumerate(vocab):
         entry = proto.pieces.add()
@@ -139,7 +139,7 @@ def _prepends(pre_tokenizer: Any) -> bool:
 # ----- spiece.model → tokenizer.json -----
 def tokenizer_json_from_spm(proto_bytes: bytes, do_lower_case: bool, keep_accents: bool) -> dict[str, Any]:
     """The tokenizer.json transformers' converter writes for this SentencePiece model and these settings."""
-    pb = _pb()
+    pb = sentencepiece_proto()
     proto = pb.ModelProto()
     proto.ParseFromString(proto_bytes)
     vocab = [[p.piece, p.score - DIGIT_COMMA_PENALTY if _digit_comma(p.piece) else p.score] for p in proto.pieces]
