@@ -2,7 +2,8 @@
 (`albert embed`'s default model) against the distillation's teacher (all-MiniLM-L6-v2 through
 sentence-transformers), the same rows, the same classifier.
 
-    python bench/frozen_vectors.py --teacher DIR [--tasks ../shared/data/tasks] [--train 4000] [--dev 2000]
+    python bench/frozen_vectors.py --teacher DIR [--model M ...] [--teacher_layers 0,1,3,5] [--only TASK ...]
+        [--tasks ../shared/data/tasks] [--train 4000] [--dev 2000]
 
 Features: a text's vector; a pair's [u, v, |u - v|, u * v] (InferSent's, as sentence-transformers trains pair
 classifiers); a cloze question's options each as the vector of the question with the option written into its blank
@@ -86,7 +87,10 @@ def _accuracy(task: str, train: list[dict[str, Any]], dev: list[dict[str, Any]],
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", required=True, help="the teacher's sentence-transformers directory")
-    ap.add_argument("--model", default="albert-small-en-embed")
+    ap.add_argument("--model", nargs="+", default=["albert-small-en-embed"], help="albert models")
+    ap.add_argument("--teacher_layers", default=None, help="also the teacher cut to these of its layers, e.g. 0,1,3,5 "
+                    "(on its own tokenizer, through sentence-transformers)")
+    ap.add_argument("--only", nargs="+", choices=TASKS, default=list(TASKS), help="the tasks to run")
     ap.add_argument("--tasks", default=str(ROOT.parent / "shared" / "data" / "tasks"))
     ap.add_argument("--train", type=int, default=4000)
     ap.add_argument("--dev", type=int, default=2000)
@@ -97,17 +101,28 @@ def main() -> None:
     import albert
     from albert.kernels import cpu_description
 
-    ours = albert.pipeline("feature-extraction", model=a.model)
-    teacher = SentenceTransformer(a.teacher, device="cpu")
-    contenders = {
-        f"albert embed ({a.model})": lambda texts: np.array(ours(texts, normalize=True), dtype=np.float32),
-        "teacher (all-MiniLM-L6-v2, sentence-transformers)":
-            lambda texts: teacher.encode(texts, batch_size=64, normalize_embeddings=True),
-    }
+    def albert_embed(model: str) -> Any:
+        pipe = albert.pipeline("feature-extraction", model=model)
+        return lambda texts: np.array(pipe(texts, normalize=True), dtype=np.float32)
+
+    def sentence_transformers(layers: list[int] | None) -> Any:
+        model = SentenceTransformer(a.teacher, device="cpu")
+        if layers is not None:
+            import torch
+
+            encoder = model[0].auto_model.encoder
+            encoder.layer = torch.nn.ModuleList([encoder.layer[i] for i in layers])
+        return lambda texts: model.encode(texts, batch_size=64, normalize_embeddings=True)
+
+    contenders = {f"albert embed ({m})": albert_embed(m) for m in a.model}
+    contenders["teacher (all-MiniLM-L6-v2, sentence-transformers)"] = sentence_transformers(None)
+    if a.teacher_layers:
+        layers = [int(x) for x in a.teacher_layers.split(",")]
+        contenders[f"the teacher's layers {a.teacher_layers} (sentence-transformers)"] = sentence_transformers(layers)
     results: dict[str, Any] = {"machine": cpu_description(), "train_rows": a.train, "dev_rows": a.dev,
                                "classifier": "LogisticRegression(C=1, lbfgs, max_iter=2000)", "tasks": {},
                                "not_run": NOT_RUN}
-    for task in TASKS:
+    for task in a.only:
         train = _rows(Path(a.tasks) / task / "train.jsonl.xz", a.train)
         dev = _rows(Path(a.tasks) / task / "dev.jsonl", a.dev)
         if task in ("wordnet_supersense", "fine_foods_sentiment"):  # label names → ids, as the task lists them

