@@ -254,6 +254,8 @@ def wordpiece_as_sentencepiece(tokens: list[str]) -> bytes:
         else:
             piece.piece, piece.type = "\u2581" + token, NORMAL
             piece.score = -_PIECE + _LENGTH * len(piece.piece) ** 2 + _FIRST * len(piece.piece) - _TIE * _spread(i)
+    if len({p.piece for p in model.pieces}) != len(tokens):
+        raise CheckpointError("two WordPiece tokens become the same SentencePiece piece; pass --tokenizer instead")
     spec = model.trainer_spec
     spec.model_type, spec.vocab_size = pb.TrainerSpec.UNIGRAM, len(tokens)
     spec.unk_id, spec.bos_id, spec.eos_id = tokens.index("[UNK]"), -1, -1
