@@ -200,6 +200,7 @@ def bert_normalizer() -> bytes:
         model.ParseFromString((Path(tmp) / "m.model").read_bytes())
     spec = model.normalizer_spec
     spec.name = "nmt_nfkc_bert_split"
+    spec.ClearField("normalization_rule_tsv")  # (the trainer records the rules' temporary path)
     spec.add_dummy_prefix = spec.remove_extra_whitespaces = spec.escape_whitespaces = True
     return bytes(spec.SerializeToString())
 
