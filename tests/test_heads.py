@@ -56,7 +56,7 @@ RUNS = [("bf16", False), ("int8", False), ("int8", True), ("bf16", True)]
 # machine); `-m slow` compiles every head (the answerability head's compiled run is its own test below)
 COMPILED_BY_DEFAULT = ("classification", "qa")
 FINE_TUNED_RUNS = [("bf16", False, None), ("int8", False, None), ("int8", True, COMPILED_BY_DEFAULT),
-                   pytest.param("int8", True, None, marks=pytest.mark.slow, id="int8-compile-every-head")]
+                   pytest.param("int8", True, None, marks=pytest.mark.slow)]
 
 # the largest difference from fp32 allowed: in a score or probability (0-1), and in a metric on the 0-100 scale
 SCORE_TOLERANCE = {"bf16": 0.05, "int8": 0.05}

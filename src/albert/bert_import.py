@@ -16,7 +16,7 @@ tokenizer, and transformers' AlbertTokenizer, read SentencePiece): a word-initia
 `▁w`, a continuation `##x` the piece `x`, and the normalizer puts spaces around each punctuation mark and CJK
 character, as BERT's basic tokenizer splits them off. SentencePiece segments by the best total score where
 WordPiece takes the longest match first; scores that favour fewer pieces, then longer ones, then a longer first
-piece make the two agree on ~96% of tokens of English prose (docs/distillation.md), and the rest are other splits of
+piece make the two agree on ~97% of tokens of English prose (docs/distillation.md), and the rest are other splits of
 the same word into the same vocabulary.
 """
 
@@ -151,6 +151,10 @@ def transfer_vocabulary(embeddings: torch.Tensor, bert_tokenizer: Path, pieces: 
     return out
 
 
+_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
 def _split_off_by_bert(c: str) -> bool:
     """BERT's basic tokenizer makes each punctuation mark (ASCII's symbols too) and CJK character a word of its own."""
     o = ord(c)
@@ -159,8 +163,6 @@ def _split_off_by_bert(c: str) -> bool:
     return any(a <= o <= b for a, b in _CJK)
 
 
-_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 # WordPiece's longest-match-first as SentencePiece scores: each piece costs PIECE (fewer pieces first), longer ones
 # earn LENGTH x len² (uneven splits: long pieces), a word-initial one FIRST x len more (a longer first piece), and
 # each loses up to TIE, spread over its id, so that two segmentations of a word hardly ever score the same:
@@ -236,7 +238,7 @@ def _lowercases(source: Path) -> bool:
 
 def wordpiece_as_sentencepiece(tokens: list[str]) -> bytes:
     """A serialized SentencePiece model whose piece i is WordPiece token i (see the module's doc)."""
-    from albert.tokenizer_json import CONTROL, NORMAL, UNKNOWN, UNUSED, sentencepiece_proto
+    from albert.tokenizer_json import CONTROL, NORMAL, SPIECE_UNDERLINE, UNKNOWN, UNUSED, sentencepiece_proto
 
     pb = sentencepiece_proto()
     model = pb.ModelProto()
@@ -253,7 +255,7 @@ def wordpiece_as_sentencepiece(tokens: list[str]) -> bytes:
         elif token.startswith("[") and token.endswith("]"):  # [unused0] and the like: kept as rows, never produced
             piece.piece, piece.score, piece.type = token, 0.0, UNUSED
         else:
-            piece.piece, piece.type = "\u2581" + token, NORMAL
+            piece.piece, piece.type = SPIECE_UNDERLINE + token, NORMAL
             piece.score = -_PIECE + _LENGTH * len(piece.piece) ** 2 + _FIRST * len(piece.piece) - _TIE * _spread(i)
     if len({p.piece for p in model.pieces}) != len(tokens):
         raise CheckpointError("two WordPiece tokens become the same SentencePiece piece; pass --tokenizer instead")
