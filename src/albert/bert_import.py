@@ -300,7 +300,7 @@ def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | No
     missing, unexpected = model.load_state_dict({k.removeprefix("albert."): v for k, v in state.items()}, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"the BERT's weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    with claim_output(out, "convert"):
-        model.save_pretrained(out)
-        sp.save_pretrained(out)
+    with claim_output(out, "convert") as staging:
+        model.save_pretrained(staging)
+        sp.save_pretrained(staging)
     return {"layers": kept, "vocab_size": config.vocab_size, "parameters": model.num_parameters()}

@@ -284,5 +284,6 @@ def export_sentence_transformers(name_or_path: str | Path, out: str | Path, pool
     out = Path(out)
     check_new_output(out, "export sentence-transformers")
     pipe = pipeline("feature-extraction", model=name_or_path, device="cpu", precision="fp32")
-    with claim_output(out, "export sentence-transformers"):
-        return pipe.save_pretrained(out, pooling, normalize)
+    with claim_output(out, "export sentence-transformers") as staging:
+        pipe.save_pretrained(staging, pooling, normalize)
+    return out

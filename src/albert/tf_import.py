@@ -251,6 +251,6 @@ def convert_tf_checkpoint(prefix: str | Path, config_path: str | Path, out: str 
         raise CheckpointError(f"the checkpoint lacks backbone weights: {', '.join(missing[:5])}")
     model.load_state_dict(state, strict=False)
     model.tie_weights()
-    with claim_output(out, "convert"):
-        model.save_pretrained(out)
+    with claim_output(out, "convert") as staging:
+        model.save_pretrained(staging)
     return {"skipped": sorted(skipped), "unknown": sorted(unknown), "initialised": missing}

@@ -73,8 +73,9 @@ def train_tokenizer(
         raise DataError("no text found in " + ", ".join(map(str, inputs)))
     out_dir = Path(out_dir)
     logger.info("training a %d-piece vocabulary on %d of %d lines", vocab_size, len(sample), seen)
-    with claim_output(out_dir, "tokenizer train"):
-        return _train_vocabulary(sample, out_dir, vocab_size, character_coverage, do_lower_case, keep_accents)
+    with claim_output(out_dir, "tokenizer train") as staging:
+        _train_vocabulary(sample, staging, vocab_size, character_coverage, do_lower_case, keep_accents)
+    return AlbertTokenizer.from_pretrained(out_dir)
 
 
 def _train_vocabulary(sample: list[str], out_dir: Path, vocab_size: int, character_coverage: float,

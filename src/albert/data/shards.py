@@ -227,10 +227,10 @@ def prepare_data(
     out = Path(out_dir)
     workers = workers or max(1, (os.cpu_count() or 1))
     # failed or interrupted: nothing is left behind (not resumable; a rerun clears a killed run's leftovers)
-    with claim_output(out, "data prepare"):
-        shards, totals = _write_shards(inputs, tokenizer, out, eval_fraction, workers, seed, field, docs_per_shard,
-                                       progress)
-        _write_meta(out, tokenizer, shards, totals, inputs, eval_fraction, seed)
+    with claim_output(out, "data prepare") as staging:
+        shards, totals = _write_shards(inputs, tokenizer, staging, eval_fraction, workers, seed, field,
+                                       docs_per_shard, progress)
+        _write_meta(staging, tokenizer, shards, totals, inputs, eval_fraction, seed)
     return read_meta(out)
 
 

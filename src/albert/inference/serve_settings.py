@@ -2,6 +2,7 @@
 (albert.cli), checked before a model is loaded. Light to import: the CLI reads it to build its parser."""
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +64,11 @@ class ServeSettings:
                      "max_headers", "workers"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.grace < 0:
-            raise InputError(f"--grace must be >= 0, got {self.grace}")
+        if not (math.isfinite(self.grace) and self.grace >= 0):  # (nan compares false; inf would never end a stop)
+            raise InputError(f"--grace must be a finite number of seconds >= 0, got {self.grace}")
         for name in ("header_timeout", "body_timeout"):
-            if not getattr(self, name) > 0:
-                raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number of seconds > 0, got "
+                                 f"{getattr(self, name)}")
         if self.api_key is not None and not self.api_key.strip():
             raise InputError("--api-key is empty")

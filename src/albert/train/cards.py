@@ -25,6 +25,7 @@ def write_finetune_card(out: Path, settings: Any, defaults: Any, head: str, labe
     """README.md of a fine-tuned directory: what the model is for, its labels, data, dev scores, the command that
     rebuilds it (`defaults`: the settings that command would have without its --key value), the code."""
     kind = get_kind(settings.task)
+    name = Path(settings.out).name  # (`out` is where the card is written: the output's staging directory)
     given = card_inputs(settings)
     changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
                if f.name not in given and f.name not in ("run_dir", "progress", "epochs", "eval_every", "save_every")
@@ -39,10 +40,10 @@ base_model: {settings.model}
 tags: [albert, {settings.task}]
 ---
 
-# {out.name}
+# {name}
 
 ALBERT fine-tuned for **{settings.task}** ({kind.help}) from `{settings.model}`; it answers the `{kind.task}`
-task (`albert {TASKS[kind.task].command} --model {out.name}`, or `albert.pipeline("{kind.task}", model=...)`), and
+task (`albert {TASKS[kind.task].command} --model {name}`, or `albert.pipeline("{kind.task}", model=...)`), and
 transformers loads it as `{head}`.
 
 | | |
@@ -99,7 +100,7 @@ def write_distill_card(out: Path, settings: Any, teacher_hash: str, about: str, 
     overrides = json.dumps(settings.student_overrides) if settings.student_overrides else "as the start"
     held_out = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in scores.items())
     lines = [
-        f"# {out.name}", "",
+        f"# {Path(settings.out).name}", "",
         f"An ALBERT student distilled ({settings.kind}) from `{Path(settings.teacher).name}` by `albert distill`.", "",
         "| | |", "|---|---|",
         f"| teacher | `{settings.teacher}` (weights SHA-256 `{teacher_hash}`) |",

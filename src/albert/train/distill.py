@@ -193,13 +193,13 @@ def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str
         norm.bias.mul_(scale)
         pooler.weight.copy_(torch.eye(config.hidden_size))
         pooler.bias.zero_()
-    with claim_output(out, "convert"):
+    with claim_output(out, "convert") as staging:
         for item in source.iterdir():  # tokenizer, sentence-transformers layout, card: as they were
             if item.is_file() and item.suffix not in (".safetensors", ".bin") and item.name != "config.json":
-                shutil.copyfile(item, Path(out) / item.name)
+                shutil.copyfile(item, staging / item.name)
             elif item.is_dir():
-                shutil.copytree(item, Path(out) / item.name)
-        model.to(dtype).save_pretrained(out)
+                shutil.copytree(item, staging / item.name)
+        model.to(dtype).save_pretrained(staging)
     return scale
 
 
@@ -558,14 +558,14 @@ def distill(settings: DistillSettings, resume: bool = False) -> Path:
             close()
     scores = task.evaluate(model, next(model.parameters()).device, None)
     logger.info("held-out: %s", scores)
-    with claim_output(out, "distill"):
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        (out / "distill_results.json").write_text(json.dumps(scores, indent=2) + "\n")
+    with claim_output(out, "distill") as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "distill_results.json").write_text(json.dumps(scores, indent=2) + "\n")
         if settings.kind == "task" and scores:  # as a fine-tuned directory has them
-            (out / "dev_results.json").write_text(json.dumps({k.removeprefix("eval_"): v for k, v in scores.items()},
-                                                             indent=2) + "\n")
-        write_distill_card(out, settings, weights_sha256(Path(settings.teacher)), about, scores,
+            dev = {k.removeprefix("eval_"): v for k, v in scores.items()}
+            (staging / "dev_results.json").write_text(json.dumps(dev, indent=2) + "\n")
+        write_distill_card(staging, settings, weights_sha256(Path(settings.teacher)), about, scores,
                            time.perf_counter() - began)
     return out
 

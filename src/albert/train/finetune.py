@@ -304,15 +304,15 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
             run = resolve_runtime(resolved.device, resolved.precision)
             scores = task.features.score_examples(model, dev_rows, run.device, run.autocast_dtype)
         logger.info("dev: %s", scores)
-    with claim_output(out, "finetune"):
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+    with claim_output(out, "finetune") as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
         if scores is not None:
-            (out / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
+            (staging / "dev_results.json").write_text(json.dumps(scores, indent=2) + "\n")
         defaults = build_settings(FinetuneSettings, {k: v for k, v in card_inputs(resolved).items() if v is not None})
         head = model_class(TaskSpec(settings.task, settings.max_seq_length,
                                     answerability_head=settings.answerability_head)).__name__
-        write_finetune_card(out, resolved, defaults, head, labels, scores, len(train_rows), len(dev_rows or []))
+        write_finetune_card(staging, resolved, defaults, head, labels, scores, len(train_rows), len(dev_rows or []))
     return out
 
 
