@@ -146,16 +146,28 @@ def token_f1(prediction: str, gold: str) -> float:
 
 def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
     """EM and F1 (percent) as evaluate-v1.1/v2.0: each question's best score over its gold answers.
-    An unanswerable question's gold list is empty and matches only the empty prediction."""
-    em = f1 = 0.0
+    An unanswerable question's gold list is empty and matches only the empty prediction. Where both kinds of
+    question are present, v2.0's HasAns_* and NoAns_* scores too (the answered and the unanswerable apart)."""
+    scores: dict[str, dict[str, tuple[float, float]]] = {"HasAns": {}, "NoAns": {}}
     for qid, answers in golds.items():
         if qid not in predictions:
             raise ValueError(f"no prediction for question {qid!r}")
-        answers = [a for a in answers if normalize_answer(a)] or [""]
-        em += max(exact_match(predictions[qid], a) for a in answers)
-        f1 += max(token_f1(predictions[qid], a) for a in answers)
-    n = len(golds)
-    return {"exact": 100.0 * em / n, "f1": 100.0 * f1 / n, "total": float(n)}
+        answers = [a for a in answers if normalize_answer(a)]
+        kind = "HasAns" if answers else "NoAns"
+        answers = answers or [""]
+        scores[kind][qid] = (max(exact_match(predictions[qid], a) for a in answers),
+                             max(token_f1(predictions[qid], a) for a in answers))
+    out = _percent(scores["HasAns"] | scores["NoAns"], "")
+    if scores["HasAns"] and scores["NoAns"]:
+        for kind, of_kind in scores.items():
+            out.update(_percent(of_kind, kind + "_"))
+    return out
+
+
+def _percent(scores: dict[str, tuple[float, float]], prefix: str) -> dict[str, float]:
+    n = len(scores)
+    return {f"{prefix}exact": 100.0 * sum(em for em, _ in scores.values()) / n,
+            f"{prefix}f1": 100.0 * sum(f1 for _, f1 in scores.values()) / n, f"{prefix}total": float(n)}
 
 
 def squad_v2_best_threshold(predictions: dict[str, str], no_answer_probs: dict[str, float],

@@ -317,8 +317,16 @@ def _non_finite(policy: str, step: int, summary: dict[str, float], grad_norm: Te
 def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool = False,
           on_step: Any = None) -> nn.Module:
     """Run the loop to `settings.max_steps` (or `stop_after`); returns the (unwrapped) trained model."""
+    threads = torch.get_num_threads()
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
+    try:
+        return _train(settings, model, task, resume, on_step)
+    finally:
+        torch.set_num_threads(threads)  # a caller's thread count is its own (the loop may run inside a server, a test)
+
+
+def _train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool, on_step: Any) -> nn.Module:
     device_type = "cuda" if settings.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     d = setup_distributed(device_type)
     device = resolve_device(settings.device, d.local_rank)
