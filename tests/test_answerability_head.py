@@ -76,7 +76,7 @@ def test_beam_agrees_with_training_path_and_respects_p_mask() -> None:
 
 
 def test_save_load_and_transformers_backbone(tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    import transformers
     model = small_model()
     model.save_pretrained(tmp_path)
     again = AlbertForQuestionAnsweringWithAnswerability.from_pretrained(tmp_path).eval()
@@ -123,12 +123,15 @@ def test_finetune_evaluate_predict_and_pipeline(tiny_model: Path, tmp_path: Path
     items = tmp_path / "questions.jsonl"
     items.write_text("".join(json.dumps(x) + "\n" for x in v2[150:160]))
     done = subprocess.run([sys.executable, "-m", "albert.cli", "answer", "--model", str(out), "--precision", "fp32",
-                           "--allow-no-answer", "--file", str(items)], capture_output=True, text=True)
+                           "--allow-no-answer", "--file", str(items)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     answers = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(answers) == 10
     for got, x in zip(answers, v2[150:160]):
-        assert got["answer"] == "" if got["no_answer_score"] > 0 else got["answer"] in x["context"]
+        if got["no_answer_score"] > 0:
+            assert got["answer"] == "", got
+        else:  # a span of the context, not the empty answer
+            assert got["answer"] and got["answer"] in x["context"], got
 
 
 def test_head_only_for_qa(tmp_path: Path) -> None:
@@ -137,7 +140,8 @@ def test_head_only_for_qa(tmp_path: Path) -> None:
 
 
 def test_onnx_export_keeps_the_beam(tmp_path: Path) -> None:
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
     from albert.export import export_onnx
 
     model = small_model()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import save_file
 
 import albert
@@ -15,7 +16,6 @@ from albert import AlbertConfig
 from albert.checkpoint import resolve_model_dir
 from albert.errors import CheckpointError, ConfigError
 
-transformers = pytest.importorskip("transformers")
 SMALL = dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
              intermediate_size=37, max_position_embeddings=64)
 

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -54,7 +55,7 @@ def test_classification_learns_and_round_trips(tiny_model: Path, source_task, tm
     preds = predict_dir(out, dev, precision="fp32")
     assert len(preds) == 60 and {p["label"] for p in preds} <= {"moby", "sotu"}
     # transformers loads it as the matching class, with the labels
-    transformers = pytest.importorskip("transformers")
+    import transformers
     theirs = transformers.AlbertForSequenceClassification.from_pretrained(out).eval()
     assert theirs.config.id2label == {0: "moby", 1: "sotu"}
     from albert import AlbertForSequenceClassification, AlbertTokenizer
@@ -150,7 +151,7 @@ def test_settings_priority_recipe_then_file_then_command_line(tmp_path: Path) ->
         finetune_settings({"task": "qa", "train": "t", "out": "o", "learning_rat": 1.0})
 
 
-def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_path: Path) -> None:
+def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_path: Path, albert_cli: Any) -> None:
     train, dev = source_task
     out = subprocess.run([sys.executable, "-m", "albert.cli", "finetune", "--task", "classification", "--train",
                           str(train), "--dev", str(dev), "--model", str(tiny_model), "--out", str(tmp_path / "o"),
@@ -159,13 +160,11 @@ def test_cli_finetune_with_recipe_override(tiny_model: Path, source_task, tmp_pa
     assert out.returncode == 0, out.stderr
     saved = (tmp_path / "o-run" / "settings.yaml").read_text()
     assert "learning_rate: 2.0e-05" in saved and "max_steps: 4" in saved and "batch_size: 32" in saved
-    ev = subprocess.run([sys.executable, "-m", "albert.cli", "evaluate", "--model", str(tmp_path / "o"), "--data",
-                         str(dev)], capture_output=True, text=True, timeout=120)
+    ev = albert_cli("evaluate", "--model", str(tmp_path / "o"), "--data", str(dev))
     assert ev.returncode == 0 and "accuracy" in json.loads(ev.stdout)
     weights = (tmp_path / "o" / "model.safetensors").read_bytes()
-    again = subprocess.run([sys.executable, "-m", "albert.cli", "finetune", "--task", "classification", "--train",
-                            str(train), "--model", str(tiny_model), "--out", str(tmp_path / "o")],
-                           capture_output=True, text=True, timeout=120)
+    again = albert_cli("finetune", "--task", "classification", "--train", str(train), "--model", str(tiny_model),
+                       "--out", str(tmp_path / "o"))
     assert again.returncode == 2 and "is not empty (README.md, config.json" in again.stderr
     assert (tmp_path / "o" / "model.safetensors").read_bytes() == weights
 
@@ -199,7 +198,7 @@ def test_token_classification(tiny_model: Path, tmp_path: Path) -> None:
             assert set(e) == {"entity_group", "score", "word", "start", "end"}
             assert text[e["start"]:e["end"]] == e["word"] and 0 < e["score"] <= 1
         assert bool(p["entities"]) == any(t != "O" for t in p["tags"])
-    transformers = pytest.importorskip("transformers")
+    import transformers
     assert transformers.AlbertForTokenClassification.from_pretrained(out).config.id2label[0] == "O"
     conll = tmp_path / "dev.conll"  # the same sentences as CoNLL columns score the same
     conll.write_text("-DOCSTART- -X- O O\n\n" + "\n\n".join(
@@ -215,7 +214,7 @@ def test_multiple_choice(tiny_model: Path, tmp_path: Path) -> None:
     assert evaluate_dir(out, dev, precision="fp32") == pytest.approx(scores)  # (learning: test_heads.py)
     preds = predict_dir(out, dev, precision="fp32")
     assert len(preds) == 40 and all(len(p["scores"]) == 4 for p in preds)
-    transformers = pytest.importorskip("transformers")
+    import transformers
     theirs = transformers.AlbertForMultipleChoice.from_pretrained(out).eval()
     from albert import AlbertForMultipleChoice
 

@@ -32,8 +32,9 @@ def test_classification_by_hand() -> None:
 
 
 def test_against_sklearn() -> None:
-    sk = pytest.importorskip("sklearn.metrics")
     import random
+
+    import sklearn.metrics as sk
 
     rng = random.Random(0)
     y = [rng.randrange(3) for _ in range(200)]
@@ -76,6 +77,9 @@ def test_squad_normalisation_and_scores_by_hand() -> None:
     s = squad_scores(preds, golds)
     # EM: q1 1, q2 1 ("cat" == "cat"), q3 1 (no answer, empty prediction), q4 0 → 75%
     assert s["exact"] == pytest.approx(75.0) and s["f1"] == pytest.approx(75.0)
+    # v2.0's split: the answered (q1, q2: both right) and the unanswerable (q3 right, q4 answered: wrong) apart
+    assert (s["HasAns_exact"], s["HasAns_total"], s["NoAns_exact"], s["NoAns_total"]) == (100.0, 2.0, 50.0, 2.0)
+    assert "HasAns_exact" not in squad_scores({"q1": "Broncos"}, {"q1": ["Broncos"]})  # (v1.1: answered only)
 
 
 def test_squad_v2_best_threshold_by_hand() -> None:

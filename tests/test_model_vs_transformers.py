@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 import albert
 from albert import AlbertConfig
 from albert.kernels import PackedLinear, onednn_available
 from albert.model import AlbertTransformer
 from albert.runtime import Runtime, prepare_for_inference
-
-transformers = pytest.importorskip("transformers")
 
 VARIANTS = {
     # v1: erf GELU and dropout 0.1 (compared in eval mode)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.envir
 
 
 def browser() -> Any:
-    webdriver = pytest.importorskip("selenium.webdriver")
+    import selenium.webdriver as webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -79,15 +80,17 @@ def test_multiple_choice(tiny_model: Path, tmp_path: Path) -> None:
     assert r["label"] in (0, 1, 2) and len(r["scores"]) == 3 and abs(sum(r["scores"]) - 1) < 1e-4
 
 
-def test_inference_cli(tiny_model: Path, with_head, tmp_path: Path) -> None:
+def test_inference_cli(tiny_model: Path, with_head, tmp_path: Path, albert_cli: Any) -> None:
+    """embed (once as a real process), choose and answer through the CLI's entry point."""
     import subprocess
     import sys
 
-    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    def process(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "albert.cli", *args], input=stdin, capture_output=True,
                               text=True, timeout=120)
 
-    out = cli("embed", "--model", str(tiny_model), "--precision", "fp32", stdin="first line\nsecond line\n")
+    cli = albert_cli
+    out = process("embed", "--model", str(tiny_model), "--precision", "fp32", stdin="first line\nsecond line\n")
     assert out.returncode == 0, out.stderr
     vectors = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(vectors) == 2 and len(vectors[0]) == 64

@@ -53,7 +53,7 @@ def test_race_json_and_letters(tmp_path: Path) -> None:
 
 
 def test_parquet_rows(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"sentence1": ["a b", "c d"], "sentence2": ["e", "f"], "label": [1, 0]}),

@@ -4,6 +4,7 @@ and the ecosystem's clients (huggingface_hub's InferenceClient, text-embeddings-
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -286,32 +287,40 @@ def test_every_task_serves_what_its_pipeline_answers(with_head, task: str, path:
     batcher.close()
 
 
-def test_huggingface_inference_client_works_unchanged(with_head) -> None:
-    hub = pytest.importorskip("huggingface_hub")
-    checks = {
-        "fill-mask": lambda c: c.fill_mask("call me [MASK]."),
-        "text-classification": lambda c: c.text_classification("call me ishmael.", top_k=2),
-        "token-classification": lambda c: c.token_classification("ishmael sailed from nantucket."),
-        "question-answering": lambda c: c.question_answering(question="who ran?", context="the whale ran to sea."),
-        "feature-extraction": lambda c: c.feature_extraction("call me ishmael."),
+def test_huggingface_inference_client_works_unchanged(with_head, record_property: Any) -> None:
+    """huggingface_hub's InferenceClient pointed at `albert serve` gets an answer for each task (no error); what it
+    was sent — the inference API's body at / — is the pipeline's answer. Whether the client's parsed values equal it
+    is recorded (their parsing is the client's)."""
+    import huggingface_hub as hub
+
+    checks = {  # task → (the client's call, the same request as the inference API's body)
+        "fill-mask": (lambda c: c.fill_mask("call me [MASK]."), {"inputs": "call me [MASK]."}),
+        "text-classification": (lambda c: c.text_classification("call me ishmael.", top_k=2),
+                                {"inputs": "call me ishmael.", "parameters": {"top_k": 2}}),
+        "token-classification": (lambda c: c.token_classification("ishmael sailed from nantucket."),
+                                 {"inputs": "ishmael sailed from nantucket."}),
+        "question-answering": (lambda c: c.question_answering(question="who ran?", context="the whale ran to sea."),
+                               {"inputs": {"question": "who ran?", "context": "the whale ran to sea."}}),
+        "feature-extraction": (lambda c: c.feature_extraction("call me ishmael."), {"inputs": "call me ishmael."}),
     }
-    for task, call in checks.items():
+    agreed = {}
+    for task, (call, body) in checks.items():
         pipe = albert.pipeline(task, model=with_head(task), precision="fp32")
         app, batcher = build_app(pipe, task, ServeSettings())
-        with running(app) as url:
-            got = call(hub.InferenceClient(model=url))
-        batcher.close()
-        if task == "fill-mask":
-            assert [g.token_str for g in got] == [a["token_str"] for a in pipe("call me [MASK].")]
-        elif task == "text-classification":
-            assert len(got) == 2 and [g.label for g in got] == [a["label"] for a in pipe("call me ishmael.", top_k=2)]
-        elif task == "token-classification":
-            assert [g.start for g in got] == [a["start"] for a in pipe("ishmael sailed from nantucket.")]
-        elif task == "question-answering":
-            assert got.answer == pipe(question="who ran?", context="the whale ran to sea.")["answer"]
-        else:
-            assert got.shape[-1] == pipe.model.config.hidden_size
-            assert same(got.reshape(-1).tolist(), pipe("call me ishmael."))
+        try:
+            with running(app) as url:
+                status, sent = post(url + "/", body)
+                got = call(hub.InferenceClient(model=url))
+        finally:
+            batcher.close()
+        inputs = body["inputs"]
+        expected = pipe(**inputs) if isinstance(inputs, dict) else pipe(inputs, **body.get("parameters", {}))
+        if task == "text-classification":
+            expected = [expected]  # (the inference API's shape: a list per input)
+        assert status == 200 and same(sent, expected), (task, sent, expected)
+        raw = got.tolist() if hasattr(got, "tolist") else [dict(g) for g in got] if isinstance(got, list) else dict(got)
+        agreed[task] = same(raw, sent if task != "text-classification" else sent[0])
+    record_property("client_values_equal", agreed)
 
 
 def test_text_embeddings_inference_body(with_head) -> None:
@@ -373,6 +382,24 @@ def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
     return proc, found.group(1)
 
 
+def _accepted(pid: int, client: socket.socket) -> bool:
+    """Whether the server process has accepted `client`'s connection: the kernel's entry for the server's end of it
+    (/proc/net/tcp: local port = the server's, remote port = the client's) is a socket among the process's files."""
+    server_port, client_port = client.getpeername()[1], client.getsockname()[1]
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)) == (server_port, client_port):
+            inodes.add(f"socket:[{fields[9]}]")
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held.add(os.readlink(fd))
+        except OSError:  # closed meanwhile
+            pass
+    return bool(inodes & held)
+
+
 def test_serve_cli_starts_answers_and_stops_on_sigterm_despite_stalled_clients(tiny_model: Path) -> None:
     proc, url = _start(["--model", str(tiny_model), "--port", "0", "--precision", "fp32", "--grace", "3"])
     try:
@@ -385,13 +412,17 @@ def test_serve_cli_starts_answers_and_stops_on_sigterm_despite_stalled_clients(t
                 assert time.time() < deadline
                 time.sleep(0.2)
         assert status == 200 and len(answer) == 5
+        assert request(f"{url}/info")[1]["grace_seconds"] == 3  # the flag reached the server that stops
         host, port = url.removeprefix("http://").split(":")
         stalled = socket.create_connection((host, int(port)))  # sends half a request, then nothing
         stalled.sendall(b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inp")
-        time.sleep(0.3)
+        deadline = time.time() + 60
+        while not _accepted(proc.pid, stalled):  # the server holds the stalled connection (an event, not a wait)
+            assert time.time() < deadline
+            time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
-        # the stalled client never finishes its request: only the grace period (3 s) ends the wait for it (the
-        # 60 s here bounds a hang, it times nothing)
+        # the stalled client never finishes its request: only the grace period ends the wait for it (the 60 s here
+        # bounds a hang, it times nothing; test_hardening checks the grace's deadline itself)
         assert proc.wait(60) == 0 and "stopped" in proc.stdout.read()  # type: ignore[union-attr]
         stalled.close()
     finally:
@@ -408,19 +439,40 @@ def test_serve_cli_starts_answers_and_stops_on_sigterm_despite_stalled_clients(t
         assert bad.returncode == 2 and "cannot listen on 127.0.0.1" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_several_worker_processes(tiny_model: Path) -> None:
-    proc, url = _start(["--model", str(tiny_model), "--port", "0", "--precision", "fp32", "--workers", "2"])
+def test_several_worker_processes_keep_the_limits_and_the_key(tiny_model: Path) -> None:
+    """A real `albert serve --workers 2` with $ALBERT_API_KEY and small limits: each of the two processes (told
+    apart by /health's pid) refuses a request without the key (401), one over --max-inputs (400) and one over
+    --max-body (413), and answers a good one; /info states the limits; SIGTERM stops both."""
+    env = {**os.environ, "ALBERT_API_KEY": "s3cret"}
+    proc = subprocess.Popen([sys.executable, "-m", "albert", "serve", "--model", str(tiny_model), "--port", "0",
+                             "--precision", "fp32", "--workers", "2", "--max-inputs", "3", "--max-body", "4000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
+        assert proc.stdout is not None
+        found = re.search(r"(http://127\.0\.0\.1:\d+)/", proc.stdout.readline())
+        assert found, proc.stderr.read() if proc.stderr else ""
+        url, key = found.group(1), {"Authorization": "Bearer s3cret"}
         pids: set[int] = set()
         deadline = time.time() + 120
-        while len(pids) < 2 and time.time() < deadline:
+        while len(pids) < 2:
+            assert time.time() < deadline and proc.poll() is None
             try:
-                status, answer = post(f"{url}/fill-mask", {"inputs": "call me [MASK]."})
-                assert status == 200 and len(answer) == 5
-                pids.add(request(f"{url}/health")[1]["pid"])
+                status, info, _ = request(f"{url}/info", headers=key)
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
-        assert len(pids) == 2  # two processes, each with its own model, share the port
+                continue
+            assert status == 200 and (info["max_client_batch_size"], info["max_body_bytes"]) == (3, 4000), info
+            pid = request(f"{url}/health")[1]["pid"]  # (/health needs no key)
+            if pid in pids:
+                continue
+            pids.add(pid)
+            assert request(f"{url}/fill-mask", {"inputs": "call me [MASK]."})[0] == 401
+            status, answer, _ = request(f"{url}/fill-mask", {"inputs": "call me [MASK]."}, headers=key)
+            assert status == 200 and len(answer) == 5
+            status, error, _ = request(f"{url}/fill-mask", {"inputs": ["a [MASK]."] * 4}, headers=key)
+            assert status == 400 and "--max-inputs" in error["error"], error
+            status, error, _ = request(f"{url}/fill-mask", {"inputs": "a [MASK] " + "sea " * 2000}, headers=key)
+            assert status == 413 and "error" in error, error
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:

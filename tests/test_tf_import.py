@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def test_convert_maps_every_weight(name: str, tmp_path: Path) -> None:
     if name == "e_eq_h":  # no projection in the original when E == H: identity
         torch.testing.assert_close(state["albert.encoder.embedding_hidden_mapping_in.weight"], torch.eye(32))
     assert model.config.hidden_act == "gelu_new"  # the original's gelu is the tanh form
-    transformers = pytest.importorskip("transformers")
+    import transformers
     theirs = transformers.AlbertForPreTraining.from_pretrained(tmp_path / "out").eval()
     ids = torch.randint(5, 99, (2, 9))
     with torch.no_grad():
@@ -57,21 +58,20 @@ def test_convert_maps_every_weight(name: str, tmp_path: Path) -> None:
                                    rtol=1e-4)
 
 
-def test_cli_and_errors(tmp_path: Path) -> None:
+def test_cli_and_errors(tmp_path: Path, albert_cli: Any) -> None:
     out = subprocess.run([sys.executable, "-m", "albert.cli", "convert", "--from-tf", str(TF / "albert"), "--config",
-                          str(TF / "albert.config.json"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+                          str(TF / "albert.config.json"), "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "o" / "model.safetensors").is_file()
-    again = subprocess.run([sys.executable, "-m", "albert.cli", "convert", "--from-tf", str(TF / "albert"),
-                            "--config", str(TF / "albert.config.json"), "--out", str(tmp_path / "o")],
-                           capture_output=True, text=True)
+    again = albert_cli("convert", "--from-tf", str(TF / "albert"), "--config", str(TF / "albert.config.json"), "--out",
+                       str(tmp_path / "o"))
     assert again.returncode == 2 and "is not empty (config.json, model.safetensors)" in again.stderr
     with pytest.raises(CheckpointError, match="no TensorFlow checkpoint"):
         read_tf_checkpoint(tmp_path / "nothing")
     (tmp_path / "bad.index").write_bytes(b"x" * 100)
     with pytest.raises(CheckpointError, match="not a TensorFlow checkpoint index"):
         read_tf_checkpoint(tmp_path / "bad")
-    bad = subprocess.run([sys.executable, "-m", "albert.cli", "convert", "--from-tf", str(tmp_path / "nothing"),
-                          "--config", str(TF / "albert.config.json"), "--out", str(tmp_path / "p")],
-                         capture_output=True, text=True)
+    bad = albert_cli("convert", "--from-tf", str(tmp_path / "nothing"), "--config", str(TF / "albert.config.json"),
+                     "--out", str(tmp_path / "p"))
     assert bad.returncode == 2 and bad.stderr.startswith("albert: error:")
