@@ -34,7 +34,7 @@ else
 fi
 echo "test: set-up done at ${SECONDS} s" >&2
 "$VENV/bin/ruff" check src tests bench recipes corpus
-"$VENV/bin/mypy" src >"$LOGS/mypy" 2>&1 &  # one core, while .tf4 installs
+"$VENV/bin/mypy" src >"$LOGS/mypy" 2>&1 &  # one core, while .tf4 installs and the suite starts
 mypy=$!
 
 # The tokenizer's exactness against transformers 4.57's SentencePiece AlbertTokenizer (gone in 5): 4.57 and the
@@ -54,10 +54,10 @@ if [ -n "$chromium" ] && ! wait "$chromium"; then
   echo "test: chromium and chromium-driver did not install (apt-get above)" >&2
   exit 1
 fi
-wait "$mypy" || { cat "$LOGS/mypy" >&2; exit 1; }
-cat "$LOGS/mypy"
 echo "test: the suite starts at ${SECONDS} s" >&2
 # both cores (pytest-xdist; conftest.py shares the expensive fixtures between the two workers)
 "$VENV/bin/python" -m pytest -n 2 --dist worksteal "$@"
 echo "test: the suite done at ${SECONDS} s" >&2
+wait "$mypy" || { cat "$LOGS/mypy" >&2; exit 1; }
+cat "$LOGS/mypy"
 PYTHONPATH=.tf4 "$VENV/bin/python" -m pytest -m sentencepiece_reference tests/test_tokenizer.py

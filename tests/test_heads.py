@@ -4,6 +4,7 @@ through `evaluate`, within stated tolerances of fp32."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,18 @@ def _agreement(got: list[Any], want: list[Any], tolerance: float) -> float:
     return sum(_close(g, w, tolerance) for g, w in zip(got, want, strict=True)) / len(want)
 
 
+@functools.cache
+def _fp32_scores(out: Path, dev: Path) -> dict[str, float]:
+    """A fine-tuned toy model's fp32 metrics, the reference of every precision (computed once per worker)."""
+    return evaluate_dir(out, dev, device="cpu", precision="fp32")
+
+
+@functools.cache
+def _fp32_outputs(out: Path, dev: Path, kind: str) -> Any:
+    task, inputs, kwargs = _pipeline_inputs(kind, dev)
+    return albert.pipeline(task, model=out, device="cpu", precision="fp32")(inputs, **kwargs)
+
+
 @pytest.mark.parametrize("precision,compile,kinds", FINE_TUNED_RUNS,
                          ids=["bf16", "int8", "int8-compile", "int8-compile-every-head"])
 def test_fine_tuned_heads_in_every_precision(toy_models: dict[str, tuple[Path, Path]], precision: str,
@@ -111,7 +124,7 @@ def test_fine_tuned_heads_in_every_precision(toy_models: dict[str, tuple[Path, P
         if compile and (kind == "regression" or (kinds is not None and kind not in kinds)):
             continue  # (regression: the same head class as classification's, compiled there)
         if not compile:  # compiled, every head runs through its pipeline below (evaluate loads it the same way)
-            want = evaluate_dir(out, dev, device="cpu", precision="fp32")
+            want = _fp32_scores(out, dev)
             got = evaluate_dir(out, dev, device="cpu", precision=precision, compile=compile)
             assert got.keys() == want.keys()
             for name, value in want.items():
@@ -122,7 +135,7 @@ def test_fine_tuned_heads_in_every_precision(toy_models: dict[str, tuple[Path, P
                 assert abs(got[name] - value) <= limit * max(1.0, abs(value) if name == "mse" else 1.0), \
                     (kind, precision, compile, name, got[name], value)
         task, inputs, kwargs = _pipeline_inputs(kind, dev)
-        reference = albert.pipeline(task, model=out, device="cpu", precision="fp32")(inputs, **kwargs)
+        reference = _fp32_outputs(out, dev, kind)
         if compile and kind == "classification":  # through the CLI's --compile (`albert classify`)
             graphs = counters["stats"]["unique_graphs"]
             done = albert_cli("classify", *inputs, "--model", str(out), "--precision", precision, "--compile")
