@@ -156,10 +156,12 @@ def test_sentence_transformers_loads_what_albert_writes_and_albert_reads_its_poo
 
 
 def test_a_directory_sentence_transformers_wrote(plain_model: Path, tmp_path: Path) -> None:
-    import sentence_transformers as st
-    word = st.models.Transformer(str(plain_model))
-    pool = st.models.Pooling(word.get_word_embedding_dimension(), pooling_mode="cls")
-    model = st.SentenceTransformer(modules=[word, pool, st.models.Normalize()], device="cpu")
+    from sentence_transformers import SentenceTransformer, models  # (models is a submodule: imported by name, or
+    #                                                                 only if an earlier test happened to)
+
+    word = models.Transformer(str(plain_model))
+    pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode="cls")
+    model = SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu")
     model.save(str(tmp_path / "st"))
     texts = lines()[:16]
     expected = model.encode(texts, convert_to_numpy=True)
