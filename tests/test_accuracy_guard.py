@@ -82,6 +82,8 @@ def test_fill_mask_bf16_and_int8_agree_with_fp32(mlm) -> None:
         assert same.float().mean() >= 0.95, (fast.__name__, same.float().mean())
 
 
+@pytest.mark.slow  # covered in lines by test_heads' fine-tuned classifier in bf16 and int8; the guard on the real
+# model stays in the default run as test_fill_mask_bf16_and_int8_agree_with_fp32 (the same kernels)
 def test_classification_bf16_and_int8_agree_with_fp32(tmp_path: Path) -> None:
     from albert.train.finetune import FinetuneSettings, finetune
 
