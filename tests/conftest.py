@@ -37,14 +37,18 @@ hypothesis_settings.register_profile("albert", database=None)
 hypothesis_settings.load_profile("albert")
 
 
+def run_root(factory: pytest.TempPathFactory) -> Path:
+    """This run's temporary folder, common to its pytest-xdist workers (pytest-of-USER/pytest-N/, one folder per
+    worker below it), or the run's own folder without xdist."""
+    root = factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _compile_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """torch.compile's caches in this run's temporary folder, shared by its workers (and the CLI processes they
     start): a graph compiled by one test is reused by another, and no run reads an earlier run's."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(run_root(tmp_path_factory) / "inductor")
 
 
 @pytest.fixture(autouse=True)
@@ -75,10 +79,7 @@ def albert_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
 def shared_dir(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
     """A directory `build` fills once per run: under pytest-xdist, the workers' common temporary folder, built by
     the first worker that asks while the others wait on its lock; a half-built one (its builder failed) is rebuilt."""
-    root = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # pytest-of-USER/pytest-N/: the run's folder, one per worker below it
-    target = root / "shared" / name
+    target = run_root(factory) / "shared" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         done = target.with_name(name + ".done")
