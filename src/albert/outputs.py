@@ -65,8 +65,8 @@ def check_new_output(directory: str | Path, command: str, hint: str = "choose a 
 def claim_output(directory: str | Path, command: str) -> Iterator[Path]:
     """Write a command's output: checked as check_new_output, then the staging directory is yielded, to write
     into; on success its contents move up into `directory` and it is removed. On failure (an error, Ctrl-C) the
-    staging directory is removed — and `directory` too where this call made it. A kill leaves the staging directory,
-    which a rerun of the same command clears."""
+    staging directory is removed — and `directory` too where this call made it and nothing else was put there. A kill
+    leaves the staging directory, which a rerun of the same command clears."""
     directory = Path(directory)
     leftovers = check_new_output(directory, command)
     made = not directory.exists()
