@@ -7,7 +7,13 @@ difference in the forward is that mapping, which adds nothing. So a converted mo
 BERT's (tests/test_bert_import.py), and distillation can start a student from the teacher's own weights, then
 share and narrow it.
 
-`layers` keeps some of the BERT's layers (a shallower start, each kept layer still its own group); `tokenizer`
+`layers` keeps some of the BERT's layers (a shallower start, each kept layer still its own group); `passes` runs
+those groups more times than there are groups (ALBERT's sharing: `layers` [3] with 4 passes is one layer run four
+times); `embedding_size` factorizes the embeddings (ALBERT's E < H): the word, position and type tables are projected
+onto the E directions that carry most of the word embeddings' variance (an SVD of the word embeddings, centred as
+BERT's LayerNorm centres each vector), and the embedding-to-hidden mapping takes them back, with the LayerNorm's
+scale and shift, so that the start computes nearly what the BERT computes (docs/distillation.md has how near). Both
+are starts for distillation, not exact conversions. `tokenizer`
 moves the model onto an ALBERT SentencePiece vocabulary: each piece's embedding is the mean of the BERT embeddings
 of the WordPiece tokens its text splits into (an approximation, which distillation then trains away).
 
@@ -23,6 +29,7 @@ the same word into the same vocabulary.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 import unicodedata
@@ -61,13 +68,16 @@ _PATTERNS = [(re.compile("^" + re.escape(b).replace(r"\{l\}", r"(?P<l>\d+)") + "
 _SPECIALS = {"<pad>": "[PAD]", "<unk>": "[UNK]", "[CLS]": "[CLS]", "[SEP]": "[SEP]", "[MASK]": "[MASK]"}
 
 
-def albert_config_for_bert(bert: dict, layers: int, vocab_size: int) -> AlbertConfig:
-    """The ALBERT config that computes what `bert` (a BERT config.json) computes with `layers` of its layers."""
+def albert_config_for_bert(bert: dict, layers: int, vocab_size: int, passes: int | None = None,
+                           embedding_size: int | None = None) -> AlbertConfig:
+    """The ALBERT config that computes what `bert` (a BERT config.json) computes with `layers` of its layers, run
+    `passes` times in all (default once each) from embeddings of `embedding_size` (default the hidden size)."""
     if bert.get("model_type") not in ("bert", None) or bert.get("position_embedding_type", "absolute") != "absolute":
         raise CheckpointError(f"not a BERT with absolute positions (model_type {bert.get('model_type')!r})")
     try:
-        return AlbertConfig(vocab_size=vocab_size, embedding_size=bert["hidden_size"], hidden_size=bert["hidden_size"],
-                            num_hidden_layers=layers, num_hidden_groups=layers, inner_group_num=1,
+        return AlbertConfig(vocab_size=vocab_size, embedding_size=embedding_size or bert["hidden_size"],
+                            hidden_size=bert["hidden_size"], num_hidden_layers=passes or layers,
+                            num_hidden_groups=layers, inner_group_num=1,
                             num_attention_heads=bert["num_attention_heads"],
                             intermediate_size=bert["intermediate_size"],
                             hidden_act=bert.get("hidden_act", "gelu"), hidden_dropout_prob=0.0,
@@ -115,6 +125,31 @@ def bert_to_ours(weights: dict[str, torch.Tensor], layers: list[int]) -> dict[st
     state["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(hidden)
     state["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(hidden)
     return state
+
+
+def factorize_embeddings(state: dict[str, torch.Tensor], size: int) -> None:
+    """Narrow `state`'s embeddings (BERT's: tables of the hidden size, then its LayerNorm) to `size` in place.
+
+    BERT's first hidden state is LN(x) = g * (x - mean(x)) / std(x) + b for x = word + position + type rows. With P
+    the `size` directions of most variance of that sum (the top eigenvectors of the centred tables' summed
+    covariances: a token draws one row of each), z = P^T x keeps most of x - mean(x) — for all-MiniLM-L6-v2 at 128
+    of 384, 74% of its energy, where the word table's own SVD keeps 63% (docs/distillation.md). ALBERT normalizes z
+    (its LayerNorm of width `size`, scale 1, shift 0) and maps it back with g * P * sqrt(H / E) + b: the sqrt undoes
+    z's smaller count of dimensions in its std, so the map gives LN(x) wherever x lies in P's span.
+    """
+    prefix = "albert.embeddings."
+    tables = [prefix + t + ".weight" for t in ("word_embeddings", "position_embeddings", "token_type_embeddings")]
+    centred = [state[t].double() - state[t].double().mean(dim=1, keepdim=True) for t in tables]
+    covariance = sum(rows.T @ rows / len(rows) for rows in centred)
+    basis = torch.linalg.eigh(covariance)[1][:, -size:].float()  # hidden x size, orthonormal columns
+    hidden = basis.shape[0]
+    for name, rows in zip(tables, centred, strict=True):
+        state[name] = rows.float() @ basis
+    gain, shift = state.pop(prefix + "LayerNorm.weight"), state.pop(prefix + "LayerNorm.bias")
+    state[prefix + "LayerNorm.weight"] = torch.ones(size)
+    state[prefix + "LayerNorm.bias"] = torch.zeros(size)
+    state["albert.encoder.embedding_hidden_mapping_in.weight"] = gain[:, None] * basis * math.sqrt(hidden / size)
+    state["albert.encoder.embedding_hidden_mapping_in.bias"] = shift
 
 
 def transfer_vocabulary(embeddings: torch.Tensor, bert_tokenizer: Path, pieces: list[str]) -> torch.Tensor:
@@ -267,7 +302,8 @@ def wordpiece_as_sentencepiece(tokens: list[str]) -> bytes:
 
 
 def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | None = None,
-                 layers: list[int] | None = None) -> dict[str, object]:
+                 layers: list[int] | None = None, passes: int | None = None,
+                 embedding_size: int | None = None) -> dict[str, object]:
     """An AlbertModel directory from a BERT directory; see the module's doc. Returns what was made."""
     from albert.heads import AlbertModel
     from albert.tokenizer import AlbertTokenizer
@@ -279,7 +315,12 @@ def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | No
     kept = list(range(n_layers)) if layers is None else layers
     if not kept or any(not 0 <= layer < n_layers for layer in kept):
         raise CheckpointError(f"--layers must name layers of the BERT's 0..{n_layers - 1}, got {layers}")
+    if passes is not None and passes < len(kept):
+        raise CheckpointError(f"--passes ({passes}) must be at least the number of layers kept ({len(kept)})")
     state = bert_to_ours(weights, kept)
+    hidden = state["albert.embeddings.word_embeddings.weight"].shape[1]
+    if embedding_size is not None and not 1 <= embedding_size <= hidden:
+        raise CheckpointError(f"--embedding-size must be in 1..{hidden} (the BERT's hidden size), got {embedding_size}")
     if tokenizer is None:  # the BERT's own vocabulary, row for row
         tokens = read_wordpiece_vocabulary(source)
         if len(tokens) != state["albert.embeddings.word_embeddings.weight"].shape[0]:
@@ -293,7 +334,10 @@ def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | No
         pieces = [sp.sp.id_to_piece(i) for i in range(sp.vocab_size)]
         state["albert.embeddings.word_embeddings.weight"] = transfer_vocabulary(
             state["albert.embeddings.word_embeddings.weight"], source, pieces)
-    config = albert_config_for_bert(bert, len(kept), state["albert.embeddings.word_embeddings.weight"].shape[0])
+    if embedding_size is not None and embedding_size < hidden:
+        factorize_embeddings(state, embedding_size)
+    config = albert_config_for_bert(bert, len(kept), state["albert.embeddings.word_embeddings.weight"].shape[0],
+                                    passes, embedding_size)
     check_fits_memory(config)
     model = AlbertModel(config)
     # (AlbertModel is the backbone itself: its names lack the `albert.` that heads put before them)
@@ -303,4 +347,5 @@ def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | No
     with claim_output(out, "convert") as staging:
         model.save_pretrained(staging)
         sp.save_pretrained(staging)
-    return {"layers": kept, "vocab_size": config.vocab_size, "parameters": model.num_parameters()}
+    return {"layers": kept, "passes": config.num_hidden_layers, "embedding_size": config.embedding_size,
+            "vocab_size": config.vocab_size, "parameters": model.num_parameters()}

@@ -273,9 +273,9 @@ def _convert(a: argparse.Namespace) -> None:
         from albert.bert_import import convert_bert
 
         layers = [int(x) for x in a.layers.split(",")] if a.layers else None
-        made = convert_bert(a.from_bert, a.out, a.tokenizer, layers)
-        print(f"wrote {a.out}: BERT layers {made['layers']} as unshared ALBERT groups, vocabulary of "
-              f"{made['vocab_size']:,}, {made['parameters']:,} parameters")
+        made = convert_bert(a.from_bert, a.out, a.tokenizer, layers, a.passes, a.embedding_size)
+        print(f"wrote {a.out}: BERT layers {made['layers']} as ALBERT groups run {made['passes']} times, embeddings "
+              f"of {made['embedding_size']}, vocabulary of {made['vocab_size']:,}, {made['parameters']:,} parameters")
         return
     if a.config is None:
         raise InputError("convert --from-tf needs --config (the original albert_config.json)")
@@ -471,6 +471,10 @@ def _add_convert_command(sub: Any) -> None:
     t.add_argument("--from-bert", default=None, help="a BERT directory (config.json + model.safetensors): each layer "
                    "becomes an unshared ALBERT group, exactly")
     t.add_argument("--layers", default=None, help="with --from-bert: the BERT layers to keep, e.g. 0,2,4 (default all)")
+    t.add_argument("--passes", type=int, default=None, help="with --from-bert: passes through the kept layers in all "
+                   "(ALBERT's sharing; e.g. --layers 3 --passes 4: one layer run four times); a start for distillation")
+    t.add_argument("--embedding-size", type=int, default=None, help="with --from-bert: factorize the embeddings to "
+                   "this width (ALBERT's E < H) by an SVD of the word embeddings; a start for distillation")
     t.add_argument("--tokenizer", default=None, help="with --from-bert: an ALBERT SentencePiece tokenizer directory to "
                    "move the embeddings onto (each piece: the mean of its WordPiece tokens' embeddings); without it"
                    " the BERT's own vocabulary, row for row, as a SentencePiece model that segments as WordPiece does")
