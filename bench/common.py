@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from albert.kernels import _dynamic_int8, _int8, _onednn, onednn_available, onednn_int8_available
+from albert.runtime.kernels import _dynamic_int8, _int8, _onednn, onednn_available, onednn_int8_available
 
 
 def peak_rss_mb() -> int:
@@ -37,8 +37,8 @@ def transformers_config(config: Any) -> Any:
 
 
 def model_gflop(config: Any, B: int, T: int) -> float:
-    """Forward GFLOP of the encoder for B×T tokens (albert.config.forward_flops, without an MLM head)."""
-    from albert.config import forward_flops
+    """Forward GFLOP of the encoder for B×T tokens (albert.modeling.config.forward_flops, without an MLM head)."""
+    from albert.modeling.config import forward_flops
 
     return forward_flops(config, B, T) / 1e9
 
@@ -82,7 +82,7 @@ def forward_speeds(models: dict[str, Any], shape: str, rounds: int,
     (copies; the models are left as they are): the contenders alternate within each round; medians."""
     import copy
 
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     B, T = map(int, shape.split("x"))
     vocab = min(m.config.vocab_size for m in models.values())

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from albert.heads import AlbertForPreTraining
-from albert.kernels import cpu_description
-from albert.tokenizer import AlbertTokenizer
+from albert.modeling.heads import AlbertForPreTraining
+from albert.runtime.kernels import cpu_description
+from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.pretrain import PretrainTask
 from albert.train.settings import PretrainSettings
 from common import forward_speeds

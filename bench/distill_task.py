@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from albert.kernels import cpu_description
+from albert.runtime.kernels import cpu_description
 from albert.train.finetune import evaluate_dir, model_class, task_spec_of
 from common import forward_speeds
 

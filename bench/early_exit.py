@@ -60,7 +60,7 @@ def _order_data(a: argparse.Namespace) -> Path:
     --order_skip on, shuffled (seed 0), whole documents up to ORDER_WORDS words each, dev first."""
     import random
 
-    from albert.data.reader import iter_documents
+    from albert.io.files import iter_documents
 
     directory = Path(a.work) / f"{ORDER_TASK}-data"
     if (directory / "train.txt").is_file():
@@ -113,8 +113,8 @@ def train(a: argparse.Namespace) -> None:
 
 def _rows(a: argparse.Namespace, task: str, model_dir: Path, n: int) -> tuple[Any, list[Any], list[dict[str, Any]]]:
     """The task's featurizer, its first n dev examples and their features."""
-    from albert.heads import AlbertForSequenceClassification
-    from albert.tokenizer import AlbertTokenizer
+    from albert.modeling.heads import AlbertForSequenceClassification
+    from albert.tokenization.tokenizer import AlbertTokenizer
     from albert.train.finetune import build_featurizer, labels_of, read_task_rows, task_spec_of
 
     _, spec = task_spec_of(model_dir)
@@ -139,7 +139,7 @@ def _policies(a: argparse.Namespace) -> list[tuple[int, float]]:
 
 
 def _ours(model: Any, policy: Any) -> Any:
-    from albert.early_exit import ExitPolicy
+    from albert.modeling.early_exit import ExitPolicy
 
     options = {"exit_policy": ExitPolicy(*policy)} if policy else {}
 
@@ -197,9 +197,9 @@ def _fused_int8(model_dir: Path, directory: Path) -> Any:
 def measure(a: argparse.Namespace) -> None:
     import tempfile
 
-    from albert.heads import AlbertForSequenceClassification
-    from albert.kernels import cpu_description
-    from albert.runtime import prepare_for_inference, resolve_runtime
+    from albert.modeling.heads import AlbertForSequenceClassification
+    from albert.runtime.kernels import cpu_description
+    from albert.runtime.policy import prepare_for_inference, resolve_runtime
 
     torch.set_num_threads(a.threads)
     out = Path(a.results)
@@ -265,9 +265,9 @@ def base(a: argparse.Namespace) -> None:
     import tempfile
 
     import albert
-    from albert.heads import AlbertForSequenceClassification
-    from albert.kernels import cpu_description
-    from albert.runtime import prepare_for_inference, resolve_runtime
+    from albert.modeling.heads import AlbertForSequenceClassification
+    from albert.runtime.kernels import cpu_description
+    from albert.runtime.policy import prepare_for_inference, resolve_runtime
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

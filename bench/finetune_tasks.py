@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from albert.kernels import cpu_description, cpu_has_bf16
+from albert.runtime.kernels import cpu_description, cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -99,7 +99,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     import albert
-    from albert.kernels import cpu_description
+    from albert.runtime.kernels import cpu_description
 
     def albert_embed(model: str) -> Any:
         pipe = albert.pipeline("feature-extraction", model=model)

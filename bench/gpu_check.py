@@ -8,7 +8,8 @@ Correctness (fp32 with TF32 off, so CPU and GPU should agree to rounding):
 - albert-base-v2 (random weights): our GPU output vs transformers' on the GPU with the same weights;
 - one pretraining step (loss and gradient norm, dropout off) on the GPU vs the CPU.
 Training-step utilisation first (the issue's targets: albert-base-v2 ≥ 35% MFU, the embedded model's shape ≥ 20%,
-bf16, sequence 128): tokens/s and model FLOPs (albert.config.forward_flops × 3) per second of ours eager on padded
+bf16, sequence 128): tokens/s and model FLOPs (albert.modeling.config.forward_flops × 3) per second of ours eager on
+padded
 rows, ours packed under torch.compile (what `packing: true` and `compile: true` run), and transformers'
 AlbertForPreTraining (AdamW, SDPA), as MFU against the datasheet's dense bf16 peak and as a fraction of the bf16
 GEMM rate measured in the same run. Then inference, albert-{base,large,xxlarge}-v2, batch 32×128: ours (bf16 and
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 import albert
-from albert.config import forward_flops
+from albert.modeling.config import forward_flops
 from albert.train.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def correctness() -> dict:
     agree = sum(x[0]["token"] == y[0]["token"] for x, y in zip(cpu(texts, top_k=1), gpu(texts, top_k=1)))
     res["embedded_fill_mask_top1_agreement_cuda_default_vs_cpu_fp32"] = {
         "agree": agree, "of": len(texts),
-        # the pipeline keeps fp32 parameters and runs the encoder on bf16 copies (albert.runtime.freeze_bf16)
+        # the pipeline keeps fp32 parameters and runs the encoder on bf16 copies (albert.runtime.policy.freeze_bf16)
         "gpu_encoder_dtype": str(torch.bfloat16 if any(getattr(m, "inference_dtype", None) == torch.bfloat16
                                                        for m in gpu.model.modules()) else torch.float32)}
     # 2. albert-base-v2 weights: ours vs transformers, both on the GPU

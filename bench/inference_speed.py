@@ -7,7 +7,7 @@ same run (2 threads, the matmul shapes of the model).
     python bench/inference_speed.py [--sizes base] [--repeats 7] [--out bench/results/inference_speed.json]
 
 int8 is dynamic quantization of the encoder's matrices: ours through `--precision int8`
-(albert.runtime.quantize_int8), transformers' through torch's documented route
+(albert.runtime.policy.quantize_int8), transformers' through torch's documented route
 (torch.ao.quantization.quantize_dynamic on its nn.Linear layers). On a CPU without bf16 units the bf16
 contenders are left out (bf16 is emulated there and takes minutes); --all keeps them.
 
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 import albert
-from albert.kernels import cpu_description, cpu_has_bf16
+from albert.runtime.kernels import cpu_description, cpu_has_bf16
 from common import gemm_rates, model_gflop, peak_rss_mb, transformers_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
         fn = partial(session.run, None, feeds)
     else:
-        from albert.runtime import Runtime, prepare_for_inference
+        from albert.runtime.policy import Runtime, prepare_for_inference
 
         runtime = Runtime(torch.device("cpu"), contender.removeprefix("ours_").removesuffix("_compile"))  # type: ignore[arg-type]
         model = prepare_for_inference(albert.AlbertModel.from_pretrained(directory), runtime,
@@ -237,7 +237,7 @@ def main() -> None:
         return
     import transformers
 
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     bf16 = a.all or cpu_has_bf16()
     rows = []
@@ -259,7 +259,7 @@ def main() -> None:
         compiled = None if a.no_compile else torch.compile(theirs)
         with tempfile.TemporaryDirectory() as d:
             theirs.save_pretrained(d)
-            # ours as the pipelines run it: prepared by albert.runtime for each precision
+            # ours as the pipelines run it: prepared by albert.runtime.policy for each precision
             cpu = torch.device("cpu")
             ours32 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "fp32"))
             ours16 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "bf16"))
@@ -276,7 +276,7 @@ def main() -> None:
             fused: dict[str, object] = {}
             if not a.no_onnx and size == "base":
                 fused = fused_onnxruntime(theirs, Path(d), albert.AlbertConfig.from_preset(name))
-                from albert.export import export_onnx
+                from albert.convert.export import export_onnx
 
                 export_onnx(albert.AlbertModel.from_pretrained(d), Path(d) / "m.onnx")
                 session = ort_session(Path(d) / "m.onnx")

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import albert
-from albert.kernels import cpu_description
+from albert.runtime.kernels import cpu_description
 from common import transformers_config
 from inference_speed import ROOT, SETTLE_S, fused_onnxruntime, ort_session, shape
 
@@ -98,8 +98,8 @@ def main() -> None:
     import torch._inductor.config as inductor_config
     import transformers
 
-    import albert.runtime as runtime
-    from albert.runtime import Runtime, prepare_for_inference
+    import albert.runtime.policy as runtime
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     B, T = a.shape
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import albert
-from albert.kernels import cpu_description
+from albert.runtime.kernels import cpu_description
 from common import transformers_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import albert
-from albert.inference.server import ServeSettings, build_app, running
+from albert.serving.launch import ServeSettings, build_app, running
 
 
 def main() -> None:

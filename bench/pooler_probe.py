@@ -29,7 +29,7 @@ FEATURES = ("mean", "cls", "pooler")
 def features_of(model_name: str, max_length: int = 128) -> Any:
     """texts → {feature: (n, H) array}, fp32, batches of 64."""
     import albert
-    from albert.model import pool_hidden_states
+    from albert.modeling.backbone import pool_hidden_states
 
     model = albert.AlbertModel.from_pretrained(model_name).float().eval()
     tokenizer = albert.AlbertTokenizer.from_pretrained(model_name)
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--dev", type=int, default=1000)
     ap.add_argument("--out", default=str(RESULTS))
     a = ap.parse_args()
-    from albert.kernels import cpu_description
+    from albert.runtime.kernels import cpu_description
 
     results: dict[str, Any] = {"machine": cpu_description(), "train_rows": a.train, "dev_rows": a.dev,
                                "classifier": "LogisticRegression(C=1, lbfgs, max_iter=2000), raw features",

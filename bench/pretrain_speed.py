@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import albert
-from albert.kernels import cpu_description, cpu_has_bf16
+from albert.runtime.kernels import cpu_description, cpu_has_bf16
 from common import gemm_rates, model_gflop, peak_rss_mb, transformers_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 import albert
-from albert.export import export_onnx
-from albert.kernels import cpu_description
-from albert.runtime import Runtime, freeze_bf16, prepare_for_inference, quantize_int8
+from albert.convert.export import export_onnx
+from albert.runtime.kernels import cpu_description
+from albert.runtime.policy import Runtime, freeze_bf16, prepare_for_inference, quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "fixtures" / "public_domain.txt"

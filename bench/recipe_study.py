@@ -5,7 +5,7 @@
 
 DIR is made by `albert data prepare` (the study used ../shared/data/corpus.txt.xz with the embedded model's
 vocabulary). Every variant trains the same shape (unless the variant is a shape) from the same seed until it has
-spent the budget in model FLOPs (albert.config.forward_flops, ×3 for a training step): its number of steps is
+spent the budget in model FLOPs (albert.modeling.config.forward_flops, ×3 for a training step): its number of steps is
 worked out beforehand by running its data pipeline (no model) over its first steps, because padding, packing,
 the masking rate (more MLM-head rows) and a batch ramp change what a step costs. Every variant is scored by the
 same held-out evaluation: the run's eval split masked 15% with single tokens (albert.train.pretrain.EVAL_MASKING),
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import yaml
 
-from albert.kernels import cpu_description
+from albert.runtime.kernels import cpu_description
 
 # The study's base recipe: the paper's choices (15% n-gram masking up to 3, SOP weight 1, LAMB, linear decay
 # after a 10% warm-up) on a model small enough for one CPU core. The learning rate is not the paper's 0.00176 (for
@@ -77,7 +77,7 @@ def settings_of(name: str, extra: dict[str, Any], data: str, run_dir: Path) -> d
 
 def step_flops(raw: dict[str, Any], probe_steps: int) -> list[float]:
     """Model FLOPs of the first `probe_steps` training steps of this recipe, from its own data pipeline."""
-    from albert.tokenizer import AlbertTokenizer
+    from albert.tokenization.tokenizer import AlbertTokenizer
     from albert.train.pretrain import PretrainTask, build_config
     from albert.train.settings import PretrainSettings
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from albert.kernels import cpu_description
+from albert.runtime.kernels import cpu_description
 
 INDEX = "/var/lib/apt/lists/*_debian_dists_*_main_i18n_Translation-en*"
 

@@ -131,8 +131,8 @@ def serve_transformers(model: str) -> None:
     import transformers
 
     import albert
-    from albert.hub import resolve_model_dir
-    from albert.inference.server import ServeSettings, build_app, running
+    from albert.io.hub import resolve_model_dir
+    from albert.serving.launch import ServeSettings, build_app, running
 
     directory = str(resolve_model_dir(model))
     theirs = transformers.pipeline("fill-mask", model=directory, tokenizer=directory, device="cpu")
@@ -180,7 +180,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from albert.kernels import cpu_description
+    from albert.runtime.kernels import cpu_description
 
     old = Path(tempfile.mkdtemp()) / "before"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), a.before], check=True,

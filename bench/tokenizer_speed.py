@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from albert.kernels import cpu_description
-from albert.tokenizer import AlbertTokenizer
-from albert.vocabulary import train_tokenizer
+from albert.runtime.kernels import cpu_description
+from albert.tokenization.tokenizer import AlbertTokenizer
+from albert.tokenization.vocabulary import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "corpus.txt.xz"

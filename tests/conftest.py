@@ -97,7 +97,7 @@ def text_lines() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from albert.vocabulary import train_tokenizer
+    from albert.tokenization.vocabulary import train_tokenizer
 
     return shared_dir(tmp_path_factory, "tokenizer",
                       lambda out: train_tokenizer([TEXT], out, vocab_size=1000, progress=False))
@@ -105,7 +105,7 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_dir: Path):
-    from albert.tokenizer import AlbertTokenizer
+    from albert.tokenization.tokenizer import AlbertTokenizer
 
     return AlbertTokenizer.from_pretrained(tokenizer_dir)
 

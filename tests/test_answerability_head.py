@@ -142,7 +142,7 @@ def test_head_only_for_qa(tmp_path: Path) -> None:
 def test_onnx_export_keeps_the_beam(tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from albert.export import export_onnx
+    from albert.convert.export import export_onnx
 
     model = small_model()
     export_onnx(model, tmp_path / "m.onnx")

@@ -65,7 +65,7 @@ def test_all_layers_give_the_bert_s_hidden_states(bert_dir: Path, tmp_path: Path
 
 
 def test_a_subset_of_layers_is_that_shallower_bert(bert_dir: Path, tmp_path: Path) -> None:
-    from albert.bert_import import convert_bert
+    from albert.convert.bert import convert_bert
 
     convert_bert(bert_dir, tmp_path / "two", layers=[0, 2])
     bert = transformers.BertModel.from_pretrained(bert_dir).eval()
@@ -84,7 +84,7 @@ def test_the_bert_s_own_vocabulary_becomes_a_sentencepiece_model(bert_dir: Path,
     tokenizer and transformers' AlbertTokenizer, and a text whose tokens agree gets the BERT's own vectors."""
     import difflib
 
-    from albert.bert_import import convert_bert
+    from albert.convert.bert import convert_bert
 
     convert_bert(bert_dir, tmp_path / "own")
     ours = albert.AlbertTokenizer.from_pretrained(tmp_path / "own")
@@ -115,7 +115,7 @@ def test_the_bert_s_own_vocabulary_becomes_a_sentencepiece_model(bert_dir: Path,
 
 
 def test_moving_onto_a_sentencepiece_vocabulary(bert_dir: Path, tokenizer_dir: Path, tmp_path: Path) -> None:
-    from albert.bert_import import convert_bert
+    from albert.convert.bert import convert_bert
 
     convert_bert(bert_dir, tmp_path / "sp", tokenizer=tokenizer_dir)
     sp = albert.AlbertTokenizer.from_pretrained(tmp_path / "sp")

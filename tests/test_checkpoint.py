@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 
 import albert
 from albert import AlbertConfig
-from albert.checkpoint import resolve_model_dir
 from albert.errors import CheckpointError, ConfigError
+from albert.modeling.pretrained import resolve_model_dir
 
 SMALL = dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
              intermediate_size=37, max_position_embeddings=64)

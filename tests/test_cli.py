@@ -191,7 +191,7 @@ def test_fill_mask_through_onnxruntime_reads_the_safetensors_weights(tiny_model:
     a re-saved model.safetensors (bytes moved) is detected and answered through PyTorch instead."""
     import onnx
 
-    from albert.inference.fill_mask import OnnxFillMaskPipeline, OnnxUnavailable
+    from albert.inference.fast_fill_mask import OnnxFillMaskPipeline, OnnxUnavailable
 
     model_dir = tmp_path / "m"
     model_dir.mkdir()
@@ -244,8 +244,8 @@ def test_embedded_model_ships_a_graph_that_reads_its_weights() -> None:
     large ones (the shared layer and the embeddings are read from model.safetensors)."""
     import onnx
 
-    from albert.hub import packaged_models_dir
-    from albert.inference.fill_mask import OnnxFillMaskPipeline
+    from albert.inference.fast_fill_mask import OnnxFillMaskPipeline
+    from albert.io.hub import packaged_models_dir
 
     directory = packaged_models_dir() / "albert-small-en"
     graph = onnx.load(str(directory / "model.onnx"), load_external_data=False)

@@ -183,7 +183,7 @@ def test_refusals_are_one_line(tiny_model: Path, tmp_path: Path, albert_cli: Any
 def small_en_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture text prepared with the embedded model's vocabulary."""
     from albert.data.shards import prepare_data
-    from albert.hub import packaged_models_dir
+    from albert.io.hub import packaged_models_dir
 
     return shared_dir(tmp_path_factory, "small-en-prepared", lambda out: prepare_data(
         [TEXT], packaged_models_dir() / "albert-small-en", out, eval_fraction=0.1, workers=1, docs_per_shard=40,

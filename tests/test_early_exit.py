@@ -1,4 +1,5 @@
-"""Early exit over the shared layer's passes (albert.early_exit): exactness at full patience in every precision, a
+"""Early exit over the shared layer's passes (albert.modeling.early_exit): exactness at full patience in every
+precision, a
 row's answer the same in a batch as alone, PABEE training through `albert finetune --early_exit true`, and the
 CLI, pipeline, server and export around it. A model fine-tuned without early exit answers as before."""
 
@@ -13,11 +14,11 @@ import pytest
 import torch
 
 import toy_tasks as toy
-from albert.config import AlbertConfig
-from albert.early_exit import ExitPolicy, pass_weights
 from albert.errors import InputError
-from albert.heads import AlbertForMultipleChoice, AlbertForSequenceClassification
-from albert.runtime import prepare_for_inference, resolve_runtime
+from albert.modeling.config import AlbertConfig
+from albert.modeling.early_exit import ExitPolicy, pass_weights
+from albert.modeling.heads import AlbertForMultipleChoice, AlbertForSequenceClassification
+from albert.runtime.policy import prepare_for_inference, resolve_runtime
 from albert.train.finetune import predict_dir
 from conftest import shared_dir
 from test_cli_end_to_end import cli
@@ -232,7 +233,7 @@ def test_export_full_depth_gives_the_full_depth_classifier(exit_model: tuple[Pat
     import onnxruntime
 
     from albert.inference.pipelines import pipeline
-    from albert.tokenizer import AlbertTokenizer
+    from albert.tokenization.tokenizer import AlbertTokenizer
 
     model, dev = exit_model
     path = tmp_path / "full.onnx"
@@ -275,7 +276,7 @@ def test_compiled_int8_exits_as_eager(exit_model: tuple[Path, Path]) -> None:
 
 def test_the_server_takes_patience_and_counts_passes(exit_model: tuple[Path, Path]) -> None:
     from albert.inference.pipelines import pipeline
-    from albert.inference.server import ServeSettings, build_app, running
+    from albert.serving.launch import ServeSettings, build_app, running
     from test_server import post, request
 
     model, _ = exit_model
@@ -334,7 +335,7 @@ def order_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 def test_sentence_order_pairs_are_sop_s_and_the_same_each_read(tiny_model: Path, tmp_path: Path) -> None:
     """A text file's documents become pairs of consecutive segments, in order or swapped, the same on every read
     (fine-tuning, evaluate and predict see the same dev pairs); every pair fits the length with its special tokens."""
-    from albert.tokenizer import AlbertTokenizer
+    from albert.tokenization.tokenizer import AlbertTokenizer
     from albert.train.finetune import TaskSpec, read_task_rows
 
     tokenizer = AlbertTokenizer.from_pretrained(tiny_model)
@@ -358,7 +359,7 @@ def test_sentence_order_pairs_are_sop_s_and_the_same_each_read(tiny_model: Path,
 def test_sentence_order_starts_from_the_sop_head(tiny_model: Path) -> None:
     """Fine-tuning for sentence order starts each pass's classifier as pretraining's SOP head: before a step, the
     classifier's answers are the pretrained model's sentence-order answers, exactly."""
-    from albert.heads import AlbertForPreTraining
+    from albert.modeling.heads import AlbertForPreTraining
     from albert.train.finetune import sop_head_weight
 
     pretrained = AlbertForPreTraining.from_pretrained(tiny_model).eval()
@@ -378,7 +379,7 @@ def test_sentence_order_starts_from_the_sop_head(tiny_model: Path) -> None:
 def test_sentence_order_exits_early_through_the_cli(order_model: tuple[Path, Path], tiny_model: Path,
                                                     toy_models: dict[str, tuple[Path, Path]],
                                                     albert_cli: Any) -> None:
-    from albert.inference.server import task_for
+    from albert.serving.launch import task_for
 
     model, dev = order_model
     config = json.loads((model / "config.json").read_text())
@@ -413,7 +414,7 @@ def test_sentence_order_exits_early_through_the_cli(order_model: tuple[Path, Pat
 
 def test_the_server_answers_sentence_order_with_passes(order_model: tuple[Path, Path]) -> None:
     from albert.inference.pipelines import pipeline
-    from albert.inference.server import ServeSettings, build_app, running
+    from albert.serving.launch import ServeSettings, build_app, running
     from test_server import post
 
     model, _ = order_model

@@ -12,7 +12,7 @@ import torch
 
 import albert
 from albert import AlbertConfig
-from albert.export import export_onnx
+from albert.convert.export import export_onnx
 
 
 def run(path: Path, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> list[np.ndarray]:
@@ -84,7 +84,7 @@ def test_int8_onnx_gives_the_values_of_torch_int8_and_fp32(tmp_path: Path) -> No
     and the same top answer as fp32 at 90% of the masks or more (97% measured)."""
     import copy
 
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     model = albert.AlbertForMaskedLM.from_pretrained("albert-small-en").eval()
     tok = albert.AlbertTokenizer.from_pretrained("albert-small-en")

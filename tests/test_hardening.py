@@ -88,7 +88,7 @@ def test_a_utf8_bom_is_accepted() -> None:
 
 
 def test_json_readers_refuse_what_python_would_crash_on() -> None:
-    from albert.data.reader import parse_json
+    from albert.io.files import parse_json
 
     for text, says in (("[" * 100_000 + "]" * 100_000, "nested too deep"), ("1" * 5000, "4,300 digits"),
                        ('{"a": Infinity}', "Infinity is not"), ('{"a": 1', "invalid JSON")):
@@ -232,8 +232,8 @@ def test_no_command_writes_into_a_users_directory(tiny_model: Path, tmp_path: Pa
 
 def test_an_interrupted_commands_own_leftovers_are_cleared(tmp_path: Path) -> None:
     """A killed `tokenizer train` leaves its staging directory; the rerun clears it (and only it) and writes anew."""
-    from albert.outputs import MARKER, claim_output
-    from albert.vocabulary import train_tokenizer
+    from albert.io.output_dirs import MARKER, claim_output
+    from albert.tokenization.vocabulary import train_tokenizer
 
     out = tmp_path / "tok"
     with pytest.raises(KeyboardInterrupt), claim_output(out, "tokenizer train") as staging:
@@ -280,7 +280,7 @@ def test_a_stale_marker_never_lets_a_command_delete_a_users_file(tiny_model: Pat
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A directory holding the command's own interrupted marker and a file of the user's: refused in one line,
     before any work, and the user's file is still there (whatever the marker says)."""
-    from albert.outputs import MARKER
+    from albert.io.output_dirs import MARKER
 
     out = tmp_path / "out"
     out.mkdir()
@@ -574,7 +574,7 @@ def test_a_request_asking_for_too_many_fillers_is_refused_before_any_work(tiny_m
     """[MASK]s × top_k is what a fill-mask request costs (each filler a rebuilt sentence): over --max-fillers it is
     a 400 naming the limit, and a normal request behind it is answered."""
     import albert
-    from albert.inference.server import ServeSettings, build_app, running
+    from albert.serving.launch import ServeSettings, build_app, running
     from test_server import post
 
     pipe = albert.pipeline("fill-mask", model=tiny_model, precision="fp32")
@@ -614,7 +614,7 @@ def test_http_limits_answer_json_and_close(tiny_model: Path) -> None:
     """Headers too large or too many: 431; headers or body too slow: 408; what the parser refuses: 400; each a JSON
     error (the server keeps answering others)."""
     import albert
-    from albert.inference.server import ServeSettings, build_app, running
+    from albert.serving.launch import ServeSettings, build_app, running
 
     settings = ServeSettings(header_timeout=1, body_timeout=1, max_header_bytes=8192, max_headers=20)
     app, batcher = build_app(albert.pipeline("fill-mask", model=tiny_model, precision="fp32"), "fill-mask", settings)
@@ -654,7 +654,7 @@ def test_a_request_whose_client_left_leaves_the_queue(tiny_model: Path) -> None:
     import socket
 
     import albert
-    from albert.inference.server import ServeSettings, build_app, running
+    from albert.serving.launch import ServeSettings, build_app, running
 
     app, batcher = build_app(albert.pipeline("fill-mask", model=tiny_model, precision="fp32"), "fill-mask",
                              ServeSettings(max_batch=2))
@@ -753,7 +753,7 @@ def test_an_api_key_with_non_ascii_characters_is_accepted_as_utf8(tiny_model: Pa
     import base64
 
     import albert
-    from albert.inference.server import ServeSettings, build_app, running
+    from albert.serving.launch import ServeSettings, build_app, running
     from test_server import request
 
     key = "clé-secrète-ß"
@@ -796,7 +796,7 @@ def test_claim_output_removes_and_replaces_only_what_it_wrote(tmp_path: Path) ->
     """The staging protocol's edges: an earlier release's marker file alone is cleared by the same command; a name
     the user creates while the command writes is refused, not replaced; a failure after the user put a file in the
     directory the command made keeps the directory and the file."""
-    from albert.outputs import MARKER, claim_output
+    from albert.io.output_dirs import MARKER, claim_output
 
     old = tmp_path / "old"
     old.mkdir()

@@ -14,7 +14,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import albert
-from albert.model import HEAD_NAMES
+from albert.modeling.backbone import HEAD_NAMES
 from albert.train.finetune import evaluate_dir
 
 # kind → (the metric that shows learning, the least it must reach, what a head that learned nothing scores)
@@ -165,7 +165,7 @@ def test_pretraining_heads_in_every_precision(tiny_model: Path, precision: str, 
 def test_the_answerability_head_in_bf16_eager_and_compiled(toy_models: dict[str, tuple[Path, Path]]) -> None:
     """The head that once ran its fp32 layers on bf16 activations (a dtype error): its logits in bf16 match fp32's,
     and the compiled bf16 pipeline answers as the fp32 one."""
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     out, dev = toy_models["qa-v2"]
     tok = albert.AlbertTokenizer.from_pretrained(out)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import albert
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "public_domain.txt"
 # texts as people write them: no special tokens in them, no stray control characters
@@ -103,7 +103,7 @@ def test_albert_vocabularies_with_user_defined_pieces(tmp_path: Path, record_pro
     made them added tokens and split the text at them); albert reads that file with SentencePiece's semantics
     whatever it holds. transformers' own segmentation is recorded, not asserted: it is another project's."""
     transformers = transformers5()
-    from albert.hub import packaged_models_dir
+    from albert.io.hub import packaged_models_dir
 
     tokenizer_dir = packaged_models_dir() / "albert-small-en"  # the embedded model's vocabulary
     ours = AlbertTokenizer.from_pretrained(tokenizer_dir)

@@ -10,9 +10,9 @@ import transformers
 
 import albert
 from albert import AlbertConfig
-from albert.kernels import PackedLinear, onednn_available
-from albert.model import AlbertTransformer
-from albert.runtime import Runtime, prepare_for_inference
+from albert.modeling.backbone import AlbertTransformer
+from albert.runtime.kernels import PackedLinear, onednn_available
+from albert.runtime.policy import Runtime, prepare_for_inference
 
 VARIANTS = {
     # v1: erf GELU and dropout 0.1 (compared in eval mode)

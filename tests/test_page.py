@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import albert
-from albert.inference.server import ServeSettings, build_app, running
+from albert.serving.launch import ServeSettings, build_app, running
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

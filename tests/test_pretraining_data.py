@@ -165,8 +165,8 @@ def test_data_workers_build_the_same_batches(prepared_data: Path, extra: dict) -
     (padded, and packed rows with a batch ramp, whose steps straddle pool batches)."""
     import torch
 
-    from albert.config import AlbertConfig
-    from albert.tokenizer import AlbertTokenizer
+    from albert.modeling.config import AlbertConfig
+    from albert.tokenization.tokenizer import AlbertTokenizer
     from albert.train.pretrain import PretrainTask
     from albert.train.settings import PretrainSettings
 

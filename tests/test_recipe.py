@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from albert.config import AlbertConfig
 from albert.data.pretraining import PretrainingStream, collate, collate_packed, pack_rows
-from albert.heads import AlbertForPreTraining
-from albert.tokenizer import AlbertTokenizer
+from albert.modeling.config import AlbertConfig
+from albert.modeling.heads import AlbertForPreTraining
+from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.optim import lr_lambda
 from albert.train.pretrain import PretrainTask
 from albert.train.settings import PretrainSettings
@@ -173,7 +173,7 @@ def test_time_budget_ends_the_run_evaluated_and_saved_with_the_schedule_run_thro
 def test_every_recipe_file_is_valid_settings(path: Path) -> None:
     import yaml
 
-    from albert.config import AlbertConfig
+    from albert.modeling.config import AlbertConfig
     from albert.train.settings import build_settings
 
     raw = yaml.safe_load(path.read_text())

@@ -1,4 +1,5 @@
-"""The prepared matrices of albert.runtime against the plain torch they replace: oneDNN-packed fp32 with each fused
+"""The prepared matrices of albert.runtime.policy against the plain torch they replace: oneDNN-packed fp32 with each
+fused
 activation and the fused residual add equal torch's within fp32 rounding; the int8 matrix with its activation fused
 and the residual gives what torch's own dynamic int8 matrix followed by them gives."""
 
@@ -9,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import albert
-from albert.kernels import (
+from albert.modeling.backbone import activation_fn
+from albert.runtime.kernels import (
     ONEDNN_ACTIVATIONS,
     Int8Linear,
     _dynamic_int8,
@@ -18,8 +20,7 @@ from albert.kernels import (
     onednn_available,
     onednn_int8_available,
 )
-from albert.model import activation_fn
-from albert.runtime import keep_freed_memory
+from albert.runtime.policy import keep_freed_memory
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
 
@@ -74,7 +75,7 @@ def test_int8_equals_torch_dynamic_int8(name: str) -> None:
 def test_int8_without_onednn_kernels_falls_back_to_torch_dynamic_int8(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where torch has no oneDNN int8 kernels (builds for other CPUs) int8 runs torch's dynamic int8 matrices, the
     activation a separate pass, and gives what the oneDNN path gives up to the kernels' rounding."""
-    from albert import runtime
+    from albert.runtime import policy as runtime
 
     torch.manual_seed(0)
     model = albert.AlbertModel(tiny_config()).eval()
@@ -110,7 +111,7 @@ def test_prepared_matrices_take_strided_residuals_and_empty_batches(kind: str) -
 
 @pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 def test_a_batch_of_no_rows_gives_no_rows(precision: str) -> None:
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     model = prepare_for_inference(albert.AlbertModel(tiny_config()).eval(), Runtime(torch.device("cpu"), precision))
     with torch.inference_mode():
@@ -125,7 +126,7 @@ def test_keep_freed_memory_is_harmless() -> None:
 
 
 def test_finite_check_finds_any_nan_or_infinity() -> None:
-    from albert.kernels import _finite
+    from albert.runtime.kernels import _finite
 
     assert _finite(torch.randn(1000)) and _finite(torch.empty(0)) and _finite(torch.randn(10).bfloat16())
     for n in (1, 17, 4097):
@@ -143,7 +144,7 @@ def test_compiled_int8_and_fp32_give_the_eager_outputs() -> None:
     rounding; a new length and padding run without error, and broken weights still give the finite check's error,
     not NaN."""
     from albert.errors import CheckpointError
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     cpu = torch.device("cpu")
     torch.manual_seed(0)

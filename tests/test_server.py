@@ -22,8 +22,8 @@ import pytest
 
 import albert
 from albert.errors import InputError
-from albert.inference.batcher import Batcher
-from albert.inference.server import ServeSettings, build_app, running
+from albert.serving.batcher import Batcher
+from albert.serving.launch import ServeSettings, build_app, running
 
 TEXTS = ["the whale and the [MASK] of the sea", "call me [MASK].", "the [MASK] was long and the [MASK] was dark",
          "a [MASK]", "some years ago i went to [MASK] and saw the watery part of the world"]
@@ -348,7 +348,7 @@ def test_compiled_server_compiles_before_its_first_request_and_never_again(tiny_
     waits for a compilation, and the answers are the eager pipeline's."""
     from torch._dynamo.utils import counters
 
-    from albert.inference.server import load_app
+    from albert.serving.launch import load_app
 
     settings = ServeSettings(model=str(tiny_model), precision="fp32", compile=True)
     before = counters["stats"]["unique_graphs"]
@@ -365,7 +365,7 @@ def test_compiled_server_compiles_before_its_first_request_and_never_again(tiny_
 
 
 def test_task_auto_follows_the_saved_architecture(tiny_model: Path, tmp_path: Path) -> None:
-    from albert.inference.server import task_for
+    from albert.serving.launch import task_for
 
     assert task_for(str(tiny_model)) == "fill-mask"
     albert.AlbertForTokenClassification.from_pretrained(tiny_model).save_pretrained(tmp_path / "tagger")

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import albert
+from albert.convert.tf import convert_tf_checkpoint, read_tf_checkpoint, tf_to_ours
 from albert.errors import CheckpointError
-from albert.tf_import import convert_tf_checkpoint, read_tf_checkpoint, tf_to_ours
 
 TF = Path(__file__).parent / "fixtures" / "tf"
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from albert.errors import CheckpointError, InputError
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 EDGE_CASES = [
     "I was born in 92000, and this is falsé.", "1,000,000, 3, 4,5 and 12,", "hello [MASK] world", "  [MASK]",

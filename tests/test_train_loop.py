@@ -165,7 +165,7 @@ def test_precision_auto_and_resume(prepared_data: Path, tmp_path: Path, monkeypa
                                    caplog: pytest.LogCaptureFixture) -> None:
     import torch
 
-    from albert import runtime
+    from albert.runtime import policy as runtime
     from albert.train.loop import run_precision
     from albert.train.settings import save_settings
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from albert.export import export_onnx
-from albert.heads import AlbertForMaskedLM, AlbertForPreTraining
-from albert.runtime import resolve_precision
-from albert.tokenizer import AlbertTokenizer
+from albert.convert.export import export_onnx
+from albert.modeling.heads import AlbertForMaskedLM, AlbertForPreTraining
+from albert.runtime.policy import resolve_precision
+from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.plot import plot_run, read_history, run_stages
 from albert.train.pretrain import PretrainTask, build_config
 from albert.train.provenance import SESSIONS, code_commit

@@ -1,6 +1,6 @@
 """ALBERT (A Lite BERT) in PyTorch: model, tokenizer, pretraining, fine-tuning and fast inference.
 
-The public names load on first use (PEP 562), so that `import albert.tokenizer` or `albert fill-mask`
+The public names load on first use (PEP 562), so that `import albert.tokenization.tokenizer` or `albert fill-mask`
 through ONNX Runtime does not pay for importing torch (1-3 s on a small CPU).
 """
 
@@ -9,21 +9,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from albert import _moved
 from albert.version import __version__  # noqa: F401  (albert.__version__)
+
+_moved.install()  # the import paths of before the re-layout, for one release
 
 # public name → the module that defines it
 _EXPORTS = {
-    "AlbertConfig": "albert.config",
-    "AlbertForMaskedLM": "albert.heads",
-    "AlbertForMultipleChoice": "albert.heads",
-    "AlbertForPreTraining": "albert.heads",
-    "AlbertForQuestionAnswering": "albert.heads",
-    "AlbertForQuestionAnsweringWithAnswerability": "albert.heads",
-    "AlbertForSequenceClassification": "albert.heads",
-    "AlbertForTokenClassification": "albert.heads",
-    "AlbertModel": "albert.heads",
-    "AlbertPreTrainedModel": "albert.heads",
-    "AlbertTokenizer": "albert.tokenizer",
+    "AlbertConfig": "albert.modeling.config",
+    "AlbertForMaskedLM": "albert.modeling.heads",
+    "AlbertForMultipleChoice": "albert.modeling.heads",
+    "AlbertForPreTraining": "albert.modeling.heads",
+    "AlbertForQuestionAnswering": "albert.modeling.heads",
+    "AlbertForQuestionAnsweringWithAnswerability": "albert.modeling.heads",
+    "AlbertForSequenceClassification": "albert.modeling.heads",
+    "AlbertForTokenClassification": "albert.modeling.heads",
+    "AlbertModel": "albert.modeling.pretrained",
+    "AlbertPreTrainedModel": "albert.modeling.pretrained",
+    "AlbertTokenizer": "albert.tokenization.tokenizer",
     "pipeline": "albert.inference.pipelines",
 }
 __all__ = [
@@ -42,8 +45,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from albert.config import AlbertConfig
-    from albert.heads import (
+    from albert.inference.pipelines import pipeline
+    from albert.modeling.config import AlbertConfig
+    from albert.modeling.heads import (
         AlbertForMaskedLM,
         AlbertForMultipleChoice,
         AlbertForPreTraining,
@@ -51,11 +55,9 @@ if TYPE_CHECKING:
         AlbertForQuestionAnsweringWithAnswerability,
         AlbertForSequenceClassification,
         AlbertForTokenClassification,
-        AlbertModel,
-        AlbertPreTrainedModel,
     )
-    from albert.inference.pipelines import pipeline
-    from albert.tokenizer import AlbertTokenizer
+    from albert.modeling.pretrained import AlbertModel, AlbertPreTrainedModel
+    from albert.tokenization.tokenizer import AlbertTokenizer
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from albert.tasks.registry import Task
 
-# the runtime's precisions, without importing torch (albert.runtime does): a test checks they agree
+# the runtime's precisions, without importing torch (albert.runtime.policy does): a test checks they agree
 PRECISIONS = ("auto", "bf16", "fp32", "int8")
 CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
 
@@ -31,8 +31,8 @@ def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: boo
     """Inputs from arguments, a --file (.txt, .jsonl, .csv/.tsv or .parquet), or stdin lines (in that order of
     preference). Stdin lines are texts, or JSON objects for the commands whose inputs have fields (`stdin_json`:
     answer, choose). With neither arguments nor --file, a terminal on stdin gets the usage, not a silent wait."""
-    from albert.data.reader import iter_inputs, parse_json
     from albert.errors import InputError
+    from albert.io.files import iter_inputs, parse_json
 
     if args_inputs:
         for n, text in enumerate(args_inputs, 1):
@@ -123,7 +123,7 @@ def _run_task(a: argparse.Namespace) -> None:
 
 # ----- tokenizer and pretraining -----
 def _tokenizer_train(a: argparse.Namespace) -> None:
-    from albert.vocabulary import train_tokenizer
+    from albert.tokenization.vocabulary import train_tokenizer
 
     tok = train_tokenizer(a.input, a.out, vocab_size=a.vocab_size, max_sentences=a.max_sentences,
                           character_coverage=a.character_coverage, do_lower_case=not a.cased,
@@ -132,7 +132,7 @@ def _tokenizer_train(a: argparse.Namespace) -> None:
 
 
 def _tokenize(a: argparse.Namespace) -> None:
-    from albert.tokenizer import AlbertTokenizer
+    from albert.tokenization.tokenizer import AlbertTokenizer
 
     tok = AlbertTokenizer.from_pretrained(a.tokenizer)
     enc = tok(a.text, a.pair, return_offsets_mapping=True)
@@ -190,7 +190,7 @@ def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
 
 
 def _evaluate(a: argparse.Namespace) -> None:
-    from albert.early_exit import ExitPolicy
+    from albert.modeling.early_exit import ExitPolicy
     from albert.train.finetune import evaluate_dir
 
     policy = ExitPolicy(a.patience, a.exit_threshold)
@@ -198,7 +198,7 @@ def _evaluate(a: argparse.Namespace) -> None:
 
 
 def _predict(a: argparse.Namespace) -> None:
-    from albert.early_exit import ExitPolicy
+    from albert.modeling.early_exit import ExitPolicy
     from albert.train.finetune import predict_dir
 
     policy = ExitPolicy(a.patience, a.exit_threshold)
@@ -209,7 +209,7 @@ def _predict(a: argparse.Namespace) -> None:
 # ----- inference -----
 def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) -> None:
     """fill-mask's engines (ONNX Runtime starts without torch) and its human-readable output."""
-    from albert.inference.fill_mask import load_fill_mask
+    from albert.inference.fast_fill_mask import load_fill_mask
 
     fm = load_fill_mask(a.model, a.engine, a.device, a.precision, a.compile)
     for text, result in zip(texts, stream(fm, texts, **kwargs)):
@@ -227,7 +227,7 @@ def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) 
 
 
 def _serve(a: argparse.Namespace) -> None:
-    from albert.inference.server import ServeSettings, serve_model
+    from albert.serving.launch import ServeSettings, serve_model
 
     values = {f.name: getattr(a, f.name) for f in dataclasses.fields(ServeSettings)}
     serve_model(ServeSettings(**{**values, "model": values["model"] or "", "cors_origins": tuple(a.cors_origins)}))
@@ -240,7 +240,7 @@ def _serve(a: argparse.Namespace) -> None:
 
 # ----- export and conversion -----
 def _export_onnx(a: argparse.Namespace) -> None:
-    from albert.export import export_model_onnx
+    from albert.convert.export import export_model_onnx
 
     info = export_model_onnx(a.model, a.out, a.architecture, opset=a.opset, quantize=a.quantize,
                              share_weights=a.share_weights, full_depth=a.full_depth)
@@ -248,7 +248,7 @@ def _export_onnx(a: argparse.Namespace) -> None:
 
 
 def _export_sentence_transformers(a: argparse.Namespace) -> None:
-    from albert.export import export_sentence_transformers
+    from albert.convert.export import export_sentence_transformers
     from albert.tasks.registry import EMBED_MODEL
 
     print(f"wrote {export_sentence_transformers(a.model or EMBED_MODEL, a.out, a.pooling, a.normalize)}")
@@ -270,7 +270,7 @@ def _convert(a: argparse.Namespace) -> None:
               f"identity; sentence vectors' directions unchanged")
         return
     if a.from_bert is not None:
-        from albert.bert_import import convert_bert
+        from albert.convert.bert import convert_bert
 
         layers = [int(x) for x in a.layers.split(",")] if a.layers else None
         made = convert_bert(a.from_bert, a.out, a.tokenizer, layers, a.passes, a.embedding_size)
@@ -279,7 +279,7 @@ def _convert(a: argparse.Namespace) -> None:
         return
     if a.config is None:
         raise InputError("convert --from-tf needs --config (the original albert_config.json)")
-    from albert.tf_import import convert_tf_checkpoint
+    from albert.convert.tf import convert_tf_checkpoint
 
     info = convert_tf_checkpoint(a.from_tf, a.config, a.out)
     print(f"wrote {a.out} (skipped {len(info['skipped'])} optimizer/step entries; "
@@ -412,7 +412,7 @@ def _add_task_commands(sub: Any) -> None:
 
 def _add_serve_command(sub: Any) -> None:
     """serve."""
-    from albert.inference.serve_settings import ServeSettings
+    from albert.serving.serve_settings import ServeSettings
 
     t = sub.add_parser("serve", help="answer HTTP requests (JSON) with a pipeline; concurrent requests batched",
                        description="An ASGI app (FastAPI on uvicorn): POST the task's route or / (the Hugging Face "

@@ -18,7 +18,7 @@ import torch
 
 from albert.data.shards import Corpus
 from albert.errors import ConfigError
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 _PUNCTUATION = set(string.punctuation) | {"€", "£"}
 

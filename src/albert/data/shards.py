@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from albert.data.reader import iter_documents
 from albert.errors import DataError
-from albert.outputs import claim_output
-from albert.tokenizer import AlbertTokenizer
+from albert.io.files import iter_documents
+from albert.io.output_dirs import claim_output
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
 

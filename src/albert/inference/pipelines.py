@@ -1,7 +1,7 @@
 """Inference pipelines: `albert.pipeline(task, model=...)`, outputs shaped like transformers' pipelines.
 
 Each pipeline class answers one task of the registry (albert.tasks.registry), runs its model as
-albert.runtime prepared it, and shares its featurization and post-processing with fine-tuning's
+albert.runtime.policy prepared it, and shares its featurization and post-processing with fine-tuning's
 evaluation (albert.tasks): `albert predict` and these pipelines give one output shape per task.
 """
 
@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
-from albert.early_exit import ExitPolicy, require_exits
 from albert.errors import InputError
-from albert.heads import MODEL_CLASSES, AlbertForPreTraining, AlbertPreTrainedModel
 from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
-from albert.model import pool_hidden_states
-from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
+from albert.modeling.backbone import pool_hidden_states
+from albert.modeling.early_exit import ExitPolicy, require_exits
+from albert.modeling.heads import MODEL_CLASSES, AlbertForPreTraining
+from albert.modeling.pretrained import AlbertPreTrainedModel
+from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import with_passes
 from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
@@ -28,7 +29,7 @@ from albert.tasks.qa import QAExample, QAFeatures
 from albert.tasks.registry import TASKS, Task, check_input, get_task
 from albert.tasks.sequence import ORDER_LABELS, classification_output, kind_of, label_names
 from albert.tasks.tokens import first_piece_words, group_entities
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Pipeline:
     def load_model(cls, name_or_path: str | Path) -> AlbertPreTrainedModel:
         """The model, every weight the pipeline reads from the checkpoint: a head it lacks would answer at random.
         Loaded as the task's first head, or as another of its heads where the directory was saved from one."""
-        from albert.checkpoint import saved_architecture
+        from albert.modeling.pretrained import saved_architecture
 
         saved = saved_architecture(name_or_path)
         architecture = saved if saved in cls.task.heads[1:] else cls.task.heads[0]
@@ -160,7 +161,7 @@ class TextClassificationPipeline(BatchedPipeline):
     task = TASKS["text-classification"]
 
     def __call__(self, inputs: Any, top_k: int | None = 1, patience: int = 0, exit_threshold: float = 0.0) -> Any:
-        """`patience`, `exit_threshold`: early exit (albert.early_exit), for a model fine-tuned with it."""
+        """`patience`, `exit_threshold`: early exit (albert.modeling.early_exit), for a model fine-tuned with it."""
         items, single = _as_list(inputs)
         texts = [x["text"] if isinstance(x, dict) else x for x in items]
         pairs = [x.get("text_pair") if isinstance(x, dict) else None for x in items]
@@ -237,7 +238,7 @@ class QuestionAnsweringPipeline(Pipeline):
     def __call__(self, question: str | list[dict[str, str]] | None = None, context: str | None = None,
                  max_answer_length: int = 30, doc_stride: int = 128, max_seq_length: int = 384,
                  handle_impossible_answer: bool = False) -> Any:
-        from albert.heads import AlbertForQuestionAnsweringWithAnswerability
+        from albert.modeling.heads import AlbertForQuestionAnsweringWithAnswerability
 
         if isinstance(question, list):
             items = question
@@ -261,7 +262,7 @@ class MultipleChoicePipeline(Pipeline):
 
     def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]], max_seq_length: int = 512, patience: int = 0,
                  exit_threshold: float = 0.0) -> Any:
-        """`patience`, `exit_threshold`: early exit (albert.early_exit), for a model fine-tuned with it."""
+        """`patience`, `exit_threshold`: early exit (albert.modeling.early_exit), for a model fine-tuned with it."""
         items, single = _as_list(inputs)
         qs = [Question(x.get("article", x.get("context", "")), x["question"], list(x["options"]), None, f"input {i}")
               for i, x in enumerate(items)]
@@ -292,7 +293,7 @@ class SentenceOrderPipeline(BatchedPipeline):
 
     def __call__(self, inputs: dict[str, str] | list[dict[str, str]], patience: int = 0,
                  exit_threshold: float = 0.0) -> Any:
-        """`patience`, `exit_threshold`: early exit (albert.early_exit), for a model fine-tuned with it."""
+        """`patience`, `exit_threshold`: early exit (albert.modeling.early_exit), for a model fine-tuned with it."""
         items, single = _as_list(inputs)
         rows = self._encode([x["first"] for x in items], [x["second"] for x in items])
         options = exit_options(self.model, patience, exit_threshold)
@@ -337,7 +338,7 @@ def pipeline(task: str, model: str | Path | AlbertPreTrainedModel | None = None,
         loaded = model
     else:
         if cls is FeatureExtractionPipeline:  # a sentence-transformers directory: the model in it, its pooling
-            from albert.hub import resolve_model_dir
+            from albert.io.hub import resolve_model_dir
 
             layout = read_layout(resolve_model_dir(model))
             model = layout.model_dir if layout is not None else model

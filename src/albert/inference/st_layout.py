@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from albert.data.reader import read_json
 from albert.errors import CheckpointError
+from albert.io.files import read_json
 
 MODULES = "modules.json"
 POOLINGS = ("cls", "mean", "max", "mean_sqrt_len")

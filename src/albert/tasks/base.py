@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 
 class Featurizer:
@@ -77,7 +77,7 @@ class Featurizer:
                         dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], Any]]:
         """The model's eval-mode outputs over `feats` in length-sorted batches (little padding), each with the
         indices of its features; the model's training mode is restored afterwards. `dtype`: autocast to it (the
-        loop's evaluation of a model training in bf16); a model prepared by albert.runtime needs none."""
+        loop's evaluation of a model training in bf16); a model prepared by albert.runtime.policy needs none."""
         was = model.training
         model.eval()
         order = sorted(range(len(feats)), key=lambda i: _length(feats[i]["input_ids"]))
@@ -95,7 +95,7 @@ class Featurizer:
 
 class PassCounts:
     """The passes each example ran, gathered from batched outputs of a model that exited early
-    (albert.early_exit); None where no output said (full depth)."""
+    (albert.modeling.early_exit); None where no output said (full depth)."""
 
     def __init__(self, n: int) -> None:
         self.counts: list[int] = [0] * n

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import base_suffix, expect, field_of, iter_records, read_json
-from albert.early_exit import pabee_loss
 from albert.errors import DataError, InputError
+from albert.io.files import base_suffix, expect, field_of, iter_records, read_json
+from albert.modeling.early_exit import pabee_loss
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer, PassCounts, with_passes
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 
 @dataclass

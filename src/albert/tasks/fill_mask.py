@@ -14,7 +14,7 @@ from albert.errors import InputError
 from albert.tasks.batching import buckets, pad_batch
 
 if TYPE_CHECKING:
-    from albert.tokenizer import AlbertTokenizer
+    from albert.tokenization.tokenizer import AlbertTokenizer
 
 # (encoded, padded batch; each row's [MASK] positions, padded with 0) → (B, P, V) logits at those positions
 Logits = Callable[[dict[str, list[list[int]]], list[list[int]]], np.ndarray]

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import base_suffix, expect, field_of, iter_records, read_json
 from albert.errors import DataError
+from albert.io.files import base_suffix, expect, field_of, iter_records, read_json
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

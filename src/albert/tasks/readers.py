@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from albert.data.reader import base_suffix, iter_records, iter_text_lines, read_json
 from albert.errors import DataError
+from albert.io.files import base_suffix, iter_records, iter_text_lines, read_json
 
 # GLUE TSV layouts: (text column(s), label column, has header). Columns are by header name or index.
 GLUE_TSV: dict[str, tuple[tuple[str | int, ...], str | int | None, bool]] = {

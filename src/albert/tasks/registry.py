@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from albert.config import MAX_LAYER_PASSES
 from albert.errors import ConfigError, InputError
+from albert.modeling.config import MAX_LAYER_PASSES
 
 
 class HasFlag:
@@ -142,7 +142,7 @@ HEADS: dict[str, Head] = {h.architecture: h for h in (
 )}
 
 _TEXT = Field("text", help="the text")
-# early exit (albert.early_exit), for heads fine-tuned with --early_exit true; both 0: every pass
+# early exit (albert.modeling.early_exit), for heads fine-tuned with --early_exit true; both 0: every pass
 EXIT_PARAMETERS = (
     Parameter("patience", int, 0, "early exit: stop once the prediction has held for this many passes of the shared "
               "layer (0: off; a model fine-tuned with --early_exit true)", minimum=0, maximum=MAX_LAYER_PASSES),

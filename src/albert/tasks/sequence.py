@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.early_exit import pabee_loss
 from albert.errors import DataError
+from albert.modeling.early_exit import pabee_loss
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer, PassCounts, with_passes
 from albert.tasks.readers import listed_labels, read_rows
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 TEXT_FIELDS = [("text", "text_pair"), ("sentence1", "sentence2"), ("sentence", None), ("question", "sentence"),
                ("question1", "question2"), ("premise", "hypothesis"), ("first", "second"), ("text", None)]

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import base_suffix, iter_records, iter_text_lines
 from albert.errors import DataError
+from albert.io.files import base_suffix, iter_records, iter_text_lines
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer
 from albert.tasks.readers import listed_labels
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 
 @dataclass

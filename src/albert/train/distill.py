@@ -40,13 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.data.reader import iter_documents
 from albert.errors import ConfigError, DataError
-from albert.heads import AlbertModel, AlbertPreTrainedModel
-from albert.model import pool_hidden_states
-from albert.outputs import check_new_output, claim_output
+from albert.io.files import iter_documents
+from albert.io.output_dirs import check_new_output, claim_output
+from albert.modeling.backbone import pool_hidden_states
+from albert.modeling.pretrained import AlbertModel, AlbertPreTrainedModel
 from albert.tasks.batching import pad_batch
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.cards import write_distill_card
 from albert.train.loop import EpochOrder, train
 from albert.train.settings import TrainSettings, setting
@@ -164,8 +164,8 @@ def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str
       vector never trains it, and a sentence-transformers teacher's own is untrained (all-MiniLM-L6-v2's has a zero
       bias), so a sequence classifier would read a random projection.
     Returns the scale. docs/distillation.md, "Ready for fine-tuning", has the measurement behind both."""
-    from albert.heads import AlbertModel
-    from albert.hub import resolve_model_dir
+    from albert.io.hub import resolve_model_dir
+    from albert.modeling.pretrained import AlbertModel
 
     check_new_output(out, "convert")
     source = Path(source) if Path(source).is_dir() else resolve_model_dir(str(source))
@@ -219,7 +219,7 @@ def weights_sha256(path: Path) -> str:
     weight files together (names and bytes), or of `path` itself when it is a file; `path` may also name a packaged
     model or a hub id."""
     if not path.exists():
-        from albert.hub import resolve_model_dir
+        from albert.io.hub import resolve_model_dir
 
         path = resolve_model_dir(str(path))
     if path.is_dir():
@@ -251,7 +251,7 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
         st = SentenceTransformer(teacher, device="cpu")
         st.max_seq_length = max_seq_length
         return lambda texts: st.encode(texts, convert_to_numpy=True, batch_size=64).astype(np.float32)
-    from albert.runtime import Runtime, prepare_for_inference
+    from albert.runtime.policy import Runtime, prepare_for_inference
 
     model = prepare_for_inference(AlbertModel.from_pretrained(teacher), Runtime(torch.device("cpu"), "fp32"))
     tokenizer = AlbertTokenizer.from_pretrained(teacher)
@@ -586,7 +586,7 @@ def _sentence_vectors(settings: DistillSettings, tokenizer: AlbertTokenizer) -> 
 
 
 def _masked_lm(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[AlbertPreTrainedModel, Any, str]:
-    from albert.heads import AlbertForPreTraining
+    from albert.modeling.heads import AlbertForPreTraining
     from albert.train.pretrain import PretrainTask
     from albert.train.settings import PretrainSettings
 

@@ -2,7 +2,7 @@
 
 The fine-tuned directory is a transformers checkpoint of the matching AlbertFor* class whose
 config records the task (`albert_task`: kind, labels, text fields, max length), so evaluate and
-predict need nothing else. Evaluation and prediction run the model as albert.runtime prepares it
+predict need nothing else. Evaluation and prediction run the model as albert.runtime.policy prepares it
 for inference (bf16 frozen, int8 quantized), the same as the pipelines.
 """
 
@@ -21,21 +21,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from albert.checkpoint import CONFIG_NAME
 from albert.data.pretraining import ExampleSettings, create_segment_pairs
-from albert.data.reader import base_suffix, iter_documents
-from albert.early_exit import EXIT_KINDS, ExitPolicy, require_exits
 from albert.errors import ConfigError, DataError, InputError
-from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel, EarlyExitHead
-from albert.outputs import check_new_output, claim_output
-from albert.runtime import Runtime, prepare_for_inference, resolve_runtime
+from albert.io.files import base_suffix, iter_documents
+from albert.io.output_dirs import check_new_output, claim_output
+from albert.modeling.early_exit import EXIT_KINDS, ExitPolicy, require_exits
+from albert.modeling.heads import MODEL_CLASSES, EarlyExitHead
+from albert.modeling.pretrained import CONFIG_NAME, AlbertPreTrainedModel
+from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer
 from albert.tasks.choice import ChoiceFeatures, read_questions
 from albert.tasks.qa import QAFeatures, read_qa
 from albert.tasks.registry import DEFAULT_MODEL, get_kind
 from albert.tasks.sequence import ORDER_LABELS, Example, SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.cards import card_inputs, write_finetune_card
 from albert.train.loop import EpochOrder, train
 from albert.train.settings import TrainSettings, build_settings, read_settings_file, setting
@@ -62,7 +62,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 # the seed of the pairs cut from a text file (sentence order): fine-tuning, evaluate and predict cut the same pairs
 ORDER_PAIRS_SEED = 20191026
 
-# the fine-tuning tasks whose head can exit early (albert.early_exit): one answer per input, from [CLS]
+# the fine-tuning tasks whose head can exit early (albert.modeling.early_exit): one answer per input, from [CLS]
 EARLY_EXIT_TASKS = ("classification", "regression", "multiple-choice", "sentence-order")
 
 
@@ -258,8 +258,8 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     out = Path(settings.out)
     check_new_output(out, "finetune")  # before reading data or loading the model; --out == --model is refused
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
-    from albert.checkpoint import resolve_model_dir
-    from albert.config import AlbertConfig
+    from albert.modeling.config import AlbertConfig
+    from albert.modeling.pretrained import resolve_model_dir
 
     positions = AlbertConfig.from_json_file(resolve_model_dir(settings.model) / CONFIG_NAME,
                                             strict=False).max_position_embeddings
@@ -338,8 +338,8 @@ def _final_eval(metrics: Path, step: int) -> dict[str, float] | None:
 
 def task_spec_of(model_dir: str | Path) -> tuple[Path, TaskSpec]:
     """A fine-tuned directory (resolved) and the task it records (config.albert_task)."""
-    from albert.checkpoint import resolve_model_dir
-    from albert.config import AlbertConfig
+    from albert.modeling.config import AlbertConfig
+    from albert.modeling.pretrained import resolve_model_dir
 
     directory = resolve_model_dir(model_dir)
     raw = AlbertConfig.from_json_file(directory / CONFIG_NAME).albert_task

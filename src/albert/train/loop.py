@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from albert.errors import TrainingError
-from albert.runtime import resolve_device, resolve_precision
+from albert.runtime.policy import resolve_device, resolve_precision
 from albert.train.checkpoints import (
     CHECKPOINTS,
     checkpoint_dirs,

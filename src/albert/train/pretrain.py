@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.config import AlbertConfig, check_fits_memory, forward_flops
 from albert.data.pretraining import (
     ExampleSettings,
     Masker,
@@ -29,8 +28,9 @@ from albert.data.pretraining import (
 )
 from albert.data.shards import Corpus, read_meta
 from albert.errors import DataError
-from albert.heads import AlbertForPreTraining
-from albert.tokenizer import AlbertTokenizer
+from albert.modeling.config import AlbertConfig, check_fits_memory, forward_flops
+from albert.modeling.heads import AlbertForPreTraining
+from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.checkpoints import checkpoint_dirs
 from albert.train.loop import train
 from albert.train.settings import PretrainSettings

@@ -39,9 +39,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from albert.config import AlbertConfig, check_fits_memory
 from albert.errors import CheckpointError
-from albert.outputs import check_new_output, claim_output
+from albert.io.output_dirs import check_new_output, claim_output
+from albert.modeling.config import AlbertConfig, check_fits_memory
 
 # (BERT name, our name); {l} is a BERT layer, {g} the group it becomes. Torch's Linear layout on both sides.
 _LAYER_BERT = "encoder.layer.{l}."
@@ -216,7 +216,7 @@ def bert_normalizer() -> bytes:
     off, compiled by SentencePiece's own trainer (the only public way to build its precompiled character map)."""
     import sentencepiece as spm
 
-    from albert.tokenizer_json import sentencepiece_proto
+    from albert.tokenization.tokenizer_json import sentencepiece_proto
 
     pb = sentencepiece_proto()
     nfkc = spm.SentencePieceNormalizer(rule_name="nmt_nfkc", add_dummy_prefix=False, escape_whitespaces=False,
@@ -273,7 +273,14 @@ def _lowercases(source: Path) -> bool:
 
 def wordpiece_as_sentencepiece(tokens: list[str]) -> bytes:
     """A serialized SentencePiece model whose piece i is WordPiece token i (see the module's doc)."""
-    from albert.tokenizer_json import CONTROL, NORMAL, SPIECE_UNDERLINE, UNKNOWN, UNUSED, sentencepiece_proto
+    from albert.tokenization.tokenizer_json import (
+        CONTROL,
+        NORMAL,
+        SPIECE_UNDERLINE,
+        UNKNOWN,
+        UNUSED,
+        sentencepiece_proto,
+    )
 
     pb = sentencepiece_proto()
     model = pb.ModelProto()
@@ -305,8 +312,8 @@ def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | No
                  layers: list[int] | None = None, passes: int | None = None,
                  embedding_size: int | None = None) -> dict[str, object]:
     """An AlbertModel directory from a BERT directory; see the module's doc. Returns what was made."""
-    from albert.heads import AlbertModel
-    from albert.tokenizer import AlbertTokenizer
+    from albert.modeling.pretrained import AlbertModel
+    from albert.tokenization.tokenizer import AlbertTokenizer
 
     source = Path(source)
     check_new_output(out, "convert")

@@ -14,15 +14,15 @@ from pathlib import Path
 import sentencepiece as spm
 
 from albert.errors import DataError, InputError
-from albert.outputs import check_new_output, claim_output
-from albert.tokenizer import VOCAB_FILE, AlbertTokenizer
+from albert.io.output_dirs import check_new_output, claim_output
+from albert.tokenization.tokenizer import VOCAB_FILE, AlbertTokenizer
 
 logger = logging.getLogger(__name__)
 
 
 def read_text_lines(paths: Sequence[str | Path], field: str = "text") -> Iterator[str]:
     """Lines of .txt files, or `field` of .jsonl / .parquet rows; .gz and .xz are decompressed on the fly."""
-    from albert.data.reader import iter_lines
+    from albert.io.files import iter_lines
 
     for path in paths:
         yield from iter_lines(path, field)

@@ -1,8 +1,8 @@
-"""Checkpoints: transformers-format directories both ways (names resolved by albert.hub), and the original TF names.
+"""Checkpoints: transformers-format directories both ways (names resolved by albert.io.hub), and the original TF names.
 
 Our parameter names ARE transformers' names, so reading and writing transformers checkpoints needs
 no renaming, only the base-model prefix (`albert.`) added or removed and tied aliases skipped. The
-original TensorFlow names differ; `TF_KEY_MAP` is the one table that maps them (see `albert.tf_import`).
+original TensorFlow names differ; `TF_KEY_MAP` is the one table that maps them (see `albert.convert.tf`).
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import pickle
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from albert.config import AlbertConfig, check_fits_memory, read_model_json
-from albert.data.reader import require_file
 from albert.errors import CheckpointError
-from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where users look)
+from albert.io.files import read_model_json, require_file
+from albert.io.hub import (  # noqa: F401  (re-exported: albert.modeling.pretrained is where users look)
     CONFIG_NAME,
     HUB_ALIASES,
     HUB_FILES,
@@ -34,13 +34,68 @@ from albert.hub import (  # noqa: F401  (re-exported: albert.checkpoint is where
     packaged_models_dir,
     resolve_model_dir,
 )
-from albert.model import HEAD_NAMES
-
-if TYPE_CHECKING:
-    from albert.heads import AlbertPreTrainedModel
+from albert.modeling.backbone import HEAD_NAMES, AlbertBackbone, init_weights
+from albert.modeling.config import AlbertConfig, check_fits_memory
 
 logger = logging.getLogger(__name__)
+
 M = TypeVar("M", bound="AlbertPreTrainedModel")
+
+
+class AlbertPreTrainedModel(nn.Module):
+    """Shared plumbing: weight init, tying, and checkpoint I/O (transformers-compatible directories)."""
+
+    base_model_prefix = "albert"
+    # Parameters that alias others and are therefore not stored in a checkpoint.
+    tied_keys: tuple[str, ...] = ()
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def post_init(self) -> None:
+        init_weights(self, self.config.initializer_range)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Re-establish aliases after weights are replaced (loading, resizing)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def head_modules(self) -> list[nn.Module]:
+        """The task head's modules with parameters: everything outside the backbone."""
+        return [m for name, m in self.named_children() if name in HEAD_NAMES and any(True for _ in m.parameters())]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # parameters() yields shared tensors once
+
+    @classmethod
+    def from_pretrained(cls: type[M], name_or_path: str | Path, **kwargs: Any) -> M:
+        """Load a local directory, a packaged model name or a hub id; `kwargs` override config fields."""
+        return load_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json + model.safetensors: a directory transformers loads unchanged."""
+        save_pretrained(self, directory)
+
+
+class AlbertModel(AlbertPreTrainedModel, AlbertBackbone):
+    """The bare backbone; state-dict keys have no prefix (`embeddings.*`, `encoder.*`, `pooler.*`)."""
+
+    base_model_prefix = ""
+
+    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True) -> None:
+        AlbertBackbone.__init__(self, config, add_pooling_layer)  # sets self.config
+        self.post_init()
+
+    forward = AlbertBackbone.forward
+
 
 # Buffers that some transformers versions stored; they hold no learned state.
 _IGNORED_KEYS = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")

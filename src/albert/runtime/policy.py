@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from albert.errors import CheckpointError, ConfigError, InputError
-from albert.kernels import (
+from albert.modeling.backbone import AlbertTransformer, LayerWeights
+from albert.runtime.kernels import (
     NON_FINITE,
     ONEDNN_ACTIVATIONS,
     DynamicInt8Linear,
@@ -42,10 +43,9 @@ from albert.kernels import (
     onednn_available,
     onednn_int8_available,
 )
-from albert.model import AlbertTransformer, LayerWeights
 
 if TYPE_CHECKING:
-    from albert.heads import AlbertPreTrainedModel
+    from albert.modeling.pretrained import AlbertPreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def _fp32_heads(model: AlbertPreTrainedModel) -> None:
             head._albert_fp32_hook = True  # type: ignore[assignment]
 
 
-# a matrix and its bias → a prepared matrix (albert.model.LayerWeights); with an activation (a post-op of
+# a matrix and its bias → a prepared matrix (albert.modeling.backbone.LayerWeights); with an activation (a post-op of
 # ONEDNN_ACTIVATIONS) the prepared matrix applies it too
 Pack = Callable[..., Any]
 

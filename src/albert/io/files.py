@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from albert.errors import DataError
+from albert.errors import ConfigError, DataError
 
 # what a broken or truncated archive raises while it is read
 _ARCHIVE_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
@@ -259,3 +259,17 @@ def field_of(obj: dict[str, Any], name: str, kind: type, where: str, default: An
             raise DataError(f"{where}: no {name!r}")
         return default
     return expect(obj[name], kind, f"{where}.{name}")
+
+
+# a model directory's JSON files (config, weight index, tokenizer) are read whole: larger is not one of them
+MAX_MODEL_JSON_BYTES = 512 * 1024 * 1024
+
+
+def read_model_json(path: Path, max_bytes: int = MAX_MODEL_JSON_BYTES) -> Any:
+    """A JSON file of a model directory: a regular file (a FIFO, a device or a symlink loop is refused by its type
+    before it is opened), of at most `max_bytes`, UTF-8, standard JSON, each fault one error naming the file."""
+    require_file(path)
+    if path.stat().st_size > max_bytes:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a model directory's JSON file is at most "
+                          f"{max_bytes:,}")
+    return read_json(path)

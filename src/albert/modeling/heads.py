@@ -1,156 +1,36 @@
 """The public model classes: `AlbertModel` and every head, with transformers' names and outputs.
 
 Losses are computed in fp32 whatever the compute dtype. Nothing here reads or writes files:
-`from_pretrained` / `save_pretrained` delegate to `albert.checkpoint`.
+`from_pretrained` / `save_pretrained` delegate to `albert.modeling.pretrained`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.config import AlbertConfig
-from albert.early_exit import ExitPolicy, pabee_loss, require_exits, run_with_exit
-from albert.model import (
-    HEAD_NAMES,
-    AlbertBackbone,
+from albert.modeling.backbone import (
     BaseModelOutputWithPooling,
     LayerWeights,
-    ModelOutput,
     activation_fn,
     attention_bias,
     compute_dtype,
-    init_weights,
 )
-
-M = TypeVar("M", bound="AlbertPreTrainedModel")
-
-
-class AlbertPreTrainedModel(nn.Module):
-    """Shared plumbing: weight init, tying, and checkpoint I/O (transformers-compatible directories)."""
-
-    base_model_prefix = "albert"
-    # Parameters that alias others and are therefore not stored in a checkpoint.
-    tied_keys: tuple[str, ...] = ()
-
-    def __init__(self, config: AlbertConfig) -> None:
-        super().__init__()
-        self.config = config
-
-    def post_init(self) -> None:
-        init_weights(self, self.config.initializer_range)
-        self.tie_weights()
-
-    def tie_weights(self) -> None:
-        """Re-establish aliases after weights are replaced (loading, resizing)."""
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    def head_modules(self) -> list[nn.Module]:
-        """The task head's modules with parameters: everything outside the backbone."""
-        return [m for name, m in self.named_children() if name in HEAD_NAMES and any(True for _ in m.parameters())]
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())  # parameters() yields shared tensors once
-
-    @classmethod
-    def from_pretrained(cls: type[M], name_or_path: str | Path, **kwargs: Any) -> M:
-        """Load a local directory, a packaged model name or a hub id; `kwargs` override config fields."""
-        from albert.checkpoint import load_pretrained
-
-        return load_pretrained(cls, name_or_path, **kwargs)
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json + model.safetensors: a directory transformers loads unchanged."""
-        from albert.checkpoint import save_pretrained
-
-        save_pretrained(self, directory)
-
-
-class AlbertModel(AlbertPreTrainedModel, AlbertBackbone):
-    """The bare backbone; state-dict keys have no prefix (`embeddings.*`, `encoder.*`, `pooler.*`)."""
-
-    base_model_prefix = ""
-
-    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True) -> None:
-        AlbertBackbone.__init__(self, config, add_pooling_layer)  # sets self.config
-        self.post_init()
-
-    forward = AlbertBackbone.forward
-
-
-# ----- outputs -----
-@dataclass
-class AlbertForPreTrainingOutput(ModelOutput):
-    loss: Tensor | None = None
-    prediction_logits: Tensor | None = None
-    sop_logits: Tensor | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class MaskedLMOutput(ModelOutput):
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class SequenceClassifierOutput(ModelOutput):
-    """A classifier's outputs; with early exit (albert.early_exit) also every pass's logits (training) or the
-    passes each example ran (inference with an exit policy)."""
-
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
-    exit_logits: Tensor | None = None  # (passes, B, K): the classifier after every pass, training only
-    exit_passes: Tensor | None = None  # (B,): the passes each example ran before it stopped
-
-
-TokenClassifierOutput = MaskedLMOutput
-MultipleChoiceModelOutput = SequenceClassifierOutput
-
-
-@dataclass
-class QuestionAnsweringModelOutput(ModelOutput):
-    loss: Tensor | None = None
-    start_logits: Tensor | None = None
-    end_logits: Tensor | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class AnswerabilityQAOutput(ModelOutput):
-    """The original SQuAD 2.0 head's outputs. Training (start positions given): the masked start logits,
-    the end logits given each gold start, and the answerability logits. Inference: the beam of the
-    `start_n_top` best starts and, for each, the `end_n_top` best ends (log-probabilities and indices)."""
-
-    loss: Tensor | None = None
-    start_logits: Tensor | None = None  # (B, T), -inf-like where p_mask
-    end_logits: Tensor | None = None  # training: (B, T)
-    cls_logits: Tensor | None = None  # (B,), > 0: the window holds no answer
-    start_top_log_probs: Tensor | None = None  # (B, k_start)
-    start_top_index: Tensor | None = None  # (B, k_start)
-    end_top_log_probs: Tensor | None = None  # (B, k_start, k_end)
-    end_top_index: Tensor | None = None  # (B, k_start, k_end)
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
+from albert.modeling.config import AlbertConfig
+from albert.modeling.early_exit import ExitPolicy, pabee_loss, require_exits, run_with_exit
+from albert.modeling.outputs import (
+    AlbertForPreTrainingOutput,
+    AnswerabilityQAOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from albert.modeling.pretrained import AlbertModel, AlbertPreTrainedModel
 
 
 # ----- head modules -----
@@ -283,7 +163,8 @@ class AlbertForMaskedLM(_MaskedLMMixin):
 
 
 class EarlyExitHead(AlbertPreTrainedModel):
-    """A classifier over the pooled [CLS] state after every pass of the shared layer (albert.early_exit), for the
+    """A classifier over the pooled [CLS] state after every pass of the shared layer (albert.modeling.early_exit),
+    for the
     heads that classify a whole input: trained by PABEE's weighted loss, run with an exit policy at inference."""
 
     albert: AlbertModel
@@ -291,7 +172,7 @@ class EarlyExitHead(AlbertPreTrainedModel):
     dropout: nn.Dropout
     # the policy of forwards that pass none (albert evaluate/predict set it); None: full depth
     exit_policy: ExitPolicy | None = None
-    # set by albert.runtime under --compile: (first pass, number of passes) → exit_step over those passes as one
+    # set by albert.runtime.policy under --compile: (first pass, number of passes) → exit_step over those passes as one
     # compiled function of (x, mask, classifiers) — the classifiers' weights are inputs, so one graph serves every
     # pass of a layer group
     compiled_steps: Callable[[int, int], Callable[..., tuple[Tensor, Tensor]]] | None = None
@@ -336,7 +217,7 @@ class EarlyExitHead(AlbertPreTrainedModel):
 
     def _run_with_exit(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
                        policy: ExitPolicy, regression: bool, group: int = 1) -> tuple[Tensor, Tensor]:
-        """(logits, passes) of each example, stopping each where `policy` says (albert.early_exit)."""
+        """(logits, passes) of each example, stopping each where `policy` says (albert.modeling.early_exit)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         enc = self.albert.encoder

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.config import AlbertConfig
+from albert.modeling.config import AlbertConfig
 
 # The names of every head's modules, across all heads (the backbone is `albert`): heads.py builds its modules under
 # these names, the runtime keeps them in fp32 whatever the encoder's precision, and a checkpoint's weights under them
@@ -142,7 +142,8 @@ class AlbertEmbeddings(nn.Module):
 class LayerWeights(NamedTuple):
     """One shared layer's weights in the compute dtype, Q/K/V packed: prepared once per forward.
 
-    For inference a matrix may instead be a prepared one (a callable of albert.runtime: packed for oneDNN in fp32 or
+    For inference a matrix may instead be a prepared one (a callable of albert.runtime.policy: packed for oneDNN in
+    fp32 or
     bf16, or int8), which holds its bias and adds a residual inside its kernel; `ffn_activated`: the FFN's matrix also
     applies the activation."""
 
@@ -166,7 +167,7 @@ def linear(x: Tensor, w: Any, b: Tensor | None, residual: Tensor | None = None) 
     if isinstance(w, Tensor):
         y = F.linear(x, w, b)
         return y if residual is None else residual + y
-    return w(x, residual)  # a prepared matrix (albert.runtime), fp32 activations
+    return w(x, residual)  # a prepared matrix (albert.runtime.policy), fp32 activations
 
 
 class AlbertAttention(nn.Module):
@@ -269,7 +270,7 @@ class AlbertTransformer(nn.Module):
         self.config = config
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
         self.albert_layer_groups = nn.ModuleList([AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)])
-        # Set by albert.runtime for inference: every layer's matrices prepared once (cast, packed for oneDNN, or
+        # Set by albert.runtime.policy for inference: every layer's matrices prepared once (cast, packed for oneDNN, or
         # int8), one list per group, and the dtype the encoder then computes in, whatever the parameters' dtype
         self.prepared_weights: list[list[LayerWeights]] | None = None
         self.inference_dtype: torch.dtype | None = None

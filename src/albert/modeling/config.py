@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from albert.errors import ConfigError
+from albert.io.files import read_model_json
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class AlbertConfig:
     problem_type: str | None = None
     # What the checkpoint was fine-tuned for (see albert.tasks); None for pretrained backbones.
     albert_task: dict[str, Any] | None = None
-    # A classifier after every pass of the shared layer (albert.early_exit): "shared" (the one classifier after
+    # A classifier after every pass of the shared layer (albert.modeling.early_exit): "shared" (the one classifier after
     # each) or "per_pass" (one each); None: the classifier reads the last pass only, as in every ALBERT
     early_exit: str | None = None
     # transformers' generic keys read from a config.json, written back unchanged.
@@ -291,22 +292,6 @@ def forward_flops(config: AlbertConfig, batch: int, seq: int, predictions: int =
     H, E, inner, L = config.hidden_size, config.embedding_size, config.intermediate_size, config.num_hidden_layers
     per_position = 2 * E * H + (2 * (4 * H * H + 2 * H * inner) + 2 * 2 * seq * H) * L
     return float(batch * seq * per_position + 2 * (H * E + E * config.vocab_size) * predictions)
-
-
-# a model directory's JSON files (config, weight index, tokenizer) are read whole: larger is not one of them
-MAX_MODEL_JSON_BYTES = 512 * 1024 * 1024
-
-
-def read_model_json(path: Path, max_bytes: int = MAX_MODEL_JSON_BYTES) -> Any:
-    """A JSON file of a model directory: a regular file (a FIFO, a device or a symlink loop is refused by its type
-    before it is opened), of at most `max_bytes`, UTF-8, standard JSON, each fault one error naming the file."""
-    from albert.data.reader import read_json, require_file
-
-    require_file(path)
-    if path.stat().st_size > max_bytes:
-        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a model directory's JSON file is at most "
-                          f"{max_bytes:,}")
-    return read_json(path)
 
 
 def _official(hidden: int, layers: int, heads: int, act: str, dropout: float) -> dict[str, Any]:

@@ -25,7 +25,7 @@ HUB_FILES = [CONFIG_NAME, SAFE_WEIGHTS_NAME, SAFE_INDEX_NAME, "model-*.safetenso
 
 # ----- name resolution -----
 def packaged_models_dir() -> Path:
-    return Path(__file__).parent / "models"
+    return Path(__file__).parents[1] / "models"
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:

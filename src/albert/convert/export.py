@@ -2,7 +2,7 @@
 
 Older exporters traced each of the 12 (or 24) layer passes with its own copy of the shared weights
 (albert-base: 45 MB of weights → 340 MB of ONNX; xlarge past the 2 GB protobuf limit). Here the shared
-layer's weights are prepared once per forward (albert.model.LayerWeights), so every pass of the
+layer's weights are prepared once per forward (albert.modeling.backbone.LayerWeights), so every pass of the
 exported graph reads the same initializers.
 """
 
@@ -19,10 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from albert.checkpoint import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir, saved_architecture
 from albert.errors import ConfigError
-from albert.heads import MODEL_CLASSES, AlbertPreTrainedModel
-from albert.outputs import check_new_file, check_new_output
+from albert.io.output_dirs import check_new_file, check_new_output
+from albert.modeling.heads import MODEL_CLASSES
+from albert.modeling.pretrained import (
+    CONFIG_NAME,
+    SAFE_WEIGHTS_NAME,
+    AlbertPreTrainedModel,
+    resolve_model_dir,
+    saved_architecture,
+)
 from albert.tasks.registry import HEADS
 
 logger = logging.getLogger(__name__)
@@ -134,7 +140,7 @@ def _share_weights(model: Any, weights: Path) -> int:
     digest goes into the metadata: readers check it, since a re-saved file moves the bytes."""
     from onnx import TensorProto, numpy_helper
 
-    from albert.inference.fill_mask import DIGEST_KEY, WEIGHTS_KEY, file_sha256
+    from albert.inference.fast_fill_mask import DIGEST_KEY, WEIGHTS_KEY, file_sha256
 
     layout = read_safetensors_layout(weights)
     linked = 0
@@ -257,7 +263,7 @@ def export_model_onnx(name_or_path: str | Path, out: str | Path, architecture: s
     silently drop what the model was trained for. With `full_depth` the graph is the model at full depth (its last
     classifier), as transformers runs it."""
     check_new_file(out)
-    from albert.config import AlbertConfig
+    from albert.modeling.config import AlbertConfig
 
     config = AlbertConfig.from_json_file(resolve_model_dir(name_or_path) / CONFIG_NAME, strict=False)
     if config.early_exit and not full_depth:
@@ -279,7 +285,7 @@ def export_sentence_transformers(name_or_path: str | Path, out: str | Path, pool
     """`albert export sentence-transformers`: the model as a sentence-transformers directory (modules.json, its
     pooling and normalisation), which `SentenceTransformer(out)` loads with the vectors `albert embed` gives."""
     from albert.inference.pipelines import pipeline
-    from albert.outputs import claim_output
+    from albert.io.output_dirs import claim_output
 
     out = Path(out)
     check_new_output(out, "export sentence-transformers")

@@ -1,6 +1,7 @@
 """The prepared matrices the runtime chooses between, and what the CPU can do.
 
-A prepared matrix is a callable `linear(x, residual=None)` that `albert.model.LayerWeights` holds in place of a
+A prepared matrix is a callable `linear(x, residual=None)` that `albert.modeling.backbone.LayerWeights` holds in
+place of a
 plain weight and bias (the model stays pure torch): `PackedLinear` (fp32 or bf16, reordered once into oneDNN's
 blocked layout, the activation or the residual add fused into its kernel), `Int8Linear` (int8 through oneDNN's
 kernel on activations quantized per call, 8-bit with VNNI and 7-bit without) and `DynamicInt8Linear` (torch's

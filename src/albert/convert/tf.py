@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albert.config import AlbertConfig, check_fits_memory
 from albert.errors import CheckpointError
-from albert.outputs import check_new_output, claim_output
+from albert.io.output_dirs import check_new_output, claim_output
+from albert.modeling.config import AlbertConfig, check_fits_memory
 
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64,
            10: np.bool_, 19: np.float16}
@@ -211,7 +211,7 @@ def read_tf_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
 # ----- conversion -----
 def convert_tf_checkpoint(prefix: str | Path, config_path: str | Path, out: str | Path) -> dict[str, list[str]]:
     """Convert to an AlbertForPreTraining directory; returns what was skipped and what stayed initialised."""
-    from albert.heads import AlbertForPreTraining
+    from albert.modeling.heads import AlbertForPreTraining
 
     check_new_output(out, "convert")
     config = AlbertConfig.from_json_file(config_path)

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from albert.config import AlbertConfig
 from albert.errors import CheckpointError, InputError
-from albert.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
+from albert.io.hub import CONFIG_NAME, SAFE_WEIGHTS_NAME, resolve_model_dir
+from albert.modeling.config import AlbertConfig
 from albert.tasks.fill_mask import fill_mask
-from albert.tokenizer import AlbertTokenizer
+from albert.tokenization.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
 ONNX_NAME = "model.onnx"

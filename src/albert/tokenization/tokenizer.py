@@ -1,5 +1,5 @@
 """The ALBERT SentencePiece tokenizer: ALBERT's exact preprocessing, offsets into the original text,
-and a fast batch path (training a vocabulary: albert.vocabulary).
+and a fast batch path (training a vocabulary: albert.tokenization.vocabulary).
 
 The reference semantics are transformers 4.x's sentencepiece-based ("slow") `AlbertTokenizer`:
 1. outside special tokens, each character is lowercased (do_lower_case);
@@ -84,7 +84,7 @@ class AlbertTokenizer:
     def __init__(self, vocab_file: str | Path | None = None, do_lower_case: bool = True, remove_space: bool = True,
                  keep_accents: bool = False, model_proto: bytes | None = None) -> None:
         """From a spiece.model file, or from a serialized SentencePiece model (`model_proto`: a tokenizer.json's,
-        converted by albert.tokenizer_json)."""
+        converted by albert.tokenization.tokenizer_json)."""
         self.vocab_file = Path(vocab_file) if vocab_file is not None else None
         self.do_lower_case = do_lower_case
         self.remove_space = remove_space
@@ -130,10 +130,10 @@ class AlbertTokenizer:
         if path.is_file():
             return cls(path, **kwargs)
         if not path.is_dir():
-            from albert.hub import resolve_model_dir
+            from albert.io.hub import resolve_model_dir
 
             path = resolve_model_dir(name_or_path)
-        from albert.config import read_model_json
+        from albert.io.files import read_model_json
 
         settings: dict[str, Any] = {}
         vocab, fast = path / VOCAB_FILE, path / TOKENIZER_JSON
@@ -141,7 +141,7 @@ class AlbertTokenizer:
         if not vocab.is_file():
             if not fast.is_file():
                 raise CheckpointError(f"no {VOCAB_FILE} or {TOKENIZER_JSON} in {path}")
-            from albert.tokenizer_json import spm_from_tokenizer_json
+            from albert.tokenization.tokenizer_json import spm_from_tokenizer_json
 
             proto, settings = spm_from_tokenizer_json(read_model_json(fast), str(fast))
         config_file = path / "tokenizer_config.json"
@@ -154,7 +154,7 @@ class AlbertTokenizer:
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write spiece.model and tokenizer.json (transformers 4 reads the first, 5 the second) and the configs."""
-        from albert.tokenizer_json import tokenizer_json_from_spm
+        from albert.tokenization.tokenizer_json import tokenizer_json_from_spm
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

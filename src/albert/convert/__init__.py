@@ -1,0 +1,1 @@
+"""Conversions: TensorFlow checkpoints, BERT directories, ONNX and sentence-transformers export."""

@@ -1,0 +1,1 @@
+"""Reading and writing files: bounded readers, model names and the hub, output directories."""

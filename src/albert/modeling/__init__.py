@@ -1,0 +1,1 @@
+"""The model: config, backbone, early exit, heads, loading and saving."""

@@ -1,0 +1,1 @@
+"""The ASGI server: settings, limits, micro-batching, routes."""

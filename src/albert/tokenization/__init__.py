@@ -1,0 +1,1 @@
+"""SentencePiece tokenization: the tokenizer, its tokenizer.json, vocabulary training."""
