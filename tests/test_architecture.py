@@ -26,10 +26,10 @@ LAYERS: list[list[str]] = [
     ["data", "tasks"],
     ["inference"],
     ["train", "serving", "convert"],
-    ["cli"],  # cli.py, __main__.py, __init__.py, _moved.py
+    ["cli"],  # cli.py, commands.py, __main__.py, __init__.py, _moved.py
 ]
 _ROOT_GROUPS = {"version": "errors", "errors": "errors", "cli": "cli", "__main__": "cli", "__init__": "cli",
-                "_moved": "cli"}
+                "_moved": "cli", "commands": "cli"}
 
 
 def _place(module: str) -> tuple[int, str]:
@@ -187,6 +187,46 @@ def _public_names() -> dict[str, list[str]]:
                 if not name.startswith("_"):
                     found.setdefault(name, []).append(module)
     return found
+
+
+def _public_names() -> dict[str, list[str]]:
+    """Each public top-level function, class and CONSTANT of the package → the modules that define it."""
+    found: dict[str, list[str]] = {}
+    for module, path in _modules().items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            names = []
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
+            for name in names:
+                if not name.startswith("_"):
+                    found.setdefault(name, []).append(module)
+    return found
+
+
+def test_modules_and_public_names_are_each_defined_once() -> None:
+    """No two modules share a name (`metrics` in two folders reads as one), and no public name is defined twice."""
+    stems: dict[str, list[str]] = {}
+    for module in _modules():
+        stems.setdefault(module.rpartition(".")[2], []).append(module)
+    assert not {k: v for k, v in stems.items() if len(v) > 1 and k != "__init__"}
+    assert not {k: v for k, v in _public_names().items() if len(v) > 1}
+
+
+def test_modules_and_functions_a_reader_holds_in_mind() -> None:
+    """No module over 500 lines, no function over 60."""
+    long_modules, long_functions = [], []
+    for module, path in _modules().items():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 500:
+            long_modules.append(f"albert.{module}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long_functions.append(f"albert.{module}.{node.name}: {lines} lines")
+    assert not long_modules + long_functions
 
 
 def test_the_public_api_and_every_command_s_help() -> None:

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 import albert
+from albert.data.texts import select_texts
 from albert.errors import ConfigError, DataError
-from albert.train.distill import DistillSettings, select_texts, weights_sha256
+from albert.train.distill import DistillSettings
+from albert.train.sentence_vectors import weights_sha256
 from conftest import shared_dir
 from toy_tasks import wait_until_stopped
 
@@ -95,7 +97,7 @@ def test_student_moves_toward_the_teacher_and_the_vectors_are_cached(st_teacher:
     assert len(losses) == 30 and np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     result = json.loads((tmp_path / "a" / "distill_results.json").read_text())
     # the untrained student's agreement, measured the same way
-    from albert.train.distill import SentenceVectorTask, teacher_vectors
+    from albert.train.sentence_vectors import SentenceVectorTask, teacher_vectors
 
     texts = select_texts(before.data, 600, 0.5, 0)
     vectors = teacher_vectors(before, texts)
@@ -126,7 +128,7 @@ def test_student_moves_toward_the_teacher_and_the_vectors_are_cached(st_teacher:
 def test_neighbour_batches_hold_near_texts_and_the_relation_term_vanishes_at_the_teacher() -> None:
     import torch
 
-    from albert.train.distill import neighbour_blocks, relation_loss
+    from albert.train.sentence_vectors import neighbour_blocks, relation_loss
 
     g = torch.Generator().manual_seed(0)
     centres = torch.nn.functional.normalize(torch.randn(20, 32, generator=g), dim=-1)

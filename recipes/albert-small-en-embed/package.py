@@ -59,7 +59,7 @@ def main() -> None:
     student, out = Path(a.student), Path(a.out)
     if any(out.resolve() == Path(d).resolve() for d in [*a.earlier, student]):
         p.error(f"{out} is also a stage: package into another directory, then move it")
-    from albert.train.distill import fit_for_finetuning
+    from albert.convert.for_finetuning import fit_for_finetuning
 
     ready = out.with_name(out.name + ".ready")
     shutil.rmtree(ready, ignore_errors=True)

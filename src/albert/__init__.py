@@ -20,8 +20,8 @@ _EXPORTS = {
     "AlbertForMaskedLM": "albert.modeling.heads",
     "AlbertForMultipleChoice": "albert.modeling.heads",
     "AlbertForPreTraining": "albert.modeling.heads",
-    "AlbertForQuestionAnswering": "albert.modeling.heads",
-    "AlbertForQuestionAnsweringWithAnswerability": "albert.modeling.heads",
+    "AlbertForQuestionAnswering": "albert.modeling.qa_heads",
+    "AlbertForQuestionAnsweringWithAnswerability": "albert.modeling.qa_heads",
     "AlbertForSequenceClassification": "albert.modeling.heads",
     "AlbertForTokenClassification": "albert.modeling.heads",
     "AlbertModel": "albert.modeling.pretrained",
@@ -51,12 +51,11 @@ if TYPE_CHECKING:
         AlbertForMaskedLM,
         AlbertForMultipleChoice,
         AlbertForPreTraining,
-        AlbertForQuestionAnswering,
-        AlbertForQuestionAnsweringWithAnswerability,
         AlbertForSequenceClassification,
         AlbertForTokenClassification,
     )
     from albert.modeling.pretrained import AlbertModel, AlbertPreTrainedModel
+    from albert.modeling.qa_heads import AlbertForQuestionAnswering, AlbertForQuestionAnsweringWithAnswerability
     from albert.tokenization.tokenizer import AlbertTokenizer
 
 

@@ -1,4 +1,4 @@
-"""The `albert` command: each subcommand parses its arguments and calls one library function.
+"""The `albert` command: the parser (each subcommand's flags, its handler in albert.commands) and `main`.
 
 Known failures (bad input, missing files, invalid settings) print one line `albert: error: ...`
 and exit with status 2; no traceback. Library modules are imported inside the commands, so that a
@@ -10,281 +10,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from albert import commands
 
 if TYPE_CHECKING:
     from albert.tasks.registry import Task
 
 # the runtime's precisions, without importing torch (albert.runtime.policy does): a test checks they agree
 PRECISIONS = ("auto", "bf16", "fp32", "int8")
-CHUNK = 256  # inputs per pipeline call; a progress bar appears past one chunk
-
-
-# ----- the inputs of the inference commands -----
-def read_inputs(args_inputs: list[str] | None, file: str | None, stdin_json: bool = False) -> Iterator[Any]:
-    """Inputs from arguments, a --file (.txt, .jsonl, .csv/.tsv or .parquet), or stdin lines (in that order of
-    preference). Stdin lines are texts, or JSON objects for the commands whose inputs have fields (`stdin_json`:
-    answer, choose). With neither arguments nor --file, a terminal on stdin gets the usage, not a silent wait."""
-    from albert.errors import InputError
-    from albert.io.files import iter_inputs, parse_json
-
-    if args_inputs:
-        for n, text in enumerate(args_inputs, 1):
-            yield _argument_text(text, n)
-        return
-    if file:
-        yield from (item for _, item in iter_inputs(file))
-        return
-    if sys.stdin is None or sys.stdin.isatty():
-        raise InputError("no input: pass texts as arguments, --file FILE, or lines on stdin (see --help)")
-    for n, line in enumerate(sys.stdin.buffer, 1):
-        try:
-            text = line.decode("utf-8").removeprefix("\ufeff").rstrip("\n").rstrip("\r")
-        except UnicodeDecodeError:
-            raise InputError(f"<stdin>:{n}: not UTF-8 text") from None
-        if text.strip():
-            yield parse_json(text, f"<stdin>:{n} (one JSON object per line)") if stdin_json else text
-
-
-def _argument_text(text: str, n: int) -> str:
-    """A command-line text; bytes that were not UTF-8 arrive as lone surrogates (PEP 383) and are refused."""
-    from albert.errors import InputError
-
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"argument {n} is not valid UTF-8 text") from None
-    return text
-
-
-def task_inputs(task: Task, a: argparse.Namespace) -> list[Any]:
-    """The command's inputs, each checked and shaped for the task's pipeline; none at all is an error.
-
-    Texts come from arguments, --file or stdin lines; a task whose inputs have other fields takes them as
-    flags (one input: `albert answer --question Q --context C`), else as JSON objects from --file or stdin.
-    A text task's extra fields given as flags (classify --pair) apply to every input."""
-    from albert.errors import InputError
-    from albert.tasks.registry import check_input
-
-    flags = {f.name: getattr(a, f.name) for f in task.fields if f.name != "text" and getattr(a, f.name) is not None}
-    if not task.takes_text and flags:
-        missing = [f for f in task.fields if f.required and f.name not in flags]
-        if missing:
-            given = ", ".join(f.cli_flag for f in task.fields if f.name in flags)
-            raise InputError(f"{missing[0].cli_flag} is needed with {given}")
-        raw: list[Any] = [flags]
-    else:
-        if not getattr(a, "text", None) and not a.file and (sys.stdin is None or sys.stdin.isatty()):
-            a.parser.print_usage(sys.stderr)  # nothing given: the usage, not a silent wait for a terminal
-        raw = list(read_inputs(getattr(a, "text", None), a.file, stdin_json=not task.takes_text))
-        raw = [x | flags if isinstance(x, dict) else ({"text": x} | flags if flags else x) for x in raw]
-    items = [check_input(task, x, n) for n, x in enumerate(raw, 1)]
-    if not items:
-        where = "text arguments, " if task.takes_text else "flags, "
-        raise InputError(f"no input: pass {where}--file FILE.jsonl, or lines on stdin")
-    return items
-
-
-def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> Iterator[Any]:
-    """The pipeline's results over `items`, CHUNK at a time, with a progress bar (stderr) past one chunk."""
-    if len(items) <= CHUNK:  # no bar, and no tqdm import (30 ms of fill-mask's start-up)
-        yield from pipe(items, **kwargs)
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=len(items), unit=" inputs", file=sys.stderr) as bar:
-        for i in range(0, len(items), CHUNK):
-            yield from pipe(items[i:i + CHUNK], **kwargs)
-            bar.update(min(CHUNK, len(items) - i))
-
-
-def _run_task(a: argparse.Namespace) -> None:
-    """A pipeline command (derived from the task registry): one JSON line per input."""
-    from albert.tasks.registry import TASKS, check_parameter
-
-    task = TASKS[a.task_name]
-    kwargs = {p.name: check_parameter(p, getattr(a, p.name)) for p in task.parameters if p.cli}
-    items = task_inputs(task, a)
-    if task.name == "fill-mask":
-        _fill_mask(a, items, kwargs)
-        return
-    from albert.inference.pipelines import pipeline  # imports torch
-
-    pipe = pipeline(task.name, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
-    for result in stream(pipe, items, **kwargs):
-        print(json.dumps(result, ensure_ascii=False))
-
-
-# ----- tokenizer and pretraining -----
-def _tokenizer_train(a: argparse.Namespace) -> None:
-    from albert.tokenization.vocabulary import train_tokenizer
-
-    tok = train_tokenizer(a.input, a.out, vocab_size=a.vocab_size, max_sentences=a.max_sentences,
-                          character_coverage=a.character_coverage, do_lower_case=not a.cased,
-                          keep_accents=a.keep_accents, seed=a.seed, progress=not a.quiet, field=a.field)
-    print(f"wrote {a.out}/spiece.model ({tok.vocab_size} pieces)")
-
-
-def _tokenize(a: argparse.Namespace) -> None:
-    from albert.tokenization.tokenizer import AlbertTokenizer
-
-    tok = AlbertTokenizer.from_pretrained(a.tokenizer)
-    enc = tok(a.text, a.pair, return_offsets_mapping=True)
-    pieces = tok.convert_ids_to_tokens(enc["input_ids"])
-    if a.json:
-        print(json.dumps({"pieces": pieces, "ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"],
-                          "offsets": [list(o) for o in enc["offset_mapping"]]}, ensure_ascii=False))
-        return
-    for piece, i, (s, e), t in zip(pieces, enc["input_ids"], enc["offset_mapping"], enc["token_type_ids"]):
-        print(f"{i:>6}  {piece:<20} {s:>5}-{e:<5} type {t}")
-
-
-def _data_prepare(a: argparse.Namespace) -> None:
-    from albert.data.shards import prepare_data
-
-    meta = prepare_data(a.input, a.tokenizer, a.out, eval_fraction=a.eval_fraction, workers=a.workers,
-                        seed=a.seed, field=a.field, progress=not a.quiet)
-    print(f"wrote {a.out}: train {meta['documents']['train']:,} documents / {meta['tokens']['train']:,} tokens, "
-          f"eval {meta['documents']['eval']:,} documents / {meta['tokens']['eval']:,} tokens")
-
-
-def _pretrain(a: argparse.Namespace, extra: list[str]) -> None:
-    from albert.train.pretrain import pretrain
-    from albert.train.settings import PretrainSettings, load_settings, parse_overrides
-
-    final = pretrain(load_settings(PretrainSettings, a.config, parse_overrides(extra)), resume=a.resume)
-    print(f"final model: {final}")
-
-
-def _plot(a: argparse.Namespace) -> None:
-    from albert.train.plot import plot_run
-
-    print(f"wrote {plot_run(a.run_dir, a.out)}")
-
-
-# ----- distillation -----
-def _distill(a: argparse.Namespace, extra: list[str]) -> None:
-    from albert.train.distill import DistillSettings, distill
-    from albert.train.settings import load_settings, parse_overrides
-
-    given = {"kind": a.kind, "teacher": a.teacher, "student": a.student, "data": a.data, "out": a.out}
-    named = {k: v for k, v in given.items() if v is not None}
-    out = distill(load_settings(DistillSettings, a.config, {**named, **parse_overrides(extra)}), resume=a.resume)
-    print(f"distilled model: {out}")
-
-
-# ----- fine-tuning -----
-def _finetune(a: argparse.Namespace, extra: list[str]) -> None:
-    from albert.train.finetune import finetune, finetune_settings
-    from albert.train.settings import parse_overrides
-
-    given = {"task": a.task, "train": a.train, "dev": a.dev, "model": a.model, "out": a.out, "recipe": a.recipe}
-    out = finetune(finetune_settings({**given, **parse_overrides(extra)}, a.config), resume=a.resume)
-    print(f"fine-tuned model: {out}")
-
-
-def _evaluate(a: argparse.Namespace) -> None:
-    from albert.modeling.early_exit import ExitPolicy
-    from albert.train.finetune import evaluate_dir
-
-    policy = ExitPolicy(a.patience, a.exit_threshold)
-    print(json.dumps(evaluate_dir(a.model, a.data, a.device, a.precision, a.compile, policy), indent=2))
-
-
-def _predict(a: argparse.Namespace) -> None:
-    from albert.modeling.early_exit import ExitPolicy
-    from albert.train.finetune import predict_dir
-
-    policy = ExitPolicy(a.patience, a.exit_threshold)
-    for row in predict_dir(a.model, a.data, a.device, a.precision, a.compile, policy):
-        print(json.dumps(row, ensure_ascii=False))
-
-
-# ----- inference -----
-def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) -> None:
-    """fill-mask's engines (ONNX Runtime starts without torch) and its human-readable output."""
-    from albert.inference.fast_fill_mask import load_fill_mask
-
-    fm = load_fill_mask(a.model, a.engine, a.device, a.precision, a.compile)
-    for text, result in zip(texts, stream(fm, texts, **kwargs)):
-        if a.json:
-            print(json.dumps(result, ensure_ascii=False))
-            continue
-        if len(texts) > 1:
-            print(f"> {text}")
-        groups = result if result and isinstance(result[0], list) else [result]
-        for n, group in enumerate(groups):
-            if len(groups) > 1:
-                print(f"[MASK] #{n + 1}")
-            for r in group:
-                print(f"{r['score']:.4f}  {r['token_str']:<15} {r['sequence']}")
-
-
-def _serve(a: argparse.Namespace) -> None:
-    from albert.serving.launch import ServeSettings, serve_model
-
-    values = {f.name: getattr(a, f.name) for f in dataclasses.fields(ServeSettings)}
-    serve_model(ServeSettings(**{**values, "model": values["model"] or "", "cors_origins": tuple(a.cors_origins)}))
-    # stopped: end the process now. A model call nobody waits for may still be running on the model's thread, and
-    # the interpreter's teardown of torch under it aborts the process (or takes over a second)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-# ----- export and conversion -----
-def _export_onnx(a: argparse.Namespace) -> None:
-    from albert.convert.export import export_model_onnx
-
-    info = export_model_onnx(a.model, a.out, a.architecture, opset=a.opset, quantize=a.quantize,
-                             share_weights=a.share_weights, full_depth=a.full_depth)
-    print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB; outputs {', '.join(info['outputs'])})")
-
-
-def _export_sentence_transformers(a: argparse.Namespace) -> None:
-    from albert.convert.export import export_sentence_transformers
-    from albert.tasks.registry import EMBED_MODEL
-
-    print(f"wrote {export_sentence_transformers(a.model or EMBED_MODEL, a.out, a.pooling, a.normalize)}")
-
-
-def _convert(a: argparse.Namespace) -> None:
-    from albert.errors import InputError
-
-    if sum(x is not None for x in (a.from_tf, a.from_bert, a.for_finetuning)) != 1:
-        raise InputError("convert: give one of --from-tf PREFIX (with --config), --from-bert DIR or "
-                         "--for-finetuning DIR")
-    if a.for_finetuning is not None:
-        from albert.train.distill import fit_for_finetuning
-
-        if not a.texts:
-            raise InputError("convert --for-finetuning needs --texts (text files whose tokens set the scale)")
-        scale = fit_for_finetuning(a.for_finetuning, a.out, a.texts)
-        print(f"wrote {a.out}: the last LayerNorm scaled by {scale:g} (RMS per dimension near 1), the pooler the "
-              f"identity; sentence vectors' directions unchanged")
-        return
-    if a.from_bert is not None:
-        from albert.convert.bert import convert_bert
-
-        layers = [int(x) for x in a.layers.split(",")] if a.layers else None
-        made = convert_bert(a.from_bert, a.out, a.tokenizer, layers, a.passes, a.embedding_size)
-        print(f"wrote {a.out}: BERT layers {made['layers']} as ALBERT groups run {made['passes']} times, embeddings "
-              f"of {made['embedding_size']}, vocabulary of {made['vocab_size']:,}, {made['parameters']:,} parameters")
-        return
-    if a.config is None:
-        raise InputError("convert --from-tf needs --config (the original albert_config.json)")
-    from albert.convert.tf import convert_tf_checkpoint
-
-    info = convert_tf_checkpoint(a.from_tf, a.config, a.out)
-    print(f"wrote {a.out} (skipped {len(info['skipped'])} optimizer/step entries; "
-          f"unknown: {', '.join(info['unknown']) or 'none'}; newly initialised: "
-          f"{', '.join(info['initialised']) or 'none'})")
 
 
 # ----- the parser -----
@@ -318,14 +57,14 @@ def _add_tokenizer_commands(sub: Any) -> None:
     t.add_argument("--field", default="text", help="text column of .jsonl/.parquet input")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
-    t.set_defaults(func=_tokenizer_train)
+    t.set_defaults(func=commands.run_tokenizer_train)
 
     t = sub.add_parser("tokenize", help="show pieces, ids and offsets of a text")
     t.add_argument("text")
     t.add_argument("--pair", default=None)
     t.add_argument("--tokenizer", default=DEFAULT_MODEL)
     t.add_argument("--json", action="store_true")
-    t.set_defaults(func=_tokenize)
+    t.set_defaults(func=commands.run_tokenize)
 
 
 def _add_data_commands(sub: Any) -> None:
@@ -340,7 +79,7 @@ def _add_data_commands(sub: Any) -> None:
     t.add_argument("--field", default="text", help="text column of .jsonl/.parquet input")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
-    t.set_defaults(func=_data_prepare)
+    t.set_defaults(func=commands.run_data_prepare)
 
 
 def _add_training_commands(sub: Any) -> None:
@@ -350,13 +89,13 @@ def _add_training_commands(sub: Any) -> None:
     t = sub.add_parser("pretrain", help="pretrain (MLM + SOP); settings from YAML, overridden by --key value")
     t.add_argument("--config", default=None, help="settings YAML (see recipes/)")
     t.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
-    t.set_defaults(func=_pretrain, takes_extra=True)
+    t.set_defaults(func=commands.run_pretrain, takes_extra=True)
     _list_settings(t, "albert.train.settings", "PretrainSettings")
 
     t = sub.add_parser("plot", help="draw a run's curves (metrics.jsonl) to a PNG")
     t.add_argument("run_dir")
     t.add_argument("--out", default=None)
-    t.set_defaults(func=_plot)
+    t.set_defaults(func=commands.run_plot)
 
     t = sub.add_parser("distill", help="distil a teacher into an ALBERT student (more settings as --key value)")
     t.add_argument("--kind", default=None, help="what moves from teacher to student (the settings below list the "
@@ -369,7 +108,7 @@ def _add_training_commands(sub: Any) -> None:
     t.add_argument("--out", default=None, help="a new directory (a model there is never overwritten)")
     t.add_argument("--config", default=None, help="settings YAML, below the command line")
     t.add_argument("--resume", action="store_true")
-    t.set_defaults(func=_distill, takes_extra=True)
+    t.set_defaults(func=commands.run_distill, takes_extra=True)
     _list_settings(t, "albert.train.distill", "DistillSettings")
 
     t = sub.add_parser("finetune", help="fine-tune on a labelled task (more settings as --key value)")
@@ -382,11 +121,12 @@ def _add_training_commands(sub: Any) -> None:
     t.add_argument("--recipe", default=None, help="the paper's hyperparameters for a task, e.g. mrpc, sst-2")
     t.add_argument("--config", default=None, help="settings YAML: above the recipe, below the command line")
     t.add_argument("--resume", action="store_true")
-    t.set_defaults(func=_finetune, takes_extra=True)
+    t.set_defaults(func=commands.run_finetune, takes_extra=True)
     _list_settings(t, "albert.train.finetune", "FinetuneSettings")
 
-    for name, func, what in (("evaluate", _evaluate, "score a fine-tuned model on a labelled file"),
-                             ("predict", _predict, "predictions of a fine-tuned model, one JSON line per input row")):
+    for name, func, what in (("evaluate", commands.run_evaluate, "score a fine-tuned model on a labelled file"),
+                             ("predict", commands.run_predict,
+                              "predictions of a fine-tuned model, one JSON line per input row")):
         t = sub.add_parser(name, help=what)
         t.add_argument("--model", required=True)
         t.add_argument("--data", required=True)
@@ -430,7 +170,7 @@ def _add_serve_command(sub: Any) -> None:
                 t.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=meta.get("choices"),
                                help=meta["help"])
     _add_runtime_args(t)
-    t.set_defaults(func=_serve)
+    t.set_defaults(func=commands.run_serve)
 
 
 def _add_export_commands(sub: Any) -> None:
@@ -448,7 +188,7 @@ def _add_export_commands(sub: Any) -> None:
     t.add_argument("--full-depth", action="store_true",
                    help="a model fine-tuned with early exit: export it at full depth (ONNX runs every pass; without "
                         "this flag such a model is refused)")
-    t.set_defaults(func=_export_onnx)
+    t.set_defaults(func=commands.run_export_onnx)
 
     t = ex.add_parser("sentence-transformers", help="a sentence-transformers directory (modules.json, pooling): "
                       "SentenceTransformer(DIR) then gives albert embed's vectors")
@@ -458,7 +198,7 @@ def _add_export_commands(sub: Any) -> None:
                    help="auto: the model directory's own (sentence-transformers), else mean")
     t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="add a Normalize module (default: as the directory says, else no)")
-    t.set_defaults(func=_export_sentence_transformers)
+    t.set_defaults(func=commands.run_export_sentence_transformers)
 
 
 def _add_convert_command(sub: Any) -> None:
@@ -484,7 +224,7 @@ def _add_convert_command(sub: Any) -> None:
     t.add_argument("--texts", nargs="*", default=[], help="with --for-finetuning: text files (a paragraph per line) "
                    "whose tokens set the scale (1,000 paragraphs of 8 words or more, drawn with seed 0)")
     t.add_argument("--out", required=True, help="a new directory (a model there is never overwritten)")
-    t.set_defaults(func=_convert)
+    t.set_defaults(func=commands.run_convert)
 
 
 COMMAND_GROUPS = (_add_tokenizer_commands, _add_data_commands, _add_training_commands, _add_task_commands,
@@ -538,7 +278,7 @@ def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
                            help=f"{p.help} (default {p.default})")
     t.add_argument("--model", default=task.default_model)
     _add_runtime_args(t)
-    t.set_defaults(func=_run_task, task_name=task.name, parser=t)
+    t.set_defaults(func=commands.run_task, task_name=task.name, parser=t)
     return t
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from albert.modeling.backbone import ModelOutput
@@ -69,3 +70,9 @@ class AnswerabilityQAOutput(ModelOutput):
     end_top_index: Tensor | None = None  # (B, k_start, k_end)
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
+
+def cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
+    """The heads' classification loss, in fp32 whatever the compute dtype (bf16 logits lose the small differences
+    a loss near its minimum is made of)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index)

@@ -33,8 +33,8 @@ from albert.errors import AlbertError
 from albert.io.files import parse_json
 from albert.serving.batcher import Batcher, BatchStats
 from albert.serving.guard import Guard
-from albert.serving.metrics import Metrics
 from albert.serving.openapi import description, parameter_info, schemas, use_openapi_models, version
+from albert.serving.prometheus import Metrics
 from albert.serving.serve_settings import ServeSettings
 from albert.serving.shapes import (
     EmbedRouteShape,

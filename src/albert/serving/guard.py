@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from albert.serving.metrics import Metrics
+from albert.serving.prometheus import Metrics
 from albert.serving.serve_settings import ServeSettings
 from albert.tasks.registry import TASKS
 

@@ -16,19 +16,28 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import sentencepiece as spm
 
 from albert.errors import CheckpointError, InputError
+from albert.tokenization.encoding import (
+    BatchEncoding,
+    Encoded,
+    Padding,
+    Truncation,
+    batch_encoding,
+    pad_rows,
+    texts_and_pairs,
+    truncation_strategy,
+    windows,
+)
+from albert.tokenization.tokenizer_json import SPIECE_UNDERLINE
 
 logger = logging.getLogger(__name__)
 
-SPIECE_UNDERLINE = "▁"
 VOCAB_FILE = "spiece.model"
 TOKENIZER_JSON = "tokenizer.json"
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]",
@@ -36,10 +45,6 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS.values()) + ")")
 # The digit-comma fix only concerns pieces like "▁92000," (see _fix_digit_comma).
 _DIGIT_COMMA_RE = re.compile(r"\d,$")
-
-Truncation = bool | Literal["longest_first", "only_first", "only_second", "do_not_truncate"]
-Padding = bool | Literal["longest", "max_length", "do_not_pad"]
-
 
 @functools.cache
 def _strip_combining(text: str) -> str:
@@ -52,30 +57,6 @@ def _strip_combining(text: str) -> str:
     drop = {ord(c): None for c in set(text) if unicodedata.combining(c)}
     return text.translate(drop) if drop else text
 
-
-
-class BatchEncoding(dict):
-    """A dict of model inputs (`input_ids`, `attention_mask`, ...) that also allows attribute access."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def to(self, device: Any) -> BatchEncoding:
-        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
-
-
-@dataclass
-class Encoded:
-    """One text's pieces without special tokens: ids and (start, end) character spans in the original text."""
-
-    ids: list[int]
-    offsets: list[tuple[int, int]]
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 class AlbertTokenizer:
@@ -438,89 +419,47 @@ class AlbertTokenizer:
         return_attention_mask: bool = True,
         return_tensors: Literal["pt", "np"] | None = None,
     ) -> BatchEncoding:
-        single = isinstance(text, str)
-        if not single and not isinstance(text, (list, tuple)):
-            raise InputError(f"expected a string or a list of strings, got {type(text).__name__}")
-        texts = [text] if isinstance(text, str) else list(text)
-        pairs: list[str] | None = None
-        if text_pair is not None:
-            pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
-            if len(pairs) != len(texts):
-                raise InputError(f"{len(texts)} texts but {len(pairs)} text pairs")
-        strategy = _truncation_strategy(truncation)
+        """transformers' tokenizer call: one text or a list (and their pairs) → model inputs, truncated, windowed
+        (`return_overflowing_tokens` with `stride`), padded and as lists, NumPy arrays or torch tensors."""
+        texts, pairs, single = texts_and_pairs(text, text_pair)
+        strategy = truncation_strategy(truncation)
         if strategy != "do_not_truncate" and max_length is None:
             max_length = self.model_max_length
         if return_overflowing_tokens and strategy == "do_not_truncate":
             raise InputError("return_overflowing_tokens needs truncation")
-        with_offsets = return_offsets_mapping
         if strategy != "do_not_truncate" and not return_overflowing_tokens and max_length:
             texts, pairs = self._enough_of_each(texts, max_length), self._enough_of_each(pairs, max_length)
-        first = self.encode_pieces(texts, with_offsets)
-        second = self.encode_pieces(pairs, with_offsets) if pairs is not None else None
-
+        first = self.encode_pieces(texts, return_offsets_mapping)
+        second = self.encode_pieces(pairs, return_offsets_mapping) if pairs is not None else None
+        fields = {name for name, wanted in (("token_type_ids", return_token_type_ids),
+                                            ("attention_mask", return_attention_mask),
+                                            ("special_tokens_mask", return_special_tokens_mask),
+                                            ("offset_mapping", return_offsets_mapping)) if wanted}
         rows: list[dict[str, list[Any]]] = []
         sample_map: list[int] = []
         for n, a in enumerate(first):
             b = second[n] if second is not None else None
-            for wa, wb in _windows(a, b, strategy, max_length, stride, add_special_tokens, return_overflowing_tokens):
-                # an empty second text is still a pair: [CLS] A [SEP] [SEP], the last [SEP] in segment 1 (as
-                # transformers encodes it); `wb` is None only without a pair
-                if add_special_tokens:
-                    ids, types, special = self.build_inputs(wa.ids, wb.ids if wb is not None else None)
-                    offs = [(0, 0), *wa.offsets, (0, 0)] + ([*wb.offsets, (0, 0)] if wb is not None else [])
-                else:
-                    ids = wa.ids + (wb.ids if wb is not None else [])
-                    types = [0] * len(wa.ids) + [1] * (len(wb.ids) if wb is not None else 0)
-                    special = [0] * len(ids)
-                    offs = wa.offsets + (wb.offsets if wb is not None else [])
-                row: dict[str, list[Any]] = {"input_ids": ids}
-                if return_token_type_ids:
-                    row["token_type_ids"] = types
-                if return_attention_mask:
-                    row["attention_mask"] = [1] * len(ids)
-                if return_special_tokens_mask:
-                    row["special_tokens_mask"] = special
-                if return_offsets_mapping:
-                    row["offset_mapping"] = offs
-                rows.append(row)
+            for wa, wb in windows(a, b, strategy, max_length, stride, add_special_tokens, return_overflowing_tokens):
+                rows.append(self._row(wa, wb, add_special_tokens, fields))
                 sample_map.append(n)
-        self._pad(rows, padding, max_length)
-        out = BatchEncoding({k: [r[k] for r in rows] for k in rows[0]} if rows else {"input_ids": []})
-        if return_overflowing_tokens:
-            out["overflow_to_sample_mapping"] = sample_map
-        if return_tensors in ("pt", "np"):
-            lengths = {len(r) for r in out["input_ids"]}
-            if len(lengths) > 1:
-                raise InputError("sequences have different lengths; pass padding=True to return tensors")
-            if return_tensors == "np":  # int64, as transformers gives them (and ONNX Runtime takes them)
-                return BatchEncoding({k: np.asarray(v, dtype=np.int64) for k, v in out.items()})
-            import torch
+        pad_rows(rows, padding, max_length, self.pad_token_id)
+        return batch_encoding(rows, sample_map if return_overflowing_tokens else None, return_tensors, single)
 
-            return BatchEncoding({k: torch.tensor(v) for k, v in out.items()})
-        if return_tensors is not None:
-            raise InputError(f"return_tensors={return_tensors!r} is not supported (use 'pt', 'np' or None)")
-        if single and not return_overflowing_tokens:
-            return BatchEncoding({k: v[0] for k, v in out.items()})
-        return out
-
-    def _pad(self, rows: list[dict[str, list[Any]]], padding: Padding, max_length: int | None) -> None:
-        if padding is False or padding == "do_not_pad" or not rows:
-            return
-        if padding == "max_length":
-            if max_length is None:
-                raise InputError("padding='max_length' needs max_length")
-            target = max_length
-        elif padding is True or padding == "longest":
-            target = max(len(r["input_ids"]) for r in rows)
+    def _row(self, a: Encoded, b: Encoded | None, specials: bool, fields: set[str]) -> dict[str, list[Any]]:
+        """One sequence's model inputs, with the `fields` asked for beside its ids. An empty second text is still a
+        pair: [CLS] A [SEP] [SEP], the last [SEP] in segment 1 (as transformers encodes it); `b` is None only
+        without a pair."""
+        if specials:
+            ids, types, special = self.build_inputs(a.ids, b.ids if b is not None else None)
+            offsets = [(0, 0), *a.offsets, (0, 0)] + ([*b.offsets, (0, 0)] if b is not None else [])
         else:
-            raise InputError(f"unknown padding {padding!r}")
-        fill = {"input_ids": self.pad_token_id, "token_type_ids": 0, "attention_mask": 0, "special_tokens_mask": 1,
-                "offset_mapping": (0, 0)}
-        for r in rows:
-            n = target - len(r["input_ids"])
-            if n > 0:
-                for k in r:
-                    r[k] = r[k] + [fill[k]] * n
+            ids = a.ids + (b.ids if b is not None else [])
+            types = [0] * len(a.ids) + [1] * (len(b.ids) if b is not None else 0)
+            special = [0] * len(ids)
+            offsets = a.offsets + (b.offsets if b is not None else [])
+        every: dict[str, list[Any]] = {"token_type_ids": types, "attention_mask": [1] * len(ids),
+                                       "special_tokens_mask": special, "offset_mapping": offsets}
+        return {"input_ids": ids} | {k: v for k, v in every.items() if k in fields}
 
     # ----- decoding -----
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
@@ -547,53 +486,3 @@ class AlbertTokenizer:
         return [self.decode(ids, skip_special_tokens) for ids in batch]
 
 
-def _truncation_strategy(truncation: Truncation) -> str:
-    if truncation is True:
-        return "longest_first"
-    if truncation is False:
-        return "do_not_truncate"
-    if truncation not in ("longest_first", "only_first", "only_second", "do_not_truncate"):
-        raise InputError(f"unknown truncation {truncation!r}")
-    return truncation
-
-
-def _windows(a: Encoded, b: Encoded | None, strategy: str, max_length: int | None, stride: int, specials: bool,
-             overflow: bool) -> Iterator[tuple[Encoded, Encoded | None]]:
-    """Truncate a (pair of) sequence(s) to max_length; with `overflow`, every window (stride = overlap)."""
-    if strategy == "do_not_truncate" or max_length is None:
-        yield a, b
-        return
-    n_special = (3 if b is not None else 2) if specials else 0
-    budget = max_length - n_special
-    total = len(a.ids) + (len(b.ids) if b is not None else 0)
-    if total <= budget:
-        yield a, b
-        return
-    if b is None or strategy in ("only_first", "only_second"):
-        target_is_a = b is None or strategy == "only_first"
-        target: Encoded = a if target_is_a else b  # type: ignore[assignment]
-        other = b if target_is_a else a
-        room = budget - (len(other.ids) if other is not None else 0)
-        if room <= 0:
-            raise InputError(f"cannot truncate with {strategy}: the other sequence alone fills max_length "
-                                 f"({max_length})")
-        step = room - stride if overflow else len(target.ids)
-        if step <= 0:
-            raise InputError(f"stride ({stride}) must be smaller than the room left for the sequence ({room})")
-        start = 0
-        while True:
-            piece = Encoded(target.ids[start:start + room], target.offsets[start:start + room])
-            yield (piece, other) if target_is_a else (other, piece)  # type: ignore[misc]
-            if not overflow or start + room >= len(target.ids):
-                return
-            start += step
-    if overflow:
-        raise InputError("return_overflowing_tokens with a pair needs truncation='only_first' or 'only_second'")
-    # longest_first: remove one token at a time from the longer sequence (the second one on ties)
-    la, lb = len(a.ids), len(b.ids)
-    for _ in range(total - budget):
-        if la > lb:
-            la -= 1
-        else:
-            lb -= 1
-    yield Encoded(a.ids[:la], a.offsets[:la]), Encoded(b.ids[:lb], b.offsets[:lb])

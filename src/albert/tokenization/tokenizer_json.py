@@ -51,28 +51,7 @@ def _digit_comma(piece: str) -> bool:
 # ----- tokenizer.json → spiece.model -----
 def spm_from_tokenizer_json(doc: Any, where: str = "tokenizer.json") -> tuple[bytes, dict[str, bool]]:
     """(a serialized SentencePiece ModelProto, {do_lower_case, keep_accents}) equal to the tokenizer.json's."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
-        raise CheckpointError(f"{where}: not a tokenizers file (no 'model')")
-    model = doc["model"]
-    if model.get("type") != "Unigram":
-        raise CheckpointError(f"{where}: a {model.get('type')} model; ALBERT's tokenizer is a Unigram (SentencePiece) "
-                              "model")
-    vocab = model.get("vocab")
-    if not isinstance(vocab, list) or not all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
-                                              and isinstance(v[1], (int, float)) for v in vocab):
-        raise CheckpointError(f"{where}: model.vocab must be a list of [piece, score]")
-    if not vocab:
-        raise CheckpointError(f"{where}: model.vocab is empty")
-    listed = doc.get("added_tokens") or []
-    if not isinstance(listed, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int)
-                                               and not isinstance(t.get("id"), bool) for t in listed):
-        raise CheckpointError(f"{where}: added_tokens must be a list of objects with an integer id")
-    added = {t["id"]: t for t in listed}
-    unk_id = model.get("unk_id")
-    if unk_id is not None and (not isinstance(unk_id, int) or isinstance(unk_id, bool)
-                               or not 0 <= unk_id < len(vocab)):
-        raise CheckpointError(f"{where}: model.unk_id must be the id of a piece (0 to {len(vocab) - 1}) or null, "
-                              f"got {unk_id!r}")
+    vocab, added, unk_id = _checked_unigram(doc, where)
     steps = _normalizers(doc.get("normalizer"))
     kinds = [s.get("type") for s in steps]
     charsmap = next((s.get("precompiled_charsmap") for s in steps if s.get("type") == "Precompiled"), None)
@@ -115,6 +94,33 @@ def spm_from_tokenizer_json(doc: Any, where: str = "tokenizer.json") -> tuple[by
     norm.escape_whitespaces = True
     settings = {"do_lower_case": "Lowercase" in kinds, "keep_accents": "StripAccents" not in kinds}
     return proto.SerializeToString(), settings
+
+
+def _checked_unigram(doc: Any, where: str) -> tuple[list[list[Any]], dict[int, dict[str, Any]], int | None]:
+    """A tokenizer.json's Unigram model checked field by field: (its [piece, score] list, its added tokens by id,
+    its unknown piece's id); each fault one line naming the file."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
+        raise CheckpointError(f"{where}: not a tokenizers file (no 'model')")
+    model = doc["model"]
+    if model.get("type") != "Unigram":
+        raise CheckpointError(f"{where}: a {model.get('type')} model; ALBERT's tokenizer is a Unigram (SentencePiece) "
+                              "model")
+    vocab = model.get("vocab")
+    if not isinstance(vocab, list) or not all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
+                                              and isinstance(v[1], (int, float)) for v in vocab):
+        raise CheckpointError(f"{where}: model.vocab must be a list of [piece, score]")
+    if not vocab:
+        raise CheckpointError(f"{where}: model.vocab is empty")
+    listed = doc.get("added_tokens") or []
+    if not isinstance(listed, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int)
+                                               and not isinstance(t.get("id"), bool) for t in listed):
+        raise CheckpointError(f"{where}: added_tokens must be a list of objects with an integer id")
+    unk_id = model.get("unk_id")
+    if unk_id is not None and (not isinstance(unk_id, int) or isinstance(unk_id, bool)
+                               or not 0 <= unk_id < len(vocab)):
+        raise CheckpointError(f"{where}: model.unk_id must be the id of a piece (0 to {len(vocab) - 1}) or null, "
+                              f"got {unk_id!r}")
+    return vocab, {t["id"]: t for t in listed}, unk_id
 
 
 def _normalizers(normalizer: Any) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +39,7 @@ from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.cards import card_inputs, write_finetune_card
 from albert.train.loop import EpochOrder, train
-from albert.train.settings import TrainSettings, build_settings, read_settings_file, setting
+from albert.train.settings import TrainSettings, build_settings, read_settings_file, run_dir_of, setting
 
 logger = logging.getLogger(__name__)
 
@@ -246,37 +247,19 @@ class FinetuneData:
         return {f"eval_{k}": v for k, v in self.features.score_examples(model, self.dev, device, dtype).items()}
 
 
-def run_dir_of(settings: FinetuneSettings) -> Path:
-    """Where a fine-tuning run keeps its training state: its own directory, so that --out holds only the model."""
-    out = Path(settings.out)
-    return Path(settings.run_dir) if settings.run_dir else out.with_name(out.name + "-run")
-
-
-def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
+def finetune(settings: FinetuneSettings, resume: bool = False,
+             on_step: Callable[[int], None] | None = None) -> Path:
     """Train the task's head through the one loop; --out gets the model, its tokenizer, dev_results.json and a
     model card (README.md), written only at the end; checkpoints and metrics live in the run directory."""
     out = Path(settings.out)
     check_new_output(out, "finetune")  # before reading data or loading the model; --out == --model is refused
     tokenizer = AlbertTokenizer.from_pretrained(settings.model)
-    from albert.modeling.config import AlbertConfig
-    from albert.modeling.pretrained import resolve_model_dir
-
-    positions = AlbertConfig.from_json_file(resolve_model_dir(settings.model) / CONFIG_NAME,
-                                            strict=False).max_position_embeddings
-    if settings.max_seq_length > positions:
-        raise ConfigError(f"max_seq_length {settings.max_seq_length} exceeds the model's {positions} positions")
+    _check_positions(settings)
     layout = settings.tsv_layout or None
     spec = TaskSpec(settings.task, settings.max_seq_length, label_field=settings.label_field,
                     doc_stride=settings.doc_stride, max_answer_length=settings.max_answer_length,
                     answerability_head=settings.answerability_head)
-    if settings.task in ("classification", "multi-label"):
-        labels = label_set(settings.train, settings.task, settings.label_field, layout)
-    elif settings.task == "token-classification":
-        labels = tag_set(settings.train)
-    elif settings.task == "sentence-order":
-        labels = list(ORDER_LABELS)
-    else:
-        labels = []
+    labels = _training_labels(settings, layout)
     train_rows, spec = read_task_rows(spec, settings.train, labels, tokenizer, tsv_layout=layout)
     if not train_rows:
         raise DataError(f"{settings.train}: no examples")
@@ -296,7 +279,7 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
     fill = sop_head_weight if settings.task == "sentence-order" else None
     model = model_class(spec).from_pretrained(settings.model, **head_config(spec, labels), **exits, fill_missing=fill)
     model.train()
-    train(resolved, model, task, resume=resume)
+    train(resolved, model, task, resume=resume, on_step=on_step)
     scores: dict[str, float] | None = None
     if dev_rows:
         scores = _final_eval(Path(resolved.run_dir) / "metrics.jsonl", resolved.max_steps)
@@ -314,6 +297,28 @@ def finetune(settings: FinetuneSettings, resume: bool = False) -> Path:
                                     answerability_head=settings.answerability_head)).__name__
         write_finetune_card(staging, resolved, defaults, head, labels, scores, len(train_rows), len(dev_rows or []))
     return out
+
+
+def _check_positions(settings: FinetuneSettings) -> None:
+    """max_seq_length within the model's positions: said before any data is read."""
+    from albert.modeling.config import AlbertConfig
+    from albert.modeling.pretrained import resolve_model_dir
+
+    positions = AlbertConfig.from_json_file(resolve_model_dir(settings.model) / CONFIG_NAME,
+                                            strict=False).max_position_embeddings
+    if settings.max_seq_length > positions:
+        raise ConfigError(f"max_seq_length {settings.max_seq_length} exceeds the model's {positions} positions")
+
+
+def _training_labels(settings: FinetuneSettings, layout: Any) -> list[str]:
+    """The head's labels, read from the training file (classes, tags) or fixed by the task (sentence order)."""
+    if settings.task in ("classification", "multi-label"):
+        return label_set(settings.train, settings.task, settings.label_field, layout)
+    if settings.task == "token-classification":
+        return tag_set(settings.train)
+    if settings.task == "sentence-order":
+        return list(ORDER_LABELS)
+    return []
 
 
 def sop_head_weight(key: str) -> str | None:

@@ -15,8 +15,8 @@ import json
 import logging
 import math
 import os
-import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,11 +50,6 @@ logger = logging.getLogger(__name__)
 RESUMABLE_CHANGES = {"logger", "log_every", "eval_every", "save_every", "keep_checkpoints", "progress", "num_threads",
                      "run_dir", "stop_after", "precision", "compile",
                      "time_budget_minutes"}
-
-
-# Tests stop the process (SIGSTOP) after this step's record is written, to kill it at a known point between
-# checkpoints: an event to wait on instead of a race against the clock.
-_STOP_AT_STEP = int(os.environ.get("ALBERT_TEST_STOP_AT_STEP", "0") or 0)
 
 
 
@@ -315,7 +310,7 @@ def _non_finite(policy: str, step: int, summary: dict[str, float], grad_norm: Te
 
 
 def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool = False,
-          on_step: Any = None) -> nn.Module:
+          on_step: Callable[[int], None] | None = None) -> nn.Module:
     """Run the loop to `settings.max_steps` (or `stop_after`); returns the (unwrapped) trained model."""
     threads = torch.get_num_threads()
     if settings.num_threads:
@@ -326,7 +321,8 @@ def train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bo
         torch.set_num_threads(threads)  # a caller's thread count is its own (the loop may run inside a server, a test)
 
 
-def _train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool, on_step: Any) -> nn.Module:
+def _train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: bool,
+           on_step: Callable[[int], None] | None) -> nn.Module:
     device_type = "cuda" if settings.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
     d = setup_distributed(device_type)
     device = resolve_device(settings.device, d.local_rank)
@@ -339,9 +335,10 @@ def _train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: b
     amp_dtype = torch.bfloat16 if settings.precision == "bf16" else None
     optimizer, scheduler, start = _prepare_run(settings, model, task, resume, d, device)
     wrapped = _wrap(settings, model, d, device)
-    metrics_file = MetricsLog(run_dir, settings.logger, start) if d.main else None
-    bar = tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
-               dynamic_ncols=True)
+    run = _Run(settings, model, task, d, device, amp_dtype, optimizer, scheduler,
+               MetricsLog(run_dir, settings.logger, start) if d.main else None,
+               tqdm(total=settings.max_steps, initial=start, disable=not (settings.progress and d.main), unit="step",
+                    dynamic_ncols=True))
     evaluation, saving = Cadence(settings.eval_every), Cadence(settings.save_every)
     budget = TimeBudget(settings.time_budget_minutes, settings.max_steps) if settings.time_budget_minutes else None
     schedule = scheduler.lr_lambdas[0]  # (one function for every group: see lr_lambda above)
@@ -365,41 +362,66 @@ def _train(settings: TrainSettings, model: nn.Module, task: TrainTask, resume: b
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            now = time.perf_counter()
-            record = _record(step + 1, summary, lr, grad_norm, now - last_time)
-            if metrics_file is not None:
-                metrics_file.write(record)
-            if d.main and (step + 1) % max(1, settings.log_every) == 0:
-                bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "mlm_acc", "sop_acc", "acc", "tokens_per_s")
-                                 if k in record}, refresh=False)
-            bar.update(1)
+            run.record(_record(step + 1, summary, lr, grad_norm, time.perf_counter() - last_time))
             last = step + 1 == end or out_of_time
             if evaluation.due(step + 1, last):
-                if d.main:
-                    scores = task.evaluate(unwrap(model), device, amp_dtype)
-                    result = {"step": step + 1, "kind": "eval", **{k: round(v, 6) for k, v in scores.items()}}
-                    if metrics_file is not None:
-                        metrics_file.write(result)
-                    logger.info("eval at step %d: %s", step + 1, result)
-                d.barrier()
+                run.evaluate(step + 1)
             if saving.due(step + 1, last):
-                if d.main:
-                    save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, task.data_state(),
-                                    settings.keep_checkpoints)
-                d.barrier()
+                run.save(step + 1)
             if on_step is not None:
                 on_step(step + 1)
-            if step + 1 == _STOP_AT_STEP:
-                os.kill(os.getpid(), signal.SIGSTOP)
             last_time = time.perf_counter()
             if out_of_time:
                 logger.info("time budget of %s minutes spent at step %d", settings.time_budget_minutes, step + 1)
                 break
     finally:
-        bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
+        run.close()
     return model
+
+
+@dataclass
+class _Run:
+    """What a run's steps share once they are taken: where each step's record goes (metrics.jsonl, the progress
+    bar), and the evaluation and the checkpoint (on the main process; the others wait for it)."""
+
+    settings: TrainSettings
+    model: nn.Module
+    task: TrainTask
+    d: Dist
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    metrics_file: MetricsLog | None
+    bar: tqdm
+
+    def record(self, record: dict[str, Any]) -> None:
+        if self.metrics_file is not None:
+            self.metrics_file.write(record)
+        if self.d.main and record["step"] % max(1, self.settings.log_every) == 0:
+            self.bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "mlm_acc", "sop_acc", "acc", "tokens_per_s")
+                                  if k in record}, refresh=False)
+        self.bar.update(1)
+
+    def evaluate(self, step: int) -> None:
+        if self.d.main:
+            scores = self.task.evaluate(unwrap(self.model), self.device, self.amp_dtype)
+            result = {"step": step, "kind": "eval", **{k: round(v, 6) for k, v in scores.items()}}
+            if self.metrics_file is not None:
+                self.metrics_file.write(result)
+            logger.info("eval at step %d: %s", step, result)
+        self.d.barrier()
+
+    def save(self, step: int) -> None:
+        if self.d.main:
+            save_checkpoint(Path(self.settings.run_dir), step, self.model, self.optimizer, self.scheduler,
+                            self.task.data_state(), self.settings.keep_checkpoints)
+        self.d.barrier()
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.metrics_file is not None:
+            self.metrics_file.close()
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -326,7 +326,8 @@ def build_config(settings: PretrainSettings, vocab_size: int) -> AlbertConfig:
     return config
 
 
-def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
+def pretrain(settings: PretrainSettings, resume: bool = False,
+             on_step: Callable[[int], None] | None = None) -> Path:
     """Validate everything, then train; the final model (with tokenizer) goes to RUN_DIR/final."""
     data = Path(settings.data)
     meta = read_meta(data)
@@ -345,7 +346,7 @@ def pretrain(settings: PretrainSettings, resume: bool = False) -> Path:
     logger.info("model: %s parameters; %d training tokens", f"{model.num_parameters():,}",
                 task.stream.corpus.num_tokens)
     try:
-        model = train(settings, model, task, resume=resume)  # type: ignore[assignment]
+        model = train(settings, model, task, resume=resume, on_step=on_step)  # type: ignore[assignment]
     finally:
         task.close()
     final = Path(settings.run_dir) / "final"

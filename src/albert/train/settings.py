@@ -278,3 +278,15 @@ def settings_help(cls: type) -> str:
         meaning = field_help(cls, f.name)
         lines.append(f"  --{f.name:<24} {kind} (default {default!r})\n      {meaning}")
     return "\n".join(lines)
+
+
+class HasRunDir(typing.Protocol):
+    out: str
+    run_dir: str
+
+
+def run_dir_of(settings: HasRunDir) -> Path:
+    """Where a fine-tuning or distillation run keeps its training state (checkpoints, metrics): --run_dir, else
+    --out's name + '-run' beside it, so that --out holds only the model."""
+    out = Path(settings.out)
+    return Path(settings.run_dir) if settings.run_dir else out.with_name(out.name + "-run")

@@ -1,0 +1,69 @@
+"""`albert distill`'s settings: what every kind reads, and each kind's own (albert.train.distill)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from albert.errors import ConfigError
+from albert.train.settings import TrainSettings, setting
+
+
+@dataclass
+class DistillSettings(TrainSettings):
+    kind: Literal["sentence-vectors", "masked-lm", "task"] = setting(
+        "sentence-vectors", "sentence-vectors: the teacher's sentence vectors; masked-lm: an ALBERT teacher's "
+                            "masked-token distributions; task: a fine-tuned teacher's soft labels (same vocabulary)")
+    teacher: str = setting("", "sentence-vectors: a sentence-transformers directory, or an albert model (its mean "
+                               "vectors); masked-lm: an albert pretraining model; task: a fine-tuned directory")
+    teacher_licence: str = setting("", "the teacher's licence, written into the student's model card")
+    student: str = setting("", "the albert model directory (or packaged name) the student starts from")
+    student_overrides: dict[str, Any] = setting({}, "config fields replaced in the student's config, e.g. "
+                                                    "'{\"num_hidden_layers\": 6}' for half the passes")
+    data: list[str] = setting([], "sentence-vectors: text files (a paragraph per line, a blank line between "
+                                  "documents); masked-lm: a directory made by `albert data prepare`; task: the "
+                                  "training file, then optionally the dev file")
+    out: str = setting("", "the student's directory (new), written at the end")
+    max_texts: int = setting(200_000, "texts drawn from --data: paragraphs, and one sentence of some as short texts")
+    short_share: float = setting(0.5, "the share of paragraphs that also give one of their sentences as a short text")
+    min_words: int = setting(8, "paragraphs of fewer words are skipped (a WordNet gloss has 3 to 8)")
+    eval_texts: int = setting(2000, "texts held out from training, for the evaluation's agreement with the teacher")
+    max_seq_length: int = setting(128, "tokens per text at most, for student and teacher")
+    similarity_weight: float = setting(0.0, "weight of the in-batch similarity term beside the MSE (0: MSE only)")
+    relation_weight: float = setting(0.0, "weight of the relation term beside the MSE: each text's similarities to the "
+                                          "batch's other texts, as a softmax at --temperature, match the teacher's "
+                                          "(KL; 0: none)")
+    neighbour_batches: bool = setting(False, "batches of texts near each other by the teacher's vectors (spherical "
+                                             "k-means) instead of random ones: the relation term then weighs fine "
+                                             "distinctions")
+    temperature: float = setting(0.05, "the in-batch similarity and relation terms' softmax temperature")
+    kd_weight: float = setting(0.9, "masked-lm, task: the soft targets' share of the loss (the rest: the true labels)")
+    kd_temperature: float = setting(2.0, "masked-lm, task: the softmax temperature of the soft targets")
+    eval_examples: int = setting(2000, "masked-lm: held-out sequences in each evaluation")
+    cache_dir: str = setting("", "where the teacher's vectors are kept (under teacher-vectors/); '' is $ALBERT_CACHE "
+                                 "or ~/.cache/albert")
+    # the loop's defaults, for distillation
+    optimizer: Literal["lamb", "adamw", "adamw_original"] = "adamw"  # type: ignore[assignment]
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    warmup_fraction: float = 0.05
+    run_dir: str = setting("", "training state (checkpoints, metrics); '' is --out's name + '-run', beside it")
+    eval_every: int = 1000
+    save_every: int = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        if not self.teacher or not self.student or not self.data or not self.out:
+            raise ConfigError("distill needs --teacher, --student, --data and --out")
+        if not 0 <= self.short_share <= 1:
+            raise ConfigError(f"short_share must be in [0, 1], got {self.short_share}")
+        if self.min_words < 1:
+            raise ConfigError(f"min_words must be >= 1, got {self.min_words}")
+        if self.max_texts <= self.eval_texts:
+            raise ConfigError(f"max_texts ({self.max_texts}) must exceed eval_texts ({self.eval_texts})")
+        if self.temperature <= 0 or self.similarity_weight < 0 or self.relation_weight < 0 or self.kd_temperature <= 0:
+            raise ConfigError("temperature and kd_temperature must be > 0, similarity_weight and relation_weight >= 0")
+        if not 0 <= self.kd_weight <= 1:
+            raise ConfigError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
