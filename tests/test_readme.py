@@ -1,5 +1,6 @@
-"""The README is the front page: its two commands come first, it stays short, every command in its table exists
-(with the flags the table shows), and every link in it and in docs/ resolves."""
+"""The README is the front page: one sentence of what albert is, then its two commands; it stays short, shows the
+main jobs, every command in its table exists (with the flags the table shows), and every link in it and in docs/
+resolves."""
 
 from __future__ import annotations
 
@@ -28,13 +29,22 @@ def _table_commands() -> list[str]:
     return commands
 
 
-def test_the_readme_opens_with_its_two_commands_and_stays_short() -> None:
+def test_the_readme_says_what_albert_is_then_gives_its_two_commands_and_stays_short() -> None:
     text = README.read_text(encoding="utf-8")
     blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     assert blocks[0].strip().startswith("bash scripts/setup.sh && .venv/bin/albert fill-mask")
     assert blocks[1].strip() == "bash scripts/test.sh"
-    assert text.index(blocks[1]) < 400  # both before anything else
-    assert len(text.splitlines()) <= 220
+    before = text[:text.index("```bash")].split("\n", 1)[1].strip()  # what stands between the title and them
+    assert not re.search(r"[.!?]\s+[A-Z]", before) and before.endswith(".") and "\n\n" not in before  # one sentence
+    assert text.index(blocks[1]) < 600
+    assert len(text.splitlines()) <= 200
+
+
+def test_the_readme_shows_how_to_fill_a_mask_embed_fine_tune_and_serve() -> None:
+    text = README.read_text(encoding="utf-8")
+    for shown in ("albert fill-mask", "albert embed", 'pipeline("feature-extraction")', "albert finetune",
+                  "albert serve", "| `classification` |", "| `qa` / `qa-v2` |", "| `token-classification` |"):
+        assert shown in text, shown
 
 
 def test_every_command_in_the_table_exists_with_its_flags() -> None:
