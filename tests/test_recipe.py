@@ -181,3 +181,23 @@ def test_every_recipe_file_is_valid_settings(path: Path) -> None:
     config = AlbertConfig.from_preset(settings.model, **settings.model_overrides)
     assert config.hidden_size % config.num_attention_heads == 0
     assert settings.batch_size % (settings.micro_batch_size or settings.batch_size) == 0
+
+
+@pytest.mark.parametrize("script", sorted(Path(__file__).resolve().parents[1].glob("recipes/*/reproduce.sh")),
+                         ids=lambda p: p.parent.name)
+def test_every_recipe_says_its_cost_and_refuses_a_corpus_it_was_not_built_from(script: Path, tmp_path: Path) -> None:
+    """`reproduce.sh --help` states what the run costs and where it writes; a corpus whose SHA-256 differs from the
+    pinned one is refused before anything is set up, downloaded or written."""
+    import subprocess
+
+    shown = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and ("CPU hours" in shown.stdout or "device time" in shown.stdout)
+    assert "writes only under" in shown.stdout
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("not the corpus\n")
+    env = {"PATH": "/usr/bin:/bin", "CORPUS": str(corpus), "CORPUS_SHA256": "0" * 64, "ALBERT": "false",
+           "HOME": str(tmp_path)}
+    refused = subprocess.run(["bash", str(script), str(tmp_path / "work")], capture_output=True, text=True,
+                             timeout=60, env=env, cwd=tmp_path)
+    assert refused.returncode == 2 and "not the pinned" in refused.stderr, refused.stderr
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())

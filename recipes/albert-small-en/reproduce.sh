@@ -1,24 +1,46 @@
 #!/usr/bin/env bash
-# Rebuild the embedded model from the raw corpus: vocabulary, shards, pretraining, evaluation, packaging.
-#   bash recipes/albert-small-en/reproduce.sh gpu   # one CUDA GPU, one stage, at most 12 minutes of device time
-#   bash recipes/albert-small-en/reproduce.sh cpu   # the earlier CPU recipe (~4 h on a 2-core CPU with bf16 units)
-# CORPUS: the text to train on (default: the larger corpus of `bash corpus/build.sh runs/corpus` if it is there,
-# else ../shared/data/corpus.txt.xz). ALBERT: how to run the CLI ("python3 -m albert" with PYTHONPATH=src on a
-# machine where the package is not installed), PYTHON the interpreter for package.py, MODEL_OUT where the model
-# goes (src/albert/models/albert-small-en). Further arguments go to `albert pretrain`.
+# Rebuild the embedded model albert-small-en from the raw corpus: vocabulary, shards, pretraining, evaluation,
+# packaging.
+#
+#   bash recipes/albert-small-en/reproduce.sh gpu   # one CUDA GPU, one stage: at most 12 minutes of device time
+#   bash recipes/albert-small-en/reproduce.sh cpu   # the earlier CPU recipe: ~8 CPU hours (~4 h on 2 cores with
+#                                                   # bf16 units); a kill is resumed by rerunning with --resume
+#
+# It writes only under runs/ (the vocabulary, the shards, the run); the model lands in runs/albert-small-en
+# (MODEL_OUT=DIR to choose; MODEL_OUT=src/albert/models/albert-small-en replaces the shipped model, on purpose
+# only). Set-up: `bash scripts/setup.sh` is run if .venv lacks albert (ALBERT: another way to run the CLI, e.g.
+# "python3 -m albert" with PYTHONPATH=src; PYTHON the interpreter for package.py). Further arguments go to
+# `albert pretrain`.
+# The corpus is checked by SHA-256 and refused if it differs: `bash corpus/build.sh runs/corpus`'s corpus.txt if it
+# is there (its hash is corpus/README.md's), else ../shared/data/corpus.txt.xz; CORPUS and CORPUS_SHA256 to use
+# another.
 #
 # On a device window (the device tool: only the working tree travels, so the corpus must be carried):
 #   here:   bash corpus/build.sh runs/corpus && mkdir -p .corpus && xz -T2 -9 -c runs/corpus/corpus.txt > .corpus/corpus.txt.xz
 #   device: run(carry=[".corpus"], timeout_s=600, command="PYTHONPATH=src ALBERT='python3 -m albert' \
-#             CORPUS=.corpus/corpus.txt.xz bash recipes/albert-small-en/reproduce.sh gpu && cp -r src/albert/models/albert-small-en runs/albert-small-en-gpu/metrics.jsonl $OUT/")
+#             CORPUS=.corpus/corpus.txt.xz CORPUS_SHA256=... bash recipes/albert-small-en/reproduce.sh gpu && cp -r runs/albert-small-en runs/albert-small-en-gpu/metrics.jsonl $OUT/")
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}  # huge pages: ~20% faster on CPUs, same results
 cd "$(dirname "$0")/../.."
 MODE=${1:-gpu}
 [ $# -gt 0 ] && shift
-ALBERT=${ALBERT:-albert}
 if [ -z "${CORPUS:-}" ]; then
-  if [ -f runs/corpus/corpus.txt ]; then CORPUS=runs/corpus/corpus.txt; else CORPUS=../shared/data/corpus.txt.xz; fi
+  if [ -f runs/corpus/corpus.txt ]; then
+    CORPUS=runs/corpus/corpus.txt
+    CORPUS_SHA256=${CORPUS_SHA256:-634fb5fd1e8fa39dfc9a76753c3929080bec020b07c9593a560cdf0edabc0078}
+  else
+    CORPUS=../shared/data/corpus.txt.xz
+    CORPUS_SHA256=${CORPUS_SHA256:-010f43c9155a7ffe56758dba96acba18ea2cf44fd1599f9d2fa93030fc16cdfb}
+  fi
+fi
+[ -n "${CORPUS_SHA256:-}" ] || { echo "reproduce: CORPUS=$CORPUS needs CORPUS_SHA256 (its SHA-256)" >&2; exit 2; }
+echo "$CORPUS_SHA256  $CORPUS" | sha256sum -c --quiet - 2>/dev/null \
+  || { echo "reproduce: $CORPUS is not the pinned corpus (SHA-256 $CORPUS_SHA256); refused" >&2; exit 2; }
+if [ -z "${ALBERT:-}" ]; then
+  [ -x .venv/bin/albert ] || bash scripts/setup.sh
+  ALBERT=.venv/bin/albert
+  PYTHON=${PYTHON:-.venv/bin/python}
 fi
 start=$(date +%s)
 say() { echo "reproduce.sh [$(( $(date +%s) - start )) s] $*"; }
@@ -43,5 +65,5 @@ else
 fi
 say "plot and package (held-out MLM and SOP measured on every held-out sequence)"
 $ALBERT plot "$LAST"
-${PYTHON:-python3} recipes/albert-small-en/package.py "$LAST" "${MODEL_OUT:-src/albert/models/albert-small-en}"
+${PYTHON:-python3} recipes/albert-small-en/package.py "$LAST" "${MODEL_OUT:-runs/albert-small-en}"
 say "done"

@@ -101,7 +101,7 @@ def task_inputs(task: Task, a: argparse.Namespace) -> list[Any]:
 
 def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> Iterator[Any]:
     """The pipeline's results over `items`, CHUNK at a time, with a progress bar (stderr) past one chunk."""
-    if len(items) <= CHUNK:  # no bar, and no tqdm import (30 ms of fill-mask's start-up)
+    if len(items) <= CHUNK:  # no bar, and no tqdm import (part of fill-mask's start-up: docs/embedded-model.md)
         yield from pipe(items, **kwargs)
         return
     from tqdm import tqdm

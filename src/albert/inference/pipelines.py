@@ -17,11 +17,11 @@ import torch
 from albert.errors import InputError
 from albert.inference.st_layout import DEFAULT_POOLING, POOLINGS, read_layout, write_layout
 from albert.modeling.backbone import pool_hidden_states
-from albert.modeling.early_exit import ExitPolicy, require_exits
-from albert.modeling.heads import MODEL_CLASSES, AlbertForPreTraining
+from albert.modeling.early_exit import NO_EXITS, ExitPolicy
+from albert.modeling.heads import MODEL_CLASSES, AlbertForPreTraining, EarlyExitHead
 from albert.modeling.pretrained import AlbertPreTrainedModel
 from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtime
-from albert.tasks.base import with_passes
+from albert.tasks.base import Featurizer, with_passes
 from albert.tasks.batching import buckets, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
@@ -266,13 +266,12 @@ class MultipleChoicePipeline(Pipeline):
         items, single = _as_list(inputs)
         qs = [Question(x.get("article", x.get("context", "")), x["question"], list(x["options"]), None, f"input {i}")
               for i, x in enumerate(items)]
-        features = ChoiceFeatures(self.tokenizer, min(max_seq_length, self.model.config.max_position_embeddings), 1)
+        features: Featurizer = ChoiceFeatures(self.tokenizer,
+                                              min(max_seq_length, self.model.config.max_position_embeddings), 1)
         policy = exit_options(self.model, patience, exit_threshold).get("exit_policy")
-        self.model.exit_policy = policy  # type: ignore[assignment]  # the featurizer's forwards read it
-        try:
-            rows = features.predict_rows(self.model, qs, self.device)
-        finally:
-            self.model.exit_policy = None  # type: ignore[assignment]
+        if policy is not None:
+            features = features.with_exit_policy(policy)
+        rows = features.predict_rows(self.model, qs, self.device)
         return rows[0] if single else rows
 
 
@@ -307,12 +306,14 @@ class SentenceOrderPipeline(BatchedPipeline):
 
 
 def exit_options(model: AlbertPreTrainedModel, patience: int, threshold: float) -> dict[str, Any]:
-    """The model's keyword arguments for early exit: an exit policy where one is asked (checked against the model:
-    one fine-tuned without early exit refuses it), else none, and the model runs every pass as always."""
+    """The model's keyword arguments for early exit: an exit policy where one is asked, else none, and the model
+    runs every pass as always. The model checks the policy against its classifiers (EarlyExitHead._policy); a model
+    that classifies no whole input (pretraining's SOP head) has none to check."""
     policy = ExitPolicy(patience, threshold)
     if not policy.active:
         return {}
-    require_exits(model.config)
+    if not isinstance(model, EarlyExitHead):
+        raise InputError(NO_EXITS)
     return {"exit_policy": policy}
 
 

@@ -63,11 +63,14 @@ class ExitPolicy:
         return min(passes, 1 if self.threshold > 0 else self.patience + 1)
 
 
+NO_EXITS = ("patience and exit_threshold need a model fine-tuned with --early_exit true; this one has a classifier "
+            "after its last pass only")
+
+
 def require_exits(config: Any) -> None:
     """An InputError unless the model's config has a classifier after every pass (config.early_exit)."""
     if not getattr(config, "early_exit", None):
-        raise InputError("patience and exit_threshold need a model fine-tuned with --early_exit true; this one has "
-                         "a classifier after its last pass only")
+        raise InputError(NO_EXITS)
 
 
 def pass_weights(n: int) -> list[float]:

@@ -166,8 +166,6 @@ class EarlyExitHead(AlbertPreTrainedModel):
     albert: AlbertModel
     classifier: nn.Linear
     dropout: nn.Dropout
-    # the policy of forwards that pass none (albert evaluate/predict set it); None: full depth
-    exit_policy: ExitPolicy | None = None
     # set by albert.runtime.policy under --compile: (first pass, number of passes) → exit_step over those passes as one
     # compiled function of (x, mask, classifiers) — the classifiers' weights are inputs, so one graph serves every
     # pass of a layer group
@@ -193,8 +191,9 @@ class EarlyExitHead(AlbertPreTrainedModel):
         return torch.stack([self.classifier_at(i)(self.dropout(self.albert.pool(h[:, 0])))
                             for i, h in enumerate(hidden_states[step::step])])
 
-    def _policy(self, given: ExitPolicy | None) -> ExitPolicy | None:
-        policy = given if given is not None else self.exit_policy
+    def _policy(self, policy: ExitPolicy | None) -> ExitPolicy | None:
+        """The one check of an exit policy, wherever it came from (a pipeline, evaluate, a caller): an active one
+        needs this model's classifiers after every pass."""
         if policy is None or not policy.active:
             return None
         require_exits(self.config)
@@ -268,7 +267,7 @@ class AlbertForSequenceClassification(EarlyExitHead):
         exit_policy: ExitPolicy | None = None,
     ) -> SequenceClassifierOutput:
         """`exit_policy` (a model fine-tuned with early exit, in eval mode): each text stops at the pass the policy
-        says, and `exit_passes` tells which; without one (and its `exit_policy` attribute None) all passes run."""
+        says, and `exit_passes` tells which; without one all passes run."""
         policy = self._policy(exit_policy)
         if policy is not None and not self.training and input_ids is not None:
             regression = self.config.problem_type == "regression" or self.num_labels == 1

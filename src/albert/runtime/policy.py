@@ -191,7 +191,7 @@ def _compile(model: AlbertPreTrainedModel, runtime: Runtime) -> AlbertPreTrained
 
     @functools.wraps(eager)
     def forward(*args: Any, **kwargs: Any) -> Any:
-        policy = kwargs.get("exit_policy") or getattr(model, "exit_policy", None)
+        policy = kwargs.get("exit_policy")
         return eager(*args, **kwargs) if policy is not None and policy.active else whole(*args, **kwargs)
 
     model.forward = forward  # type: ignore[method-assign]

@@ -1,10 +1,9 @@
 """HTTP/1.1 limits below the app, where uvicorn's parser has none: the request line and headers (bytes and count),
 the time to receive them and the body, and parser errors answered as JSON.
 
-uvicorn's httptools protocol buffers a header until it ends, so one connection sending a header that never ends
-grew the server without bound; a connection that sends half its headers was never timed out; malformed requests
-(a CR or NUL in a header, two Content-Lengths, an unknown method) were answered in plain text. Here every such
-request is answered `{"error": ...}` with 431, 408 or 400 and the connection closed:
+uvicorn's httptools protocol buffers a header until it ends, never times out a connection that sends half its
+headers, and answers malformed requests (a CR or NUL in a header, two Content-Lengths, an unknown method) in plain
+text. Here every such request is answered `{"error": ...}` with 431, 408 or 400 and the connection closed:
 - the request line and headers over `max_header_bytes` in all, or more than `max_headers` of them: 431;
 - headers not complete `header_timeout` seconds after the request began, or its body not complete `body_timeout`
   seconds after the headers: 408;

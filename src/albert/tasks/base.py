@@ -8,11 +8,13 @@ training data and knows nothing of epochs.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from copy import copy as shallow_copy
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from albert.modeling.early_exit import ExitPolicy
 from albert.tokenization.tokenizer import AlbertTokenizer
 
 
@@ -22,11 +24,19 @@ class Featurizer:
     normalised over the whole step (all micro-batches, all ranks)."""
 
     stat_names = ["loss_sum", "count", "correct"]
+    # early exit's policy for the evaluation forwards (`with_exit_policy`); None: every pass runs
+    exit_policy: ExitPolicy | None = None
 
     def __init__(self, tokenizer: AlbertTokenizer, max_seq_length: int, eval_batch_size: int = 64) -> None:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.eval_batch_size = eval_batch_size
+
+    def with_exit_policy(self, policy: ExitPolicy) -> Featurizer:
+        """This featurizer, its evaluation forwards run with early exit's `policy` (the model checks it fits)."""
+        copy = shallow_copy(self)
+        copy.exit_policy = policy
+        return copy
 
     def featurize(self, examples: list[Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -87,7 +97,7 @@ class Featurizer:
                 batch = {n: v.to(device) for n, v in self.collate([feats[i] for i in idx], False).items()}
                 with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32,
                                                      enabled=dtype is not None):
-                    out = model(**batch)
+                    out = model(**batch, **({} if self.exit_policy is None else {"exit_policy": self.exit_policy}))
                 yield idx, out
         finally:
             model.train(was)

@@ -26,7 +26,7 @@ from albert.data.pretraining import ExampleSettings, create_segment_pairs
 from albert.errors import ConfigError, DataError, InputError
 from albert.io.files import base_suffix, iter_documents
 from albert.io.output_dirs import check_new_output, claim_output
-from albert.modeling.early_exit import EXIT_KINDS, ExitPolicy, require_exits
+from albert.modeling.early_exit import EXIT_KINDS, ExitPolicy
 from albert.modeling.heads import MODEL_CLASSES, EarlyExitHead
 from albert.modeling.pretrained import CONFIG_NAME, AlbertPreTrainedModel
 from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtime
@@ -358,7 +358,7 @@ def load_task_model(model_dir: str | Path, device: str = "auto", precision: str 
                     exit_policy: ExitPolicy | None = None
                     ) -> tuple[AlbertPreTrainedModel, Featurizer, TaskSpec, Runtime]:
     """A fine-tuned directory's model, prepared for inference in `precision` (and compiled with `compile`), and its
-    task's featurizer. An active `exit_policy` becomes the model's (a model without early exit refuses it)."""
+    task's featurizer; with an active `exit_policy` the featurizer's forwards run with it (the model checks it)."""
     directory, spec = task_spec_of(model_dir)
     runtime = resolve_runtime(device, precision)
     model = model_class(spec).from_pretrained(directory)
@@ -366,11 +366,11 @@ def load_task_model(model_dir: str | Path, device: str = "auto", precision: str 
         if not isinstance(model, EarlyExitHead):
             raise InputError(f"early exit is for the tasks that classify a whole input ({', '.join(EARLY_EXIT_TASKS)})"
                              f"; this model's task is {spec.task}")
-        require_exits(model.config)
-        model.exit_policy = exit_policy
     model = prepare_for_inference(model, runtime, compile)
-    tokenizer = AlbertTokenizer.from_pretrained(directory)
-    return model, build_featurizer(spec, tokenizer, labels_of(model)), spec, runtime
+    features = build_featurizer(spec, AlbertTokenizer.from_pretrained(directory), labels_of(model))
+    if exit_policy is not None and exit_policy.active:
+        features = features.with_exit_policy(exit_policy)
+    return model, features, spec, runtime
 
 
 def labels_of(model: AlbertPreTrainedModel) -> list[str]:
