@@ -159,7 +159,12 @@ def test_settings_help_lists_every_setting() -> None:
         text = settings_help(cls)
         for f in dataclasses.fields(cls):
             assert field_help(cls, f.name), f"{cls.__name__}.{f.name} has no line of help beside it"
-            assert f"--{f.name} " in text
+            group = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            if dataclasses.is_dataclass(group):  # a group of settings: each of its own, as --group.name
+                for g in dataclasses.fields(group):
+                    assert field_help(type(group), g.name) and f"--{f.name}.{g.name} " in text, (f.name, g.name)
+            else:
+                assert f"--{f.name} " in text
 
 
 @pytest.mark.parametrize("command", ["pretrain", "finetune", "distill"])

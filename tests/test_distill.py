@@ -20,6 +20,7 @@ import albert
 from albert.data.texts import select_texts
 from albert.errors import ConfigError, DataError
 from albert.train.distill import DistillSettings
+from albert.train.settings import build_settings
 from albert.train.sentence_vectors import weights_sha256
 from conftest import shared_dir
 from toy_tasks import wait_until_stopped
@@ -81,15 +82,17 @@ def test_shorter_paragraphs_are_read_when_asked(tmp_path: Path) -> None:
         "a nub of coal", "something that is communicated by or to or between people or groups",
         "the action of accomplishing something"]
     with pytest.raises(ConfigError, match="min_words"):
-        DistillSettings(teacher="t", student="s", data=[str(glosses)], out="o", min_words=0)
+        build_settings(DistillSettings, {"teacher": "t", "student": "s", "data": [str(glosses)], "out": "o",
+                                         "min_words": 0})
 
 
 def test_student_moves_toward_the_teacher_and_the_vectors_are_cached(st_teacher: Path, tiny_model: Path,
                                                                     tmp_path: Path, albert_cli: Any) -> None:
     start = student(tiny_model, tmp_path)
     cache = tmp_path / "cache"
-    before = DistillSettings(teacher=str(st_teacher), student=str(start), data=[str(TEXT)], out=str(tmp_path / "x"),
-                             max_texts=600, eval_texts=100, max_seq_length=48, cache_dir=str(cache))
+    before = build_settings(DistillSettings, {"teacher": str(st_teacher), "student": str(start), "data": [str(TEXT)],
+                                              "out": str(tmp_path / "x"), "max_texts": 600, "eval_texts": 100,
+                                              "max_seq_length": 48, "cache_dir": str(cache)})
     run = cli(*args(st_teacher, start, tmp_path / "a", cache))
     assert run.returncode == 0, run.stderr
     metrics = [json.loads(x) for x in (tmp_path / "a-run" / "metrics.jsonl").read_text().splitlines()]
@@ -303,3 +306,34 @@ def test_a_student_made_ready_for_finetuning_keeps_its_vectors(tiny_model: Path,
     again = albert_cli("convert", "--for-finetuning", str(start), "--texts", str(TEXT), "--out",
                        str(tmp_path / "ready"))
     assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+
+
+def test_distill_settings_are_grouped_by_kind_and_the_flat_names_still_work(tmp_path: Path) -> None:
+    """A kind's settings live in its group (`vectors`, `soft`), given as --group.name, a YAML mapping, or the flat
+    name of before; each failed check says its own setting; a run directory saved flat still resumes."""
+    from albert.train.loop import check_resumable
+    from albert.train.settings import load_settings, parse_overrides, save_settings
+
+    base = {"teacher": "t", "student": "s", "data": ["d.txt"], "out": "o"}
+    flat = build_settings(DistillSettings, {**base, "max_texts": 3900, "kd_weight": 0.5})
+    dotted = build_settings(DistillSettings, {**base, **parse_overrides(["--vectors.max_texts", "3900",
+                                                                         "--soft.kd_weight", "0.5"])})
+    yaml_file = tmp_path / "s.yaml"
+    yaml_file.write_text("vectors:\n  max_texts: 3900\nsoft: {kd_weight: 0.5}\n")
+    nested = load_settings(DistillSettings, yaml_file, base)
+    assert flat == dotted == nested and flat.vectors.max_texts == 3900 and flat.soft.kd_weight == 0.5
+    for values, says in (({"temperature": 0}, "temperature must be > 0"), ({"kd_temperature": 0}, "kd_temperature"),
+                         ({"kd_weight": 2}, "kd_weight must be in"), ({"relation_weight": -1}, "relation_weight"),
+                         ({"vectors": [1]}, "vectors must be a mapping"), ({"vectors.nope": 1}, "nope"),
+                         ({"student": ""}, "distill needs --student")):
+        with pytest.raises(ConfigError, match=says):
+            build_settings(DistillSettings, {**base, **values})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "settings.yaml").write_text("\n".join(f"{k}: {v!r}" if not isinstance(v, list) else f"{k}: {v}"
+                                                 for k, v in {**base, "max_texts": 3900, "kd_weight": 0.5}.items()))
+    check_resumable(run, flat)  # saved before the groups: the same settings
+    with pytest.raises(Exception, match="max_texts: 3900 → 3901"):
+        check_resumable(run, build_settings(DistillSettings, {**base, "max_texts": 3901, "kd_weight": 0.5}))
+    save_settings(flat, run / "settings.yaml")  # saved with them: nested, and the same again
+    check_resumable(run, flat)

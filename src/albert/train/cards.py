@@ -81,14 +81,15 @@ def cpu_hours(run_dir: Path) -> float:
 def _distill_loss(settings: Any) -> str:
     """The distillation's loss, as its settings make it."""
     if settings.kind != "sentence-vectors":
-        return (f"{settings.kd_weight} × the teacher's soft targets (T = {settings.kd_temperature}) + "
-                f"{1 - settings.kd_weight:.2g} × the true labels")
+        return (f"{settings.soft.kd_weight} × the teacher's soft targets (T = {settings.soft.kd_temperature}) + "
+                f"{1 - settings.soft.kd_weight:.2g} × the true labels")
     terms = ["MSE to the teacher's vectors"]
-    if settings.similarity_weight:
-        terms.append(f"{settings.similarity_weight} × in-batch similarity (T = {settings.temperature})")
-    if settings.relation_weight:
-        terms.append(f"{settings.relation_weight} × relations (T = {settings.temperature})")
-    batches = "batches of neighbours by the teacher's vectors" if settings.neighbour_batches else "random batches"
+    if settings.vectors.similarity_weight:
+        terms.append(f"{settings.vectors.similarity_weight} × in-batch similarity (T = {settings.vectors.temperature})")
+    if settings.vectors.relation_weight:
+        terms.append(f"{settings.vectors.relation_weight} × relations (T = {settings.vectors.temperature})")
+    batches = ("batches of neighbours by the teacher's vectors" if settings.vectors.neighbour_batches
+               else "random batches")
     return f"{' + '.join(terms)}; {batches}"
 
 

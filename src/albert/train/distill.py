@@ -81,13 +81,14 @@ def distill(settings: DistillSettings, resume: bool = False,
 
 
 def _sentence_vectors(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[AlbertPreTrainedModel, Any, str]:
-    texts = select_texts(settings.data, settings.max_texts, settings.short_share, settings.seed,
-                         settings.min_words)
-    if len(texts) <= settings.eval_texts:
-        raise DataError(f"{len(texts)} texts in --data: more than eval_texts ({settings.eval_texts}) are needed")
+    texts = select_texts(settings.data, settings.vectors.max_texts, settings.vectors.short_share, settings.seed,
+                         settings.vectors.min_words)
+    if len(texts) <= settings.vectors.eval_texts:
+        raise DataError(f"{len(texts)} texts in --data: more than eval_texts ({settings.vectors.eval_texts}) are "
+                        "needed")
     vectors = torch.from_numpy(teacher_vectors(settings, texts))
     ids = tokenizer(texts, truncation=True, max_length=settings.max_seq_length)["input_ids"]
-    held = settings.eval_texts
+    held = settings.vectors.eval_texts
     torch.manual_seed(settings.seed)
     model = AlbertModel.from_pretrained(settings.student, **settings.student_overrides)
     task = SentenceVectorTask(ids[held:], vectors[held:], ids[:held], vectors[:held], settings,
@@ -110,7 +111,7 @@ def _masked_lm(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[A
     model = AlbertForPreTraining.from_pretrained(settings.student, **settings.student_overrides)
     pretraining = PretrainSettings(data=settings.data[0], run_dir=settings.run_dir,
                                    max_seq_length=settings.max_seq_length, batch_size=settings.batch_size,
-                                   seed=settings.seed, eval_examples=settings.eval_examples)
+                                   seed=settings.seed, eval_examples=settings.soft.eval_examples)
     task = MaskedLMDistillTask(PretrainTask(pretraining, tokenizer, model.config), teacher, settings)
     return model, task, f"`albert data prepare` shards in {settings.data[0]}"
 

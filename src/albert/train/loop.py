@@ -41,7 +41,7 @@ from albert.train.checkpoints import (
 from albert.train.loggers import MetricsLog
 from albert.train.optim import build_optimizer, lr_lambda
 from albert.train.provenance import record_session
-from albert.train.settings import TrainSettings, read_settings_file, save_settings
+from albert.train.settings import TrainSettings, flat_settings, read_settings_file, save_settings
 
 logger = logging.getLogger(__name__)
 
@@ -168,12 +168,12 @@ def run_precision(settings: TrainSettings, device: torch.device, run_dir: Path, 
 
 def check_resumable(run_dir: Path, settings: TrainSettings) -> None:
     """A resumed run must use the settings it started with (apart from logging and saving cadence)."""
-    saved = _saved_settings(run_dir)
+    saved = flat_settings(type(settings), _saved_settings(run_dir))  # (a run saved before groups: already flat)
     if not saved:
         return
     from dataclasses import asdict
 
-    now = asdict(settings)
+    now = flat_settings(type(settings), asdict(settings))
     changed = sorted(k for k in now if k in saved and saved[k] != now[k] and k not in RESUMABLE_CHANGES)
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} → {now[k]!r}" for k in changed)

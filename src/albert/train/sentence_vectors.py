@@ -84,7 +84,7 @@ def teacher_vectors(settings: DistillSettings, texts: list[str]) -> np.ndarray:
     chunks, each kept as it is finished, so a kill loses one chunk at most."""
     teacher_hash = weights_sha256(Path(settings.teacher))
     texts_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
-    root = Path(settings.cache_dir or os.environ.get("ALBERT_CACHE", "") or Path.home() / ".cache" / "albert")
+    root = Path(settings.vectors.cache_dir or os.environ.get("ALBERT_CACHE", "") or Path.home() / ".cache" / "albert")
     cache = root / "teacher-vectors" / f"{teacher_hash[:16]}-{texts_hash[:16]}-{settings.max_seq_length}"
     final = cache / "vectors.npy"
     if final.is_file():
@@ -156,9 +156,10 @@ class SentenceVectorTask:
         self.ids, self.vectors = ids, vectors
         self.eval_ids, self.eval_vectors = eval_ids, eval_vectors
         self.batch_size, self.pad_id = settings.batch_size, pad_id
-        self.similarity_weight, self.temperature = settings.similarity_weight, settings.temperature
-        self.relation_weight = settings.relation_weight
-        blocks = neighbour_blocks(vectors, settings.batch_size, settings.seed) if settings.neighbour_batches else None
+        self.similarity_weight, self.temperature = settings.vectors.similarity_weight, settings.vectors.temperature
+        self.relation_weight = settings.vectors.relation_weight
+        blocks = (neighbour_blocks(vectors, settings.batch_size, settings.seed) if settings.vectors.neighbour_batches
+                  else None)
         self.order = EpochOrder(len(ids), settings.seed, salt=13, blocks=blocks)
 
     def _collate(self, rows: list[int], ids: list[list[int]], vectors: Tensor) -> dict[str, Tensor]:

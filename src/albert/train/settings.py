@@ -20,9 +20,13 @@ S = TypeVar("S")
 
 
 def setting(default: Any, help: str) -> Any:
-    """A settings field with its one line of meaning beside it (`--help` shows it)."""
+    """A settings field with its one line of meaning beside it (`--help` shows it). A dataclass default is a group
+    of settings of its own (`--group.name value`)."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    if dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(default),  # type: ignore[type-var]
+                                 metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -194,8 +198,49 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     return value
 
 
+def _groups(cls: type) -> dict[str, type]:
+    """The fields of `cls` that are groups of settings (dataclasses), by name."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if dataclasses.is_dataclass(hints[f.name])}
+
+
+def _gather_groups(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with each group's settings built into its dataclass: from a mapping under the group's name, from
+    `group.name` keys, and from a group's setting named alone (flat, as before groups)."""
+    values = dict(values)
+    top = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for group, group_cls in _groups(cls).items():
+        given = values.pop(group, None)
+        if given is not None and not isinstance(given, dict) and not dataclasses.is_dataclass(given):
+            raise ConfigError(f"{group} must be a mapping of settings; got {given!r}")
+        if dataclasses.is_dataclass(given):
+            values[group] = given
+            continue
+        mine = {f.name for f in dataclasses.fields(group_cls)}
+        sub = dict(given or {})
+        for key in [k for k in values if k.startswith(group + ".") or (k in mine and k not in top)]:
+            sub[key.removeprefix(group + ".")] = values.pop(key)
+        values[group] = build_settings(group_cls, sub)
+    return values
+
+
+def flat_settings(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`cls`'s settings as one level of names (each group's mapping spread out): how a run saved before groups
+    and one saved after them compare."""
+    groups = _groups(cls)
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in groups and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
 def build_settings(cls: type[S], values: dict[str, Any]) -> S:
     """Fill `cls` from a dict; unknown keys are errors, values are converted to the field types."""
+    values = _gather_groups(cls, values)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - known)
@@ -269,7 +314,10 @@ def settings_help(cls: type) -> str:
     """Every setting of `cls`: name, type, default and meaning — generated, so it cannot drift from the code."""
     hints = typing.get_type_hints(cls)
     lines = []
+    groups = _groups(cls)
     for f in dataclasses.fields(cls):
+        if f.name in groups:
+            continue
         default: Any = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         tp = hints[f.name]
@@ -277,6 +325,10 @@ def settings_help(cls: type) -> str:
             tp, "__name__", str(tp))
         meaning = field_help(cls, f.name)
         lines.append(f"  --{f.name:<24} {kind} (default {default!r})\n      {meaning}")
+    for group, group_cls in _groups(cls).items():
+        lines.append(f"  {group}: {field_help(cls, group)}")
+        lines += ["  " + line.replace("--", f"--{group}.", 1) if line.lstrip().startswith("--") else "  " + line
+                  for line in settings_help(group_cls).splitlines()]
     return "\n".join(lines)
 
 

@@ -49,7 +49,7 @@ class MaskedLMDistillTask(_SoftTargets):
 
     def __init__(self, pretrain_task: Any, teacher: nn.Module, settings: DistillSettings) -> None:
         self.base, self.teacher = pretrain_task, teacher
-        self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
+        self.kd_weight, self.T = settings.soft.kd_weight, settings.soft.kd_temperature
         self.stat_names = [*pretrain_task.stat_names, "kd_sum"]
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,7 +89,7 @@ class TaskDistillTask(_SoftTargets):
 
     def __init__(self, data: Any, teacher: nn.Module, settings: DistillSettings) -> None:
         self.base, self.teacher = data, teacher
-        self.kd_weight, self.T = settings.kd_weight, settings.kd_temperature
+        self.kd_weight, self.T = settings.soft.kd_weight, settings.soft.kd_temperature
         self.stat_names = [*data.stat_names, "kd_sum", "kd_count"]
 
     def soft_loss(self, student: Any, teacher: Any, batch: dict[str, Tensor]) -> tuple[Tensor, float]:
