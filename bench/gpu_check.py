@@ -76,7 +76,7 @@ def correctness() -> dict:
     agree = sum(x[0]["token"] == y[0]["token"] for x, y in zip(cpu(texts, top_k=1), gpu(texts, top_k=1)))
     res["embedded_fill_mask_top1_agreement_cuda_default_vs_cpu_fp32"] = {
         "agree": agree, "of": len(texts),
-        # the pipeline keeps fp32 parameters and runs the encoder on bf16 copies (albert.runtime.policy.freeze_bf16)
+        # the pipeline keeps fp32 parameters and runs the encoder on bf16 copies (albert.runtime.freeze.freeze_bf16)
         "gpu_encoder_dtype": str(torch.bfloat16 if any(getattr(m, "inference_dtype", None) == torch.bfloat16
                                                        for m in gpu.model.modules()) else torch.float32)}
     # 2. albert-base-v2 weights: ours vs transformers, both on the GPU

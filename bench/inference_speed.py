@@ -7,7 +7,7 @@ same run (2 threads, the matmul shapes of the model).
     python bench/inference_speed.py [--sizes base] [--repeats 7] [--out bench/results/inference_speed.json]
 
 int8 is dynamic quantization of the encoder's matrices: ours through `--precision int8`
-(albert.runtime.policy.quantize_int8), transformers' through torch's documented route
+(albert.runtime.freeze.quantize_int8), transformers' through torch's documented route
 (torch.ao.quantization.quantize_dynamic on its nn.Linear layers). On a CPU without bf16 units the bf16
 contenders are left out (bf16 is emulated there and takes minutes); --all keeps them.
 

@@ -98,7 +98,7 @@ def main() -> None:
     import torch._inductor.config as inductor_config
     import transformers
 
-    import albert.runtime.policy as runtime
+    import albert.runtime.compiled as runtime
     from albert.runtime.policy import Runtime, prepare_for_inference
 
     B, T = a.shape

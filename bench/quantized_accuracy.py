@@ -26,8 +26,9 @@ import torch
 
 import albert
 from albert.convert.export import export_onnx
+from albert.runtime.freeze import freeze_bf16, quantize_int8
 from albert.runtime.kernels import cpu_description
-from albert.runtime.policy import Runtime, freeze_bf16, prepare_for_inference, quantize_int8
+from albert.runtime.policy import Runtime, prepare_for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "fixtures" / "public_domain.txt"

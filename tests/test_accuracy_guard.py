@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import albert
-from albert.runtime.policy import freeze_bf16, quantize_int8
+from albert.runtime.freeze import freeze_bf16, quantize_int8
 
 FIX = Path(__file__).parent / "fixtures"
 

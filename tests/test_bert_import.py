@@ -145,3 +145,35 @@ def test_refusals_are_one_line(bert_dir: Path, tmp_path: Path) -> None:
         run = subprocess.run([sys.executable, "-m", "albert", "convert", *args, "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 2 and says in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_a_lite_start_shares_a_layer_and_factorizes_the_embeddings(bert_dir: Path, tmp_path: Path,
+                                                                    albert_cli: Any) -> None:
+    """--passes and --embedding-size: ALBERT's two savings as a start for distillation. At the full width the
+    factorization keeps every direction, so the first hidden state is the BERT's; narrower, it keeps most of it;
+    a layer run N times is one group of N passes; transformers loads the directory."""
+    full, lite = tmp_path / "full", tmp_path / "lite"
+    done = albert_cli("convert", "--from-bert", str(bert_dir), "--layers", "2", "--passes", "3", "--embedding-size",
+                      "48", "--out", str(full))
+    assert done.returncode == 0, done.stderr
+    done = albert_cli("convert", "--from-bert", str(bert_dir), "--layers", "2", "--passes", "3", "--embedding-size",
+                      "16", "--out", str(lite))
+    assert done.returncode == 0 and "run 3 times, embeddings of 16" in done.stdout, done.stdout + done.stderr
+    config = json.loads((lite / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["num_hidden_groups"], config["embedding_size"]) == (3, 1, 16)
+    bert = transformers.BertModel.from_pretrained(bert_dir).eval()
+    batch = _ids()
+    with torch.no_grad():
+        want = bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"])
+        states = {}
+        for name, path in (("full", full), ("lite", lite)):
+            model = albert.AlbertModel.from_pretrained(path).eval()
+            states[name] = model(**batch, output_hidden_states=True).hidden_states[0]
+            assert transformers.AlbertModel.from_pretrained(path) is not None
+    torch.testing.assert_close(states["full"], want, atol=1e-4, rtol=1e-4)
+    kept = torch.nn.functional.cosine_similarity(states["lite"].flatten(0, 1), want.flatten(0, 1), dim=-1)
+    assert float(kept.mean()) > 0.5  # a third of the width keeps most of each state's direction
+    for args, says in ((["--passes", "0"], "--passes (0) must be at least"),
+                       (["--embedding-size", "49"], "--embedding-size must be in 1..48")):
+        refused = albert_cli("convert", "--from-bert", str(bert_dir), *args, "--out", str(tmp_path / "x"))
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr

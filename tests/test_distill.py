@@ -20,8 +20,8 @@ import albert
 from albert.data.texts import select_texts
 from albert.errors import ConfigError, DataError
 from albert.train.distill import DistillSettings
-from albert.train.settings import build_settings
 from albert.train.sentence_vectors import weights_sha256
+from albert.train.settings import build_settings
 from conftest import shared_dir
 from toy_tasks import wait_until_stopped
 

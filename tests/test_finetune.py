@@ -90,8 +90,8 @@ def test_regression_and_multilabel(tiny_model: Path, source_task, tmp_path: Path
 
 def test_evaluate_and_predict_run_in_the_precision_asked_for(tiny_model: Path, source_task, tmp_path: Path) -> None:
     """int8 really runs int8 (it was silently fp32), as the pipelines run it, within the accuracy guard."""
+    from albert.runtime.freeze import is_int8
     from albert.runtime.kernels import Int8Linear
-    from albert.runtime.policy import is_int8
     from albert.train.finetune import load_task_model
 
     train, dev = source_task

@@ -75,7 +75,8 @@ def test_int8_equals_torch_dynamic_int8(name: str) -> None:
 def test_int8_without_onednn_kernels_falls_back_to_torch_dynamic_int8(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where torch has no oneDNN int8 kernels (builds for other CPUs) int8 runs torch's dynamic int8 matrices, the
     activation a separate pass, and gives what the oneDNN path gives up to the kernels' rounding."""
-    from albert.runtime import policy as runtime
+    from albert.runtime import freeze as runtime
+    from albert.runtime.kernels import DynamicInt8Linear
 
     torch.manual_seed(0)
     model = albert.AlbertModel(tiny_config()).eval()
@@ -87,7 +88,7 @@ def test_int8_without_onednn_kernels_falls_back_to_torch_dynamic_int8(monkeypatc
         monkeypatch.setattr(runtime, "onednn_int8_available", lambda: False)
         fallback = runtime.quantize_int8(model)
         w = fallback.encoder.prepared_weights[0][0]
-        assert isinstance(w.ffn_w, runtime.DynamicInt8Linear) and not w.ffn_activated and runtime.is_int8(fallback)
+        assert isinstance(w.ffn_w, DynamicInt8Linear) and not w.ffn_activated and runtime.is_int8(fallback)
         got = fallback(ids).last_hidden_state
     torch.testing.assert_close(got, want, atol=0.02, rtol=0)
     assert (got - exact).abs().max() < 0.1

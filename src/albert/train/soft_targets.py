@@ -49,7 +49,7 @@ class MaskedLMDistillTask(_SoftTargets):
 
     def __init__(self, pretrain_task: Any, teacher: nn.Module, settings: DistillSettings) -> None:
         self.base, self.teacher = pretrain_task, teacher
-        self.kd_weight, self.T = settings.soft.kd_weight, settings.soft.kd_temperature
+        self.kd_weight, self.temperature = settings.soft.kd_weight, settings.soft.kd_temperature
         self.stat_names = [*pretrain_task.stat_names, "kd_sum"]
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], norm: Tensor) -> tuple[Tensor, Tensor]:
@@ -57,12 +57,12 @@ class MaskedLMDistillTask(_SoftTargets):
                                         "position_ids", "example_ids", "sop_positions") if k in batch}
         self.teacher.to(batch["input_ids"].device)
         with torch.no_grad():
-            soft = (self.teacher(**inputs).prediction_logits.float() / self.T).log_softmax(-1)  # (B, P, V)
+            soft = (self.teacher(**inputs).prediction_logits.float() / self.temperature).log_softmax(-1)  # (B, P, V)
         out = model(**inputs)
         logits = out.prediction_logits.float()
         valid = batch["labels"] != -100
-        kd_sum = (F.kl_div((logits / self.T).log_softmax(-1), soft, log_target=True, reduction="none").sum(-1)
-                  * valid).sum() * self.T ** 2
+        kd_sum = (F.kl_div((logits / self.temperature).log_softmax(-1), soft, log_target=True, reduction="none").sum(-1)
+                  * valid).sum() * self.temperature ** 2
         hard, stats = self.base.loss_from_outputs(out, batch, norm)
         mlm_sum = stats[1]
         loss = hard - (self.kd_weight * mlm_sum / norm[0]).to(hard.dtype) + (self.kd_weight * kd_sum / norm[0])
@@ -89,7 +89,7 @@ class TaskDistillTask(_SoftTargets):
 
     def __init__(self, data: Any, teacher: nn.Module, settings: DistillSettings) -> None:
         self.base, self.teacher = data, teacher
-        self.kd_weight, self.T = settings.soft.kd_weight, settings.soft.kd_temperature
+        self.kd_weight, self.temperature = settings.soft.kd_weight, settings.soft.kd_temperature
         self.stat_names = [*data.stat_names, "kd_sum", "kd_count"]
 
     def soft_loss(self, student: Any, teacher: Any, batch: dict[str, Tensor]) -> tuple[Tensor, float]:
@@ -104,8 +104,9 @@ class TaskDistillTask(_SoftTargets):
             if s.shape[-1] == 1 and name == "logits":  # a regression's value
                 per = ((s - t) ** 2).squeeze(-1)
             else:
-                per = F.kl_div((s / self.T).log_softmax(-1), (t / self.T).log_softmax(-1), log_target=True,
-                               reduction="none").sum(-1) * self.T ** 2
+                T = self.temperature
+                per = F.kl_div((s / T).log_softmax(-1), (t / T).log_softmax(-1), log_target=True,
+                               reduction="none").sum(-1) * T ** 2
             labels = batch.get("labels")
             if labels is not None and labels.shape == per.shape and labels.dtype == torch.long:
                 keep = labels != -100  # tagging: the words' first pieces
