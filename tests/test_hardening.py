@@ -818,3 +818,29 @@ def test_claim_output_removes_and_replaces_only_what_it_wrote(tmp_path: Path) ->
             (made / "notes.txt").write_text("the user's")
             raise KeyboardInterrupt
     assert sorted(p.name for p in made.iterdir()) == ["notes.txt"]
+
+
+def test_a_save_cut_short_never_becomes_a_checkpoint(tmp_path: Path) -> None:
+    """A save interrupted by a kill or a full disk leaves step_N.tmp with files that look whole (trainer.pt cut
+    short): a resume removes it and starts from the last whole checkpoint. Only a save that recorded its end
+    (COMPLETE, with every file at its size) and lost its rename is completed."""
+    import torch
+
+    from albert.train.checkpoints import COMPLETE, checkpoint_dirs, save_checkpoint, tidy_checkpoints
+
+    model = torch.nn.Linear(4, 4)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    run = tmp_path / "run"
+    whole = save_checkpoint(run, 4, model, optimizer, scheduler, {}, keep=3)
+    finished = save_checkpoint(run, 8, model, optimizer, scheduler, {}, keep=3)
+    os.replace(finished, finished.with_name(finished.name + ".tmp"))  # killed between COMPLETE and the rename
+    torn = save_checkpoint(run, 12, model, optimizer, scheduler, {}, keep=3)
+    torn_tmp = torn.with_name(torn.name + ".tmp")
+    os.replace(torn, torn_tmp)
+    (torn_tmp / COMPLETE).unlink()  # a save cut short never wrote its record...
+    trainer = torn_tmp / "trainer.pt"
+    trainer.write_bytes(trainer.read_bytes()[:100])  # ...and its trainer.pt is short
+    tidy_checkpoints(run)
+    assert [p.name for p in checkpoint_dirs(run)] == [whole.name, finished.name]
+    assert not torn_tmp.exists()

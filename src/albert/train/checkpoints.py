@@ -4,6 +4,7 @@ few, tidied after a kill, and refused when they hold anything but tensors and nu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -21,6 +22,7 @@ from albert.errors import TrainingError
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+COMPLETE = "COMPLETE"  # written last into a checkpoint being saved: the sizes of its files
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -32,45 +34,67 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def tidy_checkpoints(run_dir: Path) -> None:
-    """Before a resume: what a kill while saving or while removing old checkpoints left behind goes. A complete
-    step_N.tmp whose step_N is gone (killed between the two renames) is put in place; incomplete ones go."""
+    """Before a resume: what a kill while saving or while removing old checkpoints left behind goes. A step_N.tmp
+    whose save finished (its COMPLETE record, written last, names each file at the size it has) but whose step_N is
+    gone (killed between the two renames) is put in place; any other .tmp goes, however whole its files look: a
+    save cut short (a kill, a full disk) never becomes a checkpoint, and the resume starts from the last whole one."""
     root = run_dir / CHECKPOINTS
     if not root.is_dir():
         return
-    complete = {"model.safetensors", "trainer.pt"}
     for p in sorted(root.iterdir()):
         if not p.is_dir() or not p.name.startswith("step_"):
             continue
-        holds = {f.name for f in p.iterdir()}
         if p.name.endswith(".tmp"):
             final = root / p.name.removesuffix(".tmp")
-            if holds >= complete and not (final / "trainer.pt").is_file():
+            if _finished(p) and not (final / "trainer.pt").is_file():
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(p, final)
                 logger.warning("%s: completed the interrupted save of %s", run_dir, final.name)
                 continue
-        elif holds >= complete:
+        elif {f.name for f in p.iterdir()} >= {"model.safetensors", "trainer.pt"}:
             continue
         shutil.rmtree(p, ignore_errors=True)
         logger.warning("%s: removed %s, left incomplete by an interrupted run", run_dir, p.name)
 
 
+def _finished(tmp: Path) -> bool:
+    """Whether a save into `tmp` ran to its end: its COMPLETE record exists and every file it names has its size."""
+    try:
+        sizes = json.loads((tmp / COMPLETE).read_text(encoding="utf-8"))
+        return isinstance(sizes, dict) and set(sizes) == {"model.safetensors", "trainer.pt"} and all(
+            (tmp / name).stat().st_size == size for name, size in sizes.items())
+    except (OSError, ValueError):
+        return False
+
+
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, data_state: dict, keep: int) -> Path:
-    """Write into step_N.tmp, then rename: a crash while saving never spoils the last good checkpoint."""
+    """Write into step_N.tmp, record it finished (COMPLETE, last, after every byte is on disk), then rename: a crash
+    or a full disk while saving never spoils the last good checkpoint, and never becomes one."""
     root = run_dir / CHECKPOINTS
     final = root / f"step_{step:08d}"
     tmp = root / (final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-    # tied aliases (decoder weight = word embeddings) are stored once
-    save_file(_dedupe(state), str(tmp / "model.safetensors"))
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "data": data_state}, tmp / "trainer.pt")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
+    try:
+        tmp.mkdir(parents=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+        # tied aliases (decoder weight = word embeddings) are stored once
+        save_file(_dedupe(state), str(tmp / "model.safetensors"))
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "data": data_state}, tmp / "trainer.pt")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        sizes = {f.name: f.stat().st_size for f in tmp.iterdir()}
+        with open(tmp / COMPLETE, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(sizes))
+            fh.flush()
             os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as e:  # (torch.save reports a short write as a RuntimeError)
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise TrainingError(f"could not write the checkpoint of step {step} in {root} ({reason}); is the disk "
+                            f"full? The checkpoints before it are whole: --resume continues from the last") from None
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
