@@ -844,3 +844,95 @@ def test_a_save_cut_short_never_becomes_a_checkpoint(tmp_path: Path) -> None:
     tidy_checkpoints(run)
     assert [p.name for p in checkpoint_dirs(run)] == [whole.name, finished.name]
     assert not torn_tmp.exists()
+
+
+# ----- BERT directories (convert --from-bert) -----
+def _tiny_bert(out: Path) -> Path:
+    """A 2-layer random BERT, as transformers saves it, with a vocab.txt."""
+    import torch
+    import transformers
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "whale", "sea", "##s", "a"]
+    out.mkdir()
+    (out / "vocab.txt").write_text("\n".join(words) + "\n")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)
+    transformers.BertModel(config).save_pretrained(out)
+    return out
+
+
+def test_a_bert_directory_is_read_as_strictly_as_albert_s_own(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """convert --from-bert reads config.json, the vocabulary and the weights through albert's model-directory
+    readers: a FIFO or a device never hangs or grows, each field has its type and range, every weight its shape,
+    no NaN and no integer weights, --layers is numbers; each fault one line, never a converted model."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    good = _tiny_bert(tmp_path / "good")
+
+    def variant(name: str, change: Any) -> Path:
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        change(d)
+        return d
+
+    def config_with(**fields: Any) -> Any:
+        def change(d: Path) -> None:
+            cfg = json.loads((d / "config.json").read_text())
+            (d / "config.json").write_text(json.dumps(cfg | fields))
+        return change
+
+    def weights_with(edit: Any) -> Any:
+        def change(d: Path) -> None:
+            state = load_file(str(d / "model.safetensors"))
+            edit(state)
+            save_file(state, str(d / "model.safetensors"))
+        return change
+
+    def fifo(name: str) -> Any:
+        def change(d: Path) -> None:
+            (d / name).unlink()
+            os.mkfifo(d / name)
+        return change
+
+    def put(name: str, text: str) -> Any:
+        return lambda d: (d / name).write_text(text)
+
+    cases = [
+        (config_with(num_hidden_layers="abc"), "num_hidden_layers must be an integer"),
+        (config_with(num_hidden_layers=[2]), "num_hidden_layers must be an integer"),
+        (config_with(num_hidden_layers=2.5), "num_hidden_layers must be an integer"),
+        (put("config.json", '{"hidden_size": ' + "9" * 5000 + "}"), "more than 4,300 digits"),
+        (config_with(hidden_size=32, num_attention_heads=2), "the word embeddings must be"),
+        (put("config.json", "[1, 2]"), "is not a JSON object"),
+        (fifo("config.json"), "is a FIFO"), (fifo("vocab.txt"), "is a FIFO"), (fifo("model.safetensors"), "is a FIFO"),
+        (lambda d: ((d / "vocab.txt").unlink(), (d / "vocab.txt").symlink_to("/dev/zero")), "is a device"),
+        (weights_with(lambda s: s.pop("embeddings.word_embeddings.weight")), "word embeddings must be"),
+        (weights_with(lambda s: s.pop("embeddings.LayerNorm.weight")), "LayerNorm.weight' is missing"),
+        (weights_with(lambda s: s.update({"encoder.layer.0.attention.self.query.weight": torch.zeros(8, 16)})),
+         "query.weight' is (8, 16)"),
+        (weights_with(lambda s: s["embeddings.word_embeddings.weight"].__setitem__((3, 2), float("nan"))),
+         "NaN or infinite"),
+        (weights_with(lambda s: s.update({"pooler.dense.bias": torch.zeros(16, dtype=torch.int8)})), "is int8"),
+        (put("model.safetensors", ""), "cannot read weights"),
+        (lambda d: (d / "model.safetensors").unlink(), "no weights in"),
+        (put("tokenizer.json", json.dumps({"model": {"type": "WordPiece", "vocab": ["a", "b"]}})),
+         "model.vocab must be an object"),
+        (put("tokenizer.json", json.dumps({"model": {"type": "WordPiece", "vocab": {"a": 0.5}}})),
+         "model.vocab must be an object"),
+        (put("tokenizer.json", "[" * 100_000 + "]" * 100_000), "nested too deep"),
+    ]
+    for n, (change, says) in enumerate(cases):
+        source = variant(f"case{n}", change)
+        code, err = run_cli(["convert", "--from-bert", str(source), "--out", str(tmp_path / f"out{n}")], capsys)
+        assert says in one_line_error(code, err), (n, err)
+        assert not (tmp_path / f"out{n}").exists()
+    for layers, says in (("a", "--layers takes layer numbers"), ("0,,1", "--layers takes"), ("", "--layers takes"),
+                         ("0,0", "each once"), ("5", "must name layers")):
+        code, err = run_cli(["convert", "--from-bert", str(good), "--layers", layers, "--out", str(tmp_path / "o")],
+                            capsys)
+        assert says in one_line_error(code, err), (layers, err)
+    code, err = run_cli(["convert", "--from-bert", str(good), "--out", str(tmp_path / "fine")], capsys)
+    assert code == 0, err

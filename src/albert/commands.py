@@ -265,6 +265,16 @@ def run_export_sentence_transformers(a: argparse.Namespace) -> None:
     print(f"wrote {export_sentence_transformers(a.model or EMBED_MODEL, a.out, a.pooling, a.normalize)}")
 
 
+def layer_numbers(text: str) -> list[int]:
+    """--layers 0,2,4 → [0, 2, 4]; anything else one line."""
+    from albert.errors import InputError
+
+    parts = text.split(",")
+    if not all(p.strip().isdigit() for p in parts):
+        raise InputError(f"--layers takes layer numbers separated by commas, e.g. 0,2,4; got {text!r}")
+    return [int(p) for p in parts]
+
+
 def run_convert(a: argparse.Namespace) -> None:
     from albert.errors import InputError
 
@@ -283,7 +293,7 @@ def run_convert(a: argparse.Namespace) -> None:
     if a.from_bert is not None:
         from albert.convert.bert import convert_bert
 
-        layers = [int(x) for x in a.layers.split(",")] if a.layers else None
+        layers = None if a.layers is None else layer_numbers(a.layers)
         made = convert_bert(a.from_bert, a.out, a.tokenizer, layers, a.passes, a.embedding_size)
         print(f"wrote {a.out}: BERT layers {made['layers']} as ALBERT groups run {made['passes']} times, embeddings "
               f"of {made['embedding_size']}, vocabulary of {made['vocab_size']:,}, {made['parameters']:,} parameters")

@@ -28,18 +28,18 @@ the same word into the same vocabulary.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from albert.errors import CheckpointError
+from albert.io.files import read_model_json
 from albert.io.output_dirs import check_new_output, claim_output
 from albert.modeling.config import AlbertConfig, check_fits_memory
+from albert.modeling.pretrained import check_weight_dtypes, read_state_dict
 from albert.tokenization.wordpiece import (
     BERT_SPECIALS,
     lowercases,
@@ -70,39 +70,95 @@ _IGNORED = re.compile(r"(^|\.)embeddings\.position_ids$")
 _PATTERNS = [(re.compile("^" + re.escape(b).replace(r"\{l\}", r"(?P<l>\d+)") + "$"), ours) for b, ours in BERT_NAMES]
 
 
+# what a BERT config.json must hold for the conversion: name → (type, smallest, largest); None: optional
+_BERT_FIELDS: dict[str, tuple[type, float, float, bool]] = {
+    "hidden_size": (int, 1, 65_536, True), "num_attention_heads": (int, 1, 1_024, True),
+    "intermediate_size": (int, 1, 262_144, True), "max_position_embeddings": (int, 1, 1_048_576, True),
+    "num_hidden_layers": (int, 1, 1_024, True), "type_vocab_size": (int, 1, 1_024, False),
+    "layer_norm_eps": (float, 0, 1, False),
+}
+
+
+def check_bert_config(bert: Any, where: Path) -> dict[str, Any]:
+    """A BERT config.json's fields the conversion reads, each of its type and in range (one line per fault)."""
+    if not isinstance(bert, dict):
+        raise CheckpointError(f"{where} is not a JSON object")
+    if bert.get("model_type") not in ("bert", None) or bert.get("position_embedding_type", "absolute") != "absolute":
+        raise CheckpointError(f"{where}: not a BERT with absolute positions (model_type {bert.get('model_type')!r})")
+    for name, (kind, low, high, required) in _BERT_FIELDS.items():
+        if name not in bert:
+            if required:
+                raise CheckpointError(f"{where}: no {name!r}")
+            continue
+        value = bert[name]
+        fits = (type(value) is int) if kind is int else (type(value) in (int, float) and math.isfinite(value))
+        if not fits or not low <= value <= high or (kind is float and value <= low):
+            what = "an integer" if kind is int else "a finite number"
+            raise CheckpointError(f"{where}: {name} must be {what} in {'(' if kind is float else '['}{low:g}, "
+                                  f"{high:g}], got {str(value)[:40]!r}")
+    if bert["hidden_size"] % bert["num_attention_heads"]:
+        raise CheckpointError(f"{where}: hidden_size {bert['hidden_size']} is not a multiple of num_attention_heads "
+                              f"{bert['num_attention_heads']}")
+    if not isinstance(bert.get("hidden_act", "gelu"), str):
+        raise CheckpointError(f"{where}: hidden_act must be a name, got {bert.get('hidden_act')!r}")
+    return bert
+
+
 def albert_config_for_bert(bert: dict, layers: int, vocab_size: int, passes: int | None = None,
                            embedding_size: int | None = None) -> AlbertConfig:
-    """The ALBERT config that computes what `bert` (a BERT config.json) computes with `layers` of its layers, run
-    `passes` times in all (default once each) from embeddings of `embedding_size` (default the hidden size)."""
-    if bert.get("model_type") not in ("bert", None) or bert.get("position_embedding_type", "absolute") != "absolute":
-        raise CheckpointError(f"not a BERT with absolute positions (model_type {bert.get('model_type')!r})")
-    try:
-        return AlbertConfig(vocab_size=vocab_size, embedding_size=embedding_size or bert["hidden_size"],
-                            hidden_size=bert["hidden_size"], num_hidden_layers=passes or layers,
-                            num_hidden_groups=layers, inner_group_num=1,
-                            num_attention_heads=bert["num_attention_heads"],
-                            intermediate_size=bert["intermediate_size"],
-                            hidden_act=bert.get("hidden_act", "gelu"), hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0, max_position_embeddings=bert["max_position_embeddings"],
-                            type_vocab_size=bert.get("type_vocab_size", 2),
-                            layer_norm_eps=bert.get("layer_norm_eps", 1e-12), pad_token_id=0)
-    except KeyError as e:
-        raise CheckpointError(f"the BERT config.json has no {e.args[0]!r}") from None
+    """The ALBERT config that computes what `bert` (a checked BERT config.json) computes with `layers` of its
+    layers, run `passes` times in all (default once each) from embeddings of `embedding_size` (default the hidden
+    size)."""
+    return AlbertConfig(vocab_size=vocab_size, embedding_size=embedding_size or bert["hidden_size"],
+                        hidden_size=bert["hidden_size"], num_hidden_layers=passes or layers,
+                        num_hidden_groups=layers, inner_group_num=1,
+                        num_attention_heads=bert["num_attention_heads"],
+                        intermediate_size=bert["intermediate_size"],
+                        hidden_act=bert.get("hidden_act", "gelu"), hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, max_position_embeddings=bert["max_position_embeddings"],
+                        type_vocab_size=bert.get("type_vocab_size", 2),
+                        layer_norm_eps=bert.get("layer_norm_eps", 1e-12), pad_token_id=0)
 
 
 def read_bert(source: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """A BERT directory's config and weights (names without a `bert.` prefix)."""
-    try:
-        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
-        weights = load_file(str(source / "model.safetensors"))
-    except FileNotFoundError as e:
-        raise CheckpointError(f"{source}: no {Path(str(e.filename)).name} (a BERT directory has config.json and "
-                              "model.safetensors)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
-        raise CheckpointError(f"{source}: unreadable ({str(e).splitlines()[0][:120]})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{source / 'config.json'} is not a JSON object")
+    """A BERT directory's config (checked) and weights (names without a `bert.` prefix; floating point and finite,
+    read as albert reads its own: safetensors, sharded or not, or a torch .bin as data only)."""
+    if not source.is_dir():
+        raise CheckpointError(f"{source}: not a directory (a BERT directory has config.json and its weights)")
+    config = check_bert_config(read_model_json(source / "config.json"), source / "config.json")
+    weights = read_state_dict(source)
+    check_weight_dtypes(weights, str(source))
+    for name, tensor in weights.items():
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: weight {name} holds NaN or infinite values; refused")
     return config, {k.removeprefix("bert."): v for k, v in weights.items()}
+
+
+def check_bert_shapes(state: dict[str, torch.Tensor], bert: dict, layers: list[int], where: Path) -> None:
+    """Every weight the conversion needs is there, in the shape the config says (our names, before narrowing)."""
+    H, inner = bert["hidden_size"], bert["intermediate_size"]
+    want = {"albert.embeddings.position_embeddings.weight": (bert["max_position_embeddings"], H),
+            "albert.embeddings.token_type_embeddings.weight": (bert.get("type_vocab_size", 2), H),
+            "albert.embeddings.LayerNorm.weight": (H,), "albert.embeddings.LayerNorm.bias": (H,)}
+    for g in range(len(layers)):
+        layer = _LAYER_OURS.format(g=g)
+        for m in ("query", "key", "value", "dense"):
+            want[f"{layer}attention.{m}.weight"], want[f"{layer}attention.{m}.bias"] = (H, H), (H,)
+        want |= {f"{layer}attention.LayerNorm.weight": (H,), f"{layer}attention.LayerNorm.bias": (H,),
+                 f"{layer}ffn.weight": (inner, H), f"{layer}ffn.bias": (inner,),
+                 f"{layer}ffn_output.weight": (H, inner), f"{layer}ffn_output.bias": (H,),
+                 f"{layer}full_layer_layer_norm.weight": (H,), f"{layer}full_layer_layer_norm.bias": (H,)}
+    words = state.get("albert.embeddings.word_embeddings.weight")
+    if words is None or words.dim() != 2 or words.shape[1] != H:
+        raise CheckpointError(f"{where}: the word embeddings must be (vocabulary, {H}) as config.json says, got "
+                              f"{None if words is None else tuple(words.shape)}")
+    for name, shape in want.items():
+        got = state.get(name)
+        if got is None or tuple(got.shape) != shape:
+            bert_name = next((b for b, ours in BERT_NAMES if ours == name), name)
+            raise CheckpointError(f"{where}: weight {bert_name.replace('{l}', str(layers[0]))!r} "
+                                  f"{'is missing' if got is None else f'is {tuple(got.shape)}'}; config.json says "
+                                  f"{shape}")
 
 
 def bert_to_ours(weights: dict[str, torch.Tensor], layers: list[int]) -> dict[str, torch.Tensor]:
@@ -123,7 +179,8 @@ def bert_to_ours(weights: dict[str, torch.Tensor], layers: list[int]) -> dict[st
                 break
         else:
             raise CheckpointError(f"unknown BERT weight {name!r}")
-    hidden = state["albert.embeddings.LayerNorm.weight"].shape[0]
+    hidden = state["albert.embeddings.LayerNorm.weight"].shape[0] if "albert.embeddings.LayerNorm.weight" in state \
+        else 0
     state["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(hidden)
     state["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(hidden)
     return state
@@ -198,13 +255,14 @@ def convert_bert(source: str | Path, out: str | Path, tokenizer: str | Path | No
     source = Path(source)
     check_new_output(out, "convert")
     bert, weights = read_bert(source)
-    n_layers = int(bert.get("num_hidden_layers", 0))
+    n_layers = bert["num_hidden_layers"]
     kept = list(range(n_layers)) if layers is None else layers
-    if not kept or any(not 0 <= layer < n_layers for layer in kept):
-        raise CheckpointError(f"--layers must name layers of the BERT's 0..{n_layers - 1}, got {layers}")
+    if not kept or any(not 0 <= layer < n_layers for layer in kept) or len(set(kept)) != len(kept):
+        raise CheckpointError(f"--layers must name layers of the BERT's 0..{n_layers - 1}, each once, got {layers}")
     if passes is not None and passes < len(kept):
         raise CheckpointError(f"--passes ({passes}) must be at least the number of layers kept ({len(kept)})")
     state = bert_to_ours(weights, kept)
+    check_bert_shapes(state, bert, kept, source)
     hidden = state["albert.embeddings.word_embeddings.weight"].shape[1]
     if embedding_size is not None and not 1 <= embedding_size <= hidden:
         raise CheckpointError(f"--embedding-size must be in 1..{hidden} (the BERT's hidden size), got {embedding_size}")

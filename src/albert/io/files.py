@@ -268,8 +268,13 @@ MAX_MODEL_JSON_BYTES = 512 * 1024 * 1024
 def read_model_json(path: Path, max_bytes: int = MAX_MODEL_JSON_BYTES) -> Any:
     """A JSON file of a model directory: a regular file (a FIFO, a device or a symlink loop is refused by its type
     before it is opened), of at most `max_bytes`, UTF-8, standard JSON, each fault one error naming the file."""
+    return parse_json(read_model_text(path, max_bytes), str(path))
+
+
+def read_model_text(path: Path, max_bytes: int = MAX_MODEL_JSON_BYTES) -> str:
+    """A text file of a model directory (a vocabulary, a JSON file): a regular file of at most `max_bytes`, UTF-8."""
     require_file(path)
     if path.stat().st_size > max_bytes:
-        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a model directory's JSON file is at most "
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a model directory's text file is at most "
                           f"{max_bytes:,}")
-    return read_json(path)
+    return read_text(path)

@@ -117,6 +117,9 @@ def saved_kind(name_or_path: str | Path) -> str | None:
 # ----- reading -----
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """Weights of a transformers directory: safetensors (single or sharded), else a torch .bin read safely."""
+    for name in (SAFE_WEIGHTS_NAME, TORCH_WEIGHTS_NAME):
+        if (directory / name).exists():
+            require_file(directory / name)  # a FIFO or a device would hang or never end
     try:
         if (directory / SAFE_WEIGHTS_NAME).is_file():
             return load_file(directory / SAFE_WEIGHTS_NAME)

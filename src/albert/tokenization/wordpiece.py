@@ -6,12 +6,12 @@ WordPiece's longest match first (docs/distillation.md has how often)."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import unicodedata
 from pathlib import Path
 
 from albert.errors import CheckpointError
+from albert.io.files import read_model_json, read_model_text
 
 # BERT's special tokens for ALBERT's, by role
 BERT_SPECIALS = {"<pad>": "[PAD]", "<unk>": "[UNK]", "[CLS]": "[CLS]", "[SEP]": "[SEP]", "[MASK]": "[MASK]"}
@@ -72,32 +72,41 @@ def bert_normalizer() -> bytes:
 
 
 def read_wordpiece_vocabulary(source: Path) -> list[str]:
-    """A BERT directory's WordPiece tokens in id order, from tokenizer.json or vocab.txt."""
+    """A BERT directory's WordPiece tokens in id order, from tokenizer.json or vocab.txt: each token once, the ids
+    0 to n - 1, an [UNK]; every fault one line naming the file."""
     path = source / "tokenizer.json"
-    try:
-        if path.is_file():
-            model = json.loads(path.read_text(encoding="utf-8")).get("model", {})
-            if model.get("type") != "WordPiece":
-                raise CheckpointError(f"{path}: a {model.get('type')} model, not a BERT's WordPiece")
-            vocab = model["vocab"]
-            tokens = sorted(vocab, key=vocab.__getitem__)
-        else:
-            tokens = (source / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise CheckpointError(f"{source}: no tokenizer.json or vocab.txt (the BERT's WordPiece vocabulary)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError, OSError) as e:
-        raise CheckpointError(f"{source}: unreadable WordPiece vocabulary ({str(e)[:120]})") from None
+    if path.exists():
+        doc = read_model_json(path)
+        model = doc.get("model") if isinstance(doc, dict) else None
+        if not isinstance(model, dict) or model.get("type") != "WordPiece":
+            kind = model.get("type") if isinstance(model, dict) else None
+            raise CheckpointError(f"{path}: a {kind} model, not a BERT's WordPiece" if kind else
+                                  f"{path}: no 'model' of type WordPiece")
+        vocab = model.get("vocab")
+        if not isinstance(vocab, dict) or not all(isinstance(k, str) and type(v) is int for k, v in vocab.items()):
+            raise CheckpointError(f"{path}: model.vocab must be an object of tokens → integer ids")
+        if sorted(vocab.values()) != list(range(len(vocab))):
+            raise CheckpointError(f"{path}: model.vocab's ids must be 0 to {len(vocab) - 1}, each once")
+        tokens = sorted(vocab, key=vocab.__getitem__)
+    elif (source / "vocab.txt").exists():
+        tokens = read_model_text(source / "vocab.txt").splitlines()
+    else:
+        raise CheckpointError(f"{source}: no tokenizer.json or vocab.txt (the BERT's WordPiece vocabulary)")
     if len(set(tokens)) != len(tokens) or "[UNK]" not in tokens:
         raise CheckpointError(f"{source}: a WordPiece vocabulary has each token once and an [UNK]")
     return tokens
 
 
 def lowercases(source: Path) -> bool:
-    try:
-        settings = json.loads((source / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """Whether the BERT's tokenizer lowercases (tokenizer_config.json's do_lower_case; BERT's default: yes)."""
+    path = source / "tokenizer_config.json"
+    if not path.exists():
         return True
-    return bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True
+    settings = read_model_json(path)
+    value = settings.get("do_lower_case", True) if isinstance(settings, dict) else True
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{path}: do_lower_case must be true or false, got {value!r}")
+    return value
 
 
 def wordpiece_as_sentencepiece(tokens: list[str]) -> bytes:
