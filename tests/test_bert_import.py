@@ -140,7 +140,7 @@ def test_moving_onto_a_sentencepiece_vocabulary(bert_dir: Path, tokenizer_dir: P
 
 def test_refusals_are_one_line(bert_dir: Path, tmp_path: Path) -> None:
     for args, says in ((["--from-bert", str(bert_dir), "--layers", "0,9"], "--layers must name layers"),
-                       (["--from-bert", str(tmp_path)], "no config.json"),
+                       (["--from-bert", str(tmp_path)], "config.json: no such file"),
                        ([], "give one of --from-tf")):
         run = subprocess.run([sys.executable, "-m", "albert", "convert", *args, "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=300)
