@@ -4,6 +4,7 @@ and --resume continue exactly; the card names the teacher's hash and licence."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -337,3 +338,63 @@ def test_distill_settings_are_grouped_by_kind_and_the_flat_names_still_work(tmp_
         check_resumable(run, build_settings(DistillSettings, {**base, "max_texts": 3901, "kd_weight": 0.5}))
     save_settings(flat, run / "settings.yaml")  # saved with them: nested, and the same again
     check_resumable(run, flat)
+
+
+def test_a_teacher_its_cache_and_the_student_are_checked_before_they_are_trusted(
+        st_teacher: Path, tiny_model: Path, with_head: Any, prepared_data: Path, tmp_path: Path,
+        albert_cli: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """modules.json names only sentence-transformers' own modules (nothing else is imported); the cached vectors
+    are keyed by everything that changes them and verified when read (a damaged file is recomputed, never
+    trusted); a teacher of another width, an unknown --student_overrides field, a --max_seq_length past the
+    student's positions and a classifier as a masked-LM teacher are each refused in one line."""
+    import shutil
+
+    from albert.train.sentence_vectors import teacher_fingerprint, teacher_vectors
+
+    evil = tmp_path / "evil"
+    shutil.copytree(st_teacher, evil)
+    (evil / "modeling_evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\nclass Evil: pass\n")
+    base = [*args(evil, tiny_model, tmp_path / "o", tmp_path / "c")]
+    for modules, says in (("{not json", "invalid JSON"), ("[1, 2]", "must be a list of modules"),
+                          ('[{"type": "os.system", "path": ""}]', "'os.system' is not one of"),
+                          ('[{"type": "modeling_evil.Evil", "path": ""}]', "'modeling_evil.Evil' is not one of"),
+                          ('[{"type": "sentence_transformers.models.Pooling", "path": "../.."}]', "leads outside")):
+        (evil / "modules.json").write_text(modules)
+        done = albert_cli(*base)
+        assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "ran").exists()
+
+    settings = build_settings(DistillSettings, {"teacher": str(st_teacher), "student": str(tiny_model),
+                                                "data": [str(TEXT)], "out": "o", "max_texts": 300, "eval_texts": 50,
+                                                "max_seq_length": 48, "cache_dir": str(tmp_path / "cache")})
+    texts = select_texts([str(TEXT)], 300, 0.5, seed=0)
+    first = teacher_vectors(settings, texts)
+    cached = next((tmp_path / "cache").rglob("vectors.npy"))
+    for damage in (lambda p: p.write_bytes(p.read_bytes()[:200]),  # truncated
+                   lambda p: np.save(p, first[:10]),  # another shape
+                   lambda p: np.save(p, np.array([object()] * len(first), dtype=object), allow_pickle=True)):
+        damage(cached)
+        caplog.clear()
+        assert np.array_equal(teacher_vectors(settings, texts), first)
+        assert "recomputing" in caplog.text
+    other = tmp_path / "cls-pooling"
+    shutil.copytree(st_teacher, other)
+    pooling = other / "1_Pooling" / "config.json"
+    pooling.write_text(pooling.read_text().replace('"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": '
+                                                   'false').replace('"pooling_mode_cls_token": false',
+                                                                    '"pooling_mode_cls_token": true'))
+    assert teacher_fingerprint(other, 48) != teacher_fingerprint(st_teacher, 48) != teacher_fingerprint(st_teacher, 32)
+
+    narrow = tmp_path / "narrow"
+    config = albert.AlbertConfig.from_json_file(tiny_model / "config.json")
+    albert.AlbertModel(dataclasses.replace(config, hidden_size=32, intermediate_size=64)).save_pretrained(narrow)
+    albert.AlbertTokenizer.from_pretrained(tiny_model).save_pretrained(narrow)
+    for extra, says in ((["--student", str(narrow)], "the teacher's vectors have 64 dimensions and the student's 32"),
+                        (["--student_overrides", '{"nope": 1}'], "unknown config field(s) to override: nope"),
+                        (["--max_seq_length", "100000"], "exceeds the student's")):
+        done = albert_cli(*args(st_teacher, tiny_model, tmp_path / "x", tmp_path / "cache"), *extra)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("albert: error: ")]
+        assert done.returncode == 2 and len(errors) == 1 and says in errors[0] and "Traceback" not in done.stderr
+    done = albert_cli("distill", "--kind", "masked-lm", "--teacher", str(with_head("text-classification")),
+                      "--student", str(tiny_model), "--data", str(prepared_data), "--out", str(tmp_path / "m"))
+    assert done.returncode == 2 and "needs a teacher with a masked-LM head" in done.stderr, done.stderr

@@ -936,3 +936,45 @@ def test_a_bert_directory_is_read_as_strictly_as_albert_s_own(tmp_path: Path,
         assert says in one_line_error(code, err), (layers, err)
     code, err = run_cli(["convert", "--from-bert", str(good), "--out", str(tmp_path / "fine")], capsys)
     assert code == 0, err
+
+
+def test_settings_files_and_prepared_data_are_read_as_strictly_as_model_files(
+        tiny_model: Path, prepared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --config that is a FIFO or a device, nested too deep, or that gives data of the wrong shape; a prepared
+    directory whose meta.json is not albert's: each one line, before any work."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    wrong_data = tmp_path / "data.yaml"
+    wrong_data.write_text("data: {a: 1}\nteacher: t\nstudent: s\nout: o\n")
+    for command in (["pretrain"], ["finetune", "--task", "classification"], ["distill"]):
+        for config, says in ((fifo, "is a FIFO"), (Path("/dev/zero"), "is a device"), (deep, "nested too deep")):
+            code, err = run_cli([*command, "--config", str(config)], capsys)
+            assert says in one_line_error(code, err), (command, config, err)
+    code, err = run_cli(["distill", "--config", str(wrong_data)], capsys)
+    assert "data must be a path or a list of paths" in one_line_error(code, err)
+    broken = tmp_path / "prepared"
+    shutil.copytree(prepared_data, broken)
+    for meta, says in (("[1, 2]", "must be a JSON object"), ('{"vocab_size": "x", "splits": {}}', "vocab_size must"),
+                       ('{"vocab_size": 10, "splits": {"train": ["../../x"]}}', "shard file names")):
+        (broken / "meta.json").write_text(meta)
+        code, err = run_cli(["pretrain", "--data", str(broken), "--model", "albert-tiny", "--run_dir",
+                             str(tmp_path / "run"), "--max_steps", "1", "--progress", "false"], capsys)
+        assert says in one_line_error(code, err), (meta, err)
+
+
+def test_fill_mask_on_the_command_line_has_the_server_s_work_limit(tiny_model: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """One text asking for [MASK]s × --top-k past --max-fillers is refused before the model loads (the server
+    refuses the same request); a file of many ordinary texts is not (the limit is per text)."""
+    code, err = run_cli(["fill-mask", "--model", str(tiny_model), "--top-k", "200", "the " + "[MASK] " * 5000],
+                        capsys)
+    assert "5,000 [MASK]s × --top-k 200 = 1,000,000 answers; at most 10,000" in one_line_error(code, err)
+    code, err = run_cli(["fill-mask", "--model", str(tiny_model), "--max-fillers", "0", "a [MASK]"], capsys)
+    assert "--max-fillers must be >= 1" in one_line_error(code, err)
+    many = tmp_path / "many.txt"
+    many.write_text("the [MASK] sea.\n" * 3000)
+    code, err = run_cli(["fill-mask", "--model", str(tiny_model), "--top-k", "5", "--json", "--file", str(many)],
+                        capsys)
+    assert code == 0, err

@@ -148,6 +148,11 @@ def _add_task_commands(sub: Any) -> None:
             t.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
                            help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else "
                                 "torch")
+            from albert.tasks.fill_mask import MAX_FILLERS  # (numpy only: fill-mask still starts without torch)
+
+            t.add_argument("--max-fillers", type=int, default=MAX_FILLERS,
+                           help="answers per text at most, counted as its [MASK]s × --top-k (each a rebuilt "
+                                "sentence); a text asking for more is refused before any work (default 10000)")
 
 
 def _add_serve_command(sub: Any) -> None:

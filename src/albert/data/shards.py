@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from albert.errors import DataError
-from albert.io.files import iter_documents
+from albert.io.files import iter_documents, read_model_json
 from albert.io.output_dirs import claim_output
 from albert.tokenization.tokenizer import AlbertTokenizer
 
@@ -120,13 +120,22 @@ class Corpus:
 
 
 def read_meta(data_dir: Path) -> dict:
+    """A prepared directory's meta.json, checked: an object with the vocabulary's size (a positive integer) and
+    its splits (each a list of shard names, plain file names inside the directory); each fault one line."""
     path = data_dir / META
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{data_dir} is not a prepared data directory (no {META}; run `albert data prepare`)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path} is corrupt: {e}") from None
+    meta = read_model_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: must be a JSON object (as `albert data prepare` writes it)")
+    vocab, splits = meta.get("vocab_size"), meta.get("splits")
+    if type(vocab) is not int or vocab < 1:
+        raise DataError(f"{path}: vocab_size must be a positive integer, got {str(vocab)[:40]!r}")
+    if not isinstance(splits, dict) or not all(
+            isinstance(names, list) and all(isinstance(n, str) and n and Path(n).name == n and n not in (".", "..")
+                                            for n in names) for names in splits.values()):
+        raise DataError(f"{path}: splits must map each split to a list of shard file names")
+    return meta
 
 
 # ----- preparation -----

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from albert.errors import CheckpointError
+from albert.errors import CheckpointError, ConfigError
 from albert.io.files import read_model_json, require_file
 from albert.io.hub import (  # noqa: F401  (re-exported: albert.modeling.pretrained is where users look)
     CONFIG_NAME,
@@ -217,6 +217,10 @@ def load_pretrained(cls: type[M], name_or_path: str | Path, *, dtype: torch.dtyp
     if overrides:
         import dataclasses
 
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(config)} - {"extra"})
+        if unknown:
+            raise ConfigError(f"unknown config field(s) to override: {', '.join(unknown)} (an ALBERT config has "
+                              f"{', '.join(f.name for f in dataclasses.fields(config) if f.name != 'extra')})")
         if "id2label" in overrides and "num_labels" not in overrides:
             overrides["label2id"] = None
         config = dataclasses.replace(config, **overrides)

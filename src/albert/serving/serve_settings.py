@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from albert.errors import InputError
+from albert.tasks.fill_mask import MAX_FILLERS
 from albert.tasks.registry import ALIASES, DEFAULT_MODEL, TASKS, get_task
 
 
@@ -37,8 +38,8 @@ class ServeSettings:
     max_headers: int = _flag(100, "headers per request at most (431 beyond; default 100)")
     header_timeout: float = _flag(10.0, "seconds a request's headers may take to arrive (408 and close beyond)")
     body_timeout: float = _flag(60.0, "seconds a request's body may take to arrive after its headers (408 beyond)")
-    max_fillers: int = _flag(10000, "fill-mask answers per request at most, counted as [MASK]s × top_k (each is a "
-                                    "rebuilt sentence; default 10000)")
+    max_fillers: int = _flag(MAX_FILLERS, "fill-mask answers per request at most, counted as [MASK]s × top_k "
+                                          "(each is a rebuilt sentence; default 10000)")
     api_key: str | None = _flag(None, "require this key on every route but /health (Authorization: Bearer KEY); "
                                       "default: $ALBERT_API_KEY, else none")
     cors_origins: tuple[str, ...] = _flag((), "allow browsers on this origin (repeatable); default: no CORS",

@@ -35,7 +35,7 @@ import torch
 from albert.data.texts import select_texts
 from albert.errors import ConfigError, DataError
 from albert.io.output_dirs import check_new_output, claim_output
-from albert.modeling.pretrained import AlbertModel, AlbertPreTrainedModel
+from albert.modeling.pretrained import AlbertModel, AlbertPreTrainedModel, saved_architecture
 from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.cards import write_distill_card
 from albert.train.distill_settings import DistillSettings
@@ -86,11 +86,15 @@ def _sentence_vectors(settings: DistillSettings, tokenizer: AlbertTokenizer) -> 
     if len(texts) <= settings.vectors.eval_texts:
         raise DataError(f"{len(texts)} texts in --data: more than eval_texts ({settings.vectors.eval_texts}) are "
                         "needed")
+    torch.manual_seed(settings.seed)
+    model = _student(AlbertModel, settings)
     vectors = torch.from_numpy(teacher_vectors(settings, texts))
+    if vectors.shape[1] != model.config.hidden_size:
+        raise ConfigError(f"the teacher's vectors have {vectors.shape[1]} dimensions and the student's "
+                          f"{model.config.hidden_size}: sentence-vector distillation needs a teacher as wide as the "
+                          "student")
     ids = tokenizer(texts, truncation=True, max_length=settings.max_seq_length)["input_ids"]
     held = settings.vectors.eval_texts
-    torch.manual_seed(settings.seed)
-    model = AlbertModel.from_pretrained(settings.student, **settings.student_overrides)
     task = SentenceVectorTask(ids[held:], vectors[held:], ids[:held], vectors[:held], settings,
                               tokenizer.pad_token_id)
     return model, task, f"{len(texts):,} texts ({held:,} held out)"
@@ -103,12 +107,18 @@ def _masked_lm(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[A
 
     if len(settings.data) != 1:
         raise ConfigError("masked-lm distillation reads one directory made by `albert data prepare` (--data DIR)")
-    teacher = AlbertForPreTraining.from_pretrained(settings.teacher).eval()
+    architecture = saved_architecture(settings.teacher)
+    if architecture not in (None, "AlbertForPreTraining", "AlbertForMaskedLM"):
+        raise ConfigError(f"masked-lm distillation needs a teacher with a masked-LM head (a pretraining or masked-LM "
+                          f"model); {settings.teacher} is an {architecture}")
+    # its masked-LM head must be the checkpoint's own (a random one would teach noise); SOP's may be missing
+    teacher = AlbertForPreTraining.from_pretrained(settings.teacher,
+                                                   allow_missing=lambda k: k.startswith("sop_classifier.")).eval()
     if teacher.config.vocab_size != tokenizer.vocab_size:
         raise ConfigError(f"masked-lm distillation needs one vocabulary: the teacher has {teacher.config.vocab_size} "
                           f"pieces, the student's tokenizer {tokenizer.vocab_size}")
     torch.manual_seed(settings.seed)
-    model = AlbertForPreTraining.from_pretrained(settings.student, **settings.student_overrides)
+    model = _student(AlbertForPreTraining, settings)
     pretraining = PretrainSettings(data=settings.data[0], run_dir=settings.run_dir,
                                    max_seq_length=settings.max_seq_length, batch_size=settings.batch_size,
                                    seed=settings.seed, eval_examples=settings.soft.eval_examples)
@@ -142,6 +152,14 @@ def _task(settings: DistillSettings, tokenizer: AlbertTokenizer) -> tuple[Albert
     data = FinetuneData(build_featurizer(spec, tokenizer, labels), train_rows, dev_rows, settings.batch_size,
                         settings.seed)
     torch.manual_seed(settings.seed)
-    model = model_class(spec).from_pretrained(settings.student, **head_config(spec, labels),
-                                              **settings.student_overrides)
+    model = _student(model_class(spec), settings, **head_config(spec, labels))
     return model, TaskDistillTask(data, teacher, settings), f"{len(train_rows):,} training rows ({spec.task})"
+
+
+def _student(cls: Any, settings: DistillSettings, **head: Any) -> Any:
+    """The student, with --student_overrides on its config, checked to read --max_seq_length tokens."""
+    model = cls.from_pretrained(settings.student, **head, **settings.student_overrides)
+    positions = model.config.max_position_embeddings
+    if settings.max_seq_length > positions:
+        raise ConfigError(f"max_seq_length {settings.max_seq_length} exceeds the student's {positions} positions")
+    return model

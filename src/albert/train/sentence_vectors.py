@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from albert.errors import ConfigError
+from albert.errors import ConfigError, DataError
 from albert.inference.hidden_states import last_states
+from albert.io.files import MAX_MODEL_JSON_BYTES, read_model_json
 from albert.modeling.backbone import pool_hidden_states
 from albert.modeling.pretrained import AlbertModel
 from albert.tasks.batching import pad_batch
@@ -59,7 +60,8 @@ def weights_sha256(path: Path) -> str:
 def vector_teacher(teacher: str, max_seq_length: int) -> Any:
     """texts → (n, d) float32 array: a sentence-transformers directory through sentence-transformers, else an albert
     model's mean vectors (as `albert embed` pools them)."""
-    if (Path(teacher) / "modules.json").is_file():
+    if (Path(teacher) / "modules.json").exists():
+        check_st_modules(Path(teacher))
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
@@ -79,37 +81,102 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
     return encode
 
 
+def check_st_modules(teacher: Path) -> None:
+    """A sentence-transformers directory's modules.json, before sentence-transformers reads it: a list of modules,
+    each one of sentence-transformers' own types (a type it would import from elsewhere — `os.system`, a
+    `modeling_*.py` beside the weights — is refused, never imported) at a path inside the directory."""
+    path = teacher / "modules.json"
+    modules = read_model_json(path)
+    if not isinstance(modules, list) or not modules or not all(isinstance(m, dict) for m in modules):
+        raise ConfigError(f"{path}: must be a list of modules (objects with 'type' and 'path')")
+    root = teacher.resolve()
+    for n, module in enumerate(modules):
+        kind, where = module.get("type"), module.get("path", "")
+        name = kind.rpartition(".")[2] if isinstance(kind, str) else None
+        if not isinstance(kind, str) or not kind.startswith("sentence_transformers.") or name not in ST_MODULES:
+            raise ConfigError(f"{path}: module {n}'s type {kind!r} is not one of sentence-transformers' own "
+                              f"({', '.join(sorted(ST_MODULES))}); refused, nothing imported")
+        if not isinstance(where, str) or not (root / where).resolve().is_relative_to(root):
+            raise ConfigError(f"{path}: module {n}'s path {where!r} leads outside the teacher's directory")
+
+
+# the sentence-transformers modules a teacher may be made of (their code is sentence-transformers', not the model's)
+ST_MODULES = {"Transformer", "Pooling", "Normalize", "Dense", "LayerNorm", "Dropout", "WordEmbeddings",
+              "StaticEmbedding", "WeightedLayerPooling", "CNN", "LSTM", "BoW", "WordWeights"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def teacher_fingerprint(teacher: Path, max_seq_length: int) -> str:
+    """What the teacher's vectors depend on, as one SHA-256: its weights' hash, every other file of its directory
+    (pooling, normalization, tokenizer, configs: names and bytes), the maximum length, and the precision it runs
+    in (fp32). Two teachers that differ in any of these never share cached vectors."""
+    if not teacher.exists():  # a packaged model's name, or a hub id
+        from albert.io.hub import resolve_model_dir
+
+        teacher = resolve_model_dir(str(teacher))
+    h = hashlib.sha256(f"weights {weights_sha256(teacher)}\nmax_seq_length {max_seq_length}\nfp32\n".encode())
+    for f in sorted(teacher.rglob("*")) if teacher.is_dir() else []:
+        if f.is_file() and f.suffix not in _WEIGHT_SUFFIXES and f.stat().st_size <= MAX_MODEL_JSON_BYTES:
+            h.update(f"{f.relative_to(teacher)}\n".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _cached(path: Path, rows: int, dim: int | None) -> np.ndarray | None:
+    """Cached vectors, verified: a float32 array of `rows` finite rows (of `dim` values, where known), else None
+    (truncated, another shape, an object array, not NumPy at all): the caller recomputes them."""
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        vectors = None
+    ok = (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32 and vectors.ndim == 2
+          and len(vectors) == rows and (dim is None or vectors.shape[1] == dim) and bool(np.isfinite(vectors).all()))
+    if not ok:
+        logger.warning("%s: damaged or not this run's (expected %d rows of float32); recomputing it", path, rows)
+        path.unlink(missing_ok=True)
+        return None
+    return vectors
+
+
 def teacher_vectors(settings: DistillSettings, texts: list[str]) -> np.ndarray:
-    """The teacher's vectors of `texts`, from the cache when the same teacher saw the same texts; computed in
-    chunks, each kept as it is finished, so a kill loses one chunk at most."""
-    teacher_hash = weights_sha256(Path(settings.teacher))
+    """The teacher's vectors of `texts`, from the cache when the same teacher (everything that changes its
+    vectors: teacher_fingerprint) saw the same texts; computed in chunks, each kept as it is finished, so a kill
+    loses one chunk at most. Every cached file is verified when read, and recomputed if it fails."""
+    fingerprint = teacher_fingerprint(Path(settings.teacher), settings.max_seq_length)
     texts_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     root = Path(settings.vectors.cache_dir or os.environ.get("ALBERT_CACHE", "") or Path.home() / ".cache" / "albert")
-    cache = root / "teacher-vectors" / f"{teacher_hash[:16]}-{texts_hash[:16]}-{settings.max_seq_length}"
+    cache = root / "teacher-vectors" / f"{fingerprint[:24]}-{texts_hash[:16]}"
     final = cache / "vectors.npy"
     if final.is_file():
         logger.info("teacher vectors from %s", final)
-        return np.load(final)
+        vectors = _cached(final, len(texts), None)
+        if vectors is not None:
+            return vectors
     cache.mkdir(parents=True, exist_ok=True)
-    encode = vector_teacher(settings.teacher, settings.max_seq_length)
+    encode = None
     chunk = 4096
-    parts = []
+    parts: list[np.ndarray] = []
     for i, start in enumerate(range(0, len(texts), chunk)):
         part = cache / f"part-{i:05d}.npy"
-        if not part.is_file():
+        rows = len(texts[start:start + chunk])
+        found = _cached(part, rows, parts[0].shape[1] if parts else None) if part.is_file() else None
+        if found is None:
+            encode = encode or vector_teacher(settings.teacher, settings.max_seq_length)
             began = time.perf_counter()
-            vectors = encode(texts[start:start + chunk])
-            np.save(cache / f"part-{i:05d}.tmp.npy", vectors)
+            found = np.asarray(encode(texts[start:start + chunk]), dtype=np.float32)
+            np.save(cache / f"part-{i:05d}.tmp.npy", found)
             os.replace(cache / f"part-{i:05d}.tmp.npy", part)
-            logger.info("teacher vectors %d/%d (%.0f texts/s)", min(start + chunk, len(texts)), len(texts),
-                        len(vectors) / (time.perf_counter() - began))
-        parts.append(np.load(part))
+            logger.info("teacher vectors %d/%d (%.0f texts/s)", start + rows, len(texts),
+                        rows / (time.perf_counter() - began))
+        parts.append(found)
     vectors = np.concatenate(parts)
+    if not np.isfinite(vectors).all():
+        raise DataError(f"the teacher {settings.teacher} gave vectors that are not finite; is it broken?")
     np.save(cache / "vectors.tmp.npy", vectors)
     os.replace(cache / "vectors.tmp.npy", final)
     for i in range(len(parts)):
         (cache / f"part-{i:05d}.npy").unlink()
-    (cache / "about.json").write_text(json.dumps({"teacher": settings.teacher, "teacher_sha256": teacher_hash,
+    (cache / "about.json").write_text(json.dumps({"teacher": settings.teacher, "fingerprint": fingerprint,
                                                   "texts_sha256": texts_hash, "texts": len(texts)}, indent=1) + "\n")
     return vectors
 

@@ -186,6 +186,12 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             raise ConfigError(f"{name} must be a number; got {value!r}") from None
     if tp is str:
         return str(value)
+    if origin is list:  # (of strings: paths)
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a path or a list of paths; got {str(value)[:80]!r}")
+        return value
     if origin is dict:
         if isinstance(value, str):
             try:
@@ -252,12 +258,24 @@ def build_settings(cls: type[S], values: dict[str, Any]) -> S:
         raise ConfigError(str(e)) from None
 
 
+MAX_SETTINGS_BYTES = 16 * 1024 * 1024  # a settings file is a page of YAML; a bigger one is not one
+
+
 def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of settings: a regular file (a FIFO or a device is refused by its type, before it is opened)
+    of at most MAX_SETTINGS_BYTES, safe YAML (no tags that build objects), nesting of sane depth."""
+    from albert.io.files import require_file
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise ConfigError(f"settings file not found: {p}")
+    require_file(p)
+    if p.stat().st_size > MAX_SETTINGS_BYTES:
+        raise ConfigError(f"{p}: {p.stat().st_size:,} bytes; a settings file is at most {MAX_SETTINGS_BYTES:,}")
     try:
         loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deep (thousands of levels); a settings file is a flat mapping") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p} is not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:  # a python/... tag too: safe_load refuses it, nothing runs
