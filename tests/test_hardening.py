@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -978,3 +979,46 @@ def test_fill_mask_on_the_command_line_has_the_server_s_work_limit(tiny_model: P
     code, err = run_cli(["fill-mask", "--model", str(tiny_model), "--top-k", "5", "--json", "--file", str(many)],
                         capsys)
     assert code == 0, err
+
+
+def test_bodies_in_flight_have_one_budget_and_a_small_request_still_passes(tiny_model: Path) -> None:
+    """Stalled uploads each declaring a large body hold what they declared, all together at most --max-bodies:
+    the next large one is answered 503 with Retry-After at once (never buffered), a chunked one growing past
+    what is left too, while a small request is answered as ever; a stalled upload's share comes back when it ends."""
+    import socket
+
+    import albert
+    from albert.serving.launch import ServeSettings, build_app, running
+
+    settings = ServeSettings(max_body=200_000, max_bodies=450_000, body_timeout=30)
+    app, batcher = build_app(albert.pipeline("fill-mask", model=tiny_model, precision="fp32"), "fill-mask", settings)
+    try:
+        with running(app, settings) as url:
+            host, port = url.split("//")[1].split(":")
+            stalled = []
+            for _ in range(2):  # 2 x 199,999 declared, all but the last byte sent: 399,998 of 450,000 held
+                s = socket.create_connection((host, int(port)))
+                s.sendall(b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Length: 199999\r\n\r\n" + b" " * 199_998)
+                stalled.append(s)
+            big = b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b" " * 100_000
+            status, body = _raw(url, big)
+            assert status == 503 and "--max-bodies 450,000" in body["error"]
+            chunk = b" " * 60_000
+            chunked = (b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       + b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(2)) + b"0\r\n\r\n")
+            status, body = _raw(url, chunked)
+            assert status == 503 and "retry shortly" in body["error"]
+            small = json.dumps({"inputs": "the [MASK] sea."}).encode()
+            status, body = _raw(url, b"POST /fill-mask HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
+                                + str(len(small)).encode() + b"\r\n\r\n" + small)
+            assert status == 200 and len(body) == 5
+            for s in stalled:
+                s.close()
+            for _ in range(100):  # the server sees the closes: their shares come back
+                status, body = _raw(url, big)
+                if status != 503:
+                    break
+                time.sleep(0.05)
+            assert status == 400, body  # admitted, read, and refused for what it is (not JSON)
+    finally:
+        batcher.close()

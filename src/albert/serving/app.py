@@ -257,6 +257,7 @@ def _add_server_routes(app: Any, served: Served) -> None:
                           "max_input_length": limit, "max_batch_tokens": settings.max_batch_tokens,
                           "max_client_batch_size": settings.max_inputs, "max_concurrent_requests": None,
                           "max_batch_requests": settings.max_batch, "max_body_bytes": settings.max_body,
+                          "max_bodies_bytes": settings.max_bodies,
                           "grace_seconds": settings.grace, "version": version(),
                           "fields": [dataclasses.asdict(f) for f in task.fields],
                           "parameters": [parameter_info(p) for p in task.parameters], "output": task.output,

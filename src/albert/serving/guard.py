@@ -13,15 +13,39 @@ from albert.serving.prometheus import Metrics
 from albert.serving.serve_settings import ServeSettings
 from albert.tasks.registry import TASKS
 
+SMALL_BODY = 64 * 1024  # bodies this small are never held back by the budget of bodies in flight
+
+
+class BodyBudget:
+    """The bytes of request bodies being received at once, all connections of this process together: a body over
+    SMALL_BODY reserves its declared length (a chunked one, what has come so far) and gives it back when its request
+    ends. Past --max-bodies a request is answered 503 with Retry-After at once, so memory is bounded by the budget
+    and not by the number of connections, while small requests (an ordinary query) always pass."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+
+    def take(self, size: int) -> bool:
+        if size <= 0:
+            return True
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
 
 class Guard:
     """ASGI middleware: the API key, the body limit (413 before the body is read, chunked bodies counted as
-    they come), and the request metrics."""
+    they come), the budget of bodies in flight (503), and the request metrics."""
 
     def __init__(self, app: Any, settings: ServeSettings, metrics: Metrics) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.bodies = BodyBudget(settings.max_bodies)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -62,15 +86,24 @@ class Guard:
                 await _reply(sending, 413, f"the body is {length} bytes; the limit is {limit:,} (--max-body)"
                              if length.isdigit() else "invalid Content-Length", {"connection": "close"})
                 return
-            seen = 0
+            seen, held = 0, int(length) if length is not None and int(length) > SMALL_BODY else 0
+            if not self.bodies.take(held):
+                await _reply(sending, 503, f"the server is receiving {self.bodies.used:,} bytes of other bodies "
+                             f"(--max-bodies {self.bodies.limit:,}); retry shortly",
+                             {"retry-after": "1", "connection": "close"})
+                return
 
             async def receiving() -> dict[str, Any]:
-                nonlocal seen
+                nonlocal seen, held
                 message = await receive()
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > limit:
                         raise _BodyTooLarge
+                    if seen > max(held, SMALL_BODY):  # a chunked body: reserved as it comes
+                        if not self.bodies.take(seen - held):
+                            raise _NoRoom
+                        held = seen
                 return message
 
             try:
@@ -78,6 +111,12 @@ class Guard:
             except _BodyTooLarge:
                 await _reply(sending, 413, f"the body is over the limit of {limit:,} bytes (--max-body)",
                              {"connection": "close"})
+            except _NoRoom:
+                await _reply(sending, 503, f"the server is receiving {self.bodies.used:,} bytes of other bodies "
+                             f"(--max-bodies {self.bodies.limit:,}); retry shortly",
+                             {"retry-after": "1", "connection": "close"})
+            finally:
+                self.bodies.give(held)
         finally:
             self.metrics.requests.labels(route, str(status_seen["status"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
@@ -100,6 +139,10 @@ KNOWN_ROUTES = {"/", "/health", "/info", "/metrics", "/docs", "/openapi.json", "
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _NoRoom(Exception):
+    """A chunked body grew past what the budget of bodies in flight has left."""
 
 
 def _authorised(headers: dict[str, str], key: str) -> bool:

@@ -34,6 +34,9 @@ class ServeSettings:
                                          "(default 16384)")
     max_inputs: int = _flag(16384, "inputs per request at most (default 16384)")
     max_body: int = _flag(8 * 1024 * 1024, "bytes per request body (default 8 MiB)")
+    max_bodies: int = _flag(64 * 1024 * 1024, "bytes of request bodies in flight at once, all connections together "
+                                               "(a body over 64 KiB waits for none: beyond, 503 with Retry-After; "
+                                               "default 64 MiB)")
     max_header_bytes: int = _flag(64 * 1024, "bytes of request line and headers at most (431 beyond; default 65536)")
     max_headers: int = _flag(100, "headers per request at most (431 beyond; default 100)")
     header_timeout: float = _flag(10.0, "seconds a request's headers may take to arrive (408 and close beyond)")
@@ -61,8 +64,8 @@ class ServeSettings:
             get_task(self.task)
         if not 0 <= self.port <= 65535:
             raise InputError(f"--port must be 0-65535, got {self.port}")
-        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "max_fillers", "max_header_bytes",
-                     "max_headers", "workers"):
+        for name in ("max_batch", "max_batch_tokens", "max_inputs", "max_body", "max_bodies", "max_fillers",
+                     "max_header_bytes", "max_headers", "workers"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.grace) and self.grace >= 0):  # (nan compares false; inf would never end a stop)
