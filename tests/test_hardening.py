@@ -1022,3 +1022,40 @@ def test_bodies_in_flight_have_one_budget_and_a_small_request_still_passes(tiny_
             assert status == 400, body  # admitted, read, and refused for what it is (not JSON)
     finally:
         batcher.close()
+
+
+def test_a_file_job_writes_as_it_goes_and_resumes_where_it_stopped(tiny_model: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--out FILE gets one JSON line per input as they come; killed, --resume skips the inputs its complete lines
+    answer and cuts a torn last line, so the file equals an uninterrupted run's, line for line. An existing file is
+    never replaced, and a file longer than the job's inputs is not this job's."""
+    lines = [line for line in (Path(__file__).parent / "fixtures" / "public_domain.txt").read_text().splitlines()
+             if line.strip()][:300]
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(lines) + "\n")
+    whole = tmp_path / "whole.jsonl"
+    for command in (["embed"], ["fill-mask", "--top-k", "2"]):
+        texts = inputs if command[0] == "embed" else tmp_path / "masked.txt"
+        if command[0] == "fill-mask":
+            texts.write_text("\n".join(f"{t[:40]} [MASK]." for t in lines[:40]) + "\n")
+        whole.unlink(missing_ok=True)
+        code, err = run_cli([*command, "--model", str(tiny_model), "--file", str(texts), "--out", str(whole)], capsys)
+        assert code == 0, err
+        full = whole.read_text().splitlines()
+        assert len(full) == len(texts.read_text().splitlines())
+        killed = tmp_path / f"killed-{command[0]}.jsonl"
+        killed.write_text("\n".join(full[:17]) + "\n" + full[17][:25])  # a kill mid-line after 17 answers
+        code, err = run_cli([*command, "--model", str(tiny_model), "--file", str(texts), "--out", str(killed),
+                             "--resume"], capsys)
+        assert code == 0, err
+        assert killed.read_text().splitlines() == full
+        code, err = run_cli([*command, "--model", str(tiny_model), "--file", str(texts), "--out", str(killed)], capsys)
+        assert "albert never replaces a file" in one_line_error(code, err)
+        assert killed.read_text().splitlines() == full
+    longer = tmp_path / "longer.jsonl"
+    longer.write_text("{}\n" * 301)
+    code, err = run_cli(["embed", "--model", str(tiny_model), "--file", str(inputs), "--out", str(longer), "--resume"],
+                        capsys)
+    assert "answers 301 inputs and there are 300" in one_line_error(code, err)
+    code, err = run_cli(["embed", "--model", str(tiny_model), "a text", "--resume"], capsys)
+    assert "--resume continues an --out file" in one_line_error(code, err)

@@ -268,6 +268,10 @@ def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
     t.add_argument("--file", default=None, help="inputs: .txt (a text per line), .jsonl (a text or object per line), "
                    ".csv/.tsv (a header, then a row per input) or .parquet" +
                    ("" if task.takes_text else " (else JSON objects, one per line, on stdin)"))
+    t.add_argument("--out", default=None, help="write the answers here, one JSON line per input, as they come "
+                   "(default: stdout); a file that exists is refused unless --resume")
+    t.add_argument("--resume", action="store_true", help="with --out: continue that file after a kill: the inputs "
+                   "its complete lines answer are skipped (a torn last line is cut), the rest appended")
     for p in task.parameters:
         if not p.cli:
             continue

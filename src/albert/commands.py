@@ -99,17 +99,21 @@ def task_inputs(task: Task, a: argparse.Namespace) -> list[Any]:
     return items
 
 
-def stream(pipe: Callable[..., list[Any]], items: list[Any], **kwargs: Any) -> Iterator[Any]:
-    """The pipeline's results over `items`, CHUNK at a time, with a progress bar (stderr) past one chunk."""
-    if len(items) <= CHUNK:  # no bar, and no tqdm import (part of fill-mask's start-up: docs/embedded-model.md)
-        yield from pipe(items, **kwargs)
+def stream(pipe: Callable[..., list[Any]], items: list[Any], skip: int = 0, **kwargs: Any) -> Iterator[Any]:
+    """The pipeline's results over `items` from the `skip`-th on, CHUNK at a time, with a progress bar (stderr) past
+    one chunk. The chunks are always the same (from the first input), so a resumed job's answers are those an
+    uninterrupted job gives, bit for bit: the chunk a resume starts in is run whole and its first answers dropped."""
+    first = skip - skip % CHUNK
+    if len(items) - first <= CHUNK:  # no bar, and no tqdm import (part of fill-mask's start-up)
+        yield from pipe(items[first:], **kwargs)[skip - first:]
         return
     from tqdm import tqdm
 
-    with tqdm(total=len(items), unit=" inputs", file=sys.stderr) as bar:
-        for i in range(0, len(items), CHUNK):
-            yield from pipe(items[i:i + CHUNK], **kwargs)
-            bar.update(min(CHUNK, len(items) - i))
+    with tqdm(total=len(items), initial=skip, unit=" inputs", file=sys.stderr) as bar:
+        for i in range(first, len(items), CHUNK):
+            answers = pipe(items[i:i + CHUNK], **kwargs)
+            yield from answers[max(0, skip - i):]
+            bar.update(len(answers) - max(0, skip - i))
 
 
 def run_task(a: argparse.Namespace) -> None:
@@ -119,14 +123,63 @@ def run_task(a: argparse.Namespace) -> None:
     task = TASKS[a.task_name]
     kwargs = {p.name: check_parameter(p, getattr(a, p.name)) for p in task.parameters if p.cli}
     items = task_inputs(task, a)
-    if task.name == "fill-mask":
-        _fill_mask(a, items, kwargs)
-        return
-    from albert.inference.pipelines import pipeline  # imports torch
+    with ResultLines(a.out, a.resume) as out:
+        if out.done > len(items):
+            from albert.errors import InputError
 
-    pipe = pipeline(task.name, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
-    for result in stream(pipe, items, **kwargs):
-        print(json.dumps(result, ensure_ascii=False))
+            raise InputError(f"{a.out} answers {out.done:,} inputs and there are {len(items):,}: it is not this "
+                             "job's output")
+        if task.name == "fill-mask":
+            _fill_mask(a, items, kwargs, out)
+            return
+        from albert.inference.pipelines import pipeline  # imports torch
+
+        pipe = pipeline(task.name, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
+        for result in stream(pipe, items, out.done, **kwargs):
+            out.write(result)
+
+
+class ResultLines:
+    """Where an inference command's answers go, one JSON line per input in input order: stdout, or --out FILE,
+    each line written as it comes. A FILE that exists is refused (never replaced) unless --resume continues it:
+    its complete lines answer the first inputs, which are skipped; a torn last line (a kill mid-write) is cut."""
+
+    def __init__(self, path: str | None, resume: bool) -> None:
+        from pathlib import Path
+
+        from albert.errors import InputError
+
+        self.done, self.file = 0, sys.stdout
+        if path is None:
+            if resume:
+                raise InputError("--resume continues an --out file: give --out FILE")
+            return
+        out = Path(path)
+        if out.exists() and not resume:
+            raise InputError(f"{out} exists; albert never replaces a file: --resume continues it, or choose another "
+                             "--out")
+        if out.exists():
+            if not out.is_file():
+                raise InputError(f"{out} is not a regular file")
+            data = out.read_bytes()
+            whole = data[:data.rfind(b"\n") + 1]
+            if len(whole) != len(data):
+                with open(out, "r+b") as f:
+                    f.truncate(len(whole))
+            self.done = whole.count(b"\n")
+        self.file = open(out, "a", encoding="utf-8")  # noqa: SIM115 (closed by __exit__)
+
+    def write(self, result: Any) -> None:
+        self.file.write(json.dumps(result, ensure_ascii=False) + "\n")
+        if self.file is not sys.stdout:
+            self.file.flush()
+
+    def __enter__(self) -> ResultLines:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.file is not sys.stdout:
+            self.file.close()
 
 
 # ----- tokenizer and pretraining -----
@@ -218,7 +271,7 @@ def run_predict(a: argparse.Namespace) -> None:
 
 
 # ----- inference -----
-def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) -> None:
+def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any], out: ResultLines) -> None:
     """fill-mask's engines (ONNX Runtime starts without torch) and its human-readable output."""
     from albert.errors import InputError
     from albert.inference.fast_fill_mask import load_fill_mask
@@ -231,9 +284,9 @@ def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any]) 
         if masks * kwargs["top_k"] > a.max_fillers:
             raise InputError(f"input {n} asks for {masks:,} [MASK]s × --top-k {kwargs['top_k']:,} = "
                              f"{masks * kwargs['top_k']:,} answers; at most {a.max_fillers:,} per text (--max-fillers)")
-    for text, result in zip(texts, stream(fm, texts, **kwargs)):
-        if a.json:
-            print(json.dumps(result, ensure_ascii=False))
+    for text, result in zip(texts[out.done:], stream(fm, texts, out.done, **kwargs)):
+        if a.json or out.file is not sys.stdout:  # a file gets JSON lines
+            out.write(result)
             continue
         if len(texts) > 1:
             print(f"> {text}")
