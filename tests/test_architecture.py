@@ -194,22 +194,6 @@ def _public_names() -> dict[str, list[str]]:
     return found
 
 
-def _public_names() -> dict[str, list[str]]:
-    """Each public top-level function, class and CONSTANT of the package → the modules that define it."""
-    found: dict[str, list[str]] = {}
-    for module, path in _modules().items():
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            names = []
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                names = [node.name]
-            elif isinstance(node, ast.Assign):
-                names = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
-            for name in names:
-                if not name.startswith("_"):
-                    found.setdefault(name, []).append(module)
-    return found
-
-
 def test_modules_and_public_names_are_each_defined_once() -> None:
     """No two modules share a name (`metrics` in two folders reads as one), and no public name is defined twice."""
     stems: dict[str, list[str]] = {}

@@ -80,47 +80,51 @@ class Guard:
                 await _reply(sending, 401, "a valid API key is needed (Authorization: Bearer KEY)",
                              {"www-authenticate": 'Basic realm="albert"'})
                 return
-            length = headers.get("content-length")
-            limit = self.settings.max_body
-            if length is not None and (not length.isdigit() or int(length) > limit):
-                await _reply(sending, 413, f"the body is {length} bytes; the limit is {limit:,} (--max-body)"
-                             if length.isdigit() else "invalid Content-Length", {"connection": "close"})
-                return
-            seen, held = 0, int(length) if length is not None and int(length) > SMALL_BODY else 0
-            if not self.bodies.take(held):
-                await _reply(sending, 503, f"the server is receiving {self.bodies.used:,} bytes of other bodies "
-                             f"(--max-bodies {self.bodies.limit:,}); retry shortly",
-                             {"retry-after": "1", "connection": "close"})
-                return
-
-            async def receiving() -> dict[str, Any]:
-                nonlocal seen, held
-                message = await receive()
-                if message["type"] == "http.request":
-                    seen += len(message.get("body", b""))
-                    if seen > limit:
-                        raise _BodyTooLarge
-                    if seen > max(held, SMALL_BODY):  # a chunked body: reserved as it comes
-                        if not self.bodies.take(seen - held):
-                            raise _NoRoom
-                        held = seen
-                return message
-
-            try:
-                await self.app(scope, receiving, sending)
-            except _BodyTooLarge:
-                await _reply(sending, 413, f"the body is over the limit of {limit:,} bytes (--max-body)",
-                             {"connection": "close"})
-            except _NoRoom:
-                await _reply(sending, 503, f"the server is receiving {self.bodies.used:,} bytes of other bodies "
-                             f"(--max-bodies {self.bodies.limit:,}); retry shortly",
-                             {"retry-after": "1", "connection": "close"})
-            finally:
-                self.bodies.give(held)
+            await self._within_limits(scope, receive, sending, headers.get("content-length"))
         finally:
             self.metrics.requests.labels(route, str(status_seen["status"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
+
+    async def _within_limits(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                             send: Callable[[dict[str, Any]], Awaitable[None]], length: str | None) -> None:
+        """The app, its body held to --max-body (413) and to the budget of bodies in flight (503)."""
+        limit = self.settings.max_body
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _reply(send, 413, f"the body is {length} bytes; the limit is {limit:,} (--max-body)"
+                         if length.isdigit() else "invalid Content-Length", {"connection": "close"})
+            return
+        seen, held = 0, int(length) if length is not None and int(length) > SMALL_BODY else 0
+        if not self.bodies.take(held):
+            await self._full(send)
+            return
+
+        async def receiving() -> dict[str, Any]:
+            nonlocal seen, held
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge
+                if seen > max(held, SMALL_BODY):  # a chunked body: reserved as it comes
+                    if not self.bodies.take(seen - held):
+                        raise _NoRoom
+                    held = seen
+            return message
+
+        try:
+            await self.app(scope, receiving, send)
+        except _BodyTooLarge:
+            await _reply(send, 413, f"the body is over the limit of {limit:,} bytes (--max-body)",
+                         {"connection": "close"})
+        except _NoRoom:
+            await self._full(send)
+        finally:
+            self.bodies.give(held)
+
+    async def _full(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        await _reply(send, 503, f"the server is receiving {self.bodies.used:,} bytes of other bodies (--max-bodies "
+                     f"{self.bodies.limit:,}); retry shortly", {"retry-after": "1", "connection": "close"})
 
     async def _options(self, scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         methods = {m for r in scope["app"].router.routes if getattr(r, "path", None) == scope["path"]
