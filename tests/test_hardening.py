@@ -937,6 +937,10 @@ def test_a_bert_directory_is_read_as_strictly_as_albert_s_own(tmp_path: Path,
         assert says in one_line_error(code, err), (layers, err)
     code, err = run_cli(["convert", "--from-bert", str(good), "--out", str(tmp_path / "fine")], capsys)
     assert code == 0, err
+    buffers = variant("with-position-ids", weights_with(lambda s: s.update(  # (as older BERTs and MiniLM store it)
+        {"embeddings.position_ids": torch.arange(32).unsqueeze(0)})))
+    code, err = run_cli(["convert", "--from-bert", str(buffers), "--out", str(tmp_path / "fine2")], capsys)
+    assert code == 0, err
 
 
 def test_settings_files_and_prepared_data_are_read_as_strictly_as_model_files(

@@ -126,7 +126,7 @@ def read_bert(source: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     if not source.is_dir():
         raise CheckpointError(f"{source}: not a directory (a BERT directory has config.json and its weights)")
     config = check_bert_config(read_model_json(source / "config.json"), source / "config.json")
-    weights = read_state_dict(source)
+    weights = {k: v for k, v in read_state_dict(source).items() if not _IGNORED.search(k)}  # (int64 buffers)
     check_weight_dtypes(weights, str(source))
     for name, tensor in weights.items():
         if tensor.numel() and not bool(torch.isfinite(tensor).all()):
