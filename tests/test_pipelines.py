@@ -150,6 +150,18 @@ def test_token_classification_tags_texts_longer_than_the_model(with_head) -> Non
     assert [t["index"] for t in tokens] == list(range(1, len(pieces) + 1))
     assert all(t["word"] == text[t["start"]:t["end"]] for t in tokens)
     assert [t["start"] for t in tokens] == sorted(t["start"] for t in tokens)
+    # each piece's tag is that of the window (the tokenizer's own overlapping windows) where it has most context
+    stride = (limit - 2) // 2
+    enc = tag.tokenizer(text, truncation=True, max_length=limit, stride=stride, return_overflowing_tokens=True)
+    best: dict[int, tuple[int, int]] = {}
+    for w, ids in enumerate(enc["input_ids"]):
+        with torch.inference_mode():
+            predicted = tag.model(input_ids=torch.tensor([ids])).logits[0, 1:-1].argmax(-1).tolist()
+        for j, label in enumerate(predicted):
+            piece, context = w * (limit - 2 - stride) + j, min(j, len(predicted) - 1 - j)
+            if piece not in best or context > best[piece][0]:
+                best[piece] = (context, label)
+    assert [t["entity"] for t in tokens] == [str(best[i][1]) for i in range(len(pieces))]
     short = "the whale swam on."
     ids = tag.tokenizer(short)["input_ids"]
     with torch.inference_mode():

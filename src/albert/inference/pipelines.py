@@ -8,10 +8,11 @@ evaluation (albert.tasks): `albert predict` and these pipelines give one output 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from albert.errors import InputError
@@ -28,7 +29,7 @@ from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
 from albert.tasks.registry import TASKS, Task, check_input, get_task
 from albert.tasks.sequence import ORDER_LABELS, classification_output, kind_of, label_names
-from albert.tasks.tokens import first_piece_words, group_entities
+from albert.tasks.tokens import group_entities, iter_first_piece_words
 from albert.tokenization.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -183,6 +184,11 @@ class TextClassificationPipeline(BatchedPipeline):
         return out[0] if single else out
 
 
+# tokens per forward of a long text's windows: its activations (and so the command's peak memory) stay near a short
+# text's, whatever the text's length
+WINDOW_TOKENS = 2048
+
+
 class TokenClassificationPipeline(BatchedPipeline):
     """Entities with character offsets. Aggregation 'first' (the default) tags each word by its first piece, the only
     piece fine-tuning labels (as transformers' "first"), and merges a B-/I- run of words into one entity; 'simple'
@@ -194,40 +200,53 @@ class TokenClassificationPipeline(BatchedPipeline):
         if aggregation_strategy not in ("first", "simple", "none"):
             raise InputError("aggregation_strategy must be 'first', 'simple' or 'none'")
         texts, single = _as_list(inputs)
-        # A text longer than the model reads is tagged in the tokenizer's overlapping windows (half a window apart;
-        # no entity past the limit is lost); each piece takes its tag from the window where it has the most context
-        # on both sides.
-        limit = self.model.config.max_position_embeddings
-        stride = (limit - 2) // 2
-        enc = self.tokenizer(texts, truncation=True, max_length=limit, stride=stride, return_overflowing_tokens=True,
-                             return_offsets_mapping=True)
-        results = self._pad_forward([{"input_ids": ids, "token_type_ids": types}
-                                     for ids, types in zip(enc["input_ids"], enc["token_type_ids"])])
         labels = self.model.config.id2label or {}
-        # per text: piece → (context, tag id, score, (start, end)) from its best window
-        best: list[dict[int, tuple[int, int, float, tuple[int, int]]]] = [{} for _ in texts]
-        window_of = [0] * len(texts)  # windows seen so far, per text
-        for w, n in enumerate(enc["overflow_to_sample_mapping"]):
-            first = window_of[n] * (limit - 2 - stride)
-            window_of[n] += 1
-            result, b, length = results[w]
-            count = length - 2  # pieces between [CLS] and [SEP]
-            score, pred = result.logits[b, 1:count + 1].float().softmax(-1).max(-1)
-            for j in range(count):
-                context = min(j, count - 1 - j)
-                if first + j not in best[n] or context > best[n][first + j][0]:
-                    best[n][first + j] = (context, int(pred[j]), float(score[j]), enc["offset_mapping"][w][j + 1])
         out = []
-        for n, text in enumerate(texts):
-            pieces: list[dict[str, Any]] = [
-                {"entity": labels.get(tag_id, str(tag_id)), "score": score_i, "index": i + 1, "start": s,
-                 "end": e} for i, (_, tag_id, score_i, (s, e)) in sorted(best[n].items())]
+        for text in texts:
+            tags, scores, offsets = self._tag_pieces(text)
+            pieces: Iterator[dict[str, Any]] = (
+                {"entity": labels.get(int(t), str(int(t))), "score": float(sc), "index": i + 1, "start": int(st),
+                 "end": int(en)} for i, (t, sc, (st, en)) in enumerate(zip(tags, scores, offsets)))
             if aggregation_strategy == "first":
-                pieces = first_piece_words(pieces, text)
+                pieces = iter_first_piece_words(pieces, text)
             tagged = [dict(p, word=text[p["start"]:p["end"]]) for p in pieces
                       if p["entity"] != "O" and p["end"] > p["start"]]
             out.append(tagged if aggregation_strategy == "none" else group_entities(tagged, text))
         return out[0] if single else out
+
+    def _tag_pieces(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tag id, score, (start, end)) of each piece of `text`, as arrays. A text longer than the model reads is
+        tagged in overlapping windows (half a window apart; no entity past the limit is lost), each piece taking
+        its tag from the window where it has the most context on both sides. The windows go through the model a
+        batch at a time and leave only their best tags behind, so memory follows the text's pieces (a few bytes
+        each), not its windows' outputs."""
+        limit = self.model.config.max_position_embeddings
+        room = limit - 2
+        step = room - room // 2
+        encoded = self.tokenizer.encode_pieces([text], with_offsets=True)[0]
+        ids = np.asarray(encoded.ids, dtype=np.int64)
+        offsets = np.asarray(encoded.offsets, dtype=np.int64).reshape(-1, 2)
+        del encoded
+        n = len(ids)
+        context = np.full(n, -1, dtype=np.int64)
+        tags, scores = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.float32)
+        starts = list(range(0, max(n - room, 0) + step, step)) if n > room else [0]
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        per_call = max(1, WINDOW_TOKENS // limit)  # windows per forward: a token budget, not batch_size rows
+        for k in range(0, len(starts), per_call):
+            group = starts[k:k + per_call]
+            rows = [{"input_ids": [cls, *ids[s:s + room].tolist(), sep], "token_type_ids": [0] * (min(room, n - s) + 2)}
+                    for s in group]
+            for s, (result, b, length) in zip(group, self._pad_forward(rows)):
+                count = length - 2  # pieces between [CLS] and [SEP]
+                score, pred = result.logits[b, 1:count + 1].float().softmax(-1).max(-1)
+                j = np.arange(count)
+                here = np.minimum(j, count - 1 - j)
+                better = here > context[s:s + count]
+                context[s:s + count][better] = here[better]
+                tags[s:s + count][better] = pred.numpy()[better]
+                scores[s:s + count][better] = score.numpy()[better]
+        return tags, scores, offsets
 
 
 class QuestionAnsweringPipeline(Pipeline):

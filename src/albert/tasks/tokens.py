@@ -7,6 +7,7 @@ official CoNLL evaluation counts them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,11 +184,18 @@ class TokenFeatures(Featurizer):
 
 
 def first_piece_words(pieces: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """Tagged pieces (in order, with character offsets) → words: iter_first_piece_words, as a list."""
+    return list(iter_first_piece_words(pieces, text))
+
+
+def iter_first_piece_words(pieces: Iterable[dict[str, Any]], text: str) -> Iterator[dict[str, Any]]:
     """Tagged pieces (in order, with character offsets) → words, each with its first piece's tag and score and the
     span of its characters; `index` counts words from 1. A word starts after whitespace; a piece of whitespace alone
     (SentencePiece's ▁ before a digit or a symbol) starts the next word and carries its tag, as in fine-tuning,
-    which labels each word's first piece."""
-    words: list[dict[str, Any]] = []
+    which labels each word's first piece. Lazily: a word is given once the next begins, so a long text's words
+    need not all be held."""
+    word: dict[str, Any] | None = None
+    count = 0
     pending: dict[str, Any] | None = None  # a lone ▁: its tag waits for the word's characters
     for p in pieces:
         s, e = p["start"], p["end"]
@@ -196,16 +204,18 @@ def first_piece_words(pieces: list[dict[str, Any]], text: str) -> list[dict[str,
         if not text[s:e].strip():
             pending = p
             continue
-        last = words[-1] if words else None
-        if pending is None and last is not None and s == last["end"]:  # the same word, continued
-            last["end"] = e
+        if pending is None and word is not None and s == word["end"]:  # the same word, continued
+            word["end"] = e
             continue
+        if word is not None:
+            yield word
         first = pending if pending is not None else p
         start = s + (len(text[s:e]) - len(text[s:e].lstrip()))  # a leading ▁ may cover the space before the word
-        words.append({"entity": first["entity"], "score": first["score"], "index": len(words) + 1, "start": start,
-                      "end": e})
+        count += 1
+        word = {"entity": first["entity"], "score": first["score"], "index": count, "start": start, "end": e}
         pending = None
-    return words
+    if word is not None:
+        yield word
 
 
 def group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
