@@ -316,26 +316,32 @@ def test_distill_settings_are_grouped_by_kind_and_the_flat_names_still_work(tmp_
     from albert.train.settings import load_settings, parse_overrides, save_settings
 
     base = {"teacher": "t", "student": "s", "data": ["d.txt"], "out": "o"}
-    flat = build_settings(DistillSettings, {**base, "max_texts": 3900, "kd_weight": 0.5})
+    flat = build_settings(DistillSettings, {**base, "max_texts": 3900, "temperature": 0.1})
     dotted = build_settings(DistillSettings, {**base, **parse_overrides(["--vectors.max_texts", "3900",
-                                                                         "--soft.kd_weight", "0.5"])})
+                                                                         "--vectors.temperature", "0.1"])})
     yaml_file = tmp_path / "s.yaml"
-    yaml_file.write_text("vectors:\n  max_texts: 3900\nsoft: {kd_weight: 0.5}\n")
+    yaml_file.write_text("vectors:\n  max_texts: 3900\n  temperature: 0.1\n")
     nested = load_settings(DistillSettings, yaml_file, base)
-    assert flat == dotted == nested and flat.vectors.max_texts == 3900 and flat.soft.kd_weight == 0.5
-    for values, says in (({"temperature": 0}, "temperature must be > 0"), ({"kd_temperature": 0}, "kd_temperature"),
-                         ({"kd_weight": 2}, "kd_weight must be in"), ({"relation_weight": -1}, "relation_weight"),
+    assert flat == dotted == nested and flat.vectors.max_texts == 3900 and flat.vectors.temperature == 0.1
+    soft = build_settings(DistillSettings, {**base, "kind": "task", "soft.kd_weight": 0.5})
+    assert soft.soft.kd_weight == 0.5
+    with pytest.raises(ConfigError, match="--kd_weight is a setting of --kind masked-lm and task"):
+        build_settings(DistillSettings, {**base, "kd_weight": 0.5})
+    for values, says in (({"temperature": 0}, "temperature must be > 0"),
+                         ({"kind": "task", "kd_temperature": 0}, "kd_temperature"),
+                         ({"kind": "task", "kd_weight": 2}, "kd_weight must be in"), ({"relation_weight": -1}, "relation_weight"),
                          ({"vectors": [1]}, "vectors must be a mapping"), ({"vectors.nope": 1}, "nope"),
+                         ({"kind": "task", "max_texts": 5000}, "--max_texts is a setting of --kind sentence-vectors"),
                          ({"student": ""}, "distill needs --student")):
         with pytest.raises(ConfigError, match=says):
             build_settings(DistillSettings, {**base, **values})
     run = tmp_path / "run"
     run.mkdir()
     (run / "settings.yaml").write_text("\n".join(f"{k}: {v!r}" if not isinstance(v, list) else f"{k}: {v}"
-                                                 for k, v in {**base, "max_texts": 3900, "kd_weight": 0.5}.items()))
+                                                 for k, v in {**base, "max_texts": 3900, "temperature": 0.1}.items()))
     check_resumable(run, flat)  # saved before the groups: the same settings
     with pytest.raises(Exception, match="max_texts: 3900 → 3901"):
-        check_resumable(run, build_settings(DistillSettings, {**base, "max_texts": 3901, "kd_weight": 0.5}))
+        check_resumable(run, build_settings(DistillSettings, {**base, "max_texts": 3901, "temperature": 0.1}))
     save_settings(flat, run / "settings.yaml")  # saved with them: nested, and the same again
     check_resumable(run, flat)
 

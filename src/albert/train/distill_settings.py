@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -94,3 +95,11 @@ class DistillSettings(TrainSettings):
         for name in ("teacher", "student", "data", "out"):
             if not getattr(self, name):
                 raise ConfigError(f"distill needs --{name}")
+        # a setting of another kind's group would be silently ignored: refused
+        unused = ("soft", SoftTargetSettings(), "masked-lm and task") if self.kind == "sentence-vectors" else \
+            ("vectors", VectorSettings(), "sentence-vectors")
+        group, defaults, kinds = unused
+        given = [f.name for f in dataclasses.fields(defaults)
+                 if getattr(getattr(self, group), f.name) != getattr(defaults, f.name)]
+        if given:
+            raise ConfigError(f"--{given[0]} is a setting of --kind {kinds}; this run is --kind {self.kind}")
