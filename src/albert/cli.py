@@ -84,7 +84,7 @@ def _add_data_commands(sub: Any) -> None:
 
 def _add_training_commands(sub: Any) -> None:
     """pretrain, plot, distill, finetune, evaluate, predict."""
-    from albert.tasks.registry import DEFAULT_MODEL, EXIT_PARAMETERS, KINDS
+    from albert.tasks.registry import EXIT_PARAMETERS, KINDS
 
     t = sub.add_parser("pretrain", help="pretrain (MLM + SOP); settings from YAML, overridden by --key value")
     t.add_argument("--config", default=None, help="settings YAML (see recipes/)")
@@ -116,7 +116,8 @@ def _add_training_commands(sub: Any) -> None:
                    help="; ".join(f"{k.name}: {k.help}" for k in KINDS.values()))
     t.add_argument("--train", default=None)
     t.add_argument("--dev", default=None)
-    t.add_argument("--model", default=None, help=f"default {DEFAULT_MODEL}")
+    t.add_argument("--model", default=None, help="default: the shipped model that fine-tunes best, "
+                   "albert-small-en-embed (albert-small-en for sentence-order: its SOP head)")
     t.add_argument("--out", default=None, help="a new directory (a model there is never overwritten)")
     t.add_argument("--recipe", default=None, help="the paper's hyperparameters for a task, e.g. mrpc, sst-2")
     t.add_argument("--config", default=None, help="settings YAML: above the recipe, below the command line")

@@ -33,7 +33,7 @@ from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtim
 from albert.tasks.base import Featurizer
 from albert.tasks.choice import ChoiceFeatures, read_questions
 from albert.tasks.qa import QAFeatures, read_qa
-from albert.tasks.registry import DEFAULT_MODEL, get_kind
+from albert.tasks.registry import DEFAULT_MODEL, EMBED_MODEL, get_kind
 from albert.tasks.sequence import ORDER_LABELS, Example, SequenceFeatures, label_set, read_examples
 from albert.tasks.tokens import TokenFeatures, read_tagged, tag_set
 from albert.tokenization.tokenizer import AlbertTokenizer
@@ -77,7 +77,9 @@ class FinetuneSettings(TrainSettings):
     train: str = setting("", "the training file (.jsonl, .parquet, GLUE .tsv, SQuAD/RACE .json, CoNLL; "
                          "sentence-order: also .txt documents)")
     dev: str = setting("", "the dev file, scored at each evaluation")
-    model: str = setting(DEFAULT_MODEL, "the model directory or packaged name to fine-tune from")
+    model: str = setting("", "the model directory or packaged name to fine-tune from; '' is the shipped model that "
+                             "fine-tunes best: albert-small-en-embed, or albert-small-en for sentence-order (its SOP "
+                             "head starts the classifier)")
     out: str = setting("", "the fine-tuned model's directory (new)")
     max_seq_length: int = setting(128, "tokens per sequence at most (longer inputs are truncated or windowed)")
     epochs: float = setting(3.0, "passes over the training data, used when max_steps is 0")
@@ -102,6 +104,8 @@ class FinetuneSettings(TrainSettings):
 
     def __post_init__(self) -> None:
         get_kind(self.task)
+        if not self.model:  # (docs/benchmarks.md: the embed model fine-tunes above albert-small-en on all six tasks)
+            self.model = DEFAULT_MODEL if self.task == "sentence-order" else EMBED_MODEL
         if not self.train or not self.out:
             raise ConfigError("finetune needs --train FILE and --out DIR")
         if self.max_steps < 0 or self.epochs <= 0:
