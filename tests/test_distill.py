@@ -329,7 +329,8 @@ def test_distill_settings_are_grouped_by_kind_and_the_flat_names_still_work(tmp_
         build_settings(DistillSettings, {**base, "kd_weight": 0.5})
     for values, says in (({"temperature": 0}, "temperature must be > 0"),
                          ({"kind": "task", "kd_temperature": 0}, "kd_temperature"),
-                         ({"kind": "task", "kd_weight": 2}, "kd_weight must be in"), ({"relation_weight": -1}, "relation_weight"),
+                         ({"kind": "task", "kd_weight": 2}, "kd_weight must be in"),
+                         ({"relation_weight": -1}, "relation_weight"),
                          ({"vectors": [1]}, "vectors must be a mapping"), ({"vectors.nope": 1}, "nope"),
                          ({"kind": "task", "max_texts": 5000}, "--max_texts is a setting of --kind sentence-vectors"),
                          ({"student": ""}, "distill needs --student")):
