@@ -4,8 +4,8 @@
 #
 #   bash recipes/albert-lite-en-embed/reproduce.sh [WORK_DIR]      (default runs/embed-lite)
 #
-# Cost: ~1.5 CPU hours (the teacher's vectors of 100,000 texts, ~0.5 h on one core, cached under WORK_DIR
-# so a rerun reads them; 3,000 distillation steps at ~1 s each on one core). A kill is resumed by running
+# Cost: ~2 CPU hours (the teacher's vectors of 100,000 texts, ~0.5 h on one core, cached under WORK_DIR so a
+# rerun reads them; 3,000 distillation steps on one core, 1.3 h measured: 0.8-1.9 s a step). A kill is resumed by running
 # the same command again. No model is packaged yet: the student lands in WORK_DIR/student, and
 # `python bench/retrieval.py --teacher WORK_DIR/teacher --albert WORK_DIR/student` measures it.
 #
