@@ -140,7 +140,7 @@ def _add_training_commands(sub: Any) -> None:
 
 def _add_task_commands(sub: Any) -> None:
     """one pipeline command per task of the registry (fill-mask, embed, classify, ...)."""
-    from albert.tasks.registry import TASKS
+    from albert.tasks.registry import MAX_FILLERS, TASKS
 
     for task in TASKS.values():
         t = _add_task_command(sub, task)
@@ -149,8 +149,6 @@ def _add_task_commands(sub: Any) -> None:
             t.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime"],
                            help="auto: ONNX Runtime where the model directory ships model.onnx (fast start), else "
                                 "torch")
-            from albert.tasks.fill_mask import MAX_FILLERS  # (numpy only: fill-mask still starts without torch)
-
             t.add_argument("--max-fillers", type=int, default=MAX_FILLERS,
                            help="answers per text at most, counted as its [MASK]s × --top-k (each a rebuilt "
                                 "sentence); a text asking for more is refused before any work (default 10000)")

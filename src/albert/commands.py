@@ -161,12 +161,13 @@ class ResultLines:
         if out.exists():
             if not out.is_file():
                 raise InputError(f"{out} is not a regular file")
-            data = out.read_bytes()
-            whole = data[:data.rfind(b"\n") + 1]
-            if len(whole) != len(data):
-                with open(out, "r+b") as f:
-                    f.truncate(len(whole))
-            self.done = whole.count(b"\n")
+            whole = 0  # bytes up to the last newline; read in blocks (an output may hold gigabytes of vectors)
+            with open(out, "r+b") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    self.done += block.count(b"\n")
+                    if b"\n" in block:
+                        whole = f.tell() - len(block) + block.rfind(b"\n") + 1
+                f.truncate(whole)
         self.file = open(out, "a", encoding="utf-8")  # noqa: SIM115 (closed by __exit__)
 
     def write(self, result: Any) -> None:

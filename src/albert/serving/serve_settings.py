@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from albert.errors import InputError
-from albert.tasks.fill_mask import MAX_FILLERS
-from albert.tasks.registry import ALIASES, DEFAULT_MODEL, TASKS, get_task
+from albert.tasks.registry import ALIASES, DEFAULT_MODEL, MAX_FILLERS, TASKS, get_task
 
 
 def _flag(default: Any, help: str, **cli: Any) -> Any:

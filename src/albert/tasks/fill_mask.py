@@ -50,9 +50,6 @@ def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, m
     return results[0] if isinstance(inputs, str) else results
 
 
-MAX_FILLERS = 10_000  # fill-mask answers per request (server) or per text (CLI), as [MASK]s × top_k
-
-
 def check_fillers(tokenizer: AlbertTokenizer, texts: list[str], top_k: int, limit: int) -> None:
     """An InputError, before any work, when the texts' [MASK]s × top_k exceed `limit`: each filler is a sentence
     rebuilt and decoded, so a short request with many masks and a large top_k would otherwise hold the model's

@@ -127,6 +127,7 @@ class FinetuneKind:
 
 
 TOP_K_LIMIT = 1000
+MAX_FILLERS = 10_000  # fill-mask answers per request (server) or per text (CLI), as [MASK]s × top_k
 
 HEADS: dict[str, Head] = {h.architecture: h for h in (
     Head("AlbertModel", ("last_hidden_state", "pooler_output")),

@@ -183,11 +183,6 @@ class TokenFeatures(Featurizer):
         return rows
 
 
-def first_piece_words(pieces: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    """Tagged pieces (in order, with character offsets) → words: iter_first_piece_words, as a list."""
-    return list(iter_first_piece_words(pieces, text))
-
-
 def iter_first_piece_words(pieces: Iterable[dict[str, Any]], text: str) -> Iterator[dict[str, Any]]:
     """Tagged pieces (in order, with character offsets) → words, each with its first piece's tag and score and the
     span of its characters; `index` counts words from 1. A word starts after whitespace; a piece of whitespace alone
