@@ -146,3 +146,24 @@ def test_an_empty_second_text_is_still_a_pair(tokenizer: AlbertTokenizer, refere
     for text, pair in (("call me ishmael.", ""), ("", ""), ("a", " "), ("a b", "\t\n")):
         assert tokenizer(text, pair) == reference(text, pair), (text, pair)
     assert tokenizer(["a", "b"], ["", "c"])["input_ids"] == reference(["a", "b"], ["", "c"])["input_ids"]
+
+
+@pytest.mark.parametrize("name", ["tiny", "albert-small-en-embed"])
+def test_a_long_text_segments_every_word_as_alone(tokenizer: AlbertTokenizer, text_lines, name: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SentencePiece sums a text's piece scores in float32 from its start; on a long text the rounding outgrew the
+    margins of the vocabulary compiled from WordPiece (the embed model's) and a 40,000-character text segmented
+    words as no short text does. Texts are encoded in word-bounded parts: each word's pieces are its own, and the
+    ids and offsets are those of one part wherever one part's rounding does not matter (the tiny vocabulary)."""
+    from albert.tokenization import tokenizer as module
+
+    tok = tokenizer if name == "tiny" else AlbertTokenizer.from_pretrained(name)
+    text = " ".join(text_lines * max(1, 60_000 // len(" ".join(text_lines))))
+    words = text.split()
+    alone = [i for ids in tok.encode_pieces(words) for i in ids.ids]
+    plain, located = tok.encode_pieces([text])[0], tok.encode_pieces([text], with_offsets=True)[0]
+    assert plain.ids == alone and located.ids == alone
+    if name == "tiny":
+        monkeypatch.setattr(module.word_bounded_spans, "__defaults__", (10**9,))  # one part
+        assert tok.encode_pieces([text], with_offsets=True)[0].offsets == located.offsets
+        assert tok.encode_pieces([text])[0].ids == alone

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,14 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS.values()) + ")")
 # The digit-comma fix only concerns pieces like "▁92000," (see _fix_digit_comma).
 _DIGIT_COMMA_RE = re.compile(r"\d,$")
+_WORD_END_RE = re.compile(r"\S(?=\s)")
+# SentencePiece finds a text's best segmentation by summing its pieces' scores in float32 from the text's start, so on
+# a long text the sums grow until their rounding exceeds the margins between a word's segmentations (the vocabulary
+# compiled from WordPiece has margins of 0.0025: a 40,000-character text segmented words differently from the same
+# words in a short text). Texts are therefore encoded in parts of about this many characters, cut only where a word
+# ends before whitespace: no piece spans whitespace and every rule of `preprocess_text` is local to a word, so the
+# parts' pieces are each word's own.
+SPAN_CHARS = 1000
 
 @functools.cache
 def _strip_combining(text: str) -> str:
@@ -58,6 +66,20 @@ def _strip_combining(text: str) -> str:
     drop = {ord(c): None for c in set(text) if unicodedata.combining(c)}
     return text.translate(drop) if drop else text
 
+
+
+def word_bounded_spans(text: str, size: int = SPAN_CHARS) -> list[tuple[int, int]]:
+    """[start, end) parts of `text` that cover it, each about `size` characters, each cut after a word's last
+    character where whitespace follows (a text without such a place is one part)."""
+    spans, start = [], 0
+    while len(text) - start > size:
+        end = _WORD_END_RE.search(text, start + size - 1)
+        if end is None:
+            break
+        spans.append((start, end.end()))
+        start = end.end()
+    spans.append((start, len(text)))
+    return spans
 
 
 class AlbertTokenizer:
@@ -97,6 +119,7 @@ class AlbertTokenizer:
         self.all_special_ids = sorted(self.sp.piece_to_id(t) for t in SPECIAL_TOKENS.values())
         self.all_special_tokens = list(SPECIAL_TOKENS.values())
         self._special_by_text = {t: self.sp.piece_to_id(t) for t in SPECIAL_TOKENS.values()}
+        self._bare_underline = self.sp.piece_to_id(SPIECE_UNDERLINE)
         # Ids of pieces the digit-comma fix re-encodes: precomputed so the batch path can skip most texts.
         self._digit_comma_ids = frozenset(
             i for i in range(self.sp.get_piece_size())
@@ -305,8 +328,11 @@ class AlbertTokenizer:
                 plain_texts.append(self.preprocess_text(lowered))
         if plain_texts:
             threads = (os.cpu_count() or 1) if num_threads < 0 else num_threads
-            encoded = self.sp.encode(plain_texts, out_type=int, num_threads=threads)
-            for i, ids in zip(plain, encoded):
+            parts = [(i, text[a:b]) for i, text in zip(plain, plain_texts) for a, b in word_bounded_spans(text)]
+            joined: dict[int, list[int]] = {i: [] for i in plain}
+            for (i, _), ids in zip(parts, self.sp.encode([p for _, p in parts], out_type=int, num_threads=threads)):
+                joined[i].extend(ids)
+            for i, ids in joined.items():
                 if not self._digit_comma_ids.isdisjoint(ids):
                     ids = self._apply_digit_comma(ids)
                 results[i] = Encoded(ids, [])
@@ -332,13 +358,17 @@ class AlbertTokenizer:
                 ids.append(self._special_by_text[chunk])
                 offsets.append((start, start + len(chunk)))
             elif with_offsets:
-                enc = self._encode_chunk_with_offsets(chunk, start)
-                ids.extend(enc.ids)
-                offsets.extend(enc.offsets)
+                for a, b in word_bounded_spans(chunk):
+                    enc = self._encode_chunk_with_offsets(chunk[a:b], start + a)
+                    if a and enc.ids and enc.ids[0] == self._bare_underline and enc.offsets[0][0] == enc.offsets[0][1]:
+                        # a lone "▁" opening a later part: in the whole text its span is the whitespace it stands for
+                        enc.offsets[0] = (start + a, start + a + 1)
+                    ids.extend(enc.ids)
+                    offsets.extend(enc.offsets)
             else:
                 pre = self.preprocess_text(chunk)
-                if pre:
-                    ids.extend(self._apply_digit_comma(self.sp.encode(pre, out_type=int)))
+                for a, b in word_bounded_spans(pre):
+                    ids.extend(self._apply_digit_comma(self.sp.encode(pre[a:b], out_type=int)))
         if owner is not None and offsets:
             owner.append(len(original))
             offsets = [(owner[s], owner[e - 1] + 1 if e > s else owner[s]) for s, e in offsets]
