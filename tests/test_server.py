@@ -156,6 +156,42 @@ def test_batches_respect_count_and_token_budgets_and_big_requests_take_turns() -
     assert not any("h0" in c and "h1" in c for c in calls)  # 16 tokens never went together
 
 
+@pytest.mark.parametrize("task", ["token-classification", "question-answering"])
+def test_a_long_text_s_windows_take_turns_with_other_requests(with_head, task: str) -> None:
+    """A text of many windows runs a model call at a time (the pipeline's steps): a one-sentence request sent after
+    its first call is answered after at most one more of its calls, not after all of them; both answers are the
+    pipeline's."""
+    from albert.serving.batcher import BatchStats
+    from albert.serving.shapes import input_tokens
+    from albert.tasks.registry import get_task
+
+    pipe = albert.pipeline(task, model=with_head(task), precision="fp32")
+    limit = pipe.model.config.max_position_embeddings
+    text = " ".join(["ishmael sailed from nantucket to the sea."] * 1200)  # ~12 model calls of WINDOW_TOKENS
+    long_item: Any = text if task == "token-classification" else {"question": "who sailed?", "context": text}
+    short_item: Any = "call me ishmael." if task == "token-classification" else {"question": "who?",
+                                                                                 "context": "the whale ran."}
+    events: list[str] = []
+    futures: dict[str, Any] = {}
+
+    def on_batch(inputs: int, tokens: int) -> None:
+        events.append("call")
+        if "short" not in futures:  # sent once the long text is under way
+            futures["short"] = batcher.submit([short_item], {}, [input_tokens(pipe.tokenizer, get_task(task), short_item)])
+            futures["short"].add_done_callback(lambda _: events.append("short answered"))
+
+    batcher = Batcher(pipe, stats=BatchStats(on_batch=on_batch), steps=pipe.steps, steps_above=limit)
+    cost = input_tokens(pipe.tokenizer, get_task(task), long_item)
+    long = batcher.submit([long_item], {}, [cost])
+    long.add_done_callback(lambda _: events.append("long answered"))
+    assert same(long.result(60), pipe([long_item]))
+    assert same(futures["short"].result(60), pipe([short_item]))
+    batcher.close()
+    calls_before_short = events[:events.index("short answered")].count("call")
+    assert events.count("call") > 6 and calls_before_short <= 3, events  # the long one's first, at most one more,
+    assert events[-1] == "long answered"  # the short one's; then the long one's remaining calls
+
+
 @pytest.mark.parametrize(("payload", "status", "message"), [
     (b"{bad", 400, "invalid JSON"),
     ({"inputs": "no mask here"}, 400, "no [MASK]"),

@@ -23,7 +23,7 @@ from albert.modeling.heads import MODEL_CLASSES, AlbertForPreTraining, EarlyExit
 from albert.modeling.pretrained import AlbertPreTrainedModel
 from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer, with_passes
-from albert.tasks.batching import buckets, pad_batch
+from albert.tasks.batching import Steps, buckets, finish, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
@@ -197,36 +197,40 @@ class TokenClassificationPipeline(BatchedPipeline):
     task = TASKS["token-classification"]
 
     def __call__(self, inputs: str | list[str], aggregation_strategy: str = "first") -> Any:
-        if aggregation_strategy not in ("first", "simple", "none"):
-            raise InputError("aggregation_strategy must be 'first', 'simple' or 'none'")
         texts, single = _as_list(inputs)
-        labels = self.model.config.id2label or {}
-        out = []
-        for text in texts:
-            tags, scores, offsets = self._tag_pieces(text)
-            pieces: Iterator[dict[str, Any]] = (
-                {"entity": labels.get(int(t), str(int(t))), "score": float(sc), "index": i + 1, "start": int(st),
-                 "end": int(en)} for i, (t, sc, (st, en)) in enumerate(zip(tags, scores, offsets)))
-            if aggregation_strategy == "first":
-                pieces = iter_first_piece_words(pieces, text)
-            tagged = [dict(p, word=text[p["start"]:p["end"]]) for p in pieces
-                      if p["entity"] != "O" and p["end"] > p["start"]]
-            out.append(tagged if aggregation_strategy == "none" else group_entities(tagged, text))
+        out = [finish(self.steps(text, aggregation_strategy)) for text in texts]
         return out[0] if single else out
 
-    def _tag_pieces(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def steps(self, text: str, aggregation_strategy: str = "first") -> Steps[list[dict[str, Any]]]:
+        """One text's entities a model call at a time (albert.tasks.batching.Steps)."""
+        if aggregation_strategy not in ("first", "simple", "none"):
+            raise InputError("aggregation_strategy must be 'first', 'simple' or 'none'")
+        tags, scores, offsets = yield from self._tag_pieces(text)
+        labels = self.model.config.id2label or {}
+        pieces: Iterator[dict[str, Any]] = (
+            {"entity": labels.get(int(t), str(int(t))), "score": float(sc), "index": i + 1, "start": int(st),
+             "end": int(en)} for i, (t, sc, (st, en)) in enumerate(zip(tags, scores, offsets)))
+        if aggregation_strategy == "first":
+            pieces = iter_first_piece_words(pieces, text)
+        tagged = [dict(p, word=text[p["start"]:p["end"]]) for p in pieces if p["entity"] != "O" and p["end"] > p["start"]]
+        return tagged if aggregation_strategy == "none" else group_entities(tagged, text)
+
+    def _tag_pieces(self, text: str) -> Steps[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(tag id, score, (start, end)) of each piece of `text`, as arrays. A text longer than the model reads is
         tagged in overlapping windows (half a window apart; no entity past the limit is lost), each piece taking
-        its tag from the window where it has the most context on both sides. The windows go through the model a
-        batch at a time and leave only their best tags behind, so memory follows the text's pieces (a few bytes
-        each), not its windows' outputs."""
+        its tag from the window where it has the most context on both sides. The text is tokenized in parts and
+        its windows go through the model WINDOW_TOKENS at a time, each a step, leaving only their best tags
+        behind: memory follows the text's pieces (a few bytes each), not its windows' outputs."""
         limit = self.model.config.max_position_embeddings
         room = limit - 2
         step = room - room // 2
-        encoded = self.tokenizer.encode_pieces([text], with_offsets=True)[0]
-        ids = np.asarray(encoded.ids, dtype=np.int64)
-        offsets = np.asarray(encoded.offsets, dtype=np.int64).reshape(-1, 2)
-        del encoded
+        id_parts, offset_parts = [], []
+        for part in self.tokenizer.encode_parts(text):
+            id_parts.append(np.asarray(part.ids, dtype=np.int64))
+            offset_parts.append(np.asarray(part.offsets, dtype=np.int64).reshape(-1, 2))
+            yield 0
+        ids, offsets = np.concatenate(id_parts), np.concatenate(offset_parts)
+        del id_parts, offset_parts
         n = len(ids)
         context = np.full(n, -1, dtype=np.int64)
         tags, scores = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.float32)
@@ -246,6 +250,7 @@ class TokenClassificationPipeline(BatchedPipeline):
                 context[s:s + count][better] = here[better]
                 tags[s:s + count][better] = pred.numpy()[better]
                 scores[s:s + count][better] = score.numpy()[better]
+            yield sum(len(r["input_ids"]) for r in rows)
         return tags, scores, offsets
 
 
@@ -257,8 +262,6 @@ class QuestionAnsweringPipeline(Pipeline):
     def __call__(self, question: str | list[dict[str, str]] | None = None, context: str | None = None,
                  max_answer_length: int = 30, doc_stride: int = 128, max_seq_length: int = 384,
                  handle_impossible_answer: bool = False) -> Any:
-        from albert.modeling.heads import AlbertForQuestionAnsweringWithAnswerability
-
         if isinstance(question, list):
             items = question
         elif question is not None and context is not None:
@@ -266,12 +269,28 @@ class QuestionAnsweringPipeline(Pipeline):
         else:
             raise InputError("pass question= and context=, or a list of {question, context}")
         examples = [QAExample(str(i), x["question"], x["context"], [], [], f"input {i}") for i, x in enumerate(items)]
-        features = QAFeatures(self.tokenizer, min(max_seq_length, self.model.config.max_position_embeddings),
-                              doc_stride=doc_stride, max_answer_length=max_answer_length,
-                              answerability_head=isinstance(self.model, AlbertForQuestionAnsweringWithAnswerability))
+        features = self._features(max_answer_length, doc_stride, max_seq_length)
         out = [a.decided(handle_impossible_answer).output()
                for a in features.predict_answers(self.model, examples, self.device)]
         return out[0] if len(out) == 1 and not isinstance(question, list) else out
+
+    def steps(self, item: dict[str, str], max_answer_length: int = 30, doc_stride: int = 128,
+              max_seq_length: int = 384, handle_impossible_answer: bool = False) -> Steps[dict[str, Any]]:
+        """One {question, context}'s answer a model call at a time (albert.tasks.batching.Steps)."""
+        example = QAExample("0", item["question"], item["context"], [], [], "input 0")
+        features = self._features(max_answer_length, doc_stride, max_seq_length, stepwise=True)
+        answers = yield from features.answer_steps(self.model, [example], self.device)
+        return answers[0].decided(handle_impossible_answer).output()
+
+    def _features(self, max_answer_length: int, doc_stride: int, max_seq_length: int,
+                  stepwise: bool = False) -> QAFeatures:
+        """Stepwise: a model call per WINDOW_TOKENS (each a step others may come between), else 32 windows."""
+        from albert.modeling.heads import AlbertForQuestionAnsweringWithAnswerability
+
+        length = min(max_seq_length, self.model.config.max_position_embeddings)
+        return QAFeatures(self.tokenizer, length, eval_batch_size=max(1, WINDOW_TOKENS // length) if stepwise else 32,
+                          doc_stride=doc_stride, max_answer_length=max_answer_length,
+                          answerability_head=isinstance(self.model, AlbertForQuestionAnsweringWithAnswerability))
 
 
 class MultipleChoicePipeline(Pipeline):

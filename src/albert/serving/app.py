@@ -60,7 +60,10 @@ def build_app(pipe: Any, task_name: str, settings: ServeSettings, info: dict[str
     task = get_task(task_name)
     metrics = Metrics()
     stats = BatchStats(on_batch=metrics.batch)
-    batcher = Batcher(pipe, settings.max_batch, settings.max_batch_tokens, stats)
+    # a long input of a task that reads windows runs a model call at a time, between other requests' batches
+    steps = getattr(pipe, "steps", None) if task.windows else None
+    batcher = Batcher(pipe, settings.max_batch, settings.max_batch_tokens, stats, steps,
+                      pipe.model.config.max_position_embeddings)
     details = {"task": task.name, "route": task.route, **(info or {}), "pid": os.getpid()}
     served = Served(pipe, task, settings, batcher, stats, metrics, Shutdown(settings.grace), details, schemas(task))
     app = FastAPI(title=f"albert: {task.name}", version=version(), description=description(task, settings),

@@ -6,6 +6,10 @@ inputs or `max_batch_tokens` tokens. So concurrent requests share forward passes
 inputs is answered in many batches that take turns with the others: a one-sentence request sent meanwhile
 waits for about one batch, not for the whole big request. No request waits for a batch to fill.
 
+An input too long for one model call (a long text of a task that reads windows: `tag`, `answer`) is run as
+steps instead (the pipeline's `steps`, albert.tasks.batching.Steps): one model call of its windows per turn, its
+request going to the back of the line after each, so a one-sentence request waits for one step, not for the text.
+
 A batch that fails is re-run request by request, so one bad input fails only its own request.
 """
 
@@ -15,7 +19,7 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +38,7 @@ class _Request:
     results: list[Any] = field(default_factory=list)
     answered: int = 0
     failed: bool = False
+    job: tuple[int, Generator[int, None, Any]] | None = None  # (input index, its steps) of a long input under way
 
     def __post_init__(self) -> None:
         self.order = sorted(range(len(self.items)), key=self.costs.__getitem__)
@@ -63,8 +68,11 @@ class Batcher:
     """Runs `run(items, **parameters)` on one thread over the inputs of all waiting requests."""
 
     def __init__(self, run: Callable[..., list[Any]], max_batch: int = 64, max_batch_tokens: int = 16384,
-                 stats: BatchStats | None = None) -> None:
+                 stats: BatchStats | None = None, steps: Callable[..., Generator[int, None, Any]] | None = None,
+                 steps_above: int = 0) -> None:
+        """`steps(item, **parameters)`: run an input of more than `steps_above` tokens a model call at a time."""
         self.run = run
+        self.steps, self.steps_above = steps, steps_above
         self.max_batch = max_batch
         self.max_batch_tokens = max_batch_tokens
         self.stats = stats or BatchStats()
@@ -118,19 +126,58 @@ class Batcher:
                     self._cond.wait()
                 if not self._requests:
                     return
-                batch = self._take()
-            self._answer(batch)
+                stepped = self._take_step()
+                batch = [] if stepped else self._take()
+            if stepped:
+                self._step(stepped)
+            else:
+                self._answer(batch)
+
+    def _long(self, r: _Request) -> bool:
+        """Whether `r`'s next input runs as steps (its inputs are in length order: so do all after it)."""
+        return self.steps is not None and r.costs[r.order[r.next]] > self.steps_above
+
+    def _take_step(self) -> _Request | None:
+        """The first request in line if its turn is a step of a long input (it goes to the back of the line)."""
+        r = self._requests[0]
+        if r.job is None and not (r.waiting and self._long(r)):
+            return None
+        self._requests.rotate(-1)
+        if r.job is None:
+            index = r.order[r.next]
+            r.next += 1
+            r.job = (index, self.steps(r.items[index], **r.parameters))  # type: ignore[misc]
+        return r
+
+    def _step(self, r: _Request) -> None:
+        """One model call of `r`'s long input; its answer when that was the last."""
+        index, steps = r.job  # type: ignore[misc]
+        try:
+            tokens = next(steps)
+        except StopIteration as done:
+            with self._cond:
+                r.job = None
+                if not r.waiting and r in self._requests:
+                    self._requests.remove(r)
+            self.stats.inputs += 1
+            self._record([(r, index)], [done.value])
+            return
+        except Exception as e:  # noqa: BLE001 - the request's own failure
+            self._fail(r, e)
+            return
+        if tokens:  # a model call (0: other work, such as a part of the text's tokenization)
+            self._count(0, tokens)
 
     def _take(self) -> list[tuple[_Request, int]]:
         """(request, input index) pairs of the next model call, taken in turn round the waiting requests."""
         key = self._requests[0].key
-        ring = [r for r in self._requests if r.key == key]
+        ring = [r for r in self._requests if r.key == key and r.job is None]
         batch: list[tuple[_Request, int]] = []
         tokens = 0
         while len(batch) < self.max_batch:
             took = False
             for r in ring:
-                if r.waiting == 0 or len(batch) >= self.max_batch:
+                if r.waiting == 0 or len(batch) >= self.max_batch or self._long(r):
                     continue
                 index = r.order[r.next]
                 cost = r.costs[index]
@@ -146,7 +193,7 @@ class Batcher:
         # those that waited
         served = {id(r) for r, _ in batch}
         rest = [r for r in self._requests if id(r) not in served]
-        self._requests = deque(rest + [r for r in self._requests if id(r) in served and r.waiting])
+        self._requests = deque(rest + [r for r in self._requests if id(r) in served and (r.waiting or r.job)])
         return batch
 
     def _answer(self, batch: list[tuple[_Request, int]]) -> None:
@@ -162,6 +209,9 @@ class Batcher:
                 return
             self._fail(requests[0], e)
             return
+        self._record(batch, results)
+
+    def _record(self, batch: list[tuple[_Request, int]], results: list[Any]) -> None:
         for (r, i), result in zip(batch, results):
             if not r.failed:
                 r.results[i] = result
@@ -173,12 +223,15 @@ class Batcher:
 
     def _call(self, parameters: dict[str, Any], items: list[Any], tokens: int) -> list[Any]:
         results = self.run(items, **parameters)
+        self._count(len(items), tokens)
+        return results
+
+    def _count(self, inputs: int, tokens: int) -> None:
         self.stats.batches += 1
-        self.stats.inputs += len(items)
+        self.stats.inputs += inputs
         self.stats.tokens += tokens
         if self.stats.on_batch is not None:
-            self.stats.on_batch(len(items), tokens)
-        return results
+            self.stats.on_batch(inputs, tokens)
 
     def _fail(self, request: _Request, error: Exception) -> None:
         request.failed = True

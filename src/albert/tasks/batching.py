@@ -5,6 +5,26 @@ Imports neither torch nor the model code.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import TypeVar
+
+R = TypeVar("R")
+
+# A computation made one model call at a time: each `yield` hands back the tokens of the call just made (0 after other
+# work, such as a part of a long text's tokenization), and its return value is the answer. The server's model thread
+# runs a long text's steps between other requests' batches (albert.serving.batcher); every other caller runs them
+# to the end with `finish`.
+Steps = Generator[int, None, R]
+
+
+def finish(steps: Steps[R]) -> R:
+    """The answer of `steps`, run to the end at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
 
 def pad_batch(ids: list[list[int]], types: list[list[int]], pad_id: int) -> dict[str, list[list[int]]]:
     """Rows padded on the right to the longest: input_ids, token_type_ids and the attention_mask over them."""

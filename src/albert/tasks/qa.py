@@ -22,6 +22,7 @@ from albert.errors import DataError
 from albert.io.files import base_suffix, expect, field_of, iter_records, read_json
 from albert.tasks import metrics
 from albert.tasks.base import Featurizer
+from albert.tasks.batching import Steps, finish
 from albert.tokenization.tokenizer import AlbertTokenizer
 
 
@@ -195,7 +196,14 @@ class QAFeatures(Featurizer):
     def predict_answers(self, model: nn.Module, examples: list[QAExample], device: torch.device,
                         dtype: torch.dtype | None = None) -> list[Answer]:
         """Best span per question (n-best over all its windows) and its no-answer score."""
+        return finish(self.answer_steps(model, examples, device, dtype))
+
+    def answer_steps(self, model: nn.Module, examples: list[QAExample], device: torch.device,
+                     dtype: torch.dtype | None = None) -> Steps[list[Answer]]:
+        """`predict_answers` a model call at a time (albert.tasks.batching.Steps): a long context's windows are
+        batches that other work may come between."""
         feats = self.featurize(examples)
+        yield 0
         best: dict[int, tuple[float, int, int, float]] = {}  # span score, char start, char end, probability
         null: dict[int, float] = {}  # per question, the lowest "no answer" score over its windows
         for idx, out in self.batched_outputs(model, feats, device, dtype):
@@ -209,6 +217,7 @@ class QAFeatures(Featurizer):
                         continue
                     if n not in best or score > best[n][0]:
                         best[n] = (score, f["offsets"][i][0], f["offsets"][j][1], prob)
+            yield sum(len(f["input_ids"]) for f in batch_feats)
         answers = []
         for n, e in enumerate(examples):
             score, a, b, prob = best.get(n, (-np.inf, 0, 0, 0.0))

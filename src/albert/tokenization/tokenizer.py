@@ -312,6 +312,21 @@ class AlbertTokenizer:
                 offsets.append(span)
         return Encoded(ids, offsets)
 
+    def _opening_space(self, enc: Encoded, start: int, later: bool) -> Encoded:
+        """A part that starts at `start`: a lone "▁" opening a later part spans the whitespace it stands for, as it
+        does inside the whole text (the part's own encoding, having stripped that whitespace, gives it no span)."""
+        if later and enc.ids and enc.ids[0] == self._bare_underline and enc.offsets[0][0] == enc.offsets[0][1]:
+            enc.offsets[0] = (start, start + 1)
+        return enc
+
+    def encode_parts(self, text: str, part_chars: int = 1 << 16) -> Iterator[Encoded]:
+        """`encode_pieces([text], with_offsets=True)[0]` in word-bounded parts of about `part_chars` characters,
+        offsets in `text`: the caller of a long text works between parts (the server's model thread answers other
+        requests) and holds no list of a million offset pairs."""
+        for a, b in word_bounded_spans(text, part_chars):
+            enc = self.encode_pieces([text[a:b]], with_offsets=True)[0]
+            yield self._opening_space(Encoded(enc.ids, [(s + a, e + a) for s, e in enc.offsets]), a, a > 0)
+
     def encode_pieces(self, texts: Sequence[str], with_offsets: bool = False, num_threads: int = -1) -> list[Encoded]:
         """Token ids (no special tokens added) for each text, the fast batch path unless offsets are asked."""
         results: list[Encoded | None] = [None] * len(texts)
@@ -359,10 +374,7 @@ class AlbertTokenizer:
                 offsets.append((start, start + len(chunk)))
             elif with_offsets:
                 for a, b in word_bounded_spans(chunk):
-                    enc = self._encode_chunk_with_offsets(chunk[a:b], start + a)
-                    if a and enc.ids and enc.ids[0] == self._bare_underline and enc.offsets[0][0] == enc.offsets[0][1]:
-                        # a lone "▁" opening a later part: in the whole text its span is the whitespace it stands for
-                        enc.offsets[0] = (start + a, start + a + 1)
+                    enc = self._opening_space(self._encode_chunk_with_offsets(chunk[a:b], start + a), start + a, a > 0)
                     ids.extend(enc.ids)
                     offsets.extend(enc.offsets)
             else:
