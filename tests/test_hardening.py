@@ -389,6 +389,25 @@ def test_a_settings_file_albert_cannot_read_is_one_line(tmp_path: Path, capsys: 
     assert not pwned.exists()
 
 
+@pytest.mark.parametrize("key,value,says", [
+    ("max_steps", ".nan", "max_steps must be an integer"), ("eval_every", ".inf", "eval_every must be an integer"),
+    ("save_every", "2.5", "save_every must be an integer"), ("batch_size", "4294967296", "at most 2,147,483,647"),
+    ("num_threads", "100000", "num_threads must be at most 1,024"), ("beta2", "1.5", "beta2 must be in [0, 1)"),
+    ("warmup_steps", "-3", "warmup_steps must be >= 0"), ("learning_rate", ".nan", "finite"),
+])
+def test_every_numeric_setting_is_checked_with_its_type_and_range(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   prepared_data: Path, key: str, value: str,
+                                                                   says: str) -> None:
+    """The same rule from a YAML file and from the command line: one line, exit 2 (NaN and infinity in an integer
+    setting traced back; a count past 32 bits or a thread count in the billions went on to fail far away)."""
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"{key}: {value}\n", encoding="utf-8")
+    code, err = run_cli(["pretrain", "--config", str(config), "--data", str(prepared_data)], capsys)
+    assert says in one_line_error(code, err)
+    code, err = run_cli(["pretrain", "--data", str(prepared_data), f"--{key}", value], capsys)
+    assert says in one_line_error(code, err)
+
+
 def test_input_files_are_refused_by_type_before_they_are_opened(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A FIFO (which would block), a device (which never ends), a symlink loop and a directory given as --file or

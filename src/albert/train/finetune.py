@@ -60,6 +60,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# passes over the training data at most: more is a typo (or a run that would never end), not a schedule
+MAX_EPOCHS = 10_000
+
 # the seed of the pairs cut from a text file (sentence order): fine-tuning, evaluate and predict cut the same pairs
 ORDER_PAIRS_SEED = 20191026
 
@@ -108,8 +111,8 @@ class FinetuneSettings(TrainSettings):
             self.model = DEFAULT_MODEL if self.task == "sentence-order" else EMBED_MODEL
         if not self.train or not self.out:
             raise ConfigError("finetune needs --train FILE and --out DIR")
-        if self.max_steps < 0 or self.epochs <= 0:
-            raise ConfigError("max_steps must be >= 0 and epochs > 0")
+        if self.max_steps < 0 or not 0 < self.epochs <= MAX_EPOCHS:
+            raise ConfigError(f"max_steps must be >= 0 and epochs in (0, {MAX_EPOCHS:,}]; got {self.epochs:.3g} epochs")
         if self.answerability_head and self.task not in ("qa", "qa-v2"):
             raise ConfigError("answerability_head is a question-answering head (task qa or qa-v2)")
         if self.early_exit and self.task not in EARLY_EXIT_TASKS:

@@ -19,15 +19,20 @@ S = TypeVar("S")
 
 
 
-def setting(default: Any, help: str) -> Any:
-    """A settings field with its one line of meaning beside it (`--help` shows it). A dataclass default is a group
-    of settings of its own (`--group.name value`)."""
+# the largest integer setting: counts of steps, texts and tokens fit far below it, and it keeps every one of them a
+# 32-bit integer wherever numpy, torch or a thread pool takes it
+MAX_INTEGER_SETTING = 2**31 - 1
+
+
+def setting(default: Any, help: str, at_most: int = MAX_INTEGER_SETTING) -> Any:
+    """A settings field with its one line of meaning beside it (`--help` shows it); `at_most`: an integer setting's
+    bound. A dataclass default is a group of settings of its own (`--group.name value`)."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
     if dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: dataclasses.replace(default),  # type: ignore[type-var]
                                  metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help, "at_most": at_most})
 
 
 @dataclass
@@ -60,7 +65,7 @@ class TrainSettings:
                                                          "auto: bf16 where the device has bf16 matrix units (GPUs, "
                                                          "AMX/AVX512-BF16 CPUs), else fp32")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
-    num_threads: int = setting(0, "CPU threads for torch; 0: torch's default")
+    num_threads: int = setting(0, "CPU threads for torch; 0: torch's default", at_most=1024)
     logger: Literal["jsonl", "tensorboard"] = setting("jsonl",
                                                       "jsonl: metrics.jsonl only; tensorboard: also TensorBoard event "
                                                       "files in RUN_DIR/tensorboard")
@@ -92,6 +97,9 @@ class TrainSettings:
             raise ConfigError(f"micro_batch_size must be >= 0, got {self.micro_batch_size}")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        for name in ("beta1", "beta2"):  # decays of the optimizer's moments: 1 or more never forgets, or grows
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name):.3g}")
 
     @property
     def total_warmup(self) -> int:
@@ -150,6 +158,9 @@ def check_numbers(settings: Any) -> None:
             raise ConfigError(f"{f.name} must be a finite number, got {value}")
         if value < 0:
             raise ConfigError(f"{f.name} must be >= 0, got {value}")
+        at_most = f.metadata.get("at_most", MAX_INTEGER_SETTING)
+        if isinstance(value, int) and value > at_most:
+            raise ConfigError(f"{f.name} must be at most {at_most:,}, got {value:.3g}")
 
 
 def _coerce(value: Any, tp: Any, name: str) -> Any:
@@ -172,11 +183,13 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ConfigError(f"{name} must be an integer; got {value!r}")
+        if isinstance(value, int):
+            return value
         try:
             f = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be an integer; got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise ConfigError(f"{name} must be an integer; got {value!r}")
         return int(f)
     if tp is float:
