@@ -994,7 +994,7 @@ def test_fill_mask_on_the_command_line_has_the_server_s_work_limit(tiny_model: P
     refuses the same request); a file of many ordinary texts is not (the limit is per text)."""
     code, err = run_cli(["fill-mask", "--model", str(tiny_model), "--top-k", "200", "the " + "[MASK] " * 5000],
                         capsys)
-    assert "5,000 [MASK]s × --top-k 200 = 1,000,000 answers; at most 10,000" in one_line_error(code, err)
+    assert "input 1 asks for 5,000 [MASK]s × top_k 200 = 1,000,000 fillers; at most 10,000" in one_line_error(code, err)
     code, err = run_cli(["fill-mask", "--model", str(tiny_model), "--max-fillers", "0", "a [MASK]"], capsys)
     assert "--max-fillers must be >= 1" in one_line_error(code, err)
     many = tmp_path / "many.txt"

@@ -274,17 +274,12 @@ def run_predict(a: argparse.Namespace) -> None:
 # ----- inference -----
 def _fill_mask(a: argparse.Namespace, texts: list[str], kwargs: dict[str, Any], out: ResultLines) -> None:
     """fill-mask's engines (ONNX Runtime starts without torch) and its human-readable output."""
-    from albert.errors import InputError
     from albert.inference.fast_fill_mask import load_fill_mask
+    from albert.tasks.fill_mask import check_fillers
 
-    if a.max_fillers < 1:
-        raise InputError(f"--max-fillers must be >= 1, got {a.max_fillers}")
-    fm = load_fill_mask(a.model, a.engine, a.device, a.precision, a.compile)
     for n, text in enumerate(texts, 1):  # each text's answers, counted before any work (the server's rule)
-        masks = text.count("[MASK]")
-        if masks * kwargs["top_k"] > a.max_fillers:
-            raise InputError(f"input {n} asks for {masks:,} [MASK]s × --top-k {kwargs['top_k']:,} = "
-                             f"{masks * kwargs['top_k']:,} answers; at most {a.max_fillers:,} per text (--max-fillers)")
+        check_fillers([text], kwargs["top_k"], a.max_fillers, f"input {n}")
+    fm = load_fill_mask(a.model, a.engine, a.device, a.precision, a.compile)
     for text, result in zip(texts[out.done:], stream(fm, texts, out.done, **kwargs)):
         if a.json or out.file is not sys.stdout:  # a file gets JSON lines
             out.write(result)

@@ -199,7 +199,7 @@ def _add_task_routes(app: Any, served: Served) -> None:
         shape.check_lengths(payload, lengths, limit)
         if task.fills_masks:  # its answers multiply: [MASK]s × top_k rebuilt sentences
             texts = [x if isinstance(x, str) else x["text"] for x in items]
-            check_fillers(pipe.tokenizer, texts, {**defaults(task), **parameters}["top_k"], settings.max_fillers)
+            check_fillers(texts, {**defaults(task), **parameters}["top_k"], settings.max_fillers)
         # what goes through the model: windows for tasks that read long texts in windows, else the truncated text
         costs = lengths if task.windows else [min(c, limit) for c in lengths]
         metrics.queue.set(batcher.queued_inputs + len(items))

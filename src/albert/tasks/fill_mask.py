@@ -50,14 +50,18 @@ def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, m
     return results[0] if isinstance(inputs, str) else results
 
 
-def check_fillers(tokenizer: AlbertTokenizer, texts: list[str], top_k: int, limit: int) -> None:
-    """An InputError, before any work, when the texts' [MASK]s × top_k exceed `limit`: each filler is a sentence
-    rebuilt and decoded, so a short request with many masks and a large top_k would otherwise hold the model's
-    thread for seconds and answer megabytes."""
-    masks = sum(e.ids.count(tokenizer.mask_token_id) for e in tokenizer.encode_pieces(texts))
+def check_fillers(texts: list[str], top_k: int, limit: int, who: str = "") -> None:
+    """An InputError, before any work, when the texts' [MASK]s × top_k exceed `limit` (the server: a request's
+    texts together; the CLI: each text alone, `who` naming it): each filler is a sentence rebuilt and decoded, so a
+    short request with many masks and a large top_k would otherwise hold the model's thread for seconds and answer
+    megabytes. A [MASK] is the exact string (a lowercased "[mask]" is text), as the tokenizer reads it."""
+    if limit < 1:
+        raise InputError(f"--max-fillers must be >= 1, got {limit}")
+    masks = sum(text.count("[MASK]") for text in texts)
     if masks * top_k > limit:
-        raise InputError(f"{'one text' if len(texts) == 1 else 'the request'} asks for {masks:,} [MASK]s × top_k "
-                         f"{top_k:,} = {masks * top_k:,} fillers; at most {limit:,} (--max-fillers)")
+        who = who or ("one text" if len(texts) == 1 else "the request")
+        raise InputError(f"{who} asks for {masks:,} [MASK]s × top_k {top_k:,} = {masks * top_k:,} fillers; at most "
+                         f"{limit:,} (--max-fillers)")
 
 
 def _fillers(tok: AlbertTokenizer, ids: list[int], positions: list[int], logits: np.ndarray, top_k: int) -> Any:
