@@ -188,7 +188,7 @@ def test_non_finite_outputs_are_an_error_never_nan(tiny_model: Path, tmp_path: P
     shutil.copytree(tiny_model, bad)
     state = load_file(str(bad / "model.safetensors"))
     key = next(k for k in state if k.endswith("LayerNorm.weight"))
-    state[key] = torch.full_like(state[key], float("nan"))
+    state[key] = torch.full_like(state[key], 3e38)  # finite weights (NaN ones are refused on reading) that overflow
     save_file(state, str(bad / "model.safetensors"))
     (bad / "model.onnx").unlink(missing_ok=True)
     for args in (["fill-mask", "--model", str(bad), "--json", "the [MASK] sea"], ["embed", "--model", str(bad), "x"],
@@ -406,6 +406,24 @@ def test_every_numeric_setting_is_checked_with_its_type_and_range(tmp_path: Path
     assert says in one_line_error(code, err)
     code, err = run_cli(["pretrain", "--data", str(prepared_data), f"--{key}", value], capsys)
     assert says in one_line_error(code, err)
+
+
+def test_a_model_whose_weights_hold_nan_is_refused_in_one_line(tiny_model: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """One reader for every model directory (albert's own, a teacher, a BERT): a NaN weight would be NaN in every
+    answer; it is refused naming the weight."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "nan-model"
+    shutil.copytree(tiny_model, bad)
+    state = load_file(bad / "model.safetensors")
+    name = next(k for k in state if "word_embeddings" in k)
+    state[name][3, 0] = float("nan")
+    save_file(state, bad / "model.safetensors")
+    code, err = run_cli(["embed", "--model", str(bad), "call me ishmael."], capsys)
+    assert "word_embeddings.weight holds NaN or infinite values" in one_line_error(code, err)
 
 
 def test_input_files_are_refused_by_type_before_they_are_opened(tmp_path: Path,

@@ -39,7 +39,7 @@ from albert.errors import CheckpointError
 from albert.io.files import read_model_json
 from albert.io.output_dirs import check_new_output, claim_output
 from albert.modeling.config import AlbertConfig, check_fits_memory
-from albert.modeling.pretrained import check_weight_dtypes, read_state_dict
+from albert.modeling.pretrained import check_weights, read_state_dict
 from albert.tokenization.wordpiece import (
     BERT_SPECIALS,
     lowercases,
@@ -127,10 +127,7 @@ def read_bert(source: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise CheckpointError(f"{source}: not a directory (a BERT directory has config.json and its weights)")
     config = check_bert_config(read_model_json(source / "config.json"), source / "config.json")
     weights = {k: v for k, v in read_state_dict(source).items() if not _IGNORED.search(k)}  # (int64 buffers)
-    check_weight_dtypes(weights, str(source))
-    for name, tensor in weights.items():
-        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source}: weight {name} holds NaN or infinite values; refused")
+    check_weights(weights, str(source))
     return config, {k.removeprefix("bert."): v for k, v in weights.items()}
 
 

@@ -165,15 +165,18 @@ def _shards(directory: Path) -> list[Path]:
     return shards
 
 
-def check_weight_dtypes(state: dict[str, torch.Tensor], source: str) -> None:
-    """Every weight a floating-point tensor: integer weights (int8 quantized by another tool, say) would load
-    as their raw integers and answer nonsense."""
+def check_weights(state: dict[str, torch.Tensor], source: str) -> None:
+    """Every weight a floating-point tensor (integer weights, int8 quantized by another tool say, would load as
+    their raw integers and answer nonsense) and finite (a NaN in one weight is NaN in every answer)."""
     wrong = [(k, v.dtype) for k, v in state.items() if not v.is_floating_point()]
     if wrong:
         more = f" and {len(wrong) - 1:,} more" if len(wrong) > 1 else ""
         raise CheckpointError(f"{source}: weight {wrong[0][0]} is {str(wrong[0][1]).removeprefix('torch.')}{more}; "
                               "albert reads floating-point weights (fp32, fp16, bf16) and quantizes itself "
                               "(--precision int8)")
+    for name, tensor in state.items():
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: weight {name} holds NaN or infinite values; refused")
 
 
 def adapt_keys(state: dict[str, torch.Tensor], prefix: str, expected: set[str]) -> dict[str, torch.Tensor]:
@@ -258,7 +261,7 @@ def load_state_into(model: AlbertPreTrainedModel, state: dict[str, torch.Tensor]
         more = ", ..." if len(refused) > 3 else ""
         raise CheckpointError(f"{source} has no weights for {type(model).__name__}'s {', '.join(refused[:3])}{more}: "
                               f"not trained for this task (fine-tune it with `albert finetune`)")
-    check_weight_dtypes({k: state[k] for k in expected & set(state)}, source)
+    check_weights({k: state[k] for k in expected & set(state)}, source)
     for key in expected & set(state):
         if tuple(state[key].shape) != tuple(own[key].shape):
             raise CheckpointError(f"shape mismatch for {key}: checkpoint {tuple(state[key].shape)}, "
