@@ -128,7 +128,8 @@ def server_run(model: Path, text: str, precision: str) -> dict[str, Any]:
             time.sleep(0.2)
         worker.join()
         return {"idle_peak_rss_mb": round(idle), "peak_rss_mb": round(vm_hwm_mb(proc.pid)),
-                "sentence_waits": len(waits), "sentence_median_s": round(statistics.median(waits), 3) if waits else None,
+                "sentence_waits": len(waits),
+                "sentence_median_s": round(statistics.median(waits), 3) if waits else None,
                 "sentence_max_s": round(max(waits), 3) if waits else None,
                 "long_seconds": round(result["long_seconds"], 1), "long_entities": result["long_entities"]}
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import socket
 import subprocess
@@ -105,7 +104,8 @@ def main() -> None:
             "outcomes": {k: outcome.count(k) for k in sorted(set(outcome))},
             "idle_rss_mb": idle, "stalled_rss_mb": stalled_rss, "peak_rss_mb": vm(proc.pid, "VmHWM"),
             "rss_over_idle_mb": stalled_rss - idle,
-            "sentence_idle_s": round(idle_latency, 3), "sentence_behind_stalled_s": sorted(round(x, 3) for x in latencies)}
+            "sentence_idle_s": round(idle_latency, 3),
+            "sentence_behind_stalled_s": sorted(round(x, 3) for x in latencies)}
         hold.set()
     finally:
         proc.terminate()

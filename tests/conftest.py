@@ -191,7 +191,8 @@ class ToyModels(Mapping[str, tuple[Path, Path]]):
 
     def _finetune(self, directory: Path, kind: str, rows: Callable[[random.Random], list[dict[str, Any]]],
                   learning_rate: float, steps: int) -> None:
-        from albert.train.finetune import FinetuneSettings, finetune
+        from albert.train.finetune import finetune
+        from albert.train.finetune_settings import FinetuneSettings
 
         train, dev = toy.write_split(rows(random.Random(0)), directory / "data", dev=60)
         finetune(FinetuneSettings(task=kind, train=str(train), dev=str(dev), model=str(self.tiny_model),

@@ -85,7 +85,8 @@ def test_fill_mask_bf16_and_int8_agree_with_fp32(mlm) -> None:
 @pytest.mark.slow  # covered in lines by test_heads' fine-tuned classifier in bf16 and int8; the guard on the real
 # model stays in the default run as test_fill_mask_bf16_and_int8_agree_with_fp32 (the same kernels)
 def test_classification_bf16_and_int8_agree_with_fp32(tmp_path: Path) -> None:
-    from albert.train.finetune import FinetuneSettings, finetune
+    from albert.train.finetune import finetune
+    from albert.train.finetune_settings import FinetuneSettings
 
     lines = [x for x in (FIX / "public_domain.txt").read_text(encoding="utf-8").splitlines() if len(x) > 40]
     split = next(i for i, x in enumerate(lines) if x.startswith("Fellow-Citizens"))

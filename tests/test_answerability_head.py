@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from albert import AlbertConfig, AlbertForQuestionAnsweringWithAnswerability, pipeline
 from albert.errors import ConfigError
-from albert.train.finetune import FinetuneSettings, evaluate_dir, finetune, predict_dir
+from albert.train.finetune import evaluate_dir, finetune, predict_dir
+from albert.train.finetune_settings import FinetuneSettings
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -312,13 +312,15 @@ def test_a_student_made_ready_for_finetuning_keeps_its_vectors(tiny_model: Path,
 def test_distill_settings_are_grouped_by_kind_and_the_flat_names_still_work(tmp_path: Path) -> None:
     """A kind's settings live in its group (`vectors`, `soft`), given as --group.name, a YAML mapping, or the flat
     name of before; each failed check says its own setting; a run directory saved flat still resumes."""
+    from albert.cli import parse_command_line
+    from albert.commands import given_settings
     from albert.train.loop import check_resumable
-    from albert.train.settings import load_settings, parse_overrides, save_settings
+    from albert.train.settings import load_settings, save_settings
 
     base = {"teacher": "t", "student": "s", "data": ["d.txt"], "out": "o"}
     flat = build_settings(DistillSettings, {**base, "max_texts": 3900, "temperature": 0.1})
-    dotted = build_settings(DistillSettings, {**base, **parse_overrides(["--vectors.max_texts", "3900",
-                                                                         "--vectors.temperature", "0.1"])})
+    given = given_settings(parse_command_line(["distill", "--vectors.max_texts", "3900", "--temperature", "0.1"]))
+    dotted = build_settings(DistillSettings, {**base, **given})
     yaml_file = tmp_path / "s.yaml"
     yaml_file.write_text("vectors:\n  max_texts: 3900\n  temperature: 0.1\n")
     nested = load_settings(DistillSettings, yaml_file, base)

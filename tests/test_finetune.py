@@ -17,7 +17,8 @@ import torch
 
 import albert
 from albert.errors import ConfigError, DataError
-from albert.train.finetune import RECIPES, FinetuneSettings, evaluate_dir, finetune, finetune_settings, predict_dir
+from albert.train.finetune import evaluate_dir, finetune, predict_dir
+from albert.train.finetune_settings import RECIPES, FinetuneSettings, finetune_settings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "public_domain.txt"
 

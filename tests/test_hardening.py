@@ -298,7 +298,8 @@ def test_a_stale_marker_never_lets_a_command_delete_a_users_file(tiny_model: Pat
 
 
 def test_finetune_keeps_training_state_apart_and_writes_a_model_card(tiny_model: Path, tmp_path: Path) -> None:
-    from albert.train.finetune import FinetuneSettings, finetune
+    from albert.train.finetune import finetune
+    from albert.train.finetune_settings import FinetuneSettings
 
     rows = [{"text": f"{w} day", "label": lab} for w, lab in (("fine", "pos"), ("bad", "neg"))] * 8
     train = tmp_path / "train.jsonl"

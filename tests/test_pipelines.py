@@ -11,7 +11,8 @@ import torch
 
 import albert
 from albert.errors import CheckpointError
-from albert.train.finetune import FinetuneSettings, finetune
+from albert.train.finetune import finetune
+from albert.train.finetune_settings import FinetuneSettings
 
 FIX = Path(__file__).parent / "fixtures"
 

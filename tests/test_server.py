@@ -177,7 +177,8 @@ def test_a_long_text_s_windows_take_turns_with_other_requests(with_head, task: s
     def on_batch(inputs: int, tokens: int) -> None:
         events.append("call")
         if "short" not in futures:  # sent once the long text is under way
-            futures["short"] = batcher.submit([short_item], {}, [input_tokens(pipe.tokenizer, get_task(task), short_item)])
+            cost = input_tokens(pipe.tokenizer, get_task(task), short_item)
+            futures["short"] = batcher.submit([short_item], {}, [cost])
             futures["short"].add_done_callback(lambda _: events.append("short answered"))
 
     batcher = Batcher(pipe, stats=BatchStats(on_batch=on_batch), steps=pipe.steps, steps_above=limit)

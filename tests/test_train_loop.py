@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from albert.cli import parse_command_line
+from albert.commands import given_settings
 from albert.errors import ConfigError, DataError, TrainingError
 from albert.train.pretrain import pretrain
-from albert.train.settings import PretrainSettings, load_settings, parse_overrides
+from albert.train.settings import PretrainSettings, load_settings
 from toy_tasks import wait_until_stopped
 
 ALBERT = [sys.executable, "-m", "albert.cli"]
@@ -144,7 +146,8 @@ def test_errors_before_training(prepared_data: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"already holds a run \(metrics.jsonl, final\): choose another"):
         pretrain(tiny(prepared_data, tmp_path / "r4", max_steps=2, save_every=0))
     assert (tmp_path / "r4" / "metrics.jsonl").read_bytes() == curve
-    assert parse_overrides(["--max-steps", "5", "--precision=fp32"]) == {"max_steps": 5, "precision": "fp32"}
+    given = given_settings(parse_command_line(["pretrain", "--max-steps", "5", "--precision=fp32"]))
+    assert given == {"max_steps": 5, "precision": "fp32"}
 
 
 def test_nonfinite_loss_stops_and_keeps_last_checkpoint(prepared_data: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from albert import commands
 
@@ -27,17 +27,21 @@ PRECISIONS = ("auto", "bf16", "fp32", "int8")
 
 
 # ----- the parser -----
-def build_parser() -> argparse.ArgumentParser:
-    """The command table: each group of subcommands is added by its own function (below), whose handlers are the
-    `_name` functions above, each one call into the library."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command table: each group of subcommands is added by its own function (below), whose handlers are in
+    albert.commands, each one call into the library. `command`: the one being run, whose settings' flags are made
+    (pretrain, distill, finetune)."""
     from albert.version import __version__
 
-    p = argparse.ArgumentParser(prog="albert", description="ALBERT: pretrain, fine-tune and run A Lite BERT.")
+    p = _OneLineParser(prog="albert", description="ALBERT: pretrain, fine-tune and run A Lite BERT.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     p.add_argument("--version", action="version", version=f"albert {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     for add in COMMAND_GROUPS:
-        add(sub)
+        if add is _add_training_commands:
+            _add_training_commands(sub, command)
+        else:
+            add(sub)
     return p
 
 
@@ -82,48 +86,35 @@ def _add_data_commands(sub: Any) -> None:
     t.set_defaults(func=commands.run_data_prepare)
 
 
-def _add_training_commands(sub: Any) -> None:
-    """pretrain, plot, distill, finetune, evaluate, predict."""
-    from albert.tasks.registry import EXIT_PARAMETERS, KINDS
+def _add_training_commands(sub: Any, settings_for: str | None = None) -> None:
+    """pretrain, plot, distill, finetune, evaluate, predict. The settings' flags of pretrain, distill and finetune
+    are made from their settings' dataclasses, for the command being run only (`settings_for`: importing them costs
+    every other command its start)."""
+    from albert.tasks.registry import EXIT_PARAMETERS
 
-    t = sub.add_parser("pretrain", help="pretrain (MLM + SOP); settings from YAML, overridden by --key value")
-    t.add_argument("--config", default=None, help="settings YAML (see recipes/)")
-    t.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
-    t.set_defaults(func=commands.run_pretrain, takes_extra=True)
-    _list_settings(t, "albert.train.settings", "PretrainSettings")
+    def settings_command(name: str, help: str, settings: tuple[str, str], func: Callable[..., None]) -> Any:
+        t = sub.add_parser(name, help=help, allow_abbrev=False)
+        t.add_argument("--config", default=None, help="settings YAML (see recipes/); the flags below win over it")
+        t.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint")
+        t.set_defaults(func=func, settings=settings)
+        if name == settings_for:
+            _add_setting_flags(t, *settings)
+        return t
+
+    settings_command("pretrain", "pretrain (MLM + SOP)", ("albert.train.settings", "PretrainSettings"),
+                     commands.run_pretrain)
 
     t = sub.add_parser("plot", help="draw a run's curves (metrics.jsonl) to a PNG")
     t.add_argument("run_dir")
     t.add_argument("--out", default=None)
     t.set_defaults(func=commands.run_plot)
 
-    t = sub.add_parser("distill", help="distil a teacher into an ALBERT student (more settings as --key value)")
-    t.add_argument("--kind", default=None, help="what moves from teacher to student (the settings below list the "
-                   "kinds); default sentence-vectors")
-    t.add_argument("--teacher", default=None, help="sentence-vectors: a sentence-transformers directory or an albert "
-                   "model; masked-lm: an albert pretraining model; task: a fine-tuned directory")
-    t.add_argument("--student", default=None, help="the albert model the student starts from")
-    t.add_argument("--data", nargs="+", default=None, help="sentence-vectors: text files (a paragraph per line, "
-                   "blank between docs); masked-lm: an `albert data prepare` directory; task: TRAIN [DEV]")
-    t.add_argument("--out", default=None, help="a new directory (a model there is never overwritten)")
-    t.add_argument("--config", default=None, help="settings YAML, below the command line")
-    t.add_argument("--resume", action="store_true")
-    t.set_defaults(func=commands.run_distill, takes_extra=True)
-    _list_settings(t, "albert.train.distill", "DistillSettings")
-
-    t = sub.add_parser("finetune", help="fine-tune on a labelled task (more settings as --key value)")
-    t.add_argument("--task", required=True, choices=list(KINDS),
-                   help="; ".join(f"{k.name}: {k.help}" for k in KINDS.values()))
-    t.add_argument("--train", default=None)
-    t.add_argument("--dev", default=None)
-    t.add_argument("--model", default=None, help="default: the shipped model that fine-tunes best, "
-                   "albert-small-en-embed (albert-small-en for sentence-order: its SOP head)")
-    t.add_argument("--out", default=None, help="a new directory (a model there is never overwritten)")
-    t.add_argument("--recipe", default=None, help="the paper's hyperparameters for a task, e.g. mrpc, sst-2")
-    t.add_argument("--config", default=None, help="settings YAML: above the recipe, below the command line")
-    t.add_argument("--resume", action="store_true")
-    t.set_defaults(func=commands.run_finetune, takes_extra=True)
-    _list_settings(t, "albert.train.finetune", "FinetuneSettings")
+    settings_command("distill", "distil a teacher into an ALBERT student",
+                     ("albert.train.distill_settings", "DistillSettings"), commands.run_distill)
+    t = settings_command("finetune", "fine-tune on a labelled task",
+                         ("albert.train.finetune_settings", "FinetuneSettings"), commands.run_finetune)
+    t.add_argument("--recipe", default=None, help="the paper's hyperparameters for a task, e.g. mrpc, sst-2 (below "
+                   "--config and the flags)")
 
     for name, func, what in (("evaluate", commands.run_evaluate, "score a fine-tuned model on a labelled file"),
                              ("predict", commands.run_predict,
@@ -231,24 +222,23 @@ def _add_convert_command(sub: Any) -> None:
     t.set_defaults(func=commands.run_convert)
 
 
+SETTINGS_COMMANDS = ("pretrain", "distill", "finetune")
 COMMAND_GROUPS = (_add_tokenizer_commands, _add_data_commands, _add_training_commands, _add_task_commands,
                   _add_serve_command, _add_export_commands, _add_convert_command)
 
 
-def _list_settings(t: argparse.ArgumentParser, module: str, name: str) -> None:
-    """`--help` also lists every setting of the command's settings dataclass (imported only when asked for)."""
-    plain = t.format_help
+def _add_setting_flags(t: argparse.ArgumentParser, module: str, name: str) -> None:
+    """A flag per setting of the dataclass `module.name` (albert.train.settings.setting_flags); each sets
+    `setting:KEY` only when given, so that a YAML --config's value stands where the flag is absent."""
+    import importlib
 
-    def format_help() -> str:
-        import importlib
+    from albert.train.settings import setting_flags
 
-        from albert.train.settings import settings_help
-
-        cls = getattr(importlib.import_module(module), name)
-        return (plain() + "\nsettings (--key value, or keys of the --config YAML; the command line wins):\n"
-                + settings_help(cls) + "\n")
-
-    t.format_help = format_help  # type: ignore[method-assign]
+    group = t.add_argument_group("settings (also keys of the --config YAML)")
+    for flag in setting_flags(getattr(importlib.import_module(module), name)):
+        group.add_argument(*flag.options, dest=f"setting:{flag.key}", metavar=flag.metavar,
+                           help=flag.help.replace("%", "%%"),
+                           nargs="+" if flag.many else None, default=argparse.SUPPRESS)
 
 
 def _add_task_command(sub: Any, task: Task) -> argparse.ArgumentParser:
@@ -338,19 +328,40 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (AlbertError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """The arguments of `argv` (without the program's name), by the parser of its command."""
+    command = next((a for a in argv if not a.startswith("-")), None)  # (the options before it take no values)
+    if command in SETTINGS_COMMANDS:  # --max-steps is --max_steps, as settings were always given
+        argv = [re.sub(r"^--([^=.]+)", lambda m: "--" + m.group(1).replace("-", "_"), a) for a in argv]
+    parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "takes_extra", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        unknown = [a for a in extra if a.startswith("-")] or extra
+        what = "setting(s) or flag(s)" if command in SETTINGS_COMMANDS else "argument(s)"
+        parser.error(f"unknown {what}: {' '.join(unknown)} (albert {command or ''} --help lists them)")
+    return args
+
+
+class UsageError(Exception):
+    """A command line argparse cannot read: `main` says it in one line, as every albert error, with status 2."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_command_line(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as e:
+        print(f"albert: error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     func: Callable[..., None] = args.func
     try:
-        if getattr(args, "takes_extra", False):
-            func(args, extra)
-        else:
-            func(args)
+        func(args)
     except _known_errors() as e:
         _close_progress_bars()
         print(f"albert: error: {e}", file=sys.stderr)

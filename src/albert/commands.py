@@ -216,11 +216,19 @@ def run_data_prepare(a: argparse.Namespace) -> None:
           f"eval {meta['documents']['eval']:,} documents / {meta['tokens']['eval']:,} tokens")
 
 
-def run_pretrain(a: argparse.Namespace, extra: list[str]) -> None:
-    from albert.train.pretrain import pretrain
-    from albert.train.settings import PretrainSettings, load_settings, parse_overrides
+def given_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, {key: value}, each value read as YAML reads it."""
+    from albert.train.settings import parse_value
 
-    settings = load_settings(PretrainSettings, a.config, parse_overrides(extra))
+    return {k.removeprefix("setting:"): v if isinstance(v, list) else parse_value(v)
+            for k, v in vars(a).items() if k.startswith("setting:")}
+
+
+def run_pretrain(a: argparse.Namespace) -> None:
+    from albert.train.pretrain import pretrain
+    from albert.train.settings import PretrainSettings, load_settings
+
+    settings = load_settings(PretrainSettings, a.config, given_settings(a))
     final = pretrain(settings, resume=a.resume, on_step=stop_for_tests())
     print(f"final model: {final}")
 
@@ -232,24 +240,21 @@ def run_plot(a: argparse.Namespace) -> None:
 
 
 # ----- distillation -----
-def run_distill(a: argparse.Namespace, extra: list[str]) -> None:
+def run_distill(a: argparse.Namespace) -> None:
     from albert.train.distill import DistillSettings, distill
-    from albert.train.settings import load_settings, parse_overrides
+    from albert.train.settings import load_settings
 
-    given = {"kind": a.kind, "teacher": a.teacher, "student": a.student, "data": a.data, "out": a.out}
-    named = {k: v for k, v in given.items() if v is not None}
-    settings = load_settings(DistillSettings, a.config, {**named, **parse_overrides(extra)})
+    settings = load_settings(DistillSettings, a.config, given_settings(a))
     out = distill(settings, resume=a.resume, on_step=stop_for_tests())
     print(f"distilled model: {out}")
 
 
 # ----- fine-tuning -----
-def run_finetune(a: argparse.Namespace, extra: list[str]) -> None:
-    from albert.train.finetune import finetune, finetune_settings
-    from albert.train.settings import parse_overrides
+def run_finetune(a: argparse.Namespace) -> None:
+    from albert.train.finetune import finetune
+    from albert.train.finetune_settings import finetune_settings
 
-    given = {"task": a.task, "train": a.train, "dev": a.dev, "model": a.model, "out": a.out, "recipe": a.recipe}
-    settings = finetune_settings({**given, **parse_overrides(extra)}, a.config)
+    settings = finetune_settings({**given_settings(a), "recipe": a.recipe}, a.config)
     out = finetune(settings, resume=a.resume, on_step=stop_for_tests())
     print(f"fine-tuned model: {out}")
 

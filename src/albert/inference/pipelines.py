@@ -212,7 +212,8 @@ class TokenClassificationPipeline(BatchedPipeline):
              "end": int(en)} for i, (t, sc, (st, en)) in enumerate(zip(tags, scores, offsets)))
         if aggregation_strategy == "first":
             pieces = iter_first_piece_words(pieces, text)
-        tagged = [dict(p, word=text[p["start"]:p["end"]]) for p in pieces if p["entity"] != "O" and p["end"] > p["start"]]
+        tagged = [dict(p, word=text[p["start"]:p["end"]]) for p in pieces
+                  if p["entity"] != "O" and p["end"] > p["start"]]
         return tagged if aggregation_strategy == "none" else group_entities(tagged, text)
 
     def _tag_pieces(self, text: str) -> Steps[tuple[np.ndarray, np.ndarray, np.ndarray]]:

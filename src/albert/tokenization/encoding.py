@@ -1,8 +1,10 @@
 """A tokenizer call's batch, as transformers builds it: the texts and their pairs checked, each sequence truncated
-or cut into overlapping windows, rows padded, and the result as lists, NumPy arrays or torch tensors."""
+or cut into overlapping windows, rows padded, and the result as lists, NumPy arrays or torch tensors; and the
+word-bounded parts a long text is encoded in."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,6 +15,29 @@ from albert.errors import InputError
 
 Truncation = bool | Literal["longest_first", "only_first", "only_second", "do_not_truncate"]
 Padding = bool | Literal["longest", "max_length", "do_not_pad"]
+
+_WORD_END_RE = re.compile(r"\S(?=\s)")
+# SentencePiece finds a text's best segmentation by summing its pieces' scores in float32 from the text's start, so on
+# a long text the sums grow until their rounding exceeds the margins between a word's segmentations (the vocabulary
+# compiled from WordPiece has margins of 0.0025: a 40,000-character text segmented words differently from the same
+# words in a short text). Texts are therefore encoded in parts of about this many characters, cut only where a word
+# ends before whitespace: no piece spans whitespace and every rule of `preprocess_text` is local to a word, so the
+# parts' pieces are each word's own.
+SPAN_CHARS = 1000
+
+
+def word_bounded_spans(text: str, size: int = SPAN_CHARS) -> list[tuple[int, int]]:
+    """[start, end) parts of `text` that cover it, each about `size` characters, each cut after a word's last
+    character where whitespace follows (a text without such a place is one part)."""
+    spans, start = [], 0
+    while len(text) - start > size:
+        end = _WORD_END_RE.search(text, start + size - 1)
+        if end is None:
+            break
+        spans.append((start, end.end()))
+        start = end.end()
+    spans.append((start, len(text)))
+    return spans
 
 
 class BatchEncoding(dict):

@@ -33,6 +33,14 @@ from albert.tokenization.encoding import (
     texts_and_pairs,
     truncation_strategy,
     windows,
+    word_bounded_spans,
+)
+from albert.tokenization.specials import (
+    SPECIAL_RE,
+    SPECIAL_TOKENS,
+    lower_outside_specials,
+    lowercase_owner,
+    split_specials,
 )
 from albert.tokenization.tokenizer_json import SPIECE_UNDERLINE
 
@@ -40,19 +48,8 @@ logger = logging.getLogger(__name__)
 
 VOCAB_FILE = "spiece.model"
 TOKENIZER_JSON = "tokenizer.json"
-SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]",
-                  "mask_token": "[MASK]"}
-_SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS.values()) + ")")
 # The digit-comma fix only concerns pieces like "▁92000," (see _fix_digit_comma).
 _DIGIT_COMMA_RE = re.compile(r"\d,$")
-_WORD_END_RE = re.compile(r"\S(?=\s)")
-# SentencePiece finds a text's best segmentation by summing its pieces' scores in float32 from the text's start, so on
-# a long text the sums grow until their rounding exceeds the margins between a word's segmentations (the vocabulary
-# compiled from WordPiece has margins of 0.0025: a 40,000-character text segmented words differently from the same
-# words in a short text). Texts are therefore encoded in parts of about this many characters, cut only where a word
-# ends before whitespace: no piece spans whitespace and every rule of `preprocess_text` is local to a word, so the
-# parts' pieces are each word's own.
-SPAN_CHARS = 1000
 
 @functools.cache
 def _strip_combining(text: str) -> str:
@@ -66,20 +63,6 @@ def _strip_combining(text: str) -> str:
     drop = {ord(c): None for c in set(text) if unicodedata.combining(c)}
     return text.translate(drop) if drop else text
 
-
-
-def word_bounded_spans(text: str, size: int = SPAN_CHARS) -> list[tuple[int, int]]:
-    """[start, end) parts of `text` that cover it, each about `size` characters, each cut after a word's last
-    character where whitespace follows (a text without such a place is one part)."""
-    spans, start = [], 0
-    while len(text) - start > size:
-        end = _WORD_END_RE.search(text, start + size - 1)
-        if end is None:
-            break
-        spans.append((start, end.end()))
-        start = end.end()
-    spans.append((start, len(text)))
-    return spans
 
 
 class AlbertTokenizer:
@@ -204,15 +187,6 @@ class AlbertTokenizer:
                 if not (skip_special_tokens and int(i) in self.all_special_ids)]
 
     # ----- normalisation -----
-    def _lower_outside_specials(self, text: str) -> str:
-        # transformers lowercases one character at a time, skipping special tokens. Python's whole-string
-        # lower() differs from that only through the final-sigma rule, so per character only if Σ occurs.
-        if "[" not in text and "<" not in text:
-            return text.lower() if "Σ" not in text else "".join(c.lower() for c in text)
-        parts = _SPECIAL_RE.split(text)
-        return "".join(p if i % 2 else p.lower() if "Σ" not in p else "".join(c.lower() for c in p)
-                       for i, p in enumerate(parts))
-
     def preprocess_text(self, text: str) -> str:
         """ALBERT's normalisation of one special-token-free piece of text (fast, no offsets)."""
         if self.remove_space:
@@ -257,22 +231,6 @@ class AlbertTokenizer:
         return "".join(c for c, _, _ in chars), [s for _, s, _ in chars], [e for _, _, e in chars]
 
     # ----- encoding -----
-    def _split_specials(self, text: str) -> list[tuple[str, int, bool]]:
-        """(chunk, start in text, is_special); `[MASK]` strips the whitespace to its left."""
-        chunks: list[tuple[str, int, bool]] = []
-        pos = 0
-        for m in _SPECIAL_RE.finditer(text):
-            left = text[pos:m.start()]
-            if m.group() == "[MASK]":
-                left = left.rstrip()
-            if left:
-                chunks.append((left, pos, False))
-            chunks.append((m.group(), m.start(), True))
-            pos = m.end()
-        if pos < len(text):
-            chunks.append((text[pos:], pos, False))
-        return chunks
-
     def _fix_digit_comma(self, piece: str) -> list[int]:
         """"▁92000," → ▁9 2000 , : re-encode the piece without its comma, then the comma alone."""
         sub = self.sp.encode(piece[:-1].replace(SPIECE_UNDERLINE, ""), out_type=str)
@@ -335,8 +293,8 @@ class AlbertTokenizer:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InputError(f"expected a string, got {type(text).__name__}")
-            lowered = self._lower_outside_specials(text) if self.do_lower_case else text
-            if with_offsets or ("[" in lowered or "<" in lowered) and _SPECIAL_RE.search(lowered):
+            lowered = lower_outside_specials(text) if self.do_lower_case else text
+            if with_offsets or ("[" in lowered or "<" in lowered) and SPECIAL_RE.search(lowered):
                 results[i] = self._encode_with_specials(text, lowered, with_offsets)
             else:
                 plain.append(i)
@@ -365,10 +323,10 @@ class AlbertTokenizer:
     def _encode_with_specials(self, original: str, lowered: str, with_offsets: bool) -> Encoded:
         """Split the lowercased text on special tokens (as transformers does) and encode each piece;
         offsets are mapped back to `original`, also where lowercasing changed the length ('İ' → 'i̇')."""
-        owner = None if len(lowered) == len(original) else self._lowercase_owner(original)
+        owner = None if len(lowered) == len(original) else lowercase_owner(original)
         ids: list[int] = []
         offsets: list[tuple[int, int]] = []
-        for chunk, start, special in self._split_specials(lowered):
+        for chunk, start, special in split_specials(lowered):
             if special:
                 ids.append(self._special_by_text[chunk])
                 offsets.append((start, start + len(chunk)))
@@ -386,23 +344,11 @@ class AlbertTokenizer:
             offsets = [(owner[s], owner[e - 1] + 1 if e > s else owner[s]) for s, e in offsets]
         return Encoded(ids, offsets)
 
-    def _lowercase_owner(self, original: str) -> list[int]:
-        """For each character of `_lower_outside_specials(original)`, its index in `original`."""
-        owner: list[int] = []
-        pos = 0
-        for i, part in enumerate(_SPECIAL_RE.split(original)):
-            if i % 2:
-                owner.extend(range(pos, pos + len(part)))
-            else:
-                owner.extend(pos + j for j, c in enumerate(part) for _ in c.lower())
-            pos += len(part)
-        return owner
-
     def tokenize(self, text: str) -> list[str]:
         """Pieces as strings; an unknown piece keeps its surface text (as transformers' tokenize does)."""
-        lowered = self._lower_outside_specials(text) if self.do_lower_case else text
+        lowered = lower_outside_specials(text) if self.do_lower_case else text
         pieces: list[str] = []
-        for chunk, _, special in self._split_specials(lowered):
+        for chunk, _, special in split_specials(lowered):
             if special:
                 pieces.append(chunk)
                 continue

@@ -306,26 +306,59 @@ def load_settings(cls: type[S], path: str | Path | None, overrides: dict[str, An
     return build_settings(cls, {**(read_settings_file(path) if path else {}), **(overrides or {})})
 
 
-def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """`--key value` / `--key=value` pairs (dashes or underscores) → {key: value}; values parsed as YAML."""
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r} (settings are --key value)")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise ConfigError(f"--{key} needs a value")
-            value = args[i + 1]
-            i += 1
-        try:
-            out[key.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
-        except yaml.YAMLError:
-            out[key.replace("-", "_")] = value
-        i += 1
-    return out
+def parse_value(raw: str) -> Any:
+    """A setting's value as given on the command line, read as YAML reads it ("5" → 5, "[a, b]" → a list); text
+    that is not YAML stays text."""
+    if raw == "":
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A setting as a command-line flag: the key it sets, its option strings, a metavar, one value or several."""
+
+    key: str
+    options: tuple[str, ...]
+    metavar: str
+    many: bool
+    help: str
+
+
+def setting_flags(cls: type) -> list[Flag]:
+    """Every setting of `cls` as a flag, generated from the fields so that the flags, the YAML keys and the help
+    cannot drift apart: `--name`; a group's setting `--group.name`, and `--name` alone where no other setting has
+    that name (as it was given before groups)."""
+    groups = _groups(cls)
+    hints = typing.get_type_hints(cls)
+    flags = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in groups:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+        flags.append(Flag(f.name, (f"--{f.name}",), _metavar(hints[f.name]), typing.get_origin(hints[f.name]) is list,
+                          f"{field_help(cls, f.name)} (default {default!r})"))
+    top = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = [x.key for group_cls in groups.values() for x in setting_flags(group_cls)]
+    for group, group_cls in groups.items():
+        for x in setting_flags(group_cls):
+            alone = (f"--{x.key}",) if x.key not in top and names.count(x.key) == 1 else ()
+            flags.append(Flag(f"{group}.{x.key}", (f"--{group}.{x.key}", *alone), x.metavar, x.many,
+                              f"{group}: {x.help}"))
+    return flags
+
+
+def _metavar(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "{" + ",".join(map(str, typing.get_args(tp))) + "}"
+    if typing.get_origin(tp) is list:
+        return "PATH"
+    if typing.get_origin(tp) is dict:
+        return "MAPPING"
+    return {int: "INT", float: "NUMBER", bool: "BOOL"}.get(tp, "TEXT")
 
 
 def save_settings(settings: Any, path: Path) -> None:
@@ -339,28 +372,6 @@ def field_help(cls: type, name: str) -> str:
             if f.name == name and f.metadata.get("help"):
                 return str(f.metadata["help"])
     return ""
-
-
-def settings_help(cls: type) -> str:
-    """Every setting of `cls`: name, type, default and meaning — generated, so it cannot drift from the code."""
-    hints = typing.get_type_hints(cls)
-    lines = []
-    groups = _groups(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in groups:
-            continue
-        default: Any = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        tp = hints[f.name]
-        kind = "|".join(map(str, typing.get_args(tp))) if typing.get_origin(tp) is Literal else getattr(
-            tp, "__name__", str(tp))
-        meaning = field_help(cls, f.name)
-        lines.append(f"  --{f.name:<24} {kind} (default {default!r})\n      {meaning}")
-    for group, group_cls in _groups(cls).items():
-        lines.append(f"  {group}: {field_help(cls, group)}")
-        lines += ["  " + line.replace("--", f"--{group}.", 1) if line.lstrip().startswith("--") else "  " + line
-                  for line in settings_help(group_cls).splitlines()]
-    return "\n".join(lines)
 
 
 class HasRunDir(typing.Protocol):
