@@ -109,11 +109,14 @@ def stream(pipe: Callable[..., list[Any]], items: list[Any], skip: int = 0, **kw
         return
     from tqdm import tqdm
 
+    from albert.runtime.memory import release_free_memory
+
     with tqdm(total=len(items), initial=skip, unit=" inputs", file=sys.stderr) as bar:
         for i in range(first, len(items), CHUNK):
             answers = pipe(items[i:i + CHUNK], **kwargs)
             yield from answers[max(0, skip - i):]
             bar.update(len(answers) - max(0, skip - i))
+            release_free_memory()
 
 
 def run_task(a: argparse.Namespace) -> None:
