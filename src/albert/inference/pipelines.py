@@ -23,7 +23,7 @@ from albert.modeling.heads import MODEL_CLASSES, AlbertForPreTraining, EarlyExit
 from albert.modeling.pretrained import AlbertPreTrainedModel
 from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer, with_passes
-from albert.tasks.batching import Steps, buckets, finish, pad_batch
+from albert.tasks.batching import Steps, buckets, finish, pad_batch, rounded_length
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
@@ -99,9 +99,11 @@ class BatchedPipeline(Pipeline):
         """Run rows (input_ids, token_type_ids) in length buckets; outputs come back in input order. `options`:
         the model's keyword arguments beside the tensors (an exit policy)."""
         out: list[Any] = [None] * len(rows)
+        limit = self.model.config.max_position_embeddings
         for idx in buckets([len(r["input_ids"]) for r in rows], self.batch_size):
             batch = pad_batch([rows[i]["input_ids"] for i in idx], [rows[i]["token_type_ids"] for i in idx],
-                              self.tokenizer.pad_token_id)
+                              self.tokenizer.pad_token_id,
+                              rounded_length(max(len(rows[i]["input_ids"]) for i in idx), limit))
             with torch.inference_mode():
                 result = (model or self.model)(**{k: torch.tensor(v, device=self.device) for k, v in batch.items()},
                                                **options)

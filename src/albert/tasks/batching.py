@@ -26,9 +26,23 @@ def finish(steps: Steps[R]) -> R:
             return done.value  # type: ignore[no-any-return]
 
 
-def pad_batch(ids: list[list[int]], types: list[list[int]], pad_id: int) -> dict[str, list[list[int]]]:
-    """Rows padded on the right to the longest: input_ids, token_type_ids and the attention_mask over them."""
-    T = max(len(x) for x in ids)
+# an inference batch's length is rounded up to a multiple of this: each new (batch, length) shape costs memory that
+# stays (oneDNN's kernels for it, and what the allocator keeps), so a server or a long --file job that met every
+# length from 1 to 256 grew by ~1.7 GB for the embed model; with lengths in steps of 16 it meets 16 shapes
+# (docs/benchmarks.md)
+LENGTH_STEP = 16
+
+
+def rounded_length(longest: int, limit: int) -> int:
+    """`longest` rounded up to a multiple of LENGTH_STEP, never past the model's `limit` (nor below `longest`)."""
+    return max(longest, min(-(-longest // LENGTH_STEP) * LENGTH_STEP, limit))
+
+
+def pad_batch(ids: list[list[int]], types: list[list[int]], pad_id: int,
+              length: int = 0) -> dict[str, list[list[int]]]:
+    """Rows padded on the right to the longest (or to `length`, if longer): input_ids, token_type_ids and the
+    attention_mask over them."""
+    T = max(length, max(len(x) for x in ids))
     return {"input_ids": [x + [pad_id] * (T - len(x)) for x in ids],
             "token_type_ids": [t + [0] * (T - len(t)) for t in types],
             "attention_mask": [[1] * len(x) + [0] * (T - len(x)) for x in ids]}
