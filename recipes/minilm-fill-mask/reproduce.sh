@@ -21,10 +21,7 @@ case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/../minilm-teacher.sh"
-minilm_corpus
-WORK=$(mkdir -p "${1:-$ROOT/runs/minilm-fill-mask}" && cd "${1:-$ROOT/runs/minilm-fill-mask}" && pwd)
-minilm_setup
-minilm_teacher "$WORK"
+minilm_begin "$ROOT/runs/minilm-fill-mask" "${1:-}"
 [ -d "$WORK/minilm" ] || "$ALBERT" convert --from-bert "$WORK/teacher" --out "$WORK/minilm"
 [ -f "$WORK/data/meta.json" ] || "$ALBERT" data prepare --input "$CORPUS" --tokenizer "$WORK/minilm" --out "$WORK/data" \
   --quiet
