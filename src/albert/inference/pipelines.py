@@ -186,6 +186,11 @@ class TextClassificationPipeline(BatchedPipeline):
         return out[0] if single else out
 
 
+def _check_aggregation(strategy: str) -> None:
+    if strategy not in ("first", "simple", "none"):
+        raise InputError("aggregation_strategy must be 'first', 'simple' or 'none'")
+
+
 # tokens per forward of a long text's windows: its activations (and so the command's peak memory) stay near a short
 # text's, whatever the text's length
 WINDOW_TOKENS = 2048
@@ -199,15 +204,35 @@ class TokenClassificationPipeline(BatchedPipeline):
     task = TASKS["token-classification"]
 
     def __call__(self, inputs: str | list[str], aggregation_strategy: str = "first") -> Any:
+        """The texts that fit one window share forward passes (length-sorted batches); a longer one runs its
+        windows by itself (`steps`)."""
+        _check_aggregation(aggregation_strategy)
         texts, single = _as_list(inputs)
-        out = [finish(self.steps(text, aggregation_strategy)) for text in texts]
+        room = self.model.config.max_position_embeddings - 2
+        # (a text of more characters than this is past one window whatever its words: not tokenized here whole)
+        encoded = self.tokenizer.encode_pieces([t if len(t) <= 16 * room else "" for t in texts], with_offsets=True)
+        short = [i for i, (t, e) in enumerate(zip(texts, encoded)) if len(t) <= 16 * room and len(e.ids) <= room]
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        rows = [{"input_ids": [cls, *encoded[i].ids, sep], "token_type_ids": [0] * (len(encoded[i].ids) + 2)}
+                for i in short]
+        out: list[Any] = [None] * len(texts)
+        for i, (result, b, length) in zip(short, self._pad_forward(rows)):
+            score, pred = result.logits[b, 1:length - 1].float().softmax(-1).max(-1)
+            offsets = np.asarray(encoded[i].offsets, dtype=np.int64).reshape(-1, 2)
+            out[i] = self._entities(texts[i], pred.numpy(), score.numpy(), offsets, aggregation_strategy)
+        out = [found if found is not None else finish(self.steps(text, aggregation_strategy))
+               for text, found in zip(texts, out)]
         return out[0] if single else out
 
     def steps(self, text: str, aggregation_strategy: str = "first") -> Steps[list[dict[str, Any]]]:
         """One text's entities a model call at a time (albert.tasks.batching.Steps)."""
-        if aggregation_strategy not in ("first", "simple", "none"):
-            raise InputError("aggregation_strategy must be 'first', 'simple' or 'none'")
+        _check_aggregation(aggregation_strategy)
         tags, scores, offsets = yield from self._tag_pieces(text)
+        return self._entities(text, tags, scores, offsets, aggregation_strategy)
+
+    def _entities(self, text: str, tags: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
+                  aggregation_strategy: str) -> list[dict[str, Any]]:
+        """The entities of `text` from each piece's tag, score and (start, end)."""
         labels = self.model.config.id2label or {}
         pieces: Iterator[dict[str, Any]] = (
             {"entity": labels.get(int(t), str(int(t))), "score": float(sc), "index": i + 1, "start": int(st),
