@@ -355,7 +355,8 @@ def test_a_teacher_its_cache_and_the_student_are_checked_before_they_are_trusted
     """modules.json names only sentence-transformers' own modules (nothing else is imported); the cached vectors
     are keyed by everything that changes them and verified when read (a damaged file is recomputed, never
     trusted); a teacher of another width, an unknown --student_overrides field, a --max_seq_length past the
-    student's positions and a classifier as a masked-LM teacher are each refused in one line."""
+    student's positions (or too short to hold a text) and a classifier as a masked-LM teacher are each refused in one
+    line."""
     import shutil
 
     from albert.train.sentence_vectors import teacher_fingerprint, teacher_vectors
@@ -372,6 +373,21 @@ def test_a_teacher_its_cache_and_the_student_are_checked_before_they_are_trusted
         done = albert_cli(*base)
         assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "ran").exists()
+    # what sentence-transformers itself would trip on: its weights read first as albert reads its own, and any
+    # fault of its loader one line
+    (evil / "modules.json").write_text((st_teacher / "modules.json").read_text())
+    weights = evil / "model.safetensors"
+    for damage, says in ((lambda: weights.write_bytes(b"\x10\x00" * 10), "cannot read weights"),
+                         (lambda: (evil / "1_Pooling" / "config.json").write_text('{"pooling_mode_median": true}'),
+                          "sentence-transformers cannot load this teacher")):
+        saved = {p: p.read_bytes() for p in (weights, evil / "1_Pooling" / "config.json")}
+        damage()
+        done = albert_cli(*base)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("albert: error: ")]
+        assert done.returncode == 2 and len(errors) == 1 and says in errors[0], done.stderr
+        assert "Traceback" not in done.stderr
+        for path, data in saved.items():
+            path.write_bytes(data)
 
     settings = build_settings(DistillSettings, {"teacher": str(st_teacher), "student": str(tiny_model),
                                                 "data": [str(TEXT)], "out": "o", "max_texts": 300, "eval_texts": 50,
@@ -400,7 +416,8 @@ def test_a_teacher_its_cache_and_the_student_are_checked_before_they_are_trusted
     albert.AlbertTokenizer.from_pretrained(tiny_model).save_pretrained(narrow)
     for extra, says in ((["--student", str(narrow)], "the teacher's vectors have 64 dimensions and the student's 32"),
                         (["--student_overrides", '{"nope": 1}'], "unknown config field(s) to override: nope"),
-                        (["--max_seq_length", "100000"], "exceeds the student's")):
+                        (["--max_seq_length", "100000"], "exceeds the student's"),
+                        (["--max_seq_length", "0"], "max_seq_length must be >= 8")):
         done = albert_cli(*args(st_teacher, tiny_model, tmp_path / "x", tmp_path / "cache"), *extra)
         errors = [line for line in done.stderr.splitlines() if line.startswith("albert: error: ")]
         assert done.returncode == 2 and len(errors) == 1 and says in errors[0] and "Traceback" not in done.stderr

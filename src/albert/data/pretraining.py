@@ -18,6 +18,7 @@ import torch
 
 from albert.data.shards import Corpus
 from albert.errors import ConfigError
+from albert.modeling.config import MIN_SEQ_LENGTH
 from albert.tokenization.tokenizer import AlbertTokenizer
 
 _PUNCTUATION = set(string.punctuation) | {"€", "£"}
@@ -32,8 +33,8 @@ class ExampleSettings:
     max_ngram: int = 3
 
     def __post_init__(self) -> None:
-        if self.max_seq_length < 8:
-            raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}")
+        if self.max_seq_length < MIN_SEQ_LENGTH:
+            raise ConfigError(f"max_seq_length must be at least {MIN_SEQ_LENGTH}, got {self.max_seq_length}")
         if not 0 < self.masked_lm_prob < 1:
             raise ConfigError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
         if not 0 <= self.short_seq_prob <= 1:

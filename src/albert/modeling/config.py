@@ -13,6 +13,8 @@ from typing import Any
 from albert.errors import ConfigError
 from albert.io.files import read_model_json
 
+MIN_SEQ_LENGTH = 8  # the shortest sequence a run takes: [CLS], one or two [SEP]s and a few tokens of text
+
 logger = logging.getLogger(__name__)
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")

@@ -167,15 +167,16 @@ def _shards(directory: Path) -> list[Path]:
 
 def check_weights(state: dict[str, torch.Tensor], source: str) -> None:
     """Every weight a floating-point tensor (integer weights, int8 quantized by another tool say, would load as
-    their raw integers and answer nonsense) and finite (a NaN in one weight is NaN in every answer)."""
-    wrong = [(k, v.dtype) for k, v in state.items() if not v.is_floating_point()]
+    their raw integers and answer nonsense) and finite (a NaN in one weight is NaN in every answer); the integer
+    buffers some transformers versions stored (position ids) hold no learned state and pass."""
+    wrong = [(k, v.dtype) for k, v in state.items() if not v.is_floating_point() and not _IGNORED_KEYS.search(k)]
     if wrong:
         more = f" and {len(wrong) - 1:,} more" if len(wrong) > 1 else ""
         raise CheckpointError(f"{source}: weight {wrong[0][0]} is {str(wrong[0][1]).removeprefix('torch.')}{more}; "
                               "albert reads floating-point weights (fp32, fp16, bf16) and quantizes itself "
                               "(--precision int8)")
     for name, tensor in state.items():
-        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{source}: weight {name} holds NaN or infinite values; refused")
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from albert.errors import ConfigError
+from albert.modeling.config import MIN_SEQ_LENGTH
 from albert.train.settings import TrainSettings, check_numbers, setting
 
 
@@ -76,7 +77,8 @@ class DistillSettings(TrainSettings):
                                   "documents); masked-lm: a directory made by `albert data prepare`; task: the "
                                   "training file, then optionally the dev file")
     out: str = setting("", "the student's directory (new), written at the end")
-    max_seq_length: int = setting(128, "tokens per text at most, for student and teacher")
+    max_seq_length: int = setting(128, "tokens per text at most, for student and teacher",
+                                  at_least=MIN_SEQ_LENGTH)
     vectors: VectorSettings = setting(VectorSettings(), "sentence-vectors' own settings")
     soft: SoftTargetSettings = setting(SoftTargetSettings(), "masked-lm's and task's own settings")
     # the loop's defaults, for distillation

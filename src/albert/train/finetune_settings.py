@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from albert.errors import ConfigError
+from albert.modeling.config import MIN_SEQ_LENGTH
 from albert.tasks.registry import DEFAULT_MODEL, EMBED_MODEL, KINDS, get_kind
 from albert.train.settings import TrainSettings, build_settings, read_settings_file, setting
 
@@ -52,7 +53,8 @@ class FinetuneSettings(TrainSettings):
                              "fine-tunes best: albert-small-en-embed, or albert-small-en for sentence-order (its SOP "
                              "head starts the classifier)")
     out: str = setting("", "the fine-tuned model's directory (new)")
-    max_seq_length: int = setting(128, "tokens per sequence at most (longer inputs are truncated or windowed)")
+    max_seq_length: int = setting(128, "tokens per sequence at most (longer inputs are truncated or windowed)",
+                                  at_least=MIN_SEQ_LENGTH)
     epochs: float = setting(3.0, "passes over the training data, used when max_steps is 0")
     label_field: str = setting("label", "the label column of the training rows")
     tsv_layout: str = setting("", "the GLUE layout of a .tsv file when its path does not tell (cola, sst-2, mrpc, ...)")

@@ -23,7 +23,7 @@ from albert.errors import ConfigError, DataError
 from albert.inference.hidden_states import last_states
 from albert.io.files import MAX_MODEL_JSON_BYTES, read_model_json
 from albert.modeling.backbone import pool_hidden_states
-from albert.modeling.pretrained import AlbertModel
+from albert.modeling.pretrained import AlbertModel, check_weights, read_state_dict
 from albert.tasks.batching import pad_batch
 from albert.tokenization.tokenizer import AlbertTokenizer
 from albert.train.distill_settings import DistillSettings
@@ -67,7 +67,11 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
         except ImportError:
             raise ConfigError("a sentence-transformers teacher needs the package: pip install "
                               "'albert-lm[sentence-transformers]'") from None
-        st = SentenceTransformer(teacher, device="cpu")
+        try:
+            st = SentenceTransformer(teacher, device="cpu")
+        except Exception as e:  # its loader's faults are many (TypeError, SafetensorError, OSError...): one line
+            raise ConfigError(f"{teacher}: sentence-transformers cannot load this teacher: "
+                              f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
         st.max_seq_length = max_seq_length
         return lambda texts: st.encode(texts, convert_to_numpy=True, batch_size=64).astype(np.float32)
     from albert.runtime.policy import Runtime, prepare_for_inference
@@ -84,7 +88,8 @@ def vector_teacher(teacher: str, max_seq_length: int) -> Any:
 def check_st_modules(teacher: Path) -> None:
     """A sentence-transformers directory's modules.json, before sentence-transformers reads it: a list of modules,
     each one of sentence-transformers' own types (a type it would import from elsewhere — `os.system`, a
-    `modeling_*.py` beside the weights — is refused, never imported) at a path inside the directory."""
+    `modeling_*.py` beside the weights — is refused, never imported) at a path inside the directory, its weights
+    (where it has them) read as albert reads its own: whole, floating point, finite."""
     path = teacher / "modules.json"
     modules = read_model_json(path)
     if not isinstance(modules, list) or not modules or not all(isinstance(m, dict) for m in modules):
@@ -98,6 +103,8 @@ def check_st_modules(teacher: Path) -> None:
                               f"({', '.join(sorted(ST_MODULES))}); refused, nothing imported")
         if not isinstance(where, str) or not (root / where).resolve().is_relative_to(root):
             raise ConfigError(f"{path}: module {n}'s path {where!r} leads outside the teacher's directory")
+        if any((root / where / name).exists() for name in ("model.safetensors", "pytorch_model.bin")):
+            check_weights(read_state_dict(root / where), str(root / where))  # readable, floating point, finite
 
 
 # the sentence-transformers modules a teacher may be made of (their code is sentence-transformers', not the model's)

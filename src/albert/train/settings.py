@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from albert.errors import ConfigError
+from albert.modeling.config import MIN_SEQ_LENGTH
 
 S = TypeVar("S")
 
@@ -24,15 +25,15 @@ S = TypeVar("S")
 MAX_INTEGER_SETTING = 2**31 - 1
 
 
-def setting(default: Any, help: str, at_most: int = MAX_INTEGER_SETTING) -> Any:
-    """A settings field with its one line of meaning beside it (`--help` shows it); `at_most`: an integer setting's
-    bound. A dataclass default is a group of settings of its own (`--group.name value`)."""
+def setting(default: Any, help: str, at_most: int = MAX_INTEGER_SETTING, at_least: int = 0) -> Any:
+    """A settings field with its one line of meaning beside it (`--help` shows it); `at_most`, `at_least`: a number
+    setting's bounds. A dataclass default is a group of settings of its own (`--group.name value`)."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
     if dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: dataclasses.replace(default),  # type: ignore[type-var]
                                  metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help, "at_most": at_most})
+    return dataclasses.field(default=default, metadata={"help": help, "at_most": at_most, "at_least": at_least})
 
 
 @dataclass
@@ -112,7 +113,7 @@ class PretrainSettings(TrainSettings):
     model: str = setting("albert-base-v2", "the model's shape: a preset name or a config.json")
     model_overrides: dict[str, Any] = setting({}, "config fields replaced in the model's config (a mapping)")
     init_from: str = setting("", "start from these weights instead of a random initialisation")
-    max_seq_length: int = setting(128, "tokens per sequence at most")
+    max_seq_length: int = setting(128, "tokens per sequence at most", at_least=MIN_SEQ_LENGTH)
     short_seq_prob: float = setting(0.1, "fraction of examples made shorter than max_seq_length (the paper's 10%)")
     masked_lm_prob: float = setting(0.15, "fraction of tokens masked for MLM")
     max_predictions_per_seq: int = setting(20, "masked positions per sequence at most")
@@ -149,15 +150,17 @@ class PretrainSettings(TrainSettings):
 
 
 def check_numbers(settings: Any) -> None:
-    """Every count is >= 0 and every number finite: a negative or NaN setting is an error, not a silent loop."""
+    """Every count is >= 0 (or its field's `at_least`) and every number finite: a negative or NaN setting is an
+    error, not a silent loop."""
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name} must be a finite number, got {value}")
-        if value < 0:
-            raise ConfigError(f"{f.name} must be >= 0, got {value}")
+        at_least = f.metadata.get("at_least", 0)
+        if value < at_least:
+            raise ConfigError(f"{f.name} must be >= {at_least}, got {value}")
         at_most = f.metadata.get("at_most", MAX_INTEGER_SETTING)
         if isinstance(value, int) and value > at_most:
             raise ConfigError(f"{f.name} must be at most {at_most:,}, got {value:.3g}")
