@@ -1,6 +1,8 @@
 """Inference throughput and latency on this CPU: ours (bf16 / fp32 / int8) vs transformers (fp32 / bf16 / int8, and
 fp32 under torch.compile) vs ONNX Runtime (our export in fp32; transformers' export fused by
-onnxruntime.transformers.optimizer, in fp32 and dynamic int8), all on the same random albert-base-v2 weights.
+onnxruntime.transformers.optimizer, in fp32 and dynamic int8) vs OpenVINO (transformers' export, compiled by
+OpenVINO's CPU plugin in fp32 and in its default precision: bf16 where the CPU has bf16 units, else fp32), all on the
+same random albert-base-v2 weights. OpenVINO comes from `requirements/bench.txt` (left out when not installed).
 Every contender's achieved GFLOP/s is reported beside this CPU's fp32 and int8 GEMM rates, measured in the
 same run (2 threads, the matmul shapes of the model).
 
@@ -14,7 +16,7 @@ contenders are left out (bf16 is emulated there and takes minutes); --all keeps 
 Base: batch 8×128 for throughput, 1×128 for latency and 1×16 for a short query's (--shapes for others); contenders
 alternate so machine noise hits all alike; medians are reported. ONNX Runtime keeps its default session settings
 (its threads spin between runs), and every contender starts on idle cores (SETTLE_S). `latency_alone` measures
-1×128 again with ours and ONNX Runtime's fused graphs each alone in its own process, alternating processes.
+1×128 again with ours, ONNX Runtime's fused graphs and OpenVINO each alone in its own process, alternating processes.
 Large/xxlarge (`--sizes base large xxlarge`): 8×128 throughput and peak memory, each contender in its own process
 so that the peak resident memory is its own.
 """
@@ -45,11 +47,12 @@ CONTENDERS = ["ours_bf16", "ours_fp32", "transformers_fp32", "transformers_bf16"
 
 
 def ratios(med: dict[str, float]) -> dict[str, float]:
-    """Each of our contenders against transformers' fp32 and ONNX Runtime (our export; transformers' export fused,
-    fp32 and int8): speed ratios, > 1 means ours is faster."""
+    """Each of our contenders against transformers' fp32, ONNX Runtime (our export; transformers' export fused, fp32
+    and int8) and OpenVINO (fp32, default): speed ratios, > 1 means ours is faster."""
     out = {}
     for ours in (k for k in med if k.startswith("ours")):
-        for ref in ("transformers_fp32", "onnxruntime_fp32", "onnxruntime_fused_fp32", "onnxruntime_fused_int8"):
+        for ref in ("transformers_fp32", "onnxruntime_fp32", "onnxruntime_fused_fp32", "onnxruntime_fused_int8",
+                    "openvino_fp32", "openvino_default"):
             if ref in med:
                 out[f"{ours}_vs_{ref}"] = round(med[ref] / med[ours], 2)
     return out
@@ -102,9 +105,33 @@ def fused_onnxruntime(theirs: torch.nn.Module, directory: Path, config: albert.A
     ops: dict[str, int] = {}
     for node in fused.model.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    sessions.update(openvino_models(plain, cpu_has_bf16()))
     sessions["fused_ops"] = {k: v for k, v in ops.items() if k in ("Attention", "SkipLayerNormalization", "FastGelu",
                                                                       "BiasGelu", "LayerNormalization", "Gelu")}
     return sessions
+
+
+def openvino_models(onnx_path: Path, bf16: bool) -> dict[str, Any]:
+    """transformers' ONNX export compiled by OpenVINO for the CPU as its documentation recommends for one request at a
+    time (PERFORMANCE_HINT LATENCY: one stream on all the cores), threads = torch's; fp32 asked for explicitly, and
+    (where the CPU has bf16 units) OpenVINO's default precision, which is bf16 there. Shapes stay dynamic, as for
+    every other contender. Empty when openvino is not installed."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return {}
+    core = ov.Core()
+    model = core.read_model(str(onnx_path))
+    base = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    compiled = {"openvino_fp32": core.compile_model(model, "CPU", base | {"INFERENCE_PRECISION_HINT": "f32"})}
+    if bf16:
+        compiled["openvino_default"] = core.compile_model(model, "CPU", base)
+    return compiled
+
+
+def openvino_call(compiled: Any, feeds: dict[str, Any]) -> Any:
+    """One synchronous inference, as a caller would make it (a new request each call costs ~µs)."""
+    return compiled(feeds)
 
 
 def one_contender(size: str, contender: str, repeats: int) -> dict:
@@ -149,7 +176,8 @@ def large_rows(size: str, repeats: int, contenders: list[str]) -> dict:
     return row
 
 
-ALONE = ["ours_fp32", "onnxruntime_fused_fp32", "ours_int8", "ours_int8_compile", "onnxruntime_fused_int8"]
+ALONE = ["ours_fp32", "onnxruntime_fused_fp32", "openvino_fp32", "ours_int8", "ours_int8_compile",
+         "onnxruntime_fused_int8"]
 SETTLE_S = 0.05  # idle time before each contender: longer than ORT's and libgomp's spinning
 
 
@@ -164,6 +192,10 @@ def alone_contender(contender: str, directory: Path, rounds: int) -> dict:
         session = ort_session(directory / ("fused_int8.onnx" if contender.endswith("int8") else "fused.onnx"))
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
         fn = partial(session.run, None, feeds)
+    elif contender.startswith("openvino"):
+        compiled = openvino_models(directory / "transformers.onnx", contender.endswith("default"))[contender]
+        fn = partial(openvino_call, compiled, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                               "token_type_ids": types.numpy()})
     else:
         from albert.runtime.policy import Runtime, prepare_for_inference
 
@@ -196,6 +228,15 @@ def alone_latency(directory: Path, rounds: int, processes: int, contenders: list
            **ratios(med)}
     print(json.dumps(row), flush=True)
     return row
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def shape(text: str) -> tuple[int, int]:
@@ -282,7 +323,8 @@ def main() -> None:
                 session = ort_session(Path(d) / "m.onnx")
                 if a.alone_processes:
                     alone = alone_latency(Path(d), a.latency_repeats, a.alone_processes,
-                                          [c for c in ALONE if not (a.no_compile and c.endswith("_compile"))])
+                                          [c for c in ALONE if not (a.no_compile and c.endswith("_compile"))
+                                           and (c in fused or not c.startswith("openvino"))])
         for B, T in a.shapes:
             ids = torch.randint(5, 30000, (B, T))
             mask = torch.ones(B, T, dtype=torch.long)
@@ -303,6 +345,9 @@ def main() -> None:
             for key in ("onnxruntime_fused_fp32", "onnxruntime_fused_int8"):
                 if key in fused:
                     contenders[key] = partial(fused[key].run, None, feeds)  # type: ignore[attr-defined]
+            for key in ("openvino_fp32", "openvino_default"):
+                if key in fused:
+                    contenders[key] = partial(openvino_call, fused[key], feeds)
             if not a.no_compile:
                 contenders["transformers_fp32_compile"] = partial(compiled, ids, mask, types)
                 contenders["ours_fp32_compile"] = partial(ours_compiled, ids, mask, types)
@@ -340,6 +385,7 @@ def main() -> None:
         rows = [r for r in earlier["rows"] if (r["model"], r["batch"], r["seq"]) not in fresh] + rows
     result = {"benchmark": "inference_speed", "threads": torch.get_num_threads(), "cpu_bf16": cpu_has_bf16(),
               "torch": torch.__version__, "transformers": transformers.__version__, "machine": cpu_description(),
+              "onnxruntime": _version("onnxruntime"), "openvino": _version("openvino"),
               "repeats": a.repeats, "peak_rss_mb_base_all_contenders": base_peak, "rows": rows,
               "latency_alone": alone}
     out.parent.mkdir(parents=True, exist_ok=True)

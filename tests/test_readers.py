@@ -79,3 +79,16 @@ def test_a_blank_token_is_named_by_file_line_and_index(tmp_path: Path, blank: st
                           str(path), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "tags.jsonl:2: token 1" in out.stderr, out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_json_pieces_join_to_json_dumps() -> None:
+    """A long answer written or sent in pieces is the text json.dumps gives, byte for byte."""
+    import json
+
+    from albert.io.files import json_pieces
+
+    values = [[], [1.5], [{"a": 1.5, "word": "é"}] * 2500, [[{"x": n} for n in range(1500)], [], [1, 2]],
+              {"a": [1] * 5000}, "text", [[1] * 3] * 3, [[]], [[{"a": 1}] * 1001] * 2]
+    for value in values:
+        assert "".join(json_pieces(value)) == json.dumps(value, ensure_ascii=False)
+    assert len(list(json_pieces([{"a": 1}] * 2500))) == 5  # "[", three batches, "]"

@@ -300,6 +300,8 @@ def test_api_key(fill_mask: Any) -> None:
 
 @pytest.mark.parametrize(("task", "path", "inputs", "parameters"), [
     ("feature-extraction", "/embed", ["call me ishmael.", "the sea"], {"pooling": "mean", "normalize": True}),
+    # an answer of more than STREAMED_VALUES values: sent as it is encoded, the same JSON
+    ("feature-extraction", "/embed", [f"the sea, {n} times." for n in range(300)], {}),
     ("text-classification", "/classify", [{"text": "call me ishmael.", "text_pair": "the sea"}], {"top_k": 2}),
     ("token-classification", "/tag", "ishmael sailed from nantucket.", {"aggregation_strategy": "none"}),
     ("question-answering", "/answer", {"question": "who ran?", "context": "the whale ran to the sea."},

@@ -174,7 +174,11 @@ class ResultLines:
         self.file = open(out, "a", encoding="utf-8")  # noqa: SIM115 (closed by __exit__)
 
     def write(self, result: Any) -> None:
-        self.file.write(json.dumps(result, ensure_ascii=False) + "\n")
+        from albert.io.files import json_pieces
+
+        for piece in json_pieces(result):
+            self.file.write(piece)
+        self.file.write("\n")
         if self.file is not sys.stdout:
             self.file.flush()
 

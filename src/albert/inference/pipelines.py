@@ -29,7 +29,7 @@ from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
 from albert.tasks.registry import TASKS, Task, check_input, get_task
 from albert.tasks.sequence import ORDER_LABELS, classification_output, kind_of, label_names
-from albert.tasks.tokens import group_entities, iter_first_piece_words
+from albert.tasks.tokens import iter_entities, iter_first_piece_words
 from albert.tokenization.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -194,6 +194,9 @@ def _check_aggregation(strategy: str) -> None:
 # tokens per forward of a long text's windows: its activations (and so the command's peak memory) stay near a short
 # text's, whatever the text's length
 WINDOW_TOKENS = 2048
+# a long text's entities are made this many at a time, each batch one turn of the model's thread (a text of millions of
+# characters has hundreds of thousands: seconds of Python if made in one go)
+ENTITY_TURN = 20_000
 
 
 class TokenClassificationPipeline(BatchedPipeline):
@@ -225,23 +228,34 @@ class TokenClassificationPipeline(BatchedPipeline):
         return out[0] if single else out
 
     def steps(self, text: str, aggregation_strategy: str = "first") -> Steps[list[dict[str, Any]]]:
-        """One text's entities a model call at a time (albert.tasks.batching.Steps)."""
+        """One text's entities a model call at a time (albert.tasks.batching.Steps); the entities of a long text are
+        made ENTITY_TURN at a time too, each batch a turn."""
         _check_aggregation(aggregation_strategy)
         tags, scores, offsets = yield from self._tag_pieces(text)
-        return self._entities(text, tags, scores, offsets, aggregation_strategy)
+        entities = []
+        for entity in self._iter_entities(text, tags, scores, offsets, aggregation_strategy):
+            entities.append(entity)
+            if len(entities) % ENTITY_TURN == 0:
+                yield 0
+        return entities
 
     def _entities(self, text: str, tags: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
                   aggregation_strategy: str) -> list[dict[str, Any]]:
-        """The entities of `text` from each piece's tag, score and (start, end)."""
+        return list(self._iter_entities(text, tags, scores, offsets, aggregation_strategy))
+
+    def _iter_entities(self, text: str, tags: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
+                       aggregation_strategy: str) -> Iterator[dict[str, Any]]:
+        """The entities of `text` from each piece's tag, score and (start, end), lazily: pieces, words and tagged
+        words are never all held, only the entities a caller keeps."""
         labels = self.model.config.id2label or {}
         pieces: Iterator[dict[str, Any]] = (
             {"entity": labels.get(int(t), str(int(t))), "score": float(sc), "index": i + 1, "start": int(st),
              "end": int(en)} for i, (t, sc, (st, en)) in enumerate(zip(tags, scores, offsets)))
         if aggregation_strategy == "first":
             pieces = iter_first_piece_words(pieces, text)
-        tagged = [dict(p, word=text[p["start"]:p["end"]]) for p in pieces
-                  if p["entity"] != "O" and p["end"] > p["start"]]
-        return tagged if aggregation_strategy == "none" else group_entities(tagged, text)
+        tagged = (dict(p, word=text[p["start"]:p["end"]]) for p in pieces
+                  if p["entity"] != "O" and p["end"] > p["start"])
+        return tagged if aggregation_strategy == "none" else iter_entities(tagged, text)
 
     def _tag_pieces(self, text: str) -> Steps[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(tag id, score, (start, end)) of each piece of `text`, as arrays. A text longer than the model reads is

@@ -119,6 +119,27 @@ def parse_json(text: str, where: str) -> Any:
         raise DataError(f"{where}: invalid JSON ({message})") from None
 
 
+def json_pieces(value: Any, per: int = 1000) -> Iterator[str]:
+    """The text json.dumps(value, ensure_ascii=False, allow_nan=False) gives, in pieces of about `per` list elements:
+    a long answer (a text of millions of characters has hundreds of thousands of entities) is written, or sent, as
+    it is encoded, never held twice as one string."""
+    if not isinstance(value, list) or len(value) <= per and not any(isinstance(v, list) for v in value):
+        yield json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return
+    yield "["
+    for start in range(0, len(value), per):
+        batch = value[start:start + per]
+        if any(isinstance(v, list) for v in batch):  # answers of several inputs: each its own pieces
+            for n, item in enumerate(batch):
+                if start + n:
+                    yield ", "
+                yield from json_pieces(item, per)
+        else:
+            yield (", " if start else "") + ", ".join(json.dumps(v, ensure_ascii=False, allow_nan=False)
+                                                      for v in batch)
+    yield "]"
+
+
 def read_json(path: str | Path) -> Any:
     """A whole JSON document (SQuAD, RACE), checked as parse_json."""
     return parse_json(read_text(path), str(path))

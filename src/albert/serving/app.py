@@ -30,7 +30,7 @@ from importlib import resources
 from typing import Any
 
 from albert.errors import AlbertError
-from albert.io.files import parse_json
+from albert.io.files import json_pieces, parse_json
 from albert.serving.batcher import Batcher, BatchStats
 from albert.serving.guard import Guard
 from albert.serving.openapi import description, parameter_info, schemas, use_openapi_models, version
@@ -144,6 +144,22 @@ class Served:
     models: dict[str, Any]
 
 
+# answers of more values than this are sent as they are encoded (chunked), not encoded in one go on the event loop:
+# the entities of a text of millions of characters take seconds to encode, and every other request would wait
+STREAMED_VALUES = 10_000
+
+
+def _json_response(body: Any) -> Any:
+    """Plain JSON (the answers are lists, dicts, strings and floats; FastAPI's encoder would walk them again); a
+    long answer streamed in pieces (albert.io.files.json_pieces), each encoded in a worker thread."""
+    from fastapi.responses import Response, StreamingResponse
+
+    values = len(body) + sum(len(v) for v in body if isinstance(v, list)) if isinstance(body, list) else 0
+    if values <= STREAMED_VALUES:
+        return Response(json.dumps(body, ensure_ascii=False, allow_nan=False).encode(), media_type="application/json")
+    return StreamingResponse((piece.encode() for piece in json_pieces(body)), media_type="application/json")
+
+
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
     from fastapi.responses import JSONResponse
 
@@ -210,9 +226,7 @@ def _add_task_routes(app: Any, served: Served) -> None:
         if results is None:  # the client has gone: nobody reads an answer
             return Response(status_code=499)
         metrics.exits(results)
-        body = shape.encode(task, results, single)
-        # plain JSON: the answers are lists, dicts, strings and floats (FastAPI's encoder would walk them again)
-        return Response(json.dumps(body, ensure_ascii=False, allow_nan=False).encode(), media_type="application/json")
+        return _json_response(shape.encode(task, results, single))
 
     request_body = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{models['request']}"}}},
                     "required": True}

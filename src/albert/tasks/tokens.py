@@ -213,28 +213,37 @@ def iter_first_piece_words(pieces: Iterable[dict[str, Any]], text: str) -> Itera
         yield word
 
 
-def group_entities(tokens: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+def group_entities(tokens: Iterable[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     """Tagged pieces (or words) → entities, as transformers' "simple" aggregation: a B-/I- run of one kind is one
     entity (a piece continuing a word joins it too), scored by the mean of its pieces' scores."""
-    groups: list[dict[str, Any]] = []
+    return list(iter_entities(tokens, text))
+
+
+def iter_entities(tokens: Iterable[dict[str, Any]], text: str) -> Iterator[dict[str, Any]]:
+    """group_entities lazily: an entity is given once the next begins, so a long text's tagged words are never all
+    held, only its entities (and those only by a caller that keeps them)."""
+    group: dict[str, Any] | None = None
     for tok in tokens:
         prefix, _, kind = tok["entity"].partition("-")
         kind = kind or prefix
-        last = groups[-1] if groups else None
-        joins = (last is not None and last["entity_group"] == kind and prefix != "B"
-                 and tok["index"] == last["_last"] + 1)
-        # a continuation piece of the same word (no space before it) also joins
-        if last is not None and last["entity_group"] == kind and tok["index"] == last["_last"] + 1 \
-                and tok["start"] == last["end"]:
-            joins = True
-        if joins and last is not None:
-            last["end"], last["_last"] = tok["end"], tok["index"]
-            last["_scores"].append(tok["score"])
-        else:
-            groups.append({"entity_group": kind, "start": tok["start"], "end": tok["end"], "_last": tok["index"],
-                           "_scores": [tok["score"]]})
-    return [{"entity_group": g["entity_group"], "score": sum(g["_scores"]) / len(g["_scores"]),
-             "word": text[g["start"]:g["end"]], "start": g["start"], "end": g["end"]} for g in groups]
+        same = group is not None and group["entity_group"] == kind and tok["index"] == group["_last"] + 1
+        # a B- starts a new entity, except for a continuation piece of the same word (no space before it)
+        if group is not None and same and (prefix != "B" or tok["start"] == group["end"]):
+            group["end"], group["_last"] = tok["end"], tok["index"]
+            group["_sum"] += tok["score"]
+            group["_n"] += 1
+            continue
+        if group is not None:
+            yield _entity(group, text)
+        group = {"entity_group": kind, "start": tok["start"], "end": tok["end"], "_last": tok["index"],
+                 "_sum": tok["score"], "_n": 1}
+    if group is not None:
+        yield _entity(group, text)
+
+
+def _entity(group: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"entity_group": group["entity_group"], "score": group["_sum"] / group["_n"],
+            "word": text[group["start"]:group["end"]], "start": group["start"], "end": group["end"]}
 
 
 def tag_set(path: str | Path) -> list[str]:
