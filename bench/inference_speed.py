@@ -303,7 +303,8 @@ def main() -> None:
             # ours as the pipelines run it: prepared by albert.runtime.policy for each precision
             cpu = torch.device("cpu")
             ours32 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "fp32"))
-            ours16 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "bf16"))
+            ours16 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "bf16")) if bf16 \
+                else None
             ours8 = prepare_for_inference(albert.AlbertModel.from_pretrained(d), Runtime(cpu, "int8"))
             # `--compile`, as the pipelines compile: inductor with the weights frozen (folded and prepacked), fp32
             # on plain matrices

@@ -15,7 +15,7 @@ VENV=.venv-model2vec
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" --disable-pip-version-check -q install torch==2.13.0 "transformers>=5.0,<5.4" \
-    "model2vec[distill]==0.10.0"
+    "model2vec[distill,quantization]==0.10.0"
 fi
 HF_HUB_OFFLINE=1 "$VENV/bin/python" - "$TEACHER" "$OUT" "$DIMS" <<'PY'
 import sys

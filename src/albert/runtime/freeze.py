@@ -18,6 +18,7 @@ from albert.runtime.kernels import (
     _dynamic_int8,
     _int8,
     _onednn,
+    cpu_packs_bf16,
     onednn_available,
     onednn_int8_available,
 )
@@ -83,9 +84,9 @@ def freeze_fp32(model: AlbertPreTrainedModel, packed: bool = True) -> AlbertPreT
 
 
 def freeze_bf16(model: AlbertPreTrainedModel, packed: bool = True) -> AlbertPreTrainedModel:
-    """Encoder in bf16 (weights cast once, here; on the CPU packed for oneDNN as in fp32), parameters and heads in
-    fp32."""
-    _freeze(model, torch.bfloat16, packed)
+    """Encoder in bf16 (weights cast once, here; on the CPU packed for oneDNN as in fp32 where oneDNN can pack bf16),
+    parameters and heads in fp32."""
+    _freeze(model, torch.bfloat16, packed and cpu_packs_bf16())
     _fp32_heads(model)
     return model
 

@@ -42,6 +42,13 @@ def cpu_has_bf16() -> bool:
     return bool(_flags() & {"amx_bf16", "avx512_bf16"})
 
 
+def cpu_packs_bf16() -> bool:
+    """Whether oneDNN can lay bf16 matrices out in its blocked format here: it needs AVX512 (BW, VL, DQ) or
+    AVX-NE-CONVERT (it raises elsewhere); without them bf16 matrices stay plain tensors."""
+    flags = _flags()
+    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags or "amx_bf16" in flags
+
+
 def cpu_has_vnni() -> bool:
     """int8 multiply-accumulate into int32 (AVX512-VNNI, AVX-VNNI or AMX-INT8)."""
     return bool(_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
