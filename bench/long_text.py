@@ -49,10 +49,10 @@ def long_text(chars: int) -> str:
 
 
 def tag_model(out: Path) -> Path:
+    import torch
+
     from albert.modeling.heads import AlbertForTokenClassification
     from albert.tokenization.tokenizer import AlbertTokenizer
-
-    import torch
 
     torch.manual_seed(0)  # the fresh head, the same in every run: the same entities, so runs compare
     model = AlbertForTokenClassification.from_pretrained("albert-small-en", num_labels=5)
