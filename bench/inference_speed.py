@@ -332,7 +332,7 @@ def main() -> None:
             types = torch.zeros(B, T, dtype=torch.long)
             feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
             contenders = {
-                "ours_bf16": partial(ours16, ids, mask, types),
+                **({"ours_bf16": partial(ours16, ids, mask, types)} if ours16 is not None else {}),
                 "ours_fp32": partial(ours32, ids, mask, types),
                 "ours_int8": partial(ours8, ids, mask, types),
                 "transformers_fp32": partial(theirs, ids, mask, types),

@@ -5,6 +5,8 @@ and the residual gives what torch's own dynamic int8 matrix followed by them giv
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -53,22 +55,27 @@ def test_packed_fp32_equals_torch(name: str, shape: tuple[int, ...]) -> None:
 @pytest.mark.skipif(not onednn_int8_available(), reason="no oneDNN int8 kernels")
 @pytest.mark.parametrize("name", ["gelu_new", "gelu", "relu"])
 def test_int8_equals_torch_dynamic_int8(name: str) -> None:
+    """oneDNN's int8 kernel, and fbgemm's that Int8Linear takes for a few rows on CPUs without VNNI (`few_rows`),
+    each on every CPU: the same quantization as torch's dynamic int8, the activation and the residual as fused."""
     torch.backends.quantized.engine = "onednn"
     w, b = weights(96, 64, seed=1)
     x = torch.randn(2, 9, 64) * 3 + 0.5  # not centred: the zero point is not the middle
     with torch.inference_mode():
-        fused = _int8(w, b, ONEDNN_ACTIVATIONS[name])
-        assert isinstance(fused, Int8Linear)
-        got = fused(x)
+        prepared = _int8(w, b, ONEDNN_ACTIVATIONS[name])
+        assert isinstance(prepared, Int8Linear)
         want = activation_fn(name)(_dynamic_int8(w, b)(x))
         exact = activation_fn(name)(F.linear(x, w, b))
-        # the same quantization as torch's dynamic int8 path: equal up to the kernels' own rounding
-        torch.testing.assert_close(got, want, atol=2e-3, rtol=1e-3)
-        assert (got - exact).abs().max() < 0.05 * exact.abs().max()
-        residual = torch.randn(2, 9, 96)
-        kept = residual.clone()
-        torch.testing.assert_close(_int8(w, b)(x, residual), residual + _dynamic_int8(w, b)(x), atol=2e-3, rtol=1e-3)
-        assert torch.equal(residual, kept)  # added into the output, not into the residual (a hidden state)
+        for few_rows in (None, _dynamic_int8(w, b)):
+            fused = dataclasses.replace(prepared, few_rows=few_rows)
+            got = fused(x)
+            # the same quantization as torch's dynamic int8 path: equal up to the kernels' own rounding
+            torch.testing.assert_close(got, want, atol=2e-3, rtol=1e-3)
+            assert (got - exact).abs().max() < 0.05 * exact.abs().max()
+            residual = torch.randn(2, 9, 96)
+            kept = residual.clone()
+            plain = dataclasses.replace(_int8(w, b), few_rows=few_rows)
+            torch.testing.assert_close(plain(x, residual), residual + _dynamic_int8(w, b)(x), atol=2e-3, rtol=1e-3)
+            assert torch.equal(residual, kept)  # added into the output, not into the residual (a hidden state)
 
 
 @pytest.mark.skipif(not onednn_int8_available(), reason="no oneDNN int8 kernels")

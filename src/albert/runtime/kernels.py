@@ -14,6 +14,7 @@ import functools
 import math
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,16 @@ def onednn_int8_available() -> bool:
     return "onednn" in torch.backends.quantized.supported_engines and hasattr(torch.ops.onednn, "qlinear_pointwise")
 
 
+# calls of at most this many rows take fbgemm's kernel on CPUs without VNNI (Int8Linear.few_rows)
+FEW_ROWS = 32
+# oneDNN's post-ops (ONEDNN_ACTIVATIONS' values) as torch functions, for a kernel that cannot fuse them
+_TORCH_ACTIVATIONS: dict[tuple[str, str], Callable[[Tensor], Tensor]] = {
+    ("gelu", "none"): torch.nn.functional.gelu,
+    ("gelu", "tanh"): lambda y: torch.nn.functional.gelu(y, approximate="tanh"),
+    ("relu", ""): torch.relu, ("swish", ""): torch.nn.functional.silu, ("tanh", ""): torch.tanh,
+}
+
+
 @dataclass(frozen=True)
 class Int8Linear:
     """An int8 matrix (symmetric per output channel, packed once for oneDNN) applied to fp32 activations quantized
@@ -134,11 +145,17 @@ class Int8Linear:
     bias: Tensor | None
     activation: tuple[str, str]  # ("none", "") or a post-op of ONEDNN_ACTIVATIONS
     levels: int  # 255, or 127 without VNNI
+    # without VNNI: the same matrix for fbgemm (torch's linear_dynamic), which runs a call of a few rows (a short
+    # query) about twice as fast as oneDNN's int8 kernel there, whose fused activation pays off only on more rows
+    few_rows: DynamicInt8Linear | None = None
 
     def __call__(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         if x.numel() == 0:  # no rows: nothing to quantize (aminmax refuses) and nothing to multiply
             return x.new_empty(*x.shape[:-1], self.scales.numel())
         compiling = torch.compiler.is_compiling()
+        if self.few_rows is not None and not compiling and x.numel() <= FEW_ROWS * x.shape[-1]:
+            y = self.few_rows(x, residual)
+            return y if self.activation[0] == "none" else _TORCH_ACTIVATIONS[self.activation](y)
         q, scale, zero = self._quantize_in_graph(x) if compiling else self._quantize(x)
         op = torch.ops.onednn.qlinear_pointwise
         if residual is not None:
@@ -213,9 +230,12 @@ def _quantize_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 def _int8(weight: Tensor, bias: Tensor | None, activation: tuple[str, str] | None = None) -> Int8Linear:
     q, scales = _quantize_weight(weight)
+    vnni = cpu_has_vnni()
     return Int8Linear(torch.ops.onednn.qlinear_prepack(q.int_repr(), None), scales,
                       torch.zeros_like(scales, dtype=torch.long), None if bias is None else bias.detach().float(),
-                      activation or ("none", ""), 255 if cpu_has_vnni() else 127)
+                      activation or ("none", ""), 255 if vnni else 127,
+                      None if vnni or "fbgemm" not in torch.backends.quantized.supported_engines
+                      else _dynamic_int8(weight, bias))
 
 
 def _dynamic_int8(weight: Tensor, bias: Tensor | None) -> DynamicInt8Linear:
