@@ -134,7 +134,16 @@ def onnx_teacher(teacher: Path, int8: bool, work: Path) -> tuple[Any, dict[str, 
         raise SystemExit(f"{teacher}: the ONNX contender pools by the mean, as the teacher should")
     fused = work / "teacher-fused.onnx"
     if not fused.exists():
-        bert = transformers.AutoModel.from_pretrained(str(teacher)).eval()
+        class Encoder(torch.nn.Module):  # the three inputs by name: BertModel's positional order changed in 5.x
+            def __init__(self) -> None:
+                super().__init__()
+                self.bert = transformers.AutoModel.from_pretrained(str(teacher)).eval()
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                                 token_type_ids=token_type_ids).last_hidden_state
+
+        bert = Encoder().eval()
         example = (torch.ones(1, 16, dtype=torch.long),) * 2 + (torch.zeros(1, 16, dtype=torch.long),)
         axes = {0: "batch", 1: "sequence"}
         names = ["input_ids", "attention_mask", "token_type_ids"]
@@ -142,7 +151,7 @@ def onnx_teacher(teacher: Path, int8: bool, work: Path) -> tuple[Any, dict[str, 
                           output_names=["last_hidden_state"], dynamic_axes={k: axes for k in
                                                                             (*names, "last_hidden_state")},
                           opset_version=17, dynamo=False)
-        cfg = bert.config
+        cfg = bert.bert.config
         optimize_model(str(work / "teacher.onnx"), model_type="bert", num_heads=cfg.num_attention_heads,
                        hidden_size=cfg.hidden_size).save_model_to_file(str(fused))
         quantize_dynamic(str(fused), str(work / "teacher-fused-int8.onnx"), weight_type=QuantType.QInt8,
