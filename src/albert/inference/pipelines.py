@@ -222,7 +222,7 @@ class TokenClassificationPipeline(BatchedPipeline):
         for i, (result, b, length) in zip(short, self._pad_forward(rows)):
             score, pred = result.logits[b, 1:length - 1].float().softmax(-1).max(-1)
             offsets = np.asarray(encoded[i].offsets, dtype=np.int64).reshape(-1, 2)
-            out[i] = self._entities(texts[i], pred.numpy(), score.numpy(), offsets, aggregation_strategy)
+            out[i] = list(self._iter_entities(texts[i], pred.numpy(), score.numpy(), offsets, aggregation_strategy))
         out = [found if found is not None else finish(self.steps(text, aggregation_strategy))
                for text, found in zip(texts, out)]
         return out[0] if single else out
@@ -238,10 +238,6 @@ class TokenClassificationPipeline(BatchedPipeline):
             if len(entities) % ENTITY_TURN == 0:
                 yield 0
         return entities
-
-    def _entities(self, text: str, tags: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
-                  aggregation_strategy: str) -> list[dict[str, Any]]:
-        return list(self._iter_entities(text, tags, scores, offsets, aggregation_strategy))
 
     def _iter_entities(self, text: str, tags: np.ndarray, scores: np.ndarray, offsets: np.ndarray,
                        aggregation_strategy: str) -> Iterator[dict[str, Any]]:

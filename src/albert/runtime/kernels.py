@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from albert.errors import CheckpointError
+from albert.modeling.backbone import activation_fn
 
 NON_FINITE = "computed non-finite values (NaN or infinity): its weights are broken, or too large for this precision"
 
@@ -118,12 +119,9 @@ def onednn_int8_available() -> bool:
 
 # calls of at most this many rows take fbgemm's kernel on CPUs without VNNI (Int8Linear.few_rows)
 FEW_ROWS = 32
-# oneDNN's post-ops (ONEDNN_ACTIVATIONS' values) as torch functions, for a kernel that cannot fuse them
+# oneDNN's post-ops (ONEDNN_ACTIVATIONS' values) as the model's own torch functions, for a kernel that cannot fuse them
 _TORCH_ACTIVATIONS: dict[tuple[str, str], Callable[[Tensor], Tensor]] = {
-    ("gelu", "none"): torch.nn.functional.gelu,
-    ("gelu", "tanh"): lambda y: torch.nn.functional.gelu(y, approximate="tanh"),
-    ("relu", ""): torch.relu, ("swish", ""): torch.nn.functional.silu, ("tanh", ""): torch.tanh,
-}
+    post_op: activation_fn(name) for name, post_op in ONEDNN_ACTIVATIONS.items()}
 
 
 @dataclass(frozen=True)
