@@ -11,6 +11,8 @@ import torch
 
 import albert
 from albert.errors import CheckpointError
+from albert.io.files import json_pieces
+from albert.tasks.tokens import Entities
 from albert.train.finetune import finetune
 from albert.train.finetune_settings import FinetuneSettings
 
@@ -163,6 +165,12 @@ def test_token_classification_tags_texts_longer_than_the_model(with_head) -> Non
             if piece not in best or context > best[piece][0]:
                 best[piece] = (context, label)
     assert [t["entity"] for t in tokens] == [str(best[i][1]) for i in range(len(pieces))]
+    # what the CLI and the server write: the same answers held as columns, written as json.dumps writes the lists
+    for strategy in ("none", "first", "simple"):
+        compact, listed = tag.compact(text, aggregation_strategy=strategy), tag(text, aggregation_strategy=strategy)
+        assert isinstance(compact, Entities) and isinstance(listed, list) and len(listed) > 0
+        assert compact == listed and list(compact) == listed and compact[-2:] == listed[-2:]
+        assert "".join(json_pieces([compact, compact], per=7)) == json.dumps([listed, listed], ensure_ascii=False)
     short = "the whale swam on."
     ids = tag.tokenizer(short)["input_ids"]
     with torch.inference_mode():

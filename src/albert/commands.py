@@ -138,7 +138,7 @@ def run_task(a: argparse.Namespace) -> None:
         from albert.inference.pipelines import pipeline  # imports torch
 
         pipe = pipeline(task.name, model=a.model, device=a.device, precision=a.precision, compile=a.compile)
-        for result in stream(pipe, items, out.done, **kwargs):
+        for result in stream(pipe.compact, items, out.done, **kwargs):
             out.write(result)
 
 

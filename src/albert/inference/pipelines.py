@@ -29,7 +29,7 @@ from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
 from albert.tasks.registry import TASKS, Task, check_input, get_task
 from albert.tasks.sequence import ORDER_LABELS, classification_output, kind_of, label_names
-from albert.tasks.tokens import iter_entities, iter_first_piece_words
+from albert.tasks.tokens import Entities, iter_entities, iter_first_piece_words
 from albert.tokenization.tokenizer import AlbertTokenizer
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,12 @@ class Pipeline:
     @classmethod
     def is_ignored_weight(cls, key: str) -> bool:
         return any(key.startswith(u) for u in cls.ignored_weights)
+
+    def compact(self, *args: Any, **kwargs: Any) -> Any:
+        """The answers as `albert <task>` writes them and the server sends them: the same values, where a task has a
+        compact form for a long answer kept in it until written (a long text's entities: TokenClassificationPipeline).
+        """
+        return self(*args, **kwargs)
 
     def warm_up(self) -> None:
         """Compile a `--compile` model for every kind of batch it meets, on the task's example. Why: torch.compile
@@ -208,7 +214,12 @@ class TokenClassificationPipeline(BatchedPipeline):
 
     def __call__(self, inputs: str | list[str], aggregation_strategy: str = "first") -> Any:
         """The texts that fit one window share forward passes (length-sorted batches); a longer one runs its
-        windows by itself (`steps`)."""
+        windows by itself (`steps`). Lists of dicts, as transformers' pipeline gives."""
+        answers = self.compact(inputs, aggregation_strategy)
+        return list(answers) if isinstance(inputs, str) else [list(a) for a in answers]
+
+    def compact(self, inputs: str | list[str], aggregation_strategy: str = "first") -> Any:
+        """As __call__, a long text's entities left as albert.tasks.tokens.Entities (the same dicts, made as read)."""
         _check_aggregation(aggregation_strategy)
         texts, single = _as_list(inputs)
         room = self.model.config.max_position_embeddings - 2
@@ -227,12 +238,12 @@ class TokenClassificationPipeline(BatchedPipeline):
                for text, found in zip(texts, out)]
         return out[0] if single else out
 
-    def steps(self, text: str, aggregation_strategy: str = "first") -> Steps[list[dict[str, Any]]]:
+    def steps(self, text: str, aggregation_strategy: str = "first") -> Steps[Entities]:
         """One text's entities a model call at a time (albert.tasks.batching.Steps); the entities of a long text are
-        made ENTITY_TURN at a time too, each batch a turn."""
+        made ENTITY_TURN at a time too, each batch a turn, and held as columns (Entities)."""
         _check_aggregation(aggregation_strategy)
         tags, scores, offsets = yield from self._tag_pieces(text)
-        entities = []
+        entities = Entities(text)
         for entity in self._iter_entities(text, tags, scores, offsets, aggregation_strategy):
             entities.append(entity)
             if len(entities) % ENTITY_TURN == 0:
@@ -264,14 +275,14 @@ class TokenClassificationPipeline(BatchedPipeline):
         step = room - room // 2
         id_parts, offset_parts = [], []
         for part in self.tokenizer.encode_parts(text):
-            id_parts.append(np.asarray(part.ids, dtype=np.int64))
-            offset_parts.append(np.asarray(part.offsets, dtype=np.int64).reshape(-1, 2))
+            id_parts.append(np.asarray(part.ids, dtype=np.int32))
+            offset_parts.append(np.asarray(part.offsets, dtype=np.int32).reshape(-1, 2))
             yield 0
         ids, offsets = np.concatenate(id_parts), np.concatenate(offset_parts)
         del id_parts, offset_parts
         n = len(ids)
-        context = np.full(n, -1, dtype=np.int64)
-        tags, scores = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.float32)
+        context = np.full(n, -1, dtype=np.int32)  # a piece's distance to its window's nearer end
+        tags, scores = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.float32)
         starts = list(range(0, max(n - room, 0) + step, step)) if n > room else [0]
         cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         per_call = max(1, WINDOW_TOKENS // limit)  # windows per forward: a token budget, not batch_size rows

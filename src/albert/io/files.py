@@ -14,7 +14,7 @@ import json
 import lzma
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -119,17 +119,24 @@ def parse_json(text: str, where: str) -> Any:
         raise DataError(f"{where}: invalid JSON ({message})") from None
 
 
+def is_array(value: Any) -> bool:
+    """Whether JSON writes `value` as an array: a list or tuple, or a compact sequence of albert's own
+    (albert.tasks.tokens.Entities), which json.dumps does not take and json_pieces does."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
 def json_pieces(value: Any, per: int = 1000) -> Iterator[str]:
     """The text json.dumps(value, ensure_ascii=False, allow_nan=False) gives, in pieces of about `per` list elements:
     a long answer (a text of millions of characters has hundreds of thousands of entities) is written, or sent, as
-    it is encoded, never held twice as one string."""
-    if not isinstance(value, list) or len(value) <= per and not any(isinstance(v, list) for v in value):
-        yield json.dumps(value, ensure_ascii=False, allow_nan=False)
+    it is encoded, never held twice as one string. Any sequence is written as a list (is_array)."""
+    array = is_array(value)
+    if not array or len(value) <= per and not any(is_array(v) for v in value):
+        yield json.dumps(list(value) if array else value, ensure_ascii=False, allow_nan=False)
         return
     yield "["
     for start in range(0, len(value), per):
         batch = value[start:start + per]
-        if any(isinstance(v, list) for v in batch):  # answers of several inputs: each its own pieces
+        if any(is_array(v) for v in batch):  # answers of several inputs: each its own pieces
             for n, item in enumerate(batch):
                 if start + n:
                     yield ", "

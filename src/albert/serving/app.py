@@ -19,7 +19,6 @@ limit get 413 before they are read (albert.serving.guard).
 # objects, and they are imported inside build_app, which is only run where the serve extra is installed.
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -30,7 +29,7 @@ from importlib import resources
 from typing import Any
 
 from albert.errors import AlbertError
-from albert.io.files import json_pieces, parse_json
+from albert.io.files import is_array, json_pieces, parse_json
 from albert.serving.batcher import Batcher, BatchStats
 from albert.serving.guard import Guard
 from albert.serving.openapi import description, parameter_info, schemas, use_openapi_models, version
@@ -154,9 +153,9 @@ def _json_response(body: Any) -> Any:
     long answer streamed in pieces (albert.io.files.json_pieces), each encoded in a worker thread."""
     from fastapi.responses import Response, StreamingResponse
 
-    values = len(body) + sum(len(v) for v in body if isinstance(v, list)) if isinstance(body, list) else 0
+    values = len(body) + sum(len(v) for v in body if is_array(v)) if is_array(body) else 0
     if values <= STREAMED_VALUES:
-        return Response(json.dumps(body, ensure_ascii=False, allow_nan=False).encode(), media_type="application/json")
+        return Response("".join(json_pieces(body)).encode(), media_type="application/json")
     return StreamingResponse((piece.encode() for piece in json_pieces(body)), media_type="application/json")
 
 
