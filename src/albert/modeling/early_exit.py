@@ -90,29 +90,35 @@ def pabee_loss(exit_logits: Tensor | None, logits: Tensor, loss: Callable[[Tenso
 
 @dataclass
 class _Streaks:
-    """Per row: the last pass's prediction and how many passes in a row have agreed with it."""
+    """Per row: the last pass's prediction and how many passes in a row have agreed with it. Plain Python over each
+    pass's logits as numbers: a few per row, where a tensor op per rule per pass cost more than the pass's
+    classifier at batch 1."""
 
-    previous: Tensor | None = None
-    agreed: Tensor | None = None
+    previous: list[float] | None = None
+    agreed: list[int] | None = None
 
-    def update(self, logits: Tensor, regression: bool) -> Tensor:
-        now = logits[:, 0] if regression else logits.argmax(-1)
+    def update(self, logits: list[list[float]], regression: bool) -> list[int]:
+        now = [row[0] if regression else max(range(len(row)), key=row.__getitem__) for row in logits]  # first of ties
         if self.previous is None or self.agreed is None:
-            self.agreed = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+            self.agreed = [0] * len(now)
         else:
-            same = (now - self.previous).abs() < REGRESSION_AGREEMENT if regression else now == self.previous
-            self.agreed = torch.where(same, self.agreed + 1, torch.zeros_like(self.agreed))
+            self.agreed = [a + 1 if (abs(n - p) < REGRESSION_AGREEMENT if regression else n == p) else 0
+                           for n, p, a in zip(now, self.previous, self.agreed)]
         self.previous = now
         return self.agreed
 
-    def keep(self, rows: Tensor) -> None:
+    def keep(self, go: list[bool]) -> None:
         assert self.previous is not None and self.agreed is not None
-        self.previous, self.agreed = self.previous[rows], self.agreed[rows]
+        self.previous = [v for v, g in zip(self.previous, go) if g]
+        self.agreed = [v for v, g in zip(self.agreed, go) if g]
 
 
-def _entropy(logits: Tensor) -> Tensor:
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+def _entropy(logits: list[float]) -> float:
+    """The entropy (nats) of softmax(logits): log Σ e^(z - max) - Σ p (z - max)."""
+    top = max(logits)
+    weights = [math.exp(z - top) for z in logits]
+    total = sum(weights)
+    return math.log(total) - sum(w * (z - top) for w, z in zip(weights, logits)) / total
 
 
 # (first pass 0-based, number of passes k, x, mask) -> (x after those k passes, each one's classifier's logits:
@@ -144,8 +150,9 @@ def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, step: StepFn, 
     while True:
         x, every = step(done, k, x, mask)
         done, every = done + k, every.float().reshape(k, len(running), -1)
+        values = every.tolist()  # the rules read a few numbers a row (one transfer, then plain Python)
         if policy.patience > 0:
-            for earlier in every[:-1]:  # no row can stop at these passes: they only start the streaks
+            for earlier in values[:-1]:  # no row can stop at these passes: they only start the streaks
                 streaks.update(earlier, regression)
         logits, k = every[-1], 1
         if logits_out is None:
@@ -154,22 +161,23 @@ def run_with_exit(x: Tensor, attention_mask: Tensor, passes: int, step: StepFn, 
             logits_out[running] = logits
             passes_out[running] = done
             break
-        stop = torch.zeros(len(running), dtype=torch.bool, device=x.device)
+        stop = [False] * len(running)
         if policy.patience > 0:
-            stop |= streaks.update(logits, regression) >= policy.patience
+            stop = [a >= policy.patience for a in streaks.update(values[-1], regression)]
         if policy.threshold > 0:
-            stop |= _entropy(logits) < policy.threshold
-        if not bool(stop.any()):
+            stop = [s or _entropy(row) < policy.threshold for s, row in zip(stop, values[-1])]
+        if not any(stop):
             continue
-        logits_out[running[stop]] = logits[stop]
-        passes_out[running[stop]] = done
-        go = ~stop
-        if not bool(go.any()):
+        go = [not s for s in stop]
+        stopped = torch.tensor(stop, device=x.device)
+        logits_out[running[stopped]] = logits[stopped]
+        passes_out[running[stopped]] = done
+        if not any(go):
             break
-        running = running[go]
+        running = running[~stopped]
         if policy.patience > 0:
             streaks.keep(go)
-        rows = go.repeat_interleave(group)
+        rows = (~stopped).repeat_interleave(group)
         attention_mask, lengths, x = attention_mask[rows], lengths[rows], x[rows]
         longest = int(lengths.max())  # the remaining rows' padding beyond their longest is dropped
         attention_mask, x = attention_mask[:, :longest], x[:, :longest]
