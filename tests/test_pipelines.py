@@ -178,3 +178,21 @@ def test_token_classification_tags_texts_longer_than_the_model(with_head) -> Non
     got = tag(short, aggregation_strategy="none")
     assert [t["entity"] for t in got] == [str(int(i)) for i in logits.argmax(-1)]
     assert all(abs(t["score"] - float(p)) < 1e-5 for t, p in zip(got, logits.max(-1).values))
+
+
+def test_entities_held_as_columns_read_as_the_dicts_appended() -> None:
+    """albert.tasks.tokens.Entities: empty, it is an empty list (json too); filled, each read is the dict appended,
+    by index (negative too), slice and iteration, and an index past the end is an IndexError."""
+    empty = Entities("no entity here")
+    assert list(empty) == [] and empty == [] and "".join(json_pieces([empty, empty])) == "[[], []]"
+    text = "Ahab met Starbuck in Nantucket."
+    appended = [{"entity_group": "PER", "score": 0.5, "word": "Ahab", "start": 0, "end": 4},
+                {"entity_group": "PER", "score": 0.25, "word": "Starbuck", "start": 9, "end": 17},
+                {"entity_group": "LOC", "score": 0.125, "word": "Nantucket", "start": 21, "end": 30}]
+    held = Entities(text)
+    for entity in appended:
+        held.append(entity)
+    assert held == appended and list(held) == appended and held[-1] == appended[-1] and held[1:] == appended[1:]
+    assert "".join(json_pieces(held, per=2)) == json.dumps(appended)
+    with pytest.raises(IndexError):
+        held[3]

@@ -275,9 +275,14 @@ class Entities(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(len(self)))
+
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError("entity index out of range")
         out: dict[str, Any] = {}
         for key in self.keys:
             column = self.columns.get(key)
