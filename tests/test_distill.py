@@ -267,7 +267,7 @@ def test_a_student_made_ready_for_finetuning_keeps_its_vectors(tiny_model: Path,
                                                               ) -> None:
     """`albert convert --for-finetuning`: the last hidden states scaled by a power of two to an RMS per dimension near
     1 over the texts, the pooler the identity (tanh of the [CLS] state), the normalised sentence vectors as before; a
-    model whose last pass shares its layer is refused in one line."""
+    model whose last pass shares its layer keeps its states and its pooler takes the scale."""
     import torch
 
     import albert
@@ -301,9 +301,17 @@ def test_a_student_made_ready_for_finetuning_keeps_its_vectors(tiny_model: Path,
         return np.array(albert.pipeline("feature-extraction", model=directory, precision="fp32")(texts, normalize=True))
 
     np.testing.assert_allclose(vectors(tmp_path / "ready"), vectors(start), atol=1e-5)
+    # a last pass sharing its group (the tiny model: one group, every pass): its states stay, the pooler takes the
+    # scale, so a classifier reads tanh of the scaled [CLS] state as from a model whose states were scaled
     shared = albert_cli("convert", "--for-finetuning", str(tiny_model), "--texts", str(TEXT), "--out",
                         str(tmp_path / "s"))
-    assert shared.returncode == 2 and "scaling a shared layer" in shared.stderr and shared.stderr.count("\n") == 1
+    assert shared.returncode == 0 and "the pooler" in shared.stdout, shared.stderr
+    (plain, _, mask), (kept, pooled, _) = states(tiny_model), states(tmp_path / "s")
+    assert torch.equal(kept, plain)
+    pooler = albert.AlbertModel.from_pretrained(tmp_path / "s").pooler
+    scale = float(pooler.weight[0, 0])
+    assert math.log2(scale).is_integer() and torch.equal(pooler.weight, torch.eye(len(pooler.weight)) * scale)
+    torch.testing.assert_close(pooled, torch.tanh(plain[:, 0] * scale))
     again = albert_cli("convert", "--for-finetuning", str(start), "--texts", str(TEXT), "--out",
                        str(tmp_path / "ready"))
     assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr

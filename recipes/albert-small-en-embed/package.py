@@ -63,7 +63,7 @@ def main() -> None:
 
     ready = out.with_name(out.name + ".ready")
     shutil.rmtree(ready, ignore_errors=True)
-    scale = fit_for_finetuning(student, ready, [a.texts])
+    scale, _ = fit_for_finetuning(student, ready, [a.texts])  # its four groups: the states themselves scaled
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

@@ -355,9 +355,11 @@ def run_convert(a: argparse.Namespace) -> None:
 
         if not a.texts:
             raise InputError("convert --for-finetuning needs --texts (text files whose tokens set the scale)")
-        scale = fit_for_finetuning(a.for_finetuning, a.out, a.texts)
+        scale, scaled = fit_for_finetuning(a.for_finetuning, a.out, a.texts)
         print(f"wrote {a.out}: the last LayerNorm scaled by {scale:g} (RMS per dimension near 1), the pooler the "
-              f"identity; sentence vectors' directions unchanged")
+              f"identity; sentence vectors' directions unchanged" if scaled else
+              f"wrote {a.out}: the pooler {scale:g} times the identity (the last pass shares its layer group, whose "
+              f"states stay as they are: tagging and QA heads read them unscaled); sentence vectors unchanged")
         return
     if a.from_bert is not None:
         from albert.convert.bert import convert_bert

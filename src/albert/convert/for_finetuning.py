@@ -19,7 +19,8 @@ from albert.tokenization.tokenizer import AlbertTokenizer
 FIT_TEXTS = 1000  # paragraphs whose tokens set fit_for_finetuning's scale
 
 
-def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str], max_seq_length: int = 128) -> float:
+def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str], max_seq_length: int = 128
+                       ) -> tuple[float, bool]:
     """`source` (an albert model directory whose last pass runs its own layer group) written to `out` with two
     changes that leave its sentence vectors' directions as they were, so `albert embed` gives the same normalised
     vectors:
@@ -31,7 +32,12 @@ def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str
     - the pooler made the identity (the classifier reads tanh of the [CLS] state): distillation through the mean
       vector never trains it, and a sentence-transformers teacher's own is untrained (all-MiniLM-L6-v2's has a zero
       bias), so a sequence classifier would read a random projection.
-    Returns the scale. docs/distillation.md, "Ready for fine-tuning", has the measurement behind both."""
+    A last pass that shares its layer group with other passes (an ALBERT in the paper's sense) cannot be scaled alone:
+    scaling its group would change every pass of it. There the pooler becomes the scale times the identity instead, so
+    the heads that read the pooler (sequence classification, multiple choice, sentence order) get the input they get
+    from a scaled model, exactly; the heads that read the hidden states (tagging, QA) read them as distilled.
+    Returns (the scale, whether the hidden states were scaled). docs/distillation.md, "Ready for fine-tuning", has
+    the measurement behind both."""
     from albert.io.hub import resolve_model_dir
     from albert.modeling.pretrained import AlbertModel
 
@@ -39,10 +45,9 @@ def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str
     source = Path(source) if Path(source).is_dir() else resolve_model_dir(str(source))
     model = AlbertModel.from_pretrained(source)
     config, pooler = model.config, model.pooler
-    if config.num_hidden_groups != config.num_hidden_layers or pooler is None:
-        raise ConfigError(f"{source}: fitting for fine-tuning needs a last pass with a layer group of its own and a "
-                          f"pooler ({config.num_hidden_layers} passes share {config.num_hidden_groups} groups): "
-                          f"scaling a shared layer would change every pass")
+    if pooler is None:
+        raise ConfigError(f"{source}: fitting for fine-tuning needs a model with a pooler")
+    own_group = config.num_hidden_groups == config.num_hidden_layers  # the last pass runs a group of its own
     dtype = next(model.parameters()).dtype
     model = model.float().eval()
     texts = select_texts(text_files, FIT_TEXTS, 0.0, seed=0)
@@ -57,9 +62,10 @@ def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str
                                f"{config.inner_group_num - 1}.full_layer_layer_norm")
     assert isinstance(norm, nn.LayerNorm)
     with torch.no_grad():
-        norm.weight.mul_(scale)
-        norm.bias.mul_(scale)
-        pooler.weight.copy_(torch.eye(config.hidden_size))
+        if own_group:
+            norm.weight.mul_(scale)
+            norm.bias.mul_(scale)
+        pooler.weight.copy_(torch.eye(config.hidden_size) * (1.0 if own_group else scale))
         pooler.bias.zero_()
     with claim_output(out, "convert") as staging:
         for item in source.iterdir():  # tokenizer, sentence-transformers layout, card: as they were
@@ -68,4 +74,4 @@ def fit_for_finetuning(source: str | Path, out: str | Path, text_files: list[str
             elif item.is_dir():
                 shutil.copytree(item, staging / item.name)
         model.to(dtype).save_pretrained(staging)
-    return scale
+    return scale, own_group
