@@ -101,9 +101,12 @@ class FillMaskPipeline(Pipeline):
 class BatchedPipeline(Pipeline):
     batch_size = 32
 
-    def _pad_forward(self, rows: list[dict[str, list[int]]], model: Any = None, **options: Any) -> list[Any]:
-        """Run rows (input_ids, token_type_ids) in length buckets; outputs come back in input order. `options`:
-        the model's keyword arguments beside the tensors (an exit policy)."""
+    def _pad_forward(self, rows: list[dict[str, list[int]]], read: Callable[[Any, int, int], Any], model: Any = None,
+                     **options: Any) -> list[Any]:
+        """Run rows (input_ids, token_type_ids) in length buckets → read(output, row in the batch, row's length) of
+        each row, in input order. Each batch's output is read as soon as it exists, so only one batch's outputs are
+        alive at a time (held for all the batches of 256 inputs, a chunk of long texts raised `embed --file`'s peak by
+        hundreds of MB). `options`: the model's keyword arguments beside the tensors (an exit policy)."""
         out: list[Any] = [None] * len(rows)
         limit = self.model.config.max_position_embeddings
         for idx in buckets([len(r["input_ids"]) for r in rows], self.batch_size):
@@ -114,7 +117,8 @@ class BatchedPipeline(Pipeline):
                 result = (model or self.model)(**{k: torch.tensor(v, device=self.device) for k, v in batch.items()},
                                                **options)
             for b, i in enumerate(idx):
-                out[i] = (result, b, len(rows[i]["input_ids"]))
+                out[i] = read(result, b, len(rows[i]["input_ids"]))
+            del result
         return out
 
     def _encode(self, texts: list[str], pairs: list[Any] | None = None) -> list[dict[str, list[int]]]:
@@ -143,13 +147,15 @@ class FeatureExtractionPipeline(BatchedPipeline):
             raise InputError(f"pooling must be one of auto, {', '.join(POOLINGS)}; got {pooling!r}")
         normalize = self.default_normalize if normalize is None else normalize
         texts, single = _as_list(inputs)
-        vectors = []
-        for result, b, n in self._pad_forward(self._encode(texts)):
+
+        def vector(result: Any, b: int, n: int) -> list[float]:
             h = result.last_hidden_state[b:b + 1, :n].float()  # (1, T, H): the text's tokens, [CLS] and [SEP] included
             v = pool_hidden_states(h, h.new_ones(1, n), pooling)[0]
             if normalize:
                 v = torch.nn.functional.normalize(v, dim=0)
-            vectors.append(v.cpu().tolist())
+            return v.cpu().tolist()  # type: ignore[no-any-return]
+
+        vectors = self._pad_forward(self._encode(texts), vector)
         return vectors[0] if single else vectors
 
     def save_pretrained(self, directory: str | Path, pooling: str = "auto", normalize: bool | None = None) -> Path:
@@ -185,11 +191,18 @@ class TextClassificationPipeline(BatchedPipeline):
         cfg = self.model.config
         labels, kind = label_names(cfg), kind_of(cfg)
         options = exit_options(self.model, patience, exit_threshold)
-        out = []
-        for result, b, _ in self._pad_forward(rows, **options):
-            answer = classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
-            out.append(with_passes(answer, None if result.exit_passes is None else int(result.exit_passes[b])))
+        def answer(result: Any, b: int, _: int) -> Any:
+            found = classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
+            return with_passes(found, None if result.exit_passes is None else int(result.exit_passes[b]))
+
+        out = self._pad_forward(rows, answer, **options)
         return out[0] if single else out
+
+
+def _best_tags(result: Any, b: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(score, tag id) of each piece of row b between its [CLS] and [SEP]: the most likely tag and its probability."""
+    score, pred = result.logits[b, 1:length - 1].float().softmax(-1).max(-1)
+    return score.numpy(), pred.numpy()
 
 
 def _check_aggregation(strategy: str) -> None:
@@ -230,10 +243,9 @@ class TokenClassificationPipeline(BatchedPipeline):
         rows = [{"input_ids": [cls, *encoded[i].ids, sep], "token_type_ids": [0] * (len(encoded[i].ids) + 2)}
                 for i in short]
         out: list[Any] = [None] * len(texts)
-        for i, (result, b, length) in zip(short, self._pad_forward(rows)):
-            score, pred = result.logits[b, 1:length - 1].float().softmax(-1).max(-1)
+        for i, (score, pred) in zip(short, self._pad_forward(rows, _best_tags)):
             offsets = np.asarray(encoded[i].offsets, dtype=np.int64).reshape(-1, 2)
-            out[i] = list(self._iter_entities(texts[i], pred.numpy(), score.numpy(), offsets, aggregation_strategy))
+            out[i] = list(self._iter_entities(texts[i], pred, score, offsets, aggregation_strategy))
         out = [found if found is not None else finish(self.steps(text, aggregation_strategy))
                for text, found in zip(texts, out)]
         return out[0] if single else out
@@ -290,15 +302,14 @@ class TokenClassificationPipeline(BatchedPipeline):
             group = starts[k:k + per_call]
             rows = [{"input_ids": [cls, *ids[s:s + room].tolist(), sep], "token_type_ids": [0] * (min(room, n - s) + 2)}
                     for s in group]
-            for s, (result, b, length) in zip(group, self._pad_forward(rows)):
-                count = length - 2  # pieces between [CLS] and [SEP]
-                score, pred = result.logits[b, 1:count + 1].float().softmax(-1).max(-1)
+            for s, (score, pred) in zip(group, self._pad_forward(rows, _best_tags)):
+                count = len(pred)  # pieces between [CLS] and [SEP]
                 j = np.arange(count)
                 here = np.minimum(j, count - 1 - j)
                 better = here > context[s:s + count]
                 context[s:s + count][better] = here[better]
-                tags[s:s + count][better] = pred.numpy()[better]
-                scores[s:s + count][better] = score.numpy()[better]
+                tags[s:s + count][better] = pred[better]
+                scores[s:s + count][better] = score[better]
             yield sum(len(r["input_ids"]) for r in rows)
         return tags, scores, offsets
 
@@ -383,12 +394,13 @@ class SentenceOrderPipeline(BatchedPipeline):
         items, single = _as_list(inputs)
         rows = self._encode([x["first"] for x in items], [x["second"] for x in items])
         options = exit_options(self.model, patience, exit_threshold)
-        out = []
-        for result, b, _ in self._pad_forward(rows, **options):
+        def answer(result: Any, b: int, _: int) -> Any:
             probs = (result.sop_logits if self.pretraining else result.logits)[b].float().softmax(-1)
             k = int(probs.argmax())
             passes = None if self.pretraining or result.exit_passes is None else int(result.exit_passes[b])
-            out.append(with_passes({"label": ORDER_LABELS[k], "score": float(probs[k])}, passes))
+            return with_passes({"label": ORDER_LABELS[k], "score": float(probs[k])}, passes)
+
+        out = self._pad_forward(rows, answer, **options)
         return out[0] if single else out
 
 
