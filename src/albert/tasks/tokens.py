@@ -267,10 +267,13 @@ class Entities(Sequence[dict[str, Any]]):
             self.columns = {k: array("d" if isinstance(v, float) else "q" if isinstance(v, int) else "l")
                             for k, v in entity.items() if k != "word"}
         for key, column in self.columns.items():
-            value = entity[key]
-            column.append(self.codes.setdefault(value, len(self.codes)) if column.typecode == "l" else value)
-        if len(self.codes) > len(self.names):
-            self.names = list(self.codes)
+            column.append(self._code(entity[key]) if column.typecode == "l" else entity[key])
+
+    def _code(self, name: str) -> int:
+        if name not in self.codes:
+            self.codes[name] = len(self.names)
+            self.names.append(name)
+        return self.codes[name]
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -284,13 +287,10 @@ class Entities(Sequence[dict[str, Any]]):
         if not -len(self) <= i < len(self):
             raise IndexError("entity index out of range")
         out: dict[str, Any] = {}
-        for key in self.keys:
+        for key in self.keys:  # in the order appended; `word` filled below, from `start` and `end`
             column = self.columns.get(key)
-            if column is None:
-                out[key] = self.text[out["start"]:out["end"]] if "end" in out else None
-            else:
-                out[key] = self.names[column[i]] if column.typecode == "l" else column[i]
-        if out.get("word", "") is None:  # `word` came before `start` and `end`
+            out[key] = None if column is None else self.names[column[i]] if column.typecode == "l" else column[i]
+        if "word" in out:
             out["word"] = self.text[out["start"]:out["end"]]
         return out
 
