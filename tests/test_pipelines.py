@@ -12,6 +12,7 @@ import torch
 import albert
 from albert.errors import CheckpointError
 from albert.io.files import json_pieces
+from albert.tasks.batching import buckets
 from albert.tasks.tokens import Entities
 from albert.train.finetune import finetune
 from albert.train.finetune_settings import FinetuneSettings
@@ -34,6 +35,15 @@ def test_feature_extraction_batches_like_single_calls(tiny_model: Path) -> None:
         assert torch.allclose(torch.tensor(single), torch.tensor(v), atol=1e-5)
     assert abs(torch.tensor(batched[0]).norm().item() - 1) < 1e-5
     assert len(fe("x")) == albert.AlbertConfig.from_json_file(tiny_model / "config.json").hidden_size
+
+
+def test_a_batch_of_long_texts_holds_fewer_rows() -> None:
+    lengths = [512] * 12 + [16] * 40 + [128] * 40 + [4096]
+    batches = buckets(lengths, 32, 32 * 128)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every row once
+    assert [len(b) for b in batches] == [32, 32, 16, 8, 4, 1]  # by length: 8 rows of 512; one too long alone
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 32 * 128 for b in batches)
+    assert buckets([], 32, 4096) == [] and buckets([5, 3], 32) == [[1, 0]]
 
 
 def test_text_classification_and_sentence_order(tiny_model: Path, tmp_path: Path) -> None:

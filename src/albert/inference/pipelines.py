@@ -100,6 +100,10 @@ class FillMaskPipeline(Pipeline):
 
 class BatchedPipeline(Pipeline):
     batch_size = 32
+    # rows × padded length of one model call at most (buckets halves a batch's rows to fit): 32 rows up to 128
+    # tokens, 8 of 512. A batch's activations are then bounded whatever the texts' lengths: `embed --file` on
+    # 200,000 corpus lines peaked at 1.35x a 1,000-line file's with 32 rows of 512, 1.16x now (docs/benchmarks.md)
+    max_batch_tokens = 32 * 128
 
     def _pad_forward(self, rows: list[dict[str, list[int]]], read: Callable[[Any, int, int], Any], model: Any = None,
                      **options: Any) -> list[Any]:
@@ -109,7 +113,8 @@ class BatchedPipeline(Pipeline):
         hundreds of MB). `options`: the model's keyword arguments beside the tensors (an exit policy)."""
         out: list[Any] = [None] * len(rows)
         limit = self.model.config.max_position_embeddings
-        for idx in buckets([len(r["input_ids"]) for r in rows], self.batch_size):
+        lengths = [rounded_length(len(r["input_ids"]), limit) for r in rows]
+        for idx in buckets(lengths, self.batch_size, self.max_batch_tokens):
             batch = pad_batch([rows[i]["input_ids"] for i in idx], [rows[i]["token_type_ids"] for i in idx],
                               self.tokenizer.pad_token_id,
                               rounded_length(max(len(rows[i]["input_ids"]) for i in idx), limit))
