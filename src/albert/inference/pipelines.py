@@ -116,8 +116,7 @@ class BatchedPipeline(Pipeline):
         lengths = [rounded_length(len(r["input_ids"]), limit) for r in rows]
         for idx in buckets(lengths, self.batch_size, self.max_batch_tokens):
             batch = pad_batch([rows[i]["input_ids"] for i in idx], [rows[i]["token_type_ids"] for i in idx],
-                              self.tokenizer.pad_token_id,
-                              rounded_length(max(len(rows[i]["input_ids"]) for i in idx), limit))
+                              self.tokenizer.pad_token_id, max(lengths[i] for i in idx))
             with torch.inference_mode():
                 result = (model or self.model)(**{k: torch.tensor(v, device=self.device) for k, v in batch.items()},
                                                **options)

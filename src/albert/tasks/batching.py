@@ -53,7 +53,7 @@ def buckets(lengths: list[int], batch_size: int, max_tokens: int = 0) -> list[li
     a batch whose rows × longest row would pass it holds half the rows (again, until it fits or is one row): a batch
     of long texts then holds no more activations than one of short texts. Halving, rather than filling a batch to
     the limit, keeps the row counts few (32, 16, 8): each new (rows, length) shape costs memory that stays
-    (LENGTH_STEP), and rows counted to the limit met 150 shapes in 200,000 corpus lines where halving meets 50."""
+    (LENGTH_STEP), and rows counted to the limit met 152 shapes in 200,000 corpus lines where halving meets 50."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     batches = []
     start = 0
