@@ -172,7 +172,7 @@ def test_a_long_text_segments_every_word_as_alone(tokenizer: AlbertTokenizer, te
 def test_tokenizing_many_texts_keeps_nothing_of_them(tokenizer: AlbertTokenizer) -> None:
     """Memory does not grow with the number of texts tokenized (a long `--file` job, a server's life): 3,000
     distinct non-ASCII texts of ~300 characters leave under 256 KiB allocated behind (a memo of the accent step, keyed
-    by whole texts, kept ~1.5 KiB of each: ~4.5 MB here, +390 MB over 200,000 corpus lines)."""
+    by whole texts, kept ~1.5 KiB of each: ~4.5 MB here)."""
     import gc
     import tracemalloc
 

@@ -195,6 +195,7 @@ class TextClassificationPipeline(BatchedPipeline):
         cfg = self.model.config
         labels, kind = label_names(cfg), kind_of(cfg)
         options = exit_options(self.model, patience, exit_threshold)
+
         def answer(result: Any, b: int, _: int) -> Any:
             found = classification_output(result.logits[b].float().cpu().numpy(), labels, kind, top_k)
             return with_passes(found, None if result.exit_passes is None else int(result.exit_passes[b]))
@@ -398,6 +399,7 @@ class SentenceOrderPipeline(BatchedPipeline):
         items, single = _as_list(inputs)
         rows = self._encode([x["first"] for x in items], [x["second"] for x in items])
         options = exit_options(self.model, patience, exit_threshold)
+
         def answer(result: Any, b: int, _: int) -> Any:
             probs = (result.sop_logits if self.pretraining else result.logits)[b].float().softmax(-1)
             k = int(probs.argmax())
