@@ -12,7 +12,7 @@ import torch
 import albert
 from albert.errors import CheckpointError
 from albert.io.files import json_pieces
-from albert.tasks.batching import buckets
+from albert.tasks.batching import buckets, length_batches
 from albert.tasks.tokens import Entities
 from albert.train.finetune import finetune
 from albert.train.finetune_settings import FinetuneSettings
@@ -44,6 +44,10 @@ def test_a_batch_of_long_texts_holds_fewer_rows() -> None:
     assert [len(b) for b in batches] == [32, 32, 16, 8, 4, 1]  # by length: 8 rows of 512; one too long alone
     assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 32 * 128 for b in batches)
     assert buckets([], 32, 4096) == [] and buckets([5, 3], 32) == [[1, 0]]
+    # as model calls (every engine, fill-mask's included): lengths rounded up to a step of 16, then the budget
+    calls = length_batches([5] * 40 + [300] * 10, 512, 32)
+    assert [(len(idx), length) for idx, length in calls] == [(32, 16), (8, 16), (8, 304), (2, 304)]
+    assert length_batches([511], 512, 32) == [([0], 512)]  # never past the model's limit
 
 
 def test_text_classification_and_sentence_order(tiny_model: Path, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from albert.modeling.heads import MODEL_CLASSES, AlbertForPreTraining, EarlyExit
 from albert.modeling.pretrained import AlbertPreTrainedModel
 from albert.runtime.policy import Runtime, prepare_for_inference, resolve_runtime
 from albert.tasks.base import Featurizer, with_passes
-from albert.tasks.batching import Steps, buckets, finish, pad_batch, rounded_length
+from albert.tasks.batching import MAX_BATCH_TOKENS, Steps, finish, length_batches, pad_batch
 from albert.tasks.choice import ChoiceFeatures, Question
 from albert.tasks.fill_mask import fill_mask
 from albert.tasks.qa import QAExample, QAFeatures
@@ -100,10 +100,7 @@ class FillMaskPipeline(Pipeline):
 
 class BatchedPipeline(Pipeline):
     batch_size = 32
-    # rows × padded length of one model call at most (buckets halves a batch's rows to fit): 32 rows up to 128
-    # tokens, 8 of 512. A batch's activations are then bounded whatever the texts' lengths: `embed --file` on
-    # 200,000 corpus lines peaked at 1.35x a 1,000-line file's with 32 rows of 512, 1.16x now (docs/benchmarks.md)
-    max_batch_tokens = 32 * 128
+    max_batch_tokens = MAX_BATCH_TOKENS
 
     def _pad_forward(self, rows: list[dict[str, list[int]]], read: Callable[[Any, int, int], Any], model: Any = None,
                      **options: Any) -> list[Any]:
@@ -112,11 +109,11 @@ class BatchedPipeline(Pipeline):
         alive at a time (held for all the batches of 256 inputs, a chunk of long texts raised `embed --file`'s peak by
         hundreds of MB). `options`: the model's keyword arguments beside the tensors (an exit policy)."""
         out: list[Any] = [None] * len(rows)
-        limit = self.model.config.max_position_embeddings
-        lengths = [rounded_length(len(r["input_ids"]), limit) for r in rows]
-        for idx in buckets(lengths, self.batch_size, self.max_batch_tokens):
+        lengths = [len(r["input_ids"]) for r in rows]
+        for idx, length in length_batches(lengths, self.model.config.max_position_embeddings, self.batch_size,
+                                          self.max_batch_tokens):
             batch = pad_batch([rows[i]["input_ids"] for i in idx], [rows[i]["token_type_ids"] for i in idx],
-                              self.tokenizer.pad_token_id, max(lengths[i] for i in idx))
+                              self.tokenizer.pad_token_id, length)
             with torch.inference_mode():
                 result = (model or self.model)(**{k: torch.tensor(v, device=self.device) for k, v in batch.items()},
                                                **options)

@@ -38,6 +38,21 @@ def rounded_length(longest: int, limit: int) -> int:
     return max(longest, min(-(-longest // LENGTH_STEP) * LENGTH_STEP, limit))
 
 
+# rows × padded length of one model call at most (buckets halves a batch's rows to fit): 32 rows up to 128 tokens, 8
+# of 512. A batch's activations are then bounded whatever the texts' lengths: `embed --file` on 200,000 corpus lines
+# peaked at 1.35x a 1,000-line file's with 32 rows of 512, 1.16x with this budget (docs/benchmarks.md)
+MAX_BATCH_TOKENS = 32 * 128
+
+
+def length_batches(lengths: list[int], limit: int, batch_size: int,
+                   max_tokens: int = MAX_BATCH_TOKENS) -> list[tuple[list[int], int]]:
+    """Rows (their token counts) as model calls: each call's row indices and the length it is padded to. Lengths are
+    rounded up (rounded_length, at most `limit`) so that calls meet few shapes, and a call holds at most `max_tokens`
+    padded tokens (buckets)."""
+    rounded = [rounded_length(n, limit) for n in lengths]
+    return [(idx, max(rounded[i] for i in idx)) for idx in buckets(rounded, batch_size, max_tokens)]
+
+
 def pad_batch(ids: list[list[int]], types: list[list[int]], pad_id: int,
               length: int = 0) -> dict[str, list[list[int]]]:
     """Rows padded on the right to the longest (or to `length`, if longer): input_ids, token_type_ids and the

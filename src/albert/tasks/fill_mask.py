@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from albert.errors import InputError
-from albert.tasks.batching import buckets, pad_batch
+from albert.tasks.batching import length_batches, pad_batch
 
 if TYPE_CHECKING:
     from albert.tokenization.tokenizer import AlbertTokenizer
@@ -24,7 +24,8 @@ BATCH_SIZE = 32  # texts per forward
 def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, max_length: int,
               logits_of: Logits) -> Any:
     """Per [MASK] of each text, its top_k fillers as transformers' fill-mask pipeline lists them; one text with
-    one mask gives a flat list. Several texts run in batches of similar length."""
+    one mask gives a flat list. Several texts run in batches of similar length, within the token budget of every
+    model call (albert.tasks.batching)."""
     texts = [inputs] if isinstance(inputs, str) else list(inputs)
     if top_k < 1:
         raise InputError(f"top_k must be >= 1, got {top_k}")
@@ -40,10 +41,10 @@ def fill_mask(tokenizer: AlbertTokenizer, inputs: str | list[str], top_k: int, m
                              f"before the mask): {shown!r}")
         raise InputError(f"no [MASK] in input {n}: {shown!r}")
     results: list[Any] = [None] * len(texts)
-    for idx in buckets([len(ids) for ids in rows["input_ids"]], BATCH_SIZE):
+    for idx, length in length_batches([len(ids) for ids in rows["input_ids"]], max_length, BATCH_SIZE):
         P = max(len(masks[i]) for i in idx)
         batch = pad_batch([rows["input_ids"][i] for i in idx], [rows["token_type_ids"][i] for i in idx],
-                          tok.pad_token_id)
+                          tok.pad_token_id, length)
         logits = np.asarray(logits_of(batch, [masks[i] + [0] * (P - len(masks[i])) for i in idx]), dtype=np.float32)
         for b, i in enumerate(idx):
             results[i] = _fillers(tok, rows["input_ids"][i], masks[i], logits[b], top_k)
