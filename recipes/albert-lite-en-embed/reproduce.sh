@@ -5,12 +5,13 @@
 #
 #   bash recipes/albert-lite-en-embed/reproduce.sh [WORK_DIR]      (default runs/embed-lite)
 #
-# Cost, measured on a 2-core Xeon with AMX (bf16): the teacher's vectors of 80,000 texts ~15 min (cached under
-# WORK_DIR, so a rerun reads them), 0.7 s a distillation step on 2 threads: 6,000 steps ~70 min, ~2.6 CPU hours in
-# all. A kill is resumed by running the same command again (STOP_AFTER=N ends a run at step N, checkpointed and
-# with its student written, the schedule still spanning 6,000). No model is packaged yet: the student lands in
-# WORK_DIR/student, and `python bench/retrieval.py --teacher WORK_DIR/teacher --albert WORK_DIR/student` measures it.
-# At step 2,600: recall@10 0.802 and MRR 0.657 on the 3,000 held-out Debian pairs (teacher 0.925 / 0.800).
+# Cost, measured on a 2-core EPYC with AVX512-BF16 (bf16): the teacher's vectors of 80,000 texts ~0.4 CPU hours
+# (cached under WORK_DIR, so a rerun reads them), 0.87 s a distillation step on 2 threads: 3,000 steps 44 min, ~2 CPU
+# hours in all. A kill is resumed by running the same command again (STOP_AFTER=N ends a run at step N, checkpointed
+# and with its student written, the schedule still spanning 3,000). No model is packaged (under #49's targets): the
+# student lands in WORK_DIR/student, and `python bench/retrieval.py --teacher WORK_DIR/teacher --albert
+# WORK_DIR/student` measures it. At step 3,000: recall@10 0.811 and MRR 0.668 on the 3,000 held-out Debian pairs
+# (teacher 0.925 / 0.800).
 #
 # It writes only under WORK_DIR. Set-up: the test environment (`bash scripts/setup.sh test`) is made if .venv lacks
 # it. Inputs, each checked by SHA-256 and refused if it differs: the corpus ../shared/data/corpus.txt.xz (CORPUS and
