@@ -88,12 +88,13 @@ class _ExitStep(nn.Module):
 class _ExitSteps:
     """The compiled steps of early exit's loop, made on first use: one graph per layer group for a single pass
     (every pass of a group runs the same weights), and one per run of several passes (the loop's first step: the
-    passes before any row can stop).
+    passes before any row can stop). A batch of one row takes the eager step instead: at one row a compiled step's
+    call (dynamo's guard check and the graph's entry) costs more than the graph saves.
 
     Dynamo keeps the graphs of one function together, and `_ExitStep.forward` is one function for every step: each
-    step is a graph, twice over (with and without a padding mask) and again for a batch of one row (a size of 1
-    compiles apart). Past torch's default limit of 8 it would run the rest eagerly, unannounced but for a warning,
-    so the limit is raised to what a model can use."""
+    step is a graph, twice over (with and without a padding mask), and a size of 1 elsewhere (a text of one token)
+    compiles apart again. Past torch's default limit of 8 it would run the rest eagerly, unannounced but for a
+    warning, so the limit is raised to what a model can use."""
 
     def __init__(self, head: nn.Module, compile: Callable[..., Callable[..., Any]]) -> None:
         self.head, self.compile = head, compile
@@ -103,9 +104,17 @@ class _ExitSteps:
         self.per_group = cfg.num_hidden_layers // cfg.num_hidden_groups
 
     def __call__(self, first_pass: int, passes: int) -> Callable[..., Any]:
-        if passes == 1:  # a single pass: its group's graph (keyed by the group's first pass)
-            first_pass -= first_pass % self.per_group
-        key = (first_pass, passes)
+        head: Any = self.head
+        group_first = first_pass - first_pass % self.per_group if passes == 1 else first_pass
+        key = (group_first, passes)  # a single pass: its group's graph (keyed by the group's first pass)
         if key not in self.steps:
-            self.steps[key] = self.compile(_ExitStep(self.head, first_pass), self.graphs)
-        return self.steps[key]
+            self.steps[key] = self.compile(_ExitStep(self.head, group_first), self.graphs)
+        compiled = self.steps[key]
+
+        def step(x: torch.Tensor, mask: torch.Tensor | None, classifiers: list[tuple[torch.Tensor, torch.Tensor]]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+            if x.shape[0] == 1:  # one row: a compiled step's call costs more than it saves (docs/early-exit.md)
+                weights = head.albert.encoder.layer_weights(x.dtype)
+                return head.exit_step(first_pass, x, mask, weights, classifiers)  # type: ignore[no-any-return]
+            return compiled(x, mask, classifiers)  # type: ignore[no-any-return]
+        return step
